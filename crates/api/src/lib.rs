@@ -1,0 +1,18 @@
+//! The batch/v1 API as joblet accepts it: wire types (from `k8s-openapi`), manifest
+//! parsing, the API server's defaulting and validation, and index sets.
+
+pub mod defaults;
+pub mod field;
+pub mod indexset;
+pub mod labels;
+pub mod manifest;
+pub mod valid;
+pub mod validation;
+
+pub use defaults::prepare_for_create;
+pub use field::{FieldError, Invalid};
+pub use indexset::IndexSet;
+pub use k8s_openapi;
+pub use manifest::{parse_jobs, ManifestError};
+pub use valid::ValidJob;
+pub use validation::validate_job;

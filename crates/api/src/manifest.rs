@@ -1,0 +1,141 @@
+//! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`.
+
+use k8s_openapi::api::batch::v1::Job;
+use serde_yaml::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Malformed YAML or JSON; serde_yaml's message carries the line and column.
+    #[error("{source_name}: {message}")]
+    Syntax {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: document {document}: {message}")]
+    Document {
+        source_name: String,
+        document: usize,
+        message: String,
+    },
+    #[error("{source_name}: no Job in the input")]
+    Empty { source_name: String },
+}
+
+/// Parses every Job in `text`. `source_name` names the input in error messages.
+pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
+    let mut jobs = Vec::new();
+    for (n, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        let document_error = |message: String| ManifestError::Document {
+            source_name: source_name.to_string(),
+            document: n + 1,
+            message,
+        };
+        collect_jobs(value, &mut jobs).map_err(document_error)?;
+    }
+    if jobs.is_empty() {
+        return Err(ManifestError::Empty {
+            source_name: source_name.to_string(),
+        });
+    }
+    Ok(jobs)
+}
+
+fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
+    if value.is_null() {
+        return Ok(()); // an empty document between `---` separators
+    }
+    let Value::Mapping(map) = &value else {
+        return Err("expected an object with apiVersion and kind".to_string());
+    };
+    let field = |name: &str| map.get(name).and_then(Value::as_str).unwrap_or("");
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    match (api_version, kind) {
+        ("batch/v1", "Job") => {
+            let job = serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                }
+            })?;
+            jobs.push(job);
+            Ok(())
+        }
+        ("v1", "List") => {
+            let items = match map.get("items") {
+                Some(Value::Sequence(items)) => items.clone(),
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => return Err("items: expected a list".to_string()),
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                collect_jobs(item, jobs).map_err(|e| format!("items[{i}]: {e}"))?;
+            }
+            Ok(())
+        }
+        ("", _) | (_, "") => Err("apiVersion and kind are required".to_string()),
+        (api_version, kind) => {
+            let name = map
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Err(format!(
+                "joblet runs batch/v1 Jobs; this is a {api_version} {kind} {name:?}"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_several_documents_and_lists() {
+        let text = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: a}
+---
+---
+{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "b"}}]}
+"#;
+        let jobs = parse_jobs("f.yaml", text).unwrap();
+        let names: Vec<_> = jobs.iter().map(|j| j.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn malformed_yaml_names_line_and_column() {
+        let err = parse_jobs("f.yaml", "kind: Job\n  bad: [\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2 column"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let text = "apiVersion: batch/v1\nkind: Job\nspec:\n  completions: lots\n";
+        let err = parse_jobs("f.yaml", text).unwrap_err().to_string();
+        assert!(err.starts_with("f.yaml: document 1: spec.completions: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn other_kinds_are_refused_by_name() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n";
+        assert_eq!(
+            parse_jobs("f.yaml", text).unwrap_err().to_string(),
+            "f.yaml: document 1: joblet runs batch/v1 Jobs; this is a v1 Service \"web\""
+        );
+        assert!(matches!(
+            parse_jobs("f.yaml", "").unwrap_err(),
+            ManifestError::Empty { .. }
+        ));
+    }
+}

@@ -1,0 +1,1015 @@
+//! Create-time validation of a defaulted Job (`pkg/apis/batch/validation`), reporting every
+//! error at once in upstream's words, into a [`ValidJob`] with concrete values.
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicy, SuccessPolicy};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+use crate::field::{FieldError, Invalid};
+use crate::indexset::IndexSet;
+use crate::labels;
+use crate::valid::{
+    CompletionMode, ExitCodeOperator, ExitCodesRule, FailurePolicyAction, FailurePolicyRule,
+    PodConditionPattern, PodReplacementPolicy, RestartPolicy, SuccessPolicyRule, ValidJob,
+};
+
+const MAX_INDEXED_PARALLELISM: i32 = 100_000;
+const MAX_COMPLETIONS_FOR_PER_INDEX_BACKOFF: i32 = 100_000;
+const MAX_PARALLELISM_FOR_PER_INDEX_BACKOFF: i32 = 10_000;
+const MAX_FAILED_INDEXES_FOR_PER_INDEX_BACKOFF: i32 = 10_000;
+const MAX_FAILURE_POLICY_RULES: usize = 20;
+const MAX_EXIT_CODE_VALUES: usize = 255;
+const MAX_SUCCESS_POLICY_RULES: usize = 20;
+
+const DNS1123_LABEL_ERROR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_ERROR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+/// Validates a Job that went through [`crate::prepare_for_create`] (or was read back from
+/// the store) and returns its concrete form, or every error found.
+pub fn validate_job(job: &Job) -> Result<ValidJob, Invalid> {
+    let mut errors = Vec::new();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    validate_name(&name, &mut errors);
+    let default_spec = JobSpec::default();
+    let spec = job.spec.as_ref().unwrap_or(&default_spec);
+    let manual = spec.manual_selector == Some(true);
+    if !manual {
+        validate_generated_selector(job, spec, &mut errors);
+    }
+    let valid = validate_spec(&name, spec, manual, &mut errors);
+    match valid {
+        Some(fields) if errors.is_empty() => Ok(ValidJob::new(job.clone(), fields)),
+        _ => Err(Invalid {
+            kind: "Job.batch",
+            name,
+            errors,
+        }),
+    }
+}
+
+fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.is_empty() {
+        errors.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else if !is_dns1123_subdomain(name) {
+        errors.push(FieldError::invalid_str(
+            "metadata.name",
+            name,
+            DNS1123_SUBDOMAIN_ERROR,
+        ));
+    }
+}
+
+fn validate_generated_selector(job: &Job, spec: &JobSpec, errors: &mut Vec<FieldError>) {
+    let Some(uid) = job.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+        errors.push(FieldError::required("metadata.uid", ""));
+        return;
+    };
+    let name = job.metadata.name.as_deref().unwrap_or("");
+    let empty = BTreeMap::new();
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .unwrap_or(&empty);
+    for (key, expected) in [
+        (labels::LEGACY_CONTROLLER_UID, uid),
+        (labels::LEGACY_JOB_NAME, name),
+        (labels::CONTROLLER_UID, uid),
+        (labels::JOB_NAME, name),
+    ] {
+        let path = format!("spec.template.metadata.labels[{key}]");
+        let detail = format!("must be '{expected}'");
+        match template_labels.get(key) {
+            None => errors.push(FieldError::required(path, detail)),
+            Some(value) if value != expected => {
+                errors.push(FieldError::invalid_str(path, value, &detail))
+            }
+            Some(_) => {}
+        }
+    }
+    let generated: BTreeMap<String, String> =
+        [(labels::CONTROLLER_UID.to_string(), uid.to_string())].into();
+    if let Some(selector) = &spec.selector {
+        let match_labels = selector.match_labels.clone().unwrap_or_default();
+        if match_labels != generated || selector.match_expressions.is_some() {
+            let rendered = serde_json::to_string(selector).unwrap_or_default();
+            errors.push(FieldError::invalid(
+                "spec.selector",
+                rendered,
+                "`selector` not auto-generated",
+            ));
+        }
+    }
+}
+
+fn non_negative<T: Into<i64> + Copy + std::fmt::Display>(
+    path: &str,
+    value: Option<T>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(v) = value {
+        if v.into() < 0 {
+            errors.push(FieldError::invalid(
+                path,
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+}
+
+/// The checks of `validateJobSpec`; returns the concrete fields when they could be read
+/// (errors may still have been recorded).
+fn validate_spec(
+    name: &str,
+    spec: &JobSpec,
+    manual_selector: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<crate::valid::Fields> {
+    non_negative("spec.parallelism", spec.parallelism, errors);
+    non_negative("spec.completions", spec.completions, errors);
+    non_negative("spec.activeDeadlineSeconds", spec.active_deadline_seconds, errors);
+    non_negative("spec.backoffLimit", spec.backoff_limit, errors);
+    non_negative("spec.ttlSecondsAfterFinished", spec.ttl_seconds_after_finished, errors);
+    non_negative("spec.backoffLimitPerIndex", spec.backoff_limit_per_index, errors);
+    non_negative("spec.maxFailedIndexes", spec.max_failed_indexes, errors);
+
+    let parallelism = spec.parallelism.unwrap_or(1);
+    let mode = match spec.completion_mode.as_deref().unwrap_or("NonIndexed") {
+        "NonIndexed" => Some(CompletionMode::NonIndexed),
+        "Indexed" => Some(CompletionMode::Indexed),
+        other => {
+            errors.push(FieldError::not_supported(
+                "spec.completionMode",
+                other,
+                &["NonIndexed", "Indexed"],
+            ));
+            None
+        }
+    };
+    if mode == Some(CompletionMode::Indexed) {
+        validate_indexed(name, spec, parallelism, errors);
+    } else {
+        if let Some(v) = spec.backoff_limit_per_index {
+            errors.push(FieldError::invalid(
+                "spec.backoffLimitPerIndex",
+                v,
+                "requires indexed completion mode",
+            ));
+        }
+        if let Some(v) = spec.max_failed_indexes {
+            errors.push(FieldError::invalid(
+                "spec.maxFailedIndexes",
+                v,
+                "requires indexed completion mode",
+            ));
+        }
+    }
+    if spec.max_failed_indexes.is_some() && spec.backoff_limit_per_index.is_none() {
+        errors.push(FieldError::required(
+            "spec.backoffLimitPerIndex",
+            "when maxFailedIndexes is specified",
+        ));
+    }
+
+    if manual_selector {
+        validate_manual_selector(spec, errors);
+    }
+
+    let pod = spec.template.spec.clone().unwrap_or_default();
+    let restart_policy = validate_restart_policy(&pod, spec.pod_failure_policy.is_some(), errors);
+    let failure_policy = spec
+        .pod_failure_policy
+        .as_ref()
+        .map(|p| validate_failure_policy(p, &pod, spec.backoff_limit_per_index.is_some(), errors))
+        .unwrap_or_default();
+    let success_policy = spec
+        .success_policy
+        .as_ref()
+        .map(|p| validate_success_policy(p, spec, mode, errors))
+        .unwrap_or_default();
+    let replacement = validate_replacement_policy(spec, errors);
+    validate_pod_spec(&pod, errors);
+
+    Some(crate::valid::Fields {
+        parallelism,
+        completions: spec.completions,
+        completion_mode: mode?,
+        backoff_limit: spec.backoff_limit.unwrap_or(6),
+        backoff_limit_per_index: spec.backoff_limit_per_index,
+        max_failed_indexes: spec.max_failed_indexes,
+        active_deadline_seconds: spec.active_deadline_seconds,
+        ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+        suspend: spec.suspend.unwrap_or(false),
+        restart_policy: restart_policy?,
+        pod_replacement_policy: replacement?,
+        pod_failure_policy: failure_policy,
+        success_policy,
+        managed_by: spec.managed_by.clone(),
+    })
+}
+
+fn validate_indexed(name: &str, spec: &JobSpec, parallelism: i32, errors: &mut Vec<FieldError>) {
+    let Some(completions) = spec.completions else {
+        errors.push(FieldError::required(
+            "spec.completions",
+            "when completion mode is Indexed",
+        ));
+        return;
+    };
+    if parallelism > MAX_INDEXED_PARALLELISM {
+        errors.push(FieldError::invalid(
+            "spec.parallelism",
+            parallelism,
+            "must be less than or equal to 100000 when completion mode is Indexed",
+        ));
+    }
+    if completions > 0 {
+        let last_pod = format!("{name}-{}", completions - 1);
+        if !is_dns1123_label(&last_pod) {
+            errors.push(FieldError::invalid_str(
+                "metadata.name",
+                name,
+                &format!("will not able to create pod with invalid DNS label: {last_pod}"),
+            ));
+        }
+    }
+    if let Some(max_failed) = spec.max_failed_indexes {
+        if max_failed > completions {
+            errors.push(FieldError::invalid(
+                "spec.maxFailedIndexes",
+                max_failed,
+                "must be less than or equal to completions",
+            ));
+        }
+        if max_failed > MAX_COMPLETIONS_FOR_PER_INDEX_BACKOFF {
+            errors.push(FieldError::invalid(
+                "spec.maxFailedIndexes",
+                max_failed,
+                "must be less than or equal to 100000",
+            ));
+        }
+    }
+    if completions > MAX_COMPLETIONS_FOR_PER_INDEX_BACKOFF && spec.backoff_limit_per_index.is_some()
+    {
+        match spec.max_failed_indexes {
+            None => errors.push(FieldError::required(
+                "spec.maxFailedIndexes",
+                "must be specified when completions is above 100000",
+            )),
+            Some(m) if m > MAX_FAILED_INDEXES_FOR_PER_INDEX_BACKOFF => errors.push(FieldError::invalid(
+                "spec.maxFailedIndexes",
+                m,
+                "must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index",
+            )),
+            Some(_) => {}
+        }
+        if parallelism > MAX_PARALLELISM_FOR_PER_INDEX_BACKOFF {
+            errors.push(FieldError::invalid(
+                "spec.parallelism",
+                parallelism,
+                "must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index",
+            ));
+        }
+    }
+}
+
+fn validate_manual_selector(spec: &JobSpec, errors: &mut Vec<FieldError>) {
+    let Some(selector) = &spec.selector else {
+        errors.push(FieldError::required("spec.selector", ""));
+        return;
+    };
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let matches = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| template_labels.get(k) == Some(v));
+    if !matches {
+        let rendered = serde_json::to_string(&template_labels).unwrap_or_default();
+        errors.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            rendered,
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
+fn validate_restart_policy(
+    pod: &PodSpec,
+    has_failure_policy: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<RestartPolicy> {
+    const PATH: &str = "spec.template.spec.restartPolicy";
+    match pod.restart_policy.as_deref().unwrap_or("") {
+        "Never" => Some(RestartPolicy::Never),
+        "OnFailure" if has_failure_policy => {
+            errors.push(FieldError::invalid_str(
+                PATH,
+                "OnFailure",
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
+            None
+        }
+        "OnFailure" => Some(RestartPolicy::OnFailure),
+        "" | "Always" => {
+            errors.push(FieldError::required(
+                PATH,
+                "valid values: \"OnFailure\", \"Never\"",
+            ));
+            None
+        }
+        other => {
+            errors.push(FieldError::not_supported(PATH, other, &["OnFailure", "Never"]));
+            None
+        }
+    }
+}
+
+fn validate_replacement_policy(
+    spec: &JobSpec,
+    errors: &mut Vec<FieldError>,
+) -> Option<PodReplacementPolicy> {
+    const PATH: &str = "spec.podReplacementPolicy";
+    let value = spec.pod_replacement_policy.as_deref();
+    if spec.pod_failure_policy.is_some() {
+        return match value.unwrap_or("Failed") {
+            "Failed" => Some(PodReplacementPolicy::Failed),
+            other => {
+                errors.push(FieldError::not_supported(PATH, other, &["Failed"]));
+                None
+            }
+        };
+    }
+    match value.unwrap_or("TerminatingOrFailed") {
+        "Failed" => Some(PodReplacementPolicy::Failed),
+        "TerminatingOrFailed" => Some(PodReplacementPolicy::TerminatingOrFailed),
+        other => {
+            errors.push(FieldError::not_supported(
+                PATH,
+                other,
+                &["Failed", "TerminatingOrFailed"],
+            ));
+            None
+        }
+    }
+}
+
+fn validate_failure_policy(
+    policy: &PodFailurePolicy,
+    pod: &PodSpec,
+    per_index_backoff: bool,
+    errors: &mut Vec<FieldError>,
+) -> Vec<FailurePolicyRule> {
+    const RULES: &str = "spec.podFailurePolicy.rules";
+    if policy.rules.len() > MAX_FAILURE_POLICY_RULES {
+        errors.push(FieldError::too_many(
+            RULES,
+            policy.rules.len(),
+            MAX_FAILURE_POLICY_RULES,
+        ));
+    }
+    let container_names: HashSet<&str> = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut rules = Vec::new();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let path = format!("{RULES}[{i}]");
+        let action = match rule.action.as_str() {
+            "FailJob" => Some(FailurePolicyAction::FailJob),
+            "Ignore" => Some(FailurePolicyAction::Ignore),
+            "Count" => Some(FailurePolicyAction::Count),
+            "FailIndex" if per_index_backoff => Some(FailurePolicyAction::FailIndex),
+            "FailIndex" => {
+                errors.push(FieldError::invalid_str(
+                    format!("{path}.action"),
+                    "FailIndex",
+                    "requires the backoffLimitPerIndex to be set",
+                ));
+                None
+            }
+            "" => {
+                errors.push(FieldError::required(
+                    format!("{path}.action"),
+                    "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]",
+                ));
+                None
+            }
+            other => {
+                errors.push(FieldError::not_supported(
+                    format!("{path}.action"),
+                    other,
+                    &["Count", "FailIndex", "FailJob", "Ignore"],
+                ));
+                None
+            }
+        };
+        let on_exit_codes = rule.on_exit_codes.as_ref().map(|codes| {
+            let path = format!("{path}.onExitCodes");
+            let operator = match codes.operator.as_str() {
+                "In" => Some(ExitCodeOperator::In),
+                "NotIn" => Some(ExitCodeOperator::NotIn),
+                "" => {
+                    errors.push(FieldError::required(
+                        format!("{path}.operator"),
+                        "valid values: [\"In\" \"NotIn\"]",
+                    ));
+                    None
+                }
+                other => {
+                    errors.push(FieldError::not_supported(
+                        format!("{path}.operator"),
+                        other,
+                        &["In", "NotIn"],
+                    ));
+                    None
+                }
+            };
+            if let Some(name) = &codes.container_name {
+                if !container_names.contains(name.as_str()) {
+                    errors.push(FieldError::invalid_str(
+                        format!("{path}.containerName"),
+                        name,
+                        "must be one of the container or initContainer names in the pod template",
+                    ));
+                }
+            }
+            validate_exit_code_values(&path, &codes.values, operator, errors);
+            (codes.container_name.clone(), operator, codes.values.clone())
+        });
+        let on_pod_conditions = rule.on_pod_conditions.as_ref().map(|patterns| {
+            let path = format!("{path}.onPodConditions");
+            if patterns.len() > MAX_FAILURE_POLICY_RULES {
+                errors.push(FieldError::too_many(&path, patterns.len(), MAX_FAILURE_POLICY_RULES));
+            }
+            let mut out = Vec::new();
+            for (j, pattern) in patterns.iter().enumerate() {
+                let path = format!("{path}[{j}]");
+                if pattern.type_.is_empty() {
+                    errors.push(FieldError::invalid_str(
+                        format!("{path}.type"),
+                        "",
+                        "name part must be non-empty",
+                    ));
+                }
+                let status = pattern.status.as_str();
+                match status {
+                    "True" | "False" | "Unknown" => {}
+                    "" => errors.push(FieldError::required(
+                        format!("{path}.status"),
+                        "valid values: [\"False\" \"True\" \"Unknown\"]",
+                    )),
+                    other => errors.push(FieldError::not_supported(
+                        format!("{path}.status"),
+                        other,
+                        &["False", "True", "Unknown"],
+                    )),
+                }
+                out.push(PodConditionPattern {
+                    type_: pattern.type_.clone(),
+                    status: status.to_string(),
+                });
+            }
+            out
+        });
+        match (&on_exit_codes, &on_pod_conditions) {
+            (Some(_), Some(_)) => errors.push(FieldError::invalid_no_value(
+                &path,
+                "specifying both OnExitCodes and OnPodConditions is not supported",
+            )),
+            (None, None) => errors.push(FieldError::invalid_no_value(
+                &path,
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            )),
+            _ => {}
+        }
+        if let Some(action) = action {
+            rules.push(FailurePolicyRule {
+                action,
+                on_exit_codes: on_exit_codes.and_then(|(container_name, operator, values)| {
+                    Some(ExitCodesRule {
+                        container_name,
+                        operator: operator?,
+                        values,
+                    })
+                }),
+                on_pod_conditions: on_pod_conditions.unwrap_or_default(),
+            });
+        }
+    }
+    rules
+}
+
+fn validate_exit_code_values(
+    path: &str,
+    values: &[i32],
+    operator: Option<ExitCodeOperator>,
+    errors: &mut Vec<FieldError>,
+) {
+    let values_path = format!("{path}.values");
+    if values.is_empty() {
+        errors.push(FieldError::invalid(
+            &values_path,
+            "[]",
+            "at least one value is required",
+        ));
+    }
+    if values.len() > MAX_EXIT_CODE_VALUES {
+        errors.push(FieldError::too_many(&values_path, values.len(), MAX_EXIT_CODE_VALUES));
+    }
+    let mut seen = HashSet::new();
+    for (j, &value) in values.iter().enumerate() {
+        if operator == Some(ExitCodeOperator::In) && value == 0 {
+            errors.push(FieldError::invalid(
+                format!("{values_path}[{j}]"),
+                0,
+                "must not be 0 for the In operator",
+            ));
+        }
+        if !seen.insert(value) {
+            errors.push(FieldError::duplicate(format!("{values_path}[{j}]"), value));
+        }
+    }
+    if values.windows(2).any(|w| w[0] > w[1]) {
+        let rendered = serde_json::to_string(values).unwrap_or_default();
+        errors.push(FieldError::invalid(&values_path, rendered, "must be ordered"));
+    }
+}
+
+fn validate_success_policy(
+    policy: &SuccessPolicy,
+    spec: &JobSpec,
+    mode: Option<CompletionMode>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<SuccessPolicyRule> {
+    const PATH: &str = "spec.successPolicy";
+    if mode != Some(CompletionMode::Indexed) {
+        let rendered = serde_json::to_string(policy).unwrap_or_default();
+        errors.push(FieldError::invalid(PATH, rendered, "requires indexed completion mode"));
+        return Vec::new();
+    }
+    if policy.rules.is_empty() {
+        errors.push(FieldError::required(
+            format!("{PATH}.rules"),
+            "at least one rules must be specified when the successPolicy is specified",
+        ));
+    }
+    if policy.rules.len() > MAX_SUCCESS_POLICY_RULES {
+        errors.push(FieldError::too_many(
+            format!("{PATH}.rules"),
+            policy.rules.len(),
+            MAX_SUCCESS_POLICY_RULES,
+        ));
+    }
+    let completions = spec.completions.unwrap_or(0);
+    let mut rules = Vec::new();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let path = format!("{PATH}.rules[{i}]");
+        if rule.succeeded_count.is_none() && rule.succeeded_indexes.is_none() {
+            errors.push(FieldError::required(
+                &path,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            ));
+        }
+        let indexes = rule.succeeded_indexes.as_ref().and_then(|text| {
+            match IndexSet::parse_strict(text, completions) {
+                Ok(set) => Some(set),
+                Err(message) => {
+                    errors.push(FieldError::invalid_str(
+                        format!("{path}.succeededIndexes"),
+                        text,
+                        &format!("error parsing succeededIndexes: {message}"),
+                    ));
+                    None
+                }
+            }
+        });
+        if let Some(count) = rule.succeeded_count {
+            let count_path = format!("{path}.succeededCount");
+            if count < 0 {
+                errors.push(FieldError::invalid(
+                    &count_path,
+                    count,
+                    "must be greater than or equal to 0",
+                ));
+            }
+            if count > completions {
+                errors.push(FieldError::invalid(
+                    &count_path,
+                    count,
+                    &format!(
+                        "must be less than or equal to {completions} (the number of specified completions)"
+                    ),
+                ));
+            }
+            if let Some(set) = &indexes {
+                if count as usize > set.len() {
+                    errors.push(FieldError::invalid(
+                        &count_path,
+                        count,
+                        &format!(
+                            "must be less than or equal to {} (the number of indexes in the specified succeededIndexes field)",
+                            set.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        rules.push(SuccessPolicyRule {
+            succeeded_indexes: indexes,
+            succeeded_count: rule.succeeded_count,
+        });
+    }
+    rules
+}
+
+const SUPPORTED_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// The parts of pod-template validation that matter for running it, plus joblet's own
+/// rule that every container names its command.
+fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
+    const SPEC: &str = "spec.template.spec";
+    if pod.containers.is_empty() {
+        errors.push(FieldError::required(format!("{SPEC}.containers"), ""));
+    }
+    let mut names = HashSet::new();
+    let init = pod.init_containers.iter().flatten().enumerate();
+    let groups = init
+        .map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c))
+        .chain(
+            pod.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c)),
+        );
+    for (path, container) in groups {
+        validate_container(&path, container, &mut names, errors);
+    }
+    if let Some(seconds) = pod.active_deadline_seconds {
+        if seconds <= 0 {
+            errors.push(FieldError::invalid(
+                format!("{SPEC}.activeDeadlineSeconds"),
+                seconds,
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+    }
+    non_negative(
+        "spec.template.spec.terminationGracePeriodSeconds",
+        pod.termination_grace_period_seconds,
+        errors,
+    );
+}
+
+fn validate_container<'a>(
+    path: &str,
+    container: &'a Container,
+    names: &mut HashSet<&'a str>,
+    errors: &mut Vec<FieldError>,
+) {
+    let name = container.name.as_str();
+    if name.is_empty() {
+        errors.push(FieldError::required(format!("{path}.name"), ""));
+    } else if !is_dns1123_label(name) {
+        errors.push(FieldError::invalid_str(
+            format!("{path}.name"),
+            name,
+            DNS1123_LABEL_ERROR,
+        ));
+    } else if !names.insert(name) {
+        errors.push(FieldError::duplicate(format!("{path}.name"), format!("{name:?}")));
+    }
+    if container.image.as_deref().unwrap_or("").is_empty() {
+        errors.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    if container.command.as_ref().is_none_or(Vec::is_empty) {
+        errors.push(FieldError::required(
+            format!("{path}.command"),
+            &format!(
+                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command"
+            ),
+        ));
+    }
+    for (j, env) in container.env.iter().flatten().enumerate() {
+        let env_path = format!("{path}.env[{j}]");
+        if env.name.is_empty() {
+            errors.push(FieldError::required(format!("{env_path}.name"), ""));
+        }
+        let Some(source) = &env.value_from else {
+            continue;
+        };
+        match &source.field_ref {
+            Some(field_ref) => {
+                let field_path = field_ref.field_path.as_str();
+                let labelled = ["metadata.labels['", "metadata.annotations['"]
+                    .iter()
+                    .any(|p| field_path.starts_with(p) && field_path.ends_with("']"));
+                if !labelled && !SUPPORTED_FIELD_PATHS.contains(&field_path) {
+                    errors.push(FieldError::not_supported(
+                        format!("{env_path}.valueFrom.fieldRef.fieldPath"),
+                        field_path,
+                        &[
+                            "metadata.name",
+                            "metadata.namespace",
+                            "metadata.uid",
+                            "metadata.labels['<KEY>']",
+                            "metadata.annotations['<KEY>']",
+                            "spec.nodeName",
+                            "spec.serviceAccountName",
+                            "status.hostIP",
+                            "status.hostIPs",
+                            "status.podIP",
+                            "status.podIPs",
+                        ],
+                    ));
+                }
+            }
+            None => errors.push(FieldError::invalid_no_value(
+                format!("{env_path}.valueFrom"),
+                "joblet supports fieldRef only (no ConfigMaps, Secrets or resource fields on one machine)",
+            )),
+        }
+    }
+}
+
+pub fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    const BASE: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: foobar}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: ["true"]}]
+"#;
+
+    /// Applies a JSON merge patch to the base manifest, prepares and validates it.
+    fn errors_for(patch: serde_json::Value) -> Vec<String> {
+        let mut value: serde_json::Value = serde_yaml::from_str(BASE).unwrap();
+        merge(&mut value, patch);
+        let mut job: Job = serde_json::from_value(value).unwrap();
+        crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+        match validate_job(&job) {
+            Ok(_) => Vec::new(),
+            Err(invalid) => invalid.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+        match (target, patch) {
+            (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+                for (k, v) in p {
+                    merge(t.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (t, p) => *t = p,
+        }
+    }
+
+    fn first_error(patch: serde_json::Value) -> String {
+        errors_for(patch).into_iter().next().unwrap_or_default()
+    }
+
+    use serde_json::json;
+
+    #[test]
+    fn base_is_valid() {
+        assert_eq!(errors_for(json!({})), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tc121_tc122_negative_numbers() {
+        assert_eq!(
+            first_error(json!({"spec": {"parallelism": -1}})),
+            "spec.parallelism: Invalid value: -1: must be greater than or equal to 0"
+        );
+        for field in ["completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+            assert_eq!(
+                first_error(json!({"spec": {field: -1}})),
+                format!("spec.{field}: Invalid value: -1: must be greater than or equal to 0")
+            );
+        }
+    }
+
+    #[test]
+    fn tc123_tc124_indexed_rules() {
+        assert_eq!(
+            first_error(json!({"spec": {"completionMode": "Indexed", "completions": null, "parallelism": 2}})),
+            "spec.completions: Required value: when completion mode is Indexed"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 2, "parallelism": 100001}})),
+            "spec.parallelism: Invalid value: 100001: must be less than or equal to 100000 when completion mode is Indexed"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"completionMode": "Sideways"}})),
+            "spec.completionMode: Unsupported value: \"Sideways\": supported values: \"NonIndexed\", \"Indexed\""
+        );
+    }
+
+    #[test]
+    fn tc125_to_tc130_per_index_rules() {
+        assert_eq!(
+            first_error(json!({"spec": {"backoffLimitPerIndex": 1}})),
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 10, "backoffLimitPerIndex": 1, "maxFailedIndexes": 11}})),
+            "spec.maxFailedIndexes: Invalid value: 11: must be less than or equal to completions"
+        );
+        assert_eq!(
+            first_error(json!({"metadata": {"name": "a"}, "spec": {"completionMode": "Indexed", "completions": 100001, "backoffLimitPerIndex": 1}})),
+            "spec.maxFailedIndexes: Required value: must be specified when completions is above 100000"
+        );
+        assert_eq!(
+            first_error(json!({"metadata": {"name": "a"}, "spec": {"completionMode": "Indexed", "completions": 100001, "backoffLimitPerIndex": 1, "maxFailedIndexes": 1, "parallelism": 50000}})),
+            "spec.parallelism: Invalid value: 50000: must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1}})),
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"
+        );
+    }
+
+    #[test]
+    fn tc131_to_tc133_restart_policy() {
+        assert_eq!(
+            first_error(json!({"spec": {"template": {"spec": {"restartPolicy": null}}}})),
+            "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"template": {"spec": {"restartPolicy": "Invalid"}}}})),
+            "spec.template.spec.restartPolicy: Unsupported value: \"Invalid\": supported values: \"OnFailure\", \"Never\""
+        );
+        assert_eq!(
+            first_error(json!({"spec": {
+                "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+                "template": {"spec": {"restartPolicy": "OnFailure"}}}})),
+            "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"
+        );
+    }
+
+    #[test]
+    fn tc134_to_tc144_failure_policy() {
+        let rule = |r: serde_json::Value| first_error(json!({"spec": {"podFailurePolicy": {"rules": [r]}}}));
+        assert_eq!(
+            rule(json!({"action": "", "onExitCodes": {"operator": "In", "values": [1]}})),
+            "spec.podFailurePolicy.rules[0].action: Required value: valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]"
+        );
+        assert_eq!(
+            rule(json!({"action": "UnknownAction", "onExitCodes": {"operator": "In", "values": [1]}})),
+            "spec.podFailurePolicy.rules[0].action: Unsupported value: \"UnknownAction\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\""
+        );
+        assert_eq!(
+            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [12, 13, 13, 13]}})),
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Duplicate value: 13"
+        );
+        assert_eq!(
+            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [19, 11]}})),
+            "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: [19,11]: must be ordered"
+        );
+        assert_eq!(
+            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": []}})),
+            "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []: at least one value is required"
+        );
+        assert_eq!(
+            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 0, 2]}})),
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[1]: Invalid value: 0: must not be 0 for the In operator"
+        );
+        assert_eq!(
+            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1]}, "onPodConditions": [{"type": "X"}]})),
+            "spec.podFailurePolicy.rules[0]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported"
+        );
+        assert_eq!(
+            rule(json!({"action": "Ignore", "onPodConditions": [{"type": ""}]})),
+            "spec.podFailurePolicy.rules[0].onPodConditions[0].type: Invalid value: \"\": name part must be non-empty"
+        );
+        assert_eq!(
+            rule(json!({"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1]}})),
+            "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set"
+        );
+    }
+
+    #[test]
+    fn tc145_tc146_replacement_policy() {
+        assert_eq!(
+            first_error(json!({"spec": {"podReplacementPolicy": "TerminatingOrFailed",
+                "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}}})),
+            "spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\""
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"podReplacementPolicy": ""}})),
+            "spec.podReplacementPolicy: Unsupported value: \"\": supported values: \"Failed\", \"TerminatingOrFailed\""
+        );
+    }
+
+    #[test]
+    fn tc147_to_tc150_selectors() {
+        assert_eq!(
+            first_error(json!({"spec": {"manualSelector": true, "selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"y": "z"}}}}})),
+            "spec.template.metadata.labels: Invalid value: {\"y\":\"z\"}: `selector` does not match template `labels`"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}})),
+            "spec.selector: Invalid value: {\"matchLabels\":{\"a\":\"b\",\"batch.kubernetes.io/controller-uid\":\"1a2b3c\"}}: `selector` not auto-generated"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"template": {"metadata": {"labels": {"controller-uid": "other"}}}}})),
+            "spec.template.metadata.labels[controller-uid]: Invalid value: \"other\": must be '1a2b3c'"
+        );
+        assert_eq!(
+            first_error(json!({"spec": {"manualSelector": true}})),
+            "spec.selector: Required value"
+        );
+    }
+
+    #[test]
+    fn tc152_to_tc157_success_policy() {
+        let indexed = |policy: serde_json::Value| {
+            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 5, "successPolicy": policy}}))
+        };
+        assert_eq!(
+            indexed(json!({"rules": []})),
+            "spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is specified"
+        );
+        assert_eq!(
+            indexed(json!({"rules": [{}]})),
+            "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified"
+        );
+        assert_eq!(
+            indexed(json!({"rules": [{"succeededCount": 6}]})),
+            "spec.successPolicy.rules[0].succeededCount: Invalid value: 6: must be less than or equal to 5 (the number of specified completions)"
+        );
+        assert_eq!(
+            indexed(json!({"rules": [{"succeededIndexes": "0-1", "succeededCount": 3}]})),
+            "spec.successPolicy.rules[0].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)"
+        );
+        assert_eq!(
+            indexed(json!({"rules": [{"succeededIndexes": "3-1"}]})),
+            "spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"3-1\": error parsing succeededIndexes: non-increasing order, previous: 3, current: 1"
+        );
+        assert!(first_error(json!({"spec": {"successPolicy": {"rules": [{"succeededCount": 1}]}}}))
+            .starts_with("spec.successPolicy: Invalid value: {\"rules\":[{\"succeededCount\":1}]}: requires indexed completion mode"));
+    }
+
+    #[test]
+    fn tc054_name_too_long_for_indexed_hostnames() {
+        let name = "a".repeat(62);
+        assert_eq!(
+            first_error(json!({"metadata": {"name": name}, "spec": {"completionMode": "Indexed", "completions": 10, "parallelism": 1}})),
+            format!("metadata.name: Invalid value: \"{name}\": will not able to create pod with invalid DNS label: {name}-9")
+        );
+    }
+
+    #[test]
+    fn container_without_command_is_named_and_all_errors_are_reported() {
+        let errors = errors_for(json!({"spec": {"parallelism": -1, "template": {"spec": {
+            "containers": [{"name": "resize", "image": "imagetools:v1"}]}}}}));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[1].starts_with("spec.template.spec.containers[0].command: Required value: joblet runs container \"resize\""));
+    }
+}

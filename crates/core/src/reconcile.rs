@@ -1,0 +1,482 @@
+//! One sync of the Job controller (`syncJob` + `manageJob`, spec §2–§6) as a pure function
+//! of the Job, its observed pods and the time.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use joblet_api::valid::RestartPolicy;
+use joblet_api::{IndexSet, ValidJob};
+
+use crate::backoff::{BackoffConfig, BackoffRecord};
+use crate::build::PodToCreate;
+use crate::naming::{pod_name, pod_uid};
+use crate::pod::{PodPhase, PodView};
+use crate::status::{ConditionType, Status};
+use crate::time::Time;
+
+/// Upstream creates or deletes at most this many pods per sync.
+const MAX_POD_CHANGES_PER_SYNC: usize = 500;
+
+pub const REASON_COMPLETIONS_REACHED: &str = "CompletionsReached";
+pub const MESSAGE_COMPLETIONS_REACHED: &str = "Reached expected number of succeeded pods";
+pub const REASON_BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
+pub const MESSAGE_BACKOFF_LIMIT_EXCEEDED: &str = "Job has reached the specified backoff limit";
+pub const REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub const MESSAGE_DEADLINE_EXCEEDED: &str = "Job was active longer than specified deadline";
+
+/// What the controller keeps per Job between syncs. The status is the Job's; the back-off
+/// record and pod counter are the controller's own (upstream keeps the record in memory,
+/// joblet stores it so a restart does not forget it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobState {
+    pub status: Status,
+    pub backoff: BackoffRecord,
+    /// Pods created so far: the sequence number of the next pod's name.
+    pub pods_created: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// An event on the Job, with upstream's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The outcome of one sync: the new state and what to do to the world.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub state: JobState,
+    pub create: Vec<PodToCreate>,
+    /// Pods to delete gracefully (SIGTERM, then SIGKILL after their grace period).
+    pub delete: Vec<String>,
+    /// Pods whose tracking finalizer is removed: counted now, or dropped uncounted.
+    pub untrack: Vec<String>,
+    pub events: Vec<Event>,
+    /// When to sync again if nothing else happens first.
+    pub requeue_at: Option<Time>,
+}
+
+impl Reconciliation {
+    fn event(&mut self, type_: EventType, reason: &str, message: impl Into<String>) {
+        self.events.push(Event {
+            type_,
+            reason: reason.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn requeue(&mut self, at: Time) {
+        self.requeue_at = Some(self.requeue_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn delete_pod(&mut self, pod: &PodView, untrack: bool) {
+        self.delete.push(pod.name.clone());
+        if untrack && pod.tracked {
+            self.untrack.push(pod.name.clone());
+        }
+        self.event(
+            EventType::Normal,
+            "SuccessfulDelete",
+            format!("Deleted pod: {}", pod.name),
+        );
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Finish {
+    Success { reason: String, message: String },
+    Failure { reason: String, message: String },
+}
+
+/// One sync: from the Job, its state, the pods that still matter (every pod that is not
+/// both finished and counted) and the time, to the new state and actions.
+pub fn reconcile(
+    job: &ValidJob,
+    state: &JobState,
+    pods: &[PodView],
+    now: Time,
+    backoff: &BackoffConfig,
+) -> Reconciliation {
+    let mut out = Reconciliation {
+        state: state.clone(),
+        ..Reconciliation::default()
+    };
+    if !job.managed_by_controller() || state.status.is_finished() {
+        return out;
+    }
+    let spec = &job.spec;
+    let indexed = job.is_indexed();
+    let completions = spec.completions;
+    let only_failed = job.only_replaces_failed_pods();
+    let has_valid_index =
+        |p: &PodView| !indexed || p.index.is_some_and(|i| i < completions.unwrap_or(0));
+    let considered_failed = |p: &PodView| {
+        p.phase == PodPhase::Failed
+            || (!only_failed && p.deleting && p.phase != PodPhase::Succeeded)
+    };
+
+    if out.state.status.start_time.is_none() && !spec.suspend {
+        out.state.status.start_time = Some(now);
+    }
+
+    // Pods that finished since the last sync and can still be counted.
+    let new_succeeded: Vec<&PodView> = pods
+        .iter()
+        .filter(|p| p.tracked && has_valid_index(p) && p.phase == PodPhase::Succeeded)
+        .collect();
+    let new_failed: Vec<&PodView> = pods
+        .iter()
+        .filter(|p| p.tracked && has_valid_index(p) && considered_failed(p))
+        .collect();
+    let finish_times = |list: &[&PodView]| list.iter().map(|p| p.finish_time).collect::<Vec<_>>();
+    out.state.backoff = state
+        .backoff
+        .update(&finish_times(&new_succeeded), &finish_times(&new_failed));
+
+    let success_locked = state.status.has_true(ConditionType::SuccessCriteriaMet);
+    let status = &mut out.state.status;
+    for pod in &new_succeeded {
+        match pod.index {
+            Some(index) if indexed => {
+                status.completed_indexes.insert(index);
+            }
+            _ => status.succeeded += 1,
+        }
+        out.untrack.push(pod.name.clone());
+    }
+    if indexed {
+        status.completed_indexes.truncate(completions.unwrap_or(0));
+        status.succeeded = status.completed_indexes.len() as i32;
+    }
+    for pod in &new_failed {
+        if !success_locked {
+            status.failed += 1;
+        }
+        out.untrack.push(pod.name.clone());
+    }
+
+    let mut finish = locked_finish(&state.status);
+    let mut new_finish = false;
+    if finish.is_none() {
+        finish = failure_condition(job, &out.state.status, pods, now);
+        match (&finish, spec.active_deadline_seconds) {
+            (None, Some(deadline)) if !spec.suspend => {
+                if let Some(start) = out.state.status.start_time {
+                    out.requeue(start.plus_millis(deadline.saturating_mul(1000)));
+                }
+            }
+            _ => {}
+        }
+        new_finish = finish.is_some();
+    }
+
+    let already_terminating = pods.iter().filter(|p| p.is_terminating()).count() as i32;
+    let mut terminating = already_terminating;
+    let active_after = match &finish {
+        Some(finish) => {
+            let failing = matches!(finish, Finish::Failure { .. });
+            for pod in pods.iter().filter(|p| p.is_active()) {
+                out.delete_pod(pod, !failing);
+                terminating += 1;
+            }
+            if failing {
+                // Pods killed because the Job failed count as failures (spec §2.8 rule 3).
+                for pod in pods.iter().filter(|p| {
+                    p.tracked
+                        && has_valid_index(p)
+                        && p.phase != PodPhase::Succeeded
+                        && !considered_failed(p)
+                }) {
+                    out.state.status.failed += 1;
+                    out.untrack.push(pod.name.clone());
+                }
+            }
+            0
+        }
+        None => {
+            let (active_after, deleted) = manage_job(job, pods, now, backoff, &mut out);
+            terminating += deleted;
+            let succeeded = out.state.status.succeeded;
+            let complete = active_after == 0
+                && match completions {
+                    None => succeeded > 0,
+                    Some(c) => succeeded >= c,
+                };
+            if complete {
+                finish = Some(Finish::Success {
+                    reason: REASON_COMPLETIONS_REACHED.to_string(),
+                    message: MESSAGE_COMPLETIONS_REACHED.to_string(),
+                });
+                new_finish = true;
+            } else {
+                update_suspended_condition(job, now, &mut out);
+            }
+            active_after
+        }
+    };
+
+    let ready = pods
+        .iter()
+        .filter(|p| p.is_active() && p.ready && !out.delete.contains(&p.name))
+        .count() as i32;
+    let status = &mut out.state.status;
+    status.active = active_after;
+    status.ready = ready;
+    status.terminating = terminating;
+
+    if let Some(finish) = finish {
+        let (interim, terminal, reason, message) = match &finish {
+            Finish::Success { reason, message } => (
+                ConditionType::SuccessCriteriaMet,
+                ConditionType::Complete,
+                reason,
+                message,
+            ),
+            Finish::Failure { reason, message } => (
+                ConditionType::FailureTarget,
+                ConditionType::Failed,
+                reason,
+                message,
+            ),
+        };
+        if new_finish {
+            status.set_condition(interim, true, reason, message, now);
+        }
+        // The terminal condition waits until no pod of the Job is terminating (§5.3).
+        if terminating == 0 {
+            status.set_condition(terminal, true, reason, message, now);
+            match finish {
+                Finish::Success { .. } => {
+                    status.completion_time = Some(now);
+                    let too_many = !indexed && completions.is_some_and(|c| status.succeeded > c);
+                    out.event(EventType::Normal, "Completed", "Job completed");
+                    if too_many {
+                        out.event(
+                            EventType::Warning,
+                            "TooManySucceededPods",
+                            "Too many succeeded pods running after completion count reached",
+                        );
+                    }
+                }
+                Finish::Failure { reason, message } => {
+                    out.event(EventType::Warning, &reason, message);
+                }
+            }
+            out.requeue_at = None;
+        }
+    }
+    out
+}
+
+/// A finish decided in an earlier sync stays decided (spec §2.3 steps 10a–b).
+fn locked_finish(status: &Status) -> Option<Finish> {
+    let from = |type_| status.condition(type_).filter(|c| c.status);
+    if let Some(c) = from(ConditionType::SuccessCriteriaMet) {
+        return Some(Finish::Success {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        });
+    }
+    from(ConditionType::FailureTarget).map(|c| Finish::Failure {
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    })
+}
+
+/// The failure checks in upstream's order: backoffLimit, then the deadline (spec §2.3 10d–e).
+fn failure_condition(
+    job: &ValidJob,
+    status: &Status,
+    pods: &[PodView],
+    now: Time,
+) -> Option<Finish> {
+    let spec = &job.spec;
+    let restarts_exceeded = spec.restart_policy == RestartPolicy::OnFailure && {
+        let restarts: i64 = pods
+            .iter()
+            .filter(|p| matches!(p.phase, PodPhase::Pending | PodPhase::Running))
+            .map(|p| p.restart_count as i64)
+            .sum();
+        if spec.backoff_limit == 0 {
+            restarts > 0
+        } else {
+            restarts >= spec.backoff_limit as i64
+        }
+    };
+    if status.failed > spec.backoff_limit || restarts_exceeded {
+        return Some(Finish::Failure {
+            reason: REASON_BACKOFF_LIMIT_EXCEEDED.to_string(),
+            message: MESSAGE_BACKOFF_LIMIT_EXCEEDED.to_string(),
+        });
+    }
+    let past_deadline = match (spec.active_deadline_seconds, status.start_time) {
+        (Some(deadline), Some(start)) if !spec.suspend => {
+            now.millis_since(start) >= deadline.saturating_mul(1000)
+        }
+        _ => false,
+    };
+    past_deadline.then(|| Finish::Failure {
+        reason: REASON_DEADLINE_EXCEEDED.to_string(),
+        message: MESSAGE_DEADLINE_EXCEEDED.to_string(),
+    })
+}
+
+/// Upstream's order for choosing pods to delete: the least advanced first (spec §2.6).
+fn deletion_order(a: &PodView, b: &PodView) -> Ordering {
+    a.phase
+        .cmp(&b.phase)
+        .then(a.ready.cmp(&b.ready))
+        .then_with(|| match (a.ready, b.ready) {
+            (true, true) => b.ready_since.cmp(&a.ready_since),
+            _ => Ordering::Equal,
+        })
+        .then(b.restart_count.cmp(&a.restart_count))
+        .then(b.created.cmp(&a.created))
+}
+
+/// Creates or deletes pods toward the wanted number of active pods; never both in one
+/// sync. Returns the active count afterwards and how many pods it deleted.
+fn manage_job(
+    job: &ValidJob,
+    pods: &[PodView],
+    now: Time,
+    backoff: &BackoffConfig,
+    out: &mut Reconciliation,
+) -> (i32, i32) {
+    let spec = &job.spec;
+    let mut active: Vec<&PodView> = pods.iter().filter(|p| p.is_active()).collect();
+    let active_count = active.len() as i32;
+    if spec.suspend {
+        for pod in &active {
+            out.delete_pod(pod, true);
+        }
+        return (0, active_count);
+    }
+    let succeeded = out.state.status.succeeded;
+    let want = match spec.completions {
+        None if succeeded == 0 => spec.parallelism,
+        None => active_count,
+        Some(c) => (c - succeeded).clamp(0, spec.parallelism),
+    };
+
+    let mut to_delete: Vec<&PodView> = Vec::new();
+    if job.is_indexed() {
+        let completions = spec.completions.unwrap_or(0);
+        let mut by_index: BTreeMap<i32, Vec<&PodView>> = BTreeMap::new();
+        for pod in active.drain(..) {
+            match pod.index.filter(|i| *i < completions) {
+                Some(index) => by_index.entry(index).or_default().push(pod),
+                None => to_delete.push(pod),
+            }
+        }
+        for (_, mut group) in by_index {
+            group.sort_by(|a, b| deletion_order(a, b));
+            let best = group.pop().expect("groups are never empty");
+            to_delete.extend(group);
+            active.push(best);
+        }
+    }
+    // Upstream's `activePodsForRemoval`: forced removals first, then the least advanced.
+    let rm_at_least = (active_count - want).max(0) as usize;
+    if to_delete.len() < rm_at_least {
+        active.sort_by(|a, b| deletion_order(a, b));
+        to_delete.extend(active.iter().take(rm_at_least - to_delete.len()));
+    }
+    if !to_delete.is_empty() {
+        to_delete.truncate(MAX_POD_CHANGES_PER_SYNC);
+        for pod in &to_delete {
+            out.delete_pod(pod, true);
+        }
+        let deleted = to_delete.len() as i32;
+        return (active_count - deleted, deleted);
+    }
+
+    let terminating: Vec<&PodView> = pods.iter().filter(|p| p.is_terminating()).collect();
+    let held_back = if job.only_replaces_failed_pods() {
+        terminating.len() as i32
+    } else {
+        0
+    };
+    let diff = want - active_count - held_back;
+    if diff <= 0 {
+        return (active_count, 0);
+    }
+    let wait = out.state.backoff.remaining_ms(backoff, now);
+    if wait > 0 {
+        out.requeue(now.plus_millis(wait));
+        return (active_count, 0);
+    }
+    let diff = (diff as usize).min(MAX_POD_CHANGES_PER_SYNC);
+    let indexes: Vec<Option<i32>> = if job.is_indexed() {
+        let running: IndexSet = active.iter().filter_map(|p| p.index).collect();
+        let mut excluded = vec![&out.state.status.completed_indexes, &running];
+        let terminating_indexes: IndexSet = terminating.iter().filter_map(|p| p.index).collect();
+        if held_back > 0 {
+            excluded.push(&terminating_indexes);
+        }
+        IndexSet::first_missing(spec.completions.unwrap_or(0), diff, &excluded)
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None; diff]
+    };
+    let created = indexes.len() as i32;
+    for index in indexes {
+        let seq = out.state.pods_created;
+        out.state.pods_created += 1;
+        let name = pod_name(job.name(), index, seq);
+        out.event(
+            EventType::Normal,
+            "SuccessfulCreate",
+            format!("Created pod: {name}"),
+        );
+        out.create.push(PodToCreate {
+            uid: pod_uid(job.uid(), seq),
+            name,
+            index,
+            index_failure_count: None,
+            index_ignored_failure_count: None,
+        });
+    }
+    (active_count + created, 0)
+}
+
+/// The `Suspended` condition follows `spec.suspend` (spec §6); resuming restarts the
+/// deadline clock.
+fn update_suspended_condition(job: &ValidJob, now: Time, out: &mut Reconciliation) {
+    let status = &mut out.state.status;
+    if job.spec.suspend {
+        if status.set_condition(ConditionType::Suspended, true, "JobSuspended", "Job suspended", now)
+        {
+            out.event(EventType::Normal, "Suspended", "Job suspended");
+        }
+    } else if status.has_true(ConditionType::Suspended) {
+        status.set_condition(ConditionType::Suspended, false, "JobResumed", "Job resumed", now);
+        status.start_time = Some(now);
+        out.event(EventType::Normal, "Resumed", "Job resumed");
+    }
+}
+
+/// When a finished Job with `ttlSecondsAfterFinished` expires (spec §7).
+pub fn ttl_expiry(job: &ValidJob, status: &Status) -> Option<Time> {
+    let ttl = job.spec.ttl_seconds_after_finished?;
+    let finished = status.finished_at()?;
+    Some(finished.plus_millis(ttl as i64 * 1000))
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs joblet's whole test suite on a fresh machine: installs what the tests need
+# (redis-server; kubectl must already be on the machine image), then `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the tests need ${need_apt[*]}; install it (apt-get install -y ${need_apt[*]}) or run as root" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "error: kubectl is not on PATH; the kubectl end-to-end tests need the real kubectl" >&2
+  exit 1
+fi
+
+cargo build --release --bins
+cargo test --release --workspace "$@"
