@@ -1,0 +1,325 @@
+//! One container of a pod: its runs, restarts and termination.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::{oneshot, watch};
+
+use crate::env::{command_line, container_env};
+use crate::reaper::Exit;
+use crate::{log_path, set_condition, PodRecord, StopRequest};
+
+pub(crate) struct ContainerContext {
+    pub record: Arc<PodRecord>,
+    pub pod: Arc<Pod>,
+    pub container: Container,
+    pub init: bool,
+    pub restart_on_failure: bool,
+    pub default_grace: Duration,
+    pub stop: watch::Receiver<Option<StopRequest>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// Runs the container until it succeeds, fails for good, or the pod is stopped.
+pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
+    let env = container_env(&ctx.pod, &ctx.container);
+    let argv = command_line(&ctx.container, &env);
+    let mut restarts = 0;
+    loop {
+        let started = ctx.record.now();
+        let (exit, reason, message) = match spawn(&ctx, &argv, &env, restarts) {
+            Ok((pid, exit_rx)) => {
+                let pod_containers = ctx.pod.spec.as_ref().map_or(0, |s| s.containers.len());
+                let init = ctx.init;
+                let state = ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(started.clone()),
+                    }),
+                    ..Default::default()
+                };
+                ctx.record.update(|s| {
+                    let status = container_status(s, &ctx.container, init);
+                    status.state = Some(state);
+                    status.ready = !init;
+                    status.started = Some(true);
+                    status.container_id = Some(format!("joblet://{pid}"));
+                    if !init {
+                        s.phase = Some("Running".to_string());
+                        let all_running = s.container_statuses.iter().flatten().filter(|c| {
+                            c.state.as_ref().is_some_and(|st| st.running.is_some())
+                        });
+                        if all_running.count() == pod_containers {
+                            let now = started.clone();
+                            set_condition(s, "ContainersReady", true, &now);
+                            set_condition(s, "Ready", true, &now);
+                        }
+                    }
+                });
+                let exit = wait(pid, exit_rx, &mut ctx.stop, ctx.default_grace).await;
+                let reason = if exit.code == 0 { "Completed" } else { "Error" };
+                (exit, reason, None)
+            }
+            Err(message) => (
+                Exit {
+                    code: 128,
+                    signal: None,
+                },
+                "StartError",
+                Some(message),
+            ),
+        };
+        let finished = ctx.record.now();
+        let terminated = ContainerStateTerminated {
+            exit_code: exit.code,
+            signal: exit.signal,
+            reason: Some(reason.to_string()),
+            message,
+            started_at: Some(started),
+            finished_at: Some(finished.clone()),
+            container_id: None,
+        };
+        let stopped = ctx.stop.borrow().is_some();
+        let restart = exit.code != 0 && ctx.restart_on_failure && !stopped;
+        let delay = restart_delay(&ctx, restarts);
+        let init = ctx.init;
+        let pod_name = ctx.pod.metadata.name.clone().unwrap_or_default();
+        ctx.record.update(|s| {
+            let status = container_status(s, &ctx.container, init);
+            status.ready = false;
+            status.started = Some(false);
+            if restart {
+                status.last_state = Some(ContainerState {
+                    terminated: Some(terminated),
+                    ..Default::default()
+                });
+                status.state = Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CrashLoopBackOff".to_string()),
+                        message: Some(format!(
+                            "back-off {} restarting failed container={} pod={pod_name}",
+                            human(delay),
+                            ctx.container.name
+                        )),
+                    }),
+                    ..Default::default()
+                });
+            } else {
+                status.state = Some(ContainerState {
+                    terminated: Some(terminated),
+                    ..Default::default()
+                });
+            }
+            if !init {
+                set_condition(s, "ContainersReady", false, &finished);
+                set_condition(s, "Ready", false, &finished);
+            }
+        });
+        if exit.code == 0 {
+            return Outcome::Succeeded;
+        }
+        if !restart {
+            return Outcome::Failed;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_requested(&mut ctx.stop) => return Outcome::Failed,
+        }
+        restarts += 1;
+        ctx.record.update(|s| container_status(s, &ctx.container, init).restart_count = restarts);
+    }
+}
+
+/// The kubelet's crash-loop back-off: base doubling per restart, capped.
+fn restart_delay(ctx: &ContainerContext, restarts: i32) -> Duration {
+    let config = &ctx.record.shared.config;
+    let factor = 1u32 << restarts.clamp(0, 20);
+    config
+        .restart_backoff_base
+        .saturating_mul(factor)
+        .min(config.restart_backoff_max)
+}
+
+fn human(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The container's entry in the pod status, created on first use.
+fn container_status<'a>(
+    status: &'a mut PodStatus,
+    container: &Container,
+    init: bool,
+) -> &'a mut ContainerStatus {
+    let list = if init {
+        status.init_container_statuses.get_or_insert_with(Vec::new)
+    } else {
+        status.container_statuses.get_or_insert_with(Vec::new)
+    };
+    let position = match list.iter().position(|c| c.name == container.name) {
+        Some(i) => i,
+        None => {
+            list.push(ContainerStatus {
+                name: container.name.clone(),
+                image: container.image.clone().unwrap_or_default(),
+                image_id: String::new(),
+                ..Default::default()
+            });
+            list.len() - 1
+        }
+    };
+    &mut list[position]
+}
+
+/// Starts one run of the container in a new process group, its output going to the log
+/// file. Errors are what `kubectl describe pod` would show for a container that cannot
+/// start.
+fn spawn(
+    ctx: &ContainerContext,
+    argv: &[String],
+    env: &[(String, String)],
+    restarts: i32,
+) -> Result<(Pid, oneshot::Receiver<Exit>), String> {
+    let Some(program) = argv.first() else {
+        return Err("no command given: joblet does not read image entrypoints".to_string());
+    };
+    if let Some(dir) = ctx.container.working_dir.as_deref().filter(|d| !d.is_empty()) {
+        if !std::path::Path::new(dir).is_dir() {
+            return Err(format!(
+                "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
+            ));
+        }
+    }
+    let meta = &ctx.pod.metadata;
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    let pod_name = meta.name.as_deref().unwrap_or("");
+    let config = &ctx.record.shared.config;
+    let path = log_path(&config.log_dir, namespace, pod_name, &ctx.container.name, restarts);
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    let mut command = Command::new(program);
+    command
+        .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .stdin(Stdio::null());
+    if let Some(dir) = ctx.container.working_dir.as_deref().filter(|d| !d.is_empty()) {
+        command.current_dir(dir);
+    }
+    let prefix = format!("[pod/{pod_name}/{}] ", ctx.container.name);
+    let reader = if config.stream_logs {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let write_err = write
+            .try_clone()
+            .map_err(|e| format!("cannot create a pipe: {e}"))?;
+        command.stdout(Stdio::from(write)).stderr(Stdio::from(write_err));
+        Some(read)
+    } else {
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        command.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log_err));
+        None
+    };
+    let spawned = ctx.record.shared.reaper.spawn(&mut command);
+    drop(command); // closes our copies of the pipe's write end
+    let (child, exit_rx) = spawned.map_err(|e| spawn_error(program, &e))?;
+    if let Some(read) = reader {
+        std::thread::spawn(move || copy_lines(File::from(read), log, &prefix));
+    }
+    Ok((Pid::from_raw(child.id() as i32), exit_rx))
+}
+
+fn spawn_error(program: &str, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound if !program.contains('/') => {
+            format!("exec: {program:?}: executable file not found in $PATH")
+        }
+        std::io::ErrorKind::NotFound => {
+            format!("exec: {program:?}: stat {program}: no such file or directory")
+        }
+        std::io::ErrorKind::PermissionDenied => format!("exec: {program:?}: permission denied"),
+        _ => format!("exec: {program:?}: {error}"),
+    }
+}
+
+/// Copies a container's output to its log file and to stdout with the pod prefix.
+fn copy_lines(pipe: File, mut log: File, prefix: &str) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        let _ = log.write_all(&line);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(prefix.as_bytes());
+        let _ = out.write_all(&line);
+        if !line.ends_with(b"\n") {
+            let _ = out.write_all(b"\n");
+        }
+        line.clear();
+    }
+}
+
+async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+    let request = stop
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|request| *request);
+    match request {
+        Some(request) => request,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the main process; on a stop request sends SIGTERM to the group and SIGKILL
+/// after the grace period. When the main process ends, whatever it left in its group is
+/// killed, as a container's PID namespace dies with its init process.
+async fn wait(
+    pid: Pid,
+    mut exit_rx: oneshot::Receiver<Exit>,
+    stop: &mut watch::Receiver<Option<StopRequest>>,
+    default_grace: Duration,
+) -> Exit {
+    let lost = Exit {
+        code: 128 + Signal::SIGKILL as i32,
+        signal: Some(Signal::SIGKILL as i32),
+    };
+    let exit = tokio::select! {
+        exit = &mut exit_rx => exit.unwrap_or(lost),
+        request = stop_requested(stop) => {
+            let _ = killpg(pid, Signal::SIGTERM);
+            let grace = request.grace.min(default_grace);
+            tokio::select! {
+                exit = &mut exit_rx => exit.unwrap_or(lost),
+                _ = tokio::time::sleep(grace) => {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    exit_rx.await.unwrap_or(lost)
+                }
+            }
+        }
+    };
+    let _ = killpg(pid, Signal::SIGKILL);
+    exit
+}

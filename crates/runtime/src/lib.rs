@@ -1,0 +1,282 @@
+//! Pods as local processes, the way the kubelet runs them: init containers one by one,
+//! then every container together; each container in its own process group, torn down
+//! whole when its main process ends; `OnFailure` restarts with the kubelet's back-off;
+//! SIGTERM then SIGKILL after the grace period on deletion; kubelet-style `PodStatus`.
+//!
+//! The runtime knows nothing of Jobs: it takes Pod objects and reports their status.
+
+mod container;
+pub mod env;
+mod reaper;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use container::{run_container, ContainerContext, Outcome};
+pub use reaper::Exit;
+use reaper::Reaper;
+
+/// The wall clock, given by whoever owns time (the driver), so tests can fake it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where container logs are written, one file per container run.
+    pub log_dir: PathBuf,
+    /// The kubelet's restart back-off for `OnFailure` (upstream: 10 s doubling to 5 min).
+    pub restart_backoff_base: Duration,
+    pub restart_backoff_max: Duration,
+    /// Also copy every log line to stdout, prefixed `[pod/NAME/CONTAINER]`.
+    pub stream_logs: bool,
+}
+
+/// A new status for a pod; terminal once its phase is Succeeded or Failed.
+#[derive(Clone, Debug)]
+pub struct PodUpdate {
+    pub namespace: String,
+    pub name: String,
+    pub status: PodStatus,
+}
+
+/// Why a pod is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopRequest {
+    pub grace: Duration,
+}
+
+struct Shared {
+    config: RuntimeConfig,
+    clock: Arc<dyn Clock>,
+    reaper: Reaper,
+    updates: mpsc::UnboundedSender<PodUpdate>,
+    pods: Mutex<HashMap<(String, String), Arc<watch::Sender<Option<StopRequest>>>>>,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    pub fn new(
+        config: RuntimeConfig,
+        clock: Arc<dyn Clock>,
+        updates: mpsc::UnboundedSender<PodUpdate>,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.log_dir)?;
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                config,
+                clock,
+                reaper: Reaper::get(),
+                updates,
+                pods: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one.
+    pub fn start(&self, pod: Pod) {
+        let key = pod_key(&pod);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let stop_tx = Arc::new(stop_tx);
+        self.shared
+            .pods
+            .lock()
+            .expect("pod table")
+            .insert(key.clone(), stop_tx.clone());
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            run_pod(&shared, pod, stop_tx, stop_rx).await;
+            shared.pods.lock().expect("pod table").remove(&key);
+        });
+    }
+
+    /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
+    /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). Unknown or already
+    /// finished pods are ignored.
+    pub fn stop(&self, namespace: &str, name: &str, grace: Option<Duration>) {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(tx) = self.shared.pods.lock().expect("pod table").get(&key) {
+            let grace = grace.unwrap_or(Duration::MAX);
+            tx.send_if_modified(|current| match current {
+                Some(existing) if existing.grace <= grace => false,
+                _ => {
+                    *current = Some(StopRequest { grace });
+                    true
+                }
+            });
+        }
+    }
+
+    /// Pods whose processes have not all ended yet.
+    pub fn running(&self) -> usize {
+        self.shared.pods.lock().expect("pod table").len()
+    }
+
+    /// The log file of one run (`restart` = restart count) of a container.
+    pub fn log_path(&self, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {
+        log_path(&self.shared.config.log_dir, namespace, pod, container, restart)
+    }
+}
+
+pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {
+    // `_` cannot occur in Kubernetes names, so this cannot collide.
+    dir.join(format!("{namespace}_{pod}_{container}_{restart}.log"))
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The pod's status as it evolves, shared by its containers.
+pub(crate) struct PodRecord {
+    shared: Arc<Shared>,
+    namespace: String,
+    name: String,
+    status: Mutex<PodStatus>,
+}
+
+impl PodRecord {
+    pub(crate) fn now(&self) -> Time {
+        Time(self.shared.clock.now())
+    }
+
+    pub(crate) fn update(&self, change: impl FnOnce(&mut PodStatus)) {
+        let mut status = self.status.lock().expect("pod status");
+        change(&mut status);
+        let _ = self.shared.updates.send(PodUpdate {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            status: status.clone(),
+        });
+    }
+}
+
+fn set_condition(status: &mut PodStatus, type_: &str, value: bool, now: &Time) {
+    let value = if value { "True" } else { "False" };
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.status == value => {}
+        Some(c) => {
+            c.status = value.to_string();
+            c.last_transition_time = Some(now.clone());
+        }
+        None => conditions.push(PodCondition {
+            type_: type_.to_string(),
+            status: value.to_string(),
+            last_transition_time: Some(now.clone()),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn run_pod(
+    shared: &Arc<Shared>,
+    pod: Pod,
+    stop_tx: Arc<watch::Sender<Option<StopRequest>>>,
+    stop_rx: watch::Receiver<Option<StopRequest>>,
+) {
+    let (namespace, name) = pod_key(&pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let record = Arc::new(PodRecord {
+        shared: shared.clone(),
+        namespace,
+        name,
+        status: Mutex::new(pod.status.clone().unwrap_or_default()),
+    });
+    let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+    let restart_on_failure = spec.restart_policy.as_deref() == Some("OnFailure");
+    let pod = Arc::new(pod);
+    let now = record.now();
+    record.update(|s| {
+        s.phase = Some("Pending".to_string());
+        s.start_time = Some(now.clone());
+        s.host_ip = Some("127.0.0.1".to_string());
+        s.pod_ip = Some("127.0.0.1".to_string());
+        set_condition(s, "PodScheduled", true, &now);
+        set_condition(s, "Initialized", spec.init_containers.is_none(), &now);
+        set_condition(s, "Ready", false, &now);
+        set_condition(s, "ContainersReady", false, &now);
+    });
+
+    // Pod-level activeDeadlineSeconds: the kubelet stops the pod and fails it.
+    let deadline_hit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline_task = spec.active_deadline_seconds.map(|seconds| {
+        let stop_tx = stop_tx.clone();
+        let hit = deadline_hit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
+            hit.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop_tx.send_if_modified(|current| {
+                let fresh = current.is_none();
+                if fresh {
+                    *current = Some(StopRequest { grace });
+                }
+                fresh
+            });
+        })
+    });
+
+    let context = |container, init| ContainerContext {
+        record: record.clone(),
+        pod: pod.clone(),
+        container,
+        init,
+        restart_on_failure,
+        default_grace: grace,
+        stop: stop_rx.clone(),
+    };
+
+    let mut failed = false;
+    for container in spec.init_containers.iter().flatten() {
+        if run_container(context(container.clone(), true)).await != Outcome::Succeeded {
+            failed = true;
+            break;
+        }
+    }
+    if !failed {
+        let now = record.now();
+        record.update(|s| set_condition(s, "Initialized", true, &now));
+        let mut containers = JoinSet::new();
+        for container in &spec.containers {
+            containers.spawn(run_container(context(container.clone(), false)));
+        }
+        while let Some(outcome) = containers.join_next().await {
+            if outcome.map_or(true, |o| o != Outcome::Succeeded) {
+                failed = true;
+            }
+        }
+    }
+    if let Some(task) = deadline_task {
+        task.abort();
+    }
+    let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
+    let now = record.now();
+    record.update(|s| {
+        let phase = if failed || deadline_exceeded { "Failed" } else { "Succeeded" };
+        s.phase = Some(phase.to_string());
+        if deadline_exceeded {
+            s.reason = Some("DeadlineExceeded".to_string());
+            s.message = Some("Pod was active on the node longer than the specified deadline".to_string());
+        }
+        set_condition(s, "Ready", false, &now);
+        set_condition(s, "ContainersReady", false, &now);
+    });
+}
+
+#[cfg(test)]
+mod tests;
