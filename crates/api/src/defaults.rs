@@ -108,9 +108,11 @@ pub fn apply_defaults(job: &mut Job) {
 
 fn default_template(template: &mut PodTemplateSpec) {
     let pod = template.spec.get_or_insert_with(Default::default);
-    pod.restart_policy.get_or_insert_with(|| "Always".to_string());
+    pod.restart_policy
+        .get_or_insert_with(|| "Always".to_string());
     pod.termination_grace_period_seconds.get_or_insert(30);
-    pod.dns_policy.get_or_insert_with(|| "ClusterFirst".to_string());
+    pod.dns_policy
+        .get_or_insert_with(|| "ClusterFirst".to_string());
     pod.scheduler_name
         .get_or_insert_with(|| "default-scheduler".to_string());
     pod.security_context.get_or_insert_with(Default::default);
@@ -154,7 +156,8 @@ mod tests {
 
     #[test]
     fn work_queue_keeps_completions_unset() {
-        let mut j = job("apiVersion: batch/v1\nkind: Job\nspec:\n  parallelism: 5\n  template: {}\n");
+        let mut j =
+            job("apiVersion: batch/v1\nkind: Job\nspec:\n  parallelism: 5\n  template: {}\n");
         apply_defaults(&mut j);
         let spec = j.spec.unwrap();
         assert_eq!((spec.completions, spec.parallelism), (None, Some(5)));
@@ -163,15 +166,29 @@ mod tests {
 
     #[test]
     fn generated_labels_and_selector() {
-        let mut j = job("apiVersion: batch/v1\nkind: Job\nmetadata: {name: pi}\nspec:\n  template: {}\n");
+        let mut j =
+            job("apiVersion: batch/v1\nkind: Job\nmetadata: {name: pi}\nspec:\n  template: {}\n");
         prepare_for_create(&mut j, "u-1", Timestamp::UNIX_EPOCH);
         let spec = j.spec.as_ref().unwrap();
         assert_eq!((spec.completions, spec.parallelism), (Some(1), Some(1)));
-        let labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
         assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
         assert_eq!(labels["controller-uid"], "u-1");
         assert_eq!(j.metadata.labels.as_ref(), Some(labels));
-        let selector = spec.selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        let selector = spec
+            .selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
         assert_eq!(selector["batch.kubernetes.io/controller-uid"], "u-1");
         assert_eq!(j.metadata.namespace.as_deref(), Some("default"));
     }
@@ -180,7 +197,10 @@ mod tests {
     fn pull_policy_follows_the_tag() {
         assert_eq!(image_pull_policy(Some("busybox")), "Always");
         assert_eq!(image_pull_policy(Some("busybox:latest")), "Always");
-        assert_eq!(image_pull_policy(Some("reg:5000/busybox:1.36")), "IfNotPresent");
+        assert_eq!(
+            image_pull_policy(Some("reg:5000/busybox:1.36")),
+            "IfNotPresent"
+        );
         assert_eq!(image_pull_policy(Some("reg:5000/busybox")), "Always");
     }
 }

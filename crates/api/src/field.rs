@@ -9,7 +9,10 @@ pub enum FieldErrorKind {
     Required(String),
     /// `Invalid value: <value>: detail` (value already rendered: ints bare, strings quoted,
     /// lists and objects as JSON), or `Invalid value: detail` when no value is shown.
-    Invalid { value: Option<String>, detail: String },
+    Invalid {
+        value: Option<String>,
+        detail: String,
+    },
     /// `Unsupported value: "<value>": supported values: "A", "B"`
     NotSupported {
         value: String,
@@ -160,8 +163,7 @@ mod tests {
     #[test]
     fn renders_like_apimachinery() {
         assert_eq!(
-            FieldError::required("spec.completions", "when completion mode is Indexed")
-                .to_string(),
+            FieldError::required("spec.completions", "when completion mode is Indexed").to_string(),
             "spec.completions: Required value: when completion mode is Indexed"
         );
         assert_eq!(

@@ -118,9 +118,9 @@ impl IndexSet {
             }
             let mut bounds = [0i64; 2];
             for (slot, part) in parts.iter().enumerate() {
-                let value: i64 = part.parse().map_err(|_| {
-                    format!("cannot convert string to integer for index: {part:?}")
-                })?;
+                let value: i64 = part
+                    .parse()
+                    .map_err(|_| format!("cannot convert string to integer for index: {part:?}"))?;
                 if value >= completions as i64 {
                     return Err(format!("too large index: {part:?}"));
                 }
@@ -134,7 +134,11 @@ impl IndexSet {
                 previous = Some(value);
                 bounds[slot] = value;
             }
-            let end = if parts.len() == 2 { bounds[1] } else { bounds[0] };
+            let end = if parts.len() == 2 {
+                bounds[1]
+            } else {
+                bounds[0]
+            };
             set.insert_range(bounds[0] as i32, end as i32);
         }
         Ok(set)
@@ -230,7 +234,10 @@ mod tests {
         assert_eq!(err("3-1"), "non-increasing order, previous: 3, current: 1");
         assert_eq!(err("0,0"), "non-increasing order, previous: 0, current: 0");
         assert_eq!(err("7"), "too large index: \"7\"");
-        assert_eq!(err("a"), "cannot convert string to integer for index: \"a\"");
+        assert_eq!(
+            err("a"),
+            "cannot convert string to integer for index: \"a\""
+        );
         assert_eq!(
             err("1-2-3"),
             "the fragment \"1-2-3\" violates the requirement that an index interval can have at most two parts separated by '-'"

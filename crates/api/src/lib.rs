@@ -6,6 +6,7 @@ pub mod field;
 pub mod indexset;
 pub mod labels;
 pub mod manifest;
+pub mod printers;
 pub mod valid;
 pub mod validation;
 

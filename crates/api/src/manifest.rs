@@ -25,10 +25,11 @@ pub enum ManifestError {
 pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
     let mut jobs = Vec::new();
     for (n, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
+        let value =
+            serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            })?;
         let document_error = |message: String| ManifestError::Document {
             source_name: source_name.to_string(),
             document: n + 1,
@@ -108,7 +109,10 @@ metadata: {name: a}
   {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "b"}}]}
 "#;
         let jobs = parse_jobs("f.yaml", text).unwrap();
-        let names: Vec<_> = jobs.iter().map(|j| j.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = jobs
+            .iter()
+            .map(|j| j.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 
@@ -123,7 +127,10 @@ metadata: {name: a}
     fn wrong_type_names_the_field() {
         let text = "apiVersion: batch/v1\nkind: Job\nspec:\n  completions: lots\n";
         let err = parse_jobs("f.yaml", text).unwrap_err().to_string();
-        assert!(err.starts_with("f.yaml: document 1: spec.completions: invalid type"), "{err}");
+        assert!(
+            err.starts_with("f.yaml: document 1: spec.completions: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

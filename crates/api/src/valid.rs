@@ -104,7 +104,11 @@ impl ValidJob {
     }
 
     pub fn namespace(&self) -> &str {
-        self.object.metadata.namespace.as_deref().unwrap_or("default")
+        self.object
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default")
     }
 
     pub fn uid(&self) -> &str {
@@ -112,7 +116,12 @@ impl ValidJob {
     }
 
     pub fn template(&self) -> &PodTemplateSpec {
-        &self.object.spec.as_ref().expect("validated job has a spec").template
+        &self
+            .object
+            .spec
+            .as_ref()
+            .expect("validated job has a spec")
+            .template
     }
 
     pub fn is_indexed(&self) -> bool {

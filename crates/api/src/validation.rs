@@ -133,10 +133,22 @@ fn validate_spec(
 ) -> Option<crate::valid::Fields> {
     non_negative("spec.parallelism", spec.parallelism, errors);
     non_negative("spec.completions", spec.completions, errors);
-    non_negative("spec.activeDeadlineSeconds", spec.active_deadline_seconds, errors);
+    non_negative(
+        "spec.activeDeadlineSeconds",
+        spec.active_deadline_seconds,
+        errors,
+    );
     non_negative("spec.backoffLimit", spec.backoff_limit, errors);
-    non_negative("spec.ttlSecondsAfterFinished", spec.ttl_seconds_after_finished, errors);
-    non_negative("spec.backoffLimitPerIndex", spec.backoff_limit_per_index, errors);
+    non_negative(
+        "spec.ttlSecondsAfterFinished",
+        spec.ttl_seconds_after_finished,
+        errors,
+    );
+    non_negative(
+        "spec.backoffLimitPerIndex",
+        spec.backoff_limit_per_index,
+        errors,
+    );
     non_negative("spec.maxFailedIndexes", spec.max_failed_indexes, errors);
 
     let parallelism = spec.parallelism.unwrap_or(1);
@@ -330,7 +342,11 @@ fn validate_restart_policy(
             None
         }
         other => {
-            errors.push(FieldError::not_supported(PATH, other, &["OnFailure", "Never"]));
+            errors.push(FieldError::not_supported(
+                PATH,
+                other,
+                &["OnFailure", "Never"],
+            ));
             None
         }
     }
@@ -453,7 +469,11 @@ fn validate_failure_policy(
         let on_pod_conditions = rule.on_pod_conditions.as_ref().map(|patterns| {
             let path = format!("{path}.onPodConditions");
             if patterns.len() > MAX_FAILURE_POLICY_RULES {
-                errors.push(FieldError::too_many(&path, patterns.len(), MAX_FAILURE_POLICY_RULES));
+                errors.push(FieldError::too_many(
+                    &path,
+                    patterns.len(),
+                    MAX_FAILURE_POLICY_RULES,
+                ));
             }
             let mut out = Vec::new();
             for (j, pattern) in patterns.iter().enumerate() {
@@ -528,7 +548,11 @@ fn validate_exit_code_values(
         ));
     }
     if values.len() > MAX_EXIT_CODE_VALUES {
-        errors.push(FieldError::too_many(&values_path, values.len(), MAX_EXIT_CODE_VALUES));
+        errors.push(FieldError::too_many(
+            &values_path,
+            values.len(),
+            MAX_EXIT_CODE_VALUES,
+        ));
     }
     let mut seen = HashSet::new();
     for (j, &value) in values.iter().enumerate() {
@@ -545,7 +569,11 @@ fn validate_exit_code_values(
     }
     if values.windows(2).any(|w| w[0] > w[1]) {
         let rendered = serde_json::to_string(values).unwrap_or_default();
-        errors.push(FieldError::invalid(&values_path, rendered, "must be ordered"));
+        errors.push(FieldError::invalid(
+            &values_path,
+            rendered,
+            "must be ordered",
+        ));
     }
 }
 
@@ -558,7 +586,11 @@ fn validate_success_policy(
     const PATH: &str = "spec.successPolicy";
     if mode != Some(CompletionMode::Indexed) {
         let rendered = serde_json::to_string(policy).unwrap_or_default();
-        errors.push(FieldError::invalid(PATH, rendered, "requires indexed completion mode"));
+        errors.push(FieldError::invalid(
+            PATH,
+            rendered,
+            "requires indexed completion mode",
+        ));
         return Vec::new();
     }
     if policy.rules.is_empty() {
@@ -584,19 +616,20 @@ fn validate_success_policy(
                 "at least one of succeededCount or succeededIndexes must be specified",
             ));
         }
-        let indexes = rule.succeeded_indexes.as_ref().and_then(|text| {
-            match IndexSet::parse_strict(text, completions) {
-                Ok(set) => Some(set),
-                Err(message) => {
-                    errors.push(FieldError::invalid_str(
-                        format!("{path}.succeededIndexes"),
-                        text,
-                        &format!("error parsing succeededIndexes: {message}"),
-                    ));
-                    None
+        let indexes =
+            rule.succeeded_indexes.as_ref().and_then(|text| {
+                match IndexSet::parse_strict(text, completions) {
+                    Ok(set) => Some(set),
+                    Err(message) => {
+                        errors.push(FieldError::invalid_str(
+                            format!("{path}.succeededIndexes"),
+                            text,
+                            &format!("error parsing succeededIndexes: {message}"),
+                        ));
+                        None
+                    }
                 }
-            }
-        });
+            });
         if let Some(count) = rule.succeeded_count {
             let count_path = format!("{path}.succeededCount");
             if count < 0 {
@@ -700,7 +733,10 @@ fn validate_container<'a>(
             DNS1123_LABEL_ERROR,
         ));
     } else if !names.insert(name) {
-        errors.push(FieldError::duplicate(format!("{path}.name"), format!("{name:?}")));
+        errors.push(FieldError::duplicate(
+            format!("{path}.name"),
+            format!("{name:?}"),
+        ));
     }
     if container.image.as_deref().unwrap_or("").is_empty() {
         errors.push(FieldError::required(format!("{path}.image"), ""));
@@ -708,7 +744,7 @@ fn validate_container<'a>(
     if container.command.as_ref().is_none_or(Vec::is_empty) {
         errors.push(FieldError::required(
             format!("{path}.command"),
-            &format!(
+            format!(
                 "joblet runs container {name:?} as a host command and does not read image entrypoints; set command"
             ),
         ));
@@ -826,7 +862,12 @@ spec:
             first_error(json!({"spec": {"parallelism": -1}})),
             "spec.parallelism: Invalid value: -1: must be greater than or equal to 0"
         );
-        for field in ["completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+        for field in [
+            "completions",
+            "backoffLimit",
+            "activeDeadlineSeconds",
+            "ttlSecondsAfterFinished",
+        ] {
             assert_eq!(
                 first_error(json!({"spec": {field: -1}})),
                 format!("spec.{field}: Invalid value: -1: must be greater than or equal to 0")
@@ -837,7 +878,9 @@ spec:
     #[test]
     fn tc123_tc124_indexed_rules() {
         assert_eq!(
-            first_error(json!({"spec": {"completionMode": "Indexed", "completions": null, "parallelism": 2}})),
+            first_error(
+                json!({"spec": {"completionMode": "Indexed", "completions": null, "parallelism": 2}})
+            ),
             "spec.completions: Required value: when completion mode is Indexed"
         );
         assert_eq!(
@@ -857,7 +900,9 @@ spec:
             "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
         );
         assert_eq!(
-            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 10, "backoffLimitPerIndex": 1, "maxFailedIndexes": 11}})),
+            first_error(
+                json!({"spec": {"completionMode": "Indexed", "completions": 10, "backoffLimitPerIndex": 1, "maxFailedIndexes": 11}})
+            ),
             "spec.maxFailedIndexes: Invalid value: 11: must be less than or equal to completions"
         );
         assert_eq!(
@@ -869,7 +914,9 @@ spec:
             "spec.parallelism: Invalid value: 50000: must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index"
         );
         assert_eq!(
-            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1}})),
+            first_error(
+                json!({"spec": {"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1}})
+            ),
             "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"
         );
     }
@@ -894,7 +941,9 @@ spec:
 
     #[test]
     fn tc134_to_tc144_failure_policy() {
-        let rule = |r: serde_json::Value| first_error(json!({"spec": {"podFailurePolicy": {"rules": [r]}}}));
+        let rule = |r: serde_json::Value| {
+            first_error(json!({"spec": {"podFailurePolicy": {"rules": [r]}}}))
+        };
         assert_eq!(
             rule(json!({"action": "", "onExitCodes": {"operator": "In", "values": [1]}})),
             "spec.podFailurePolicy.rules[0].action: Required value: valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]"
@@ -904,7 +953,9 @@ spec:
             "spec.podFailurePolicy.rules[0].action: Unsupported value: \"UnknownAction\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\""
         );
         assert_eq!(
-            rule(json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [12, 13, 13, 13]}})),
+            rule(
+                json!({"action": "FailJob", "onExitCodes": {"operator": "In", "values": [12, 13, 13, 13]}})
+            ),
             "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Duplicate value: 13"
         );
         assert_eq!(
@@ -970,7 +1021,9 @@ spec:
     #[test]
     fn tc152_to_tc157_success_policy() {
         let indexed = |policy: serde_json::Value| {
-            first_error(json!({"spec": {"completionMode": "Indexed", "completions": 5, "successPolicy": policy}}))
+            first_error(
+                json!({"spec": {"completionMode": "Indexed", "completions": 5, "successPolicy": policy}}),
+            )
         };
         assert_eq!(
             indexed(json!({"rules": []})),

@@ -82,9 +82,15 @@ mod tests {
 
     #[test]
     fn tc030_remaining_delay_arithmetic() {
-        let config = BackoffConfig { base_ms: 5_000, max_ms: 700_000 };
+        let config = BackoffConfig {
+            base_ms: 5_000,
+            max_ms: 700_000,
+        };
         let at = |n, elapsed_s: i64| {
-            let record = BackoffRecord { failures_after_last_success: n, last_failure: Some(Time::from_secs(100)) };
+            let record = BackoffRecord {
+                failures_after_last_success: n,
+                last_failure: Some(Time::from_secs(100)),
+            };
             record.remaining_ms(&config, Time::from_secs(100 + elapsed_s)) / 1000
         };
         assert_eq!(BackoffRecord::default().remaining_ms(&config, Time(0)), 0);
@@ -100,11 +106,17 @@ mod tests {
         let t = Time(1_000_000);
         let ms = |d: i64| t.plus_millis(d);
         let empty = BackoffRecord::default();
-        let record = |n, last: Option<Time>| BackoffRecord { failures_after_last_success: n, last_failure: last };
+        let record = |n, last: Option<Time>| BackoffRecord {
+            failures_after_last_success: n,
+            last_failure: last,
+        };
         assert_eq!(empty.update(&[], &[t]), record(1, Some(t)));
         assert_eq!(empty.update(&[], &[t, ms(-1)]), record(2, Some(t)));
         assert_eq!(empty.update(&[t], &[ms(-2), ms(-1)]), record(0, None));
-        assert_eq!(empty.update(&[ms(-2)], &[t, ms(-4), ms(-3), ms(-1)]), record(2, Some(t)));
+        assert_eq!(
+            empty.update(&[ms(-2)], &[t, ms(-4), ms(-3), ms(-1)]),
+            record(2, Some(t))
+        );
         assert_eq!(record(2, None).update(&[], &[t]), record(3, Some(t)));
         assert_eq!(empty.update(&[t], &[t]), record(0, None));
         assert_eq!(record(2, Some(t)).update(&[], &[]), record(2, Some(t)));

@@ -53,7 +53,10 @@ pub fn build_pod(job: &ValidJob, spec: &PodToCreate, now: Time) -> Pod {
         annotations.insert(labels::INDEX_FAILURE_COUNT.to_string(), count.to_string());
     }
     if let Some(count) = spec.index_ignored_failure_count.filter(|c| *c > 0) {
-        annotations.insert(labels::INDEX_IGNORED_FAILURE_COUNT.to_string(), count.to_string());
+        annotations.insert(
+            labels::INDEX_IGNORED_FAILURE_COUNT.to_string(),
+            count.to_string(),
+        );
     }
     let mut finalizers = template_meta.finalizers.unwrap_or_default();
     if !finalizers.iter().any(|f| f == labels::TRACKING_FINALIZER) {

@@ -32,7 +32,9 @@ pub fn pod_name(job_name: &str, index: Option<i32>, seq: u64) -> String {
         }
         Some(i) => {
             let tail = format!("-{i}-");
-            let cut = job_name.len().min(MAX_GENERATED_PREFIX.saturating_sub(tail.len()));
+            let cut = job_name
+                .len()
+                .min(MAX_GENERATED_PREFIX.saturating_sub(tail.len()));
             format!("{}{tail}", &job_name[..cut])
         }
     };

@@ -126,9 +126,8 @@ impl PodView {
                 .filter(|c| c.status == "False")
                 .and_then(|c| c.last_transition_time.as_ref())
                 .map(Time::from_wire),
-            deletion.map(|d| {
-                d.plus_millis(-1000 * meta.deletion_grace_period_seconds.unwrap_or(0))
-            }),
+            deletion
+                .map(|d| d.plus_millis(-1000 * meta.deletion_grace_period_seconds.unwrap_or(0))),
             created,
         );
         PodView {
@@ -196,9 +195,7 @@ fn finish_time(
             }
         }
     }
-    not_ready_since
-        .or(deletion_minus_grace)
-        .unwrap_or(created)
+    not_ready_since.or(deletion_minus_grace).unwrap_or(created)
 }
 
 #[cfg(test)]
@@ -214,7 +211,10 @@ mod tests {
     fn tc032_finish_time_fallbacks() {
         let terminated = |at: &str| json!({"terminated": {"exitCode": 1, "finishedAt": at}});
         let base = json!({"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"}});
-        assert_eq!(pod(base.clone()).finish_time, Time::from_secs(1_767_225_600));
+        assert_eq!(
+            pod(base.clone()).finish_time,
+            Time::from_secs(1_767_225_600)
+        );
         let p = pod(json!({
             "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "status": {"containerStatuses": [

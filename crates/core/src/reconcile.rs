@@ -1,6 +1,7 @@
 //! One sync of the Job controller (`syncJob` + `manageJob`, spec §2–§6) as a pure function
 //! of the Job, its observed pods and the time.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -106,13 +107,15 @@ enum Finish {
 
 /// One sync: from the Job, its state, the pods that still matter (every pod that is not
 /// both finished and counted) and the time, to the new state and actions.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<PodView>>(
     job: &ValidJob,
     state: &JobState,
-    pods: &[PodView],
+    pods: &[P],
     now: Time,
     backoff: &BackoffConfig,
 ) -> Reconciliation {
+    let pods: Vec<&PodView> = pods.iter().map(Borrow::borrow).collect();
+    let pods = pods.as_slice();
     let mut out = Reconciliation {
         state: state.clone(),
         ..Reconciliation::default()
@@ -138,10 +141,12 @@ pub fn reconcile(
     // Pods that finished since the last sync and can still be counted.
     let new_succeeded: Vec<&PodView> = pods
         .iter()
+        .copied()
         .filter(|p| p.tracked && has_valid_index(p) && p.phase == PodPhase::Succeeded)
         .collect();
     let new_failed: Vec<&PodView> = pods
         .iter()
+        .copied()
         .filter(|p| p.tracked && has_valid_index(p) && considered_failed(p))
         .collect();
     let finish_times = |list: &[&PodView]| list.iter().map(|p| p.finish_time).collect::<Vec<_>>();
@@ -303,7 +308,7 @@ fn locked_finish(status: &Status) -> Option<Finish> {
 fn failure_condition(
     job: &ValidJob,
     status: &Status,
-    pods: &[PodView],
+    pods: &[&PodView],
     now: Time,
 ) -> Option<Finish> {
     let spec = &job.spec;
@@ -354,13 +359,13 @@ fn deletion_order(a: &PodView, b: &PodView) -> Ordering {
 /// sync. Returns the active count afterwards and how many pods it deleted.
 fn manage_job(
     job: &ValidJob,
-    pods: &[PodView],
+    pods: &[&PodView],
     now: Time,
     backoff: &BackoffConfig,
     out: &mut Reconciliation,
 ) -> (i32, i32) {
     let spec = &job.spec;
-    let mut active: Vec<&PodView> = pods.iter().filter(|p| p.is_active()).collect();
+    let mut active: Vec<&PodView> = pods.iter().copied().filter(|p| p.is_active()).collect();
     let active_count = active.len() as i32;
     if spec.suspend {
         for pod in &active {
@@ -407,7 +412,11 @@ fn manage_job(
         return (active_count - deleted, deleted);
     }
 
-    let terminating: Vec<&PodView> = pods.iter().filter(|p| p.is_terminating()).collect();
+    let terminating: Vec<&PodView> = pods
+        .iter()
+        .copied()
+        .filter(|p| p.is_terminating())
+        .collect();
     let held_back = if job.only_replaces_failed_pods() {
         terminating.len() as i32
     } else {
@@ -463,12 +472,23 @@ fn manage_job(
 fn update_suspended_condition(job: &ValidJob, now: Time, out: &mut Reconciliation) {
     let status = &mut out.state.status;
     if job.spec.suspend {
-        if status.set_condition(ConditionType::Suspended, true, "JobSuspended", "Job suspended", now)
-        {
+        if status.set_condition(
+            ConditionType::Suspended,
+            true,
+            "JobSuspended",
+            "Job suspended",
+            now,
+        ) {
             out.event(EventType::Normal, "Suspended", "Job suspended");
         }
     } else if status.has_true(ConditionType::Suspended) {
-        status.set_condition(ConditionType::Suspended, false, "JobResumed", "Job resumed", now);
+        status.set_condition(
+            ConditionType::Suspended,
+            false,
+            "JobResumed",
+            "Job resumed",
+            now,
+        );
         status.start_time = Some(now);
         out.event(EventType::Normal, "Resumed", "Job resumed");
     }

@@ -200,7 +200,10 @@ mod tests {
         let mut status = Status::default();
         let t = Time::from_secs(10);
         assert!(!status.set_condition(ConditionType::Failed, false, "", "", t));
-        assert!(status.conditions.is_empty(), "a false condition is never created");
+        assert!(
+            status.conditions.is_empty(),
+            "a false condition is never created"
+        );
         status.conditions.push(Condition {
             type_: ConditionType::Failed,
             status: false,
@@ -209,10 +212,25 @@ mod tests {
             last_probe_time: t,
             last_transition_time: t,
         });
-        assert!(status.set_condition(ConditionType::Failed, true, "DeadlineExceeded", "m", Time::from_secs(20)));
-        assert!(!status.set_condition(ConditionType::Failed, true, "DeadlineExceeded", "m", Time::from_secs(30)));
+        assert!(status.set_condition(
+            ConditionType::Failed,
+            true,
+            "DeadlineExceeded",
+            "m",
+            Time::from_secs(20)
+        ));
+        assert!(!status.set_condition(
+            ConditionType::Failed,
+            true,
+            "DeadlineExceeded",
+            "m",
+            Time::from_secs(30)
+        ));
         assert_eq!(status.conditions.len(), 1);
-        assert_eq!(status.conditions[0].last_transition_time, Time::from_secs(20));
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            Time::from_secs(20)
+        );
     }
 
     #[test]
@@ -223,7 +241,13 @@ mod tests {
             completed_indexes: [0, 1].into_iter().collect(),
             ..Status::default()
         };
-        status.set_condition(ConditionType::SuccessCriteriaMet, true, "CompletionsReached", "m", Time::from_secs(9));
+        status.set_condition(
+            ConditionType::SuccessCriteriaMet,
+            true,
+            "CompletionsReached",
+            "m",
+            Time::from_secs(9),
+        );
         let wire = status.to_wire(true);
         assert_eq!(wire.completed_indexes.as_deref(), Some("0,1"));
         assert_eq!(wire.active, None);

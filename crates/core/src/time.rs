@@ -4,7 +4,9 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as WireTime
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Time(pub i64);
 
 impl Time {

@@ -60,9 +60,10 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
                     status.container_id = Some(format!("joblet://{pid}"));
                     if !init {
                         s.phase = Some("Running".to_string());
-                        let all_running = s.container_statuses.iter().flatten().filter(|c| {
-                            c.state.as_ref().is_some_and(|st| st.running.is_some())
-                        });
+                        let all_running =
+                            s.container_statuses.iter().flatten().filter(|c| {
+                                c.state.as_ref().is_some_and(|st| st.running.is_some())
+                            });
                         if all_running.count() == pod_containers {
                             let now = started.clone();
                             set_condition(s, "ContainersReady", true, &now);
@@ -140,7 +141,8 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
             _ = stop_requested(&mut ctx.stop) => return Outcome::Failed,
         }
         restarts += 1;
-        ctx.record.update(|s| container_status(s, &ctx.container, init).restart_count = restarts);
+        ctx.record
+            .update(|s| container_status(s, &ctx.container, init).restart_count = restarts);
     }
 }
 
@@ -155,7 +157,7 @@ fn restart_delay(ctx: &ContainerContext, restarts: i32) -> Duration {
 }
 
 fn human(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
@@ -200,7 +202,12 @@ fn spawn(
     let Some(program) = argv.first() else {
         return Err("no command given: joblet does not read image entrypoints".to_string());
     };
-    if let Some(dir) = ctx.container.working_dir.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(dir) = ctx
+        .container
+        .working_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+    {
         if !std::path::Path::new(dir).is_dir() {
             return Err(format!(
                 "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
@@ -211,7 +218,13 @@ fn spawn(
     let namespace = meta.namespace.as_deref().unwrap_or("default");
     let pod_name = meta.name.as_deref().unwrap_or("");
     let config = &ctx.record.shared.config;
-    let path = log_path(&config.log_dir, namespace, pod_name, &ctx.container.name, restarts);
+    let path = log_path(
+        &config.log_dir,
+        namespace,
+        pod_name,
+        &ctx.container.name,
+        restarts,
+    );
     let log = File::options()
         .create(true)
         .append(true)
@@ -223,7 +236,12 @@ fn spawn(
         .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(Stdio::null());
-    if let Some(dir) = ctx.container.working_dir.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(dir) = ctx
+        .container
+        .working_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+    {
         command.current_dir(dir);
     }
     let prefix = format!("[pod/{pod_name}/{}] ", ctx.container.name);
@@ -233,13 +251,16 @@ fn spawn(
         let write_err = write
             .try_clone()
             .map_err(|e| format!("cannot create a pipe: {e}"))?;
-        command.stdout(Stdio::from(write)).stderr(Stdio::from(write_err));
+        command
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::from(write_err));
         Some(read)
     } else {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        command.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        command
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
             .stderr(Stdio::from(log_err));
         None
     };

@@ -61,7 +61,13 @@ fn field_value(pod: &Pod, path: &str) -> Option<String> {
         return Some(meta.labels.as_ref()?.get(key).cloned().unwrap_or_default());
     }
     if let Some(key) = keyed("metadata.annotations['") {
-        return Some(meta.annotations.as_ref()?.get(key).cloned().unwrap_or_default());
+        return Some(
+            meta.annotations
+                .as_ref()?
+                .get(key)
+                .cloned()
+                .unwrap_or_default(),
+        );
     }
     match path {
         "metadata.name" => meta.name.clone(),
@@ -184,6 +190,9 @@ mod tests {
         // IDX is defined after SHARD, so SHARD keeps the reference as written (as upstream).
         assert_eq!(get("SHARD"), "shard-$(IDX)");
         assert_eq!(get("LATER"), "7/p-1");
-        assert_eq!(command_line(container, &env), ["echo", "shard-$(IDX)", "p-1", "7/p-1"]);
+        assert_eq!(
+            command_line(container, &env),
+            ["echo", "shard-$(IDX)", "p-1", "7/p-1"]
+        );
     }
 }

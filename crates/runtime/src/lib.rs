@@ -54,12 +54,15 @@ pub struct StopRequest {
     pub grace: Duration,
 }
 
+/// Asks a running pod to stop; shared by the pod table and the pod's deadline timer.
+type StopSender = Arc<watch::Sender<Option<StopRequest>>>;
+
 struct Shared {
     config: RuntimeConfig,
     clock: Arc<dyn Clock>,
     reaper: Reaper,
     updates: mpsc::UnboundedSender<PodUpdate>,
-    pods: Mutex<HashMap<(String, String), Arc<watch::Sender<Option<StopRequest>>>>>,
+    pods: Mutex<HashMap<(String, String), StopSender>>,
 }
 
 #[derive(Clone)]
@@ -126,7 +129,13 @@ impl Runtime {
 
     /// The log file of one run (`restart` = restart count) of a container.
     pub fn log_path(&self, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {
-        log_path(&self.shared.config.log_dir, namespace, pod, container, restart)
+        log_path(
+            &self.shared.config.log_dir,
+            namespace,
+            pod,
+            container,
+            restart,
+        )
     }
 }
 
@@ -137,7 +146,10 @@ pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart
 
 fn pod_key(pod: &Pod) -> (String, String) {
     (
-        pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
         pod.metadata.name.clone().unwrap_or_default(),
     )
 }
@@ -198,7 +210,8 @@ async fn run_pod(
         name,
         status: Mutex::new(pod.status.clone().unwrap_or_default()),
     });
-    let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+    let grace =
+        Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
     let restart_on_failure = spec.restart_policy.as_deref() == Some("OnFailure");
     let pod = Arc::new(pod);
     let now = record.now();
@@ -267,11 +280,16 @@ async fn run_pod(
     let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
     let now = record.now();
     record.update(|s| {
-        let phase = if failed || deadline_exceeded { "Failed" } else { "Succeeded" };
+        let phase = if failed || deadline_exceeded {
+            "Failed"
+        } else {
+            "Succeeded"
+        };
         s.phase = Some(phase.to_string());
         if deadline_exceeded {
             s.reason = Some("DeadlineExceeded".to_string());
-            s.message = Some("Pod was active on the node longer than the specified deadline".to_string());
+            s.message =
+                Some("Pod was active on the node longer than the specified deadline".to_string());
         }
         set_condition(s, "Ready", false, &now);
         set_condition(s, "ContainersReady", false, &now);

@@ -12,7 +12,9 @@ use super::*;
 struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
         Timestamp::new(since.as_secs() as i64, since.subsec_nanos() as i32).unwrap()
     }
 }
@@ -32,12 +34,18 @@ fn harness(stream_logs: bool) -> Harness {
         restart_backoff_max: Duration::from_millis(200),
         stream_logs,
     };
-    Harness { runtime: Runtime::new(config, Arc::new(SystemClock), tx).unwrap(), updates: rx, dir }
+    Harness {
+        runtime: Runtime::new(config, Arc::new(SystemClock), tx).unwrap(),
+        updates: rx,
+        dir,
+    }
 }
 
 fn pod(name: &str, spec: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default", "uid": "u1"}, "spec": spec}))
-        .unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "namespace": "default", "uid": "u1"}, "spec": spec}),
+    )
+    .unwrap()
 }
 
 fn shell(name: &str, script: &str) -> serde_json::Value {
@@ -71,7 +79,8 @@ impl Harness {
     }
 
     fn log(&self, pod: &str, container: &str, restart: i32) -> String {
-        std::fs::read_to_string(self.runtime.log_path("default", pod, container, restart)).unwrap_or_default()
+        std::fs::read_to_string(self.runtime.log_path("default", pod, container, restart))
+            .unwrap_or_default()
     }
 }
 
@@ -79,7 +88,9 @@ fn main_status(status: &PodStatus) -> &ContainerStatus {
     &status.container_statuses.as_ref().unwrap()[0]
 }
 
-fn terminated(status: &ContainerStatus) -> &joblet_api::k8s_openapi::api::core::v1::ContainerStateTerminated {
+fn terminated(
+    status: &ContainerStatus,
+) -> &joblet_api::k8s_openapi::api::core::v1::ContainerStateTerminated {
     status.state.as_ref().unwrap().terminated.as_ref().unwrap()
 }
 
@@ -103,11 +114,17 @@ async fn a_succeeding_container_logs_and_reports_its_environment() {
 #[tokio::test]
 async fn exit_codes_and_signal_deaths_are_reported_like_the_kubelet() {
     let mut h = harness(false);
-    h.runtime.start(pod("three", json!({"restartPolicy": "Never", "containers": [shell("main", "exit 3")]})));
+    h.runtime.start(pod(
+        "three",
+        json!({"restartPolicy": "Never", "containers": [shell("main", "exit 3")]}),
+    ));
     let status = h.finish("three").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert_eq!(terminated(main_status(&status)).exit_code, 3);
-    h.runtime.start(pod("killed", json!({"restartPolicy": "Never", "containers": [shell("main", "kill -9 $$$$")]})));
+    h.runtime.start(pod(
+        "killed",
+        json!({"restartPolicy": "Never", "containers": [shell("main", "kill -9 $$$$")]}),
+    ));
     let status = h.finish("killed").await;
     let t = terminated(main_status(&status));
     assert_eq!((t.exit_code, t.signal), (137, Some(9)));
@@ -116,27 +133,42 @@ async fn exit_codes_and_signal_deaths_are_reported_like_the_kubelet() {
 #[tokio::test]
 async fn a_command_that_cannot_start_fails_the_container_with_a_reason() {
     let mut h = harness(false);
-    h.runtime.start(pod("missing", json!({"restartPolicy": "Never", "containers": [
-        {"name": "main", "image": "x", "command": ["no-such-command-joblet"]}]})));
+    h.runtime.start(pod(
+        "missing",
+        json!({"restartPolicy": "Never", "containers": [
+        {"name": "main", "image": "x", "command": ["no-such-command-joblet"]}]}),
+    ));
     let status = h.finish("missing").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     let t = terminated(main_status(&status));
-    assert_eq!((t.exit_code, t.reason.as_deref()), (128, Some("StartError")));
-    assert_eq!(t.message.as_deref(), Some("exec: \"no-such-command-joblet\": executable file not found in $PATH"));
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    assert_eq!(
+        t.message.as_deref(),
+        Some("exec: \"no-such-command-joblet\": executable file not found in $PATH")
+    );
 }
 
 #[tokio::test]
 async fn stop_escalates_to_sigkill_after_the_grace_period() {
     let mut h = harness(false);
-    h.runtime.start(pod("stubborn", json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
-        "containers": [shell("main", "trap '' TERM; sleep 60 & wait; sleep 60")]})));
+    h.runtime.start(pod(
+        "stubborn",
+        json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+        "containers": [shell("main", "trap '' TERM; sleep 60 & wait; sleep 60")]}),
+    ));
     h.wait_running("stubborn").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = Instant::now();
     h.runtime.stop("default", "stubborn", None);
     let status = h.finish("stubborn").await;
     let waited = asked.elapsed();
-    assert!(waited >= Duration::from_millis(900), "SIGKILL came after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "SIGKILL came after {waited:?}"
+    );
     assert_eq!(terminated(main_status(&status)).exit_code, 137);
     assert_eq!(status.phase.as_deref(), Some("Failed"));
 }
@@ -146,14 +178,23 @@ async fn nothing_outlives_the_main_process() {
     let mut h = harness(false);
     let pid_file = h.dir.path().join("bg.pid");
     let script = format!("sleep 300 & echo $! > {}", pid_file.display());
-    h.runtime.start(pod("bg", json!({"restartPolicy": "Never", "containers": [shell("main", &script)]})));
+    h.runtime.start(pod(
+        "bg",
+        json!({"restartPolicy": "Never", "containers": [shell("main", &script)]}),
+    ));
     h.finish("bg").await;
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The reaper collects the killed grandchild's zombie only if it is ours; it is the
     // shell's child, re-parented to init, so give the kill a moment to land.
     let gone = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(20));
-        !process_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        !process_exists(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
     });
     assert!(gone, "background child {pid} outlived its container");
 }
@@ -162,14 +203,32 @@ async fn nothing_outlives_the_main_process() {
 async fn on_failure_restarts_in_place_with_back_off() {
     let mut h = harness(false);
     let marker = h.dir.path().join("tried");
-    let script = format!("if [ -e {m} ]; then echo second; exit 0; fi; touch {m}; echo first; exit 1", m = marker.display());
-    h.runtime.start(pod("flaky", json!({"restartPolicy": "OnFailure", "containers": [shell("main", &script)]})));
+    let script = format!(
+        "if [ -e {m} ]; then echo second; exit 0; fi; touch {m}; echo first; exit 1",
+        m = marker.display()
+    );
+    h.runtime.start(pod(
+        "flaky",
+        json!({"restartPolicy": "OnFailure", "containers": [shell("main", &script)]}),
+    ));
     let status = h.finish("flaky").await;
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     let main = main_status(&status);
     assert_eq!(main.restart_count, 1);
-    assert_eq!(main.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
-    assert_eq!((h.log("flaky", "main", 0), h.log("flaky", "main", 1)), ("first\n".into(), "second\n".into()));
+    assert_eq!(
+        main.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        1
+    );
+    assert_eq!(
+        (h.log("flaky", "main", 0), h.log("flaky", "main", 1)),
+        ("first\n".into(), "second\n".into())
+    );
 }
 
 #[tokio::test]
@@ -180,20 +239,32 @@ async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
     h.runtime.start(pod("ordered", json!({"restartPolicy": "Never",
         "initContainers": [shell("init1", &format!("echo init1 >> {f}")), shell("init2", &format!("echo init2 >> {f}"))],
         "containers": [shell("a", &format!("echo main >> {f}")), shell("b", "true")]})));
-    assert_eq!(h.finish("ordered").await.phase.as_deref(), Some("Succeeded"));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "init1\ninit2\nmain\n");
+    assert_eq!(
+        h.finish("ordered").await.phase.as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "init1\ninit2\nmain\n"
+    );
     h.runtime.start(pod("bad-init", json!({"restartPolicy": "Never",
         "initContainers": [shell("init", "exit 2")], "containers": [shell("main", &format!("echo never >> {f}"))]})));
     let status = h.finish("bad-init").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    assert!(status.container_statuses.is_none(), "main containers never started");
+    assert!(
+        status.container_statuses.is_none(),
+        "main containers never started"
+    );
 }
 
 #[tokio::test]
 async fn pod_active_deadline_fails_the_pod() {
     let mut h = harness(false);
-    h.runtime.start(pod("slow", json!({"restartPolicy": "Never", "activeDeadlineSeconds": 1,
-        "containers": [shell("main", "sleep 30")]})));
+    h.runtime.start(pod(
+        "slow",
+        json!({"restartPolicy": "Never", "activeDeadlineSeconds": 1,
+        "containers": [shell("main", "sleep 30")]}),
+    ));
     let status = h.finish("slow").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));

@@ -1,0 +1,173 @@
+//! What `joblet run` shows while Jobs run: a live progress view on a terminal, one
+//! `kubectl get events` line per event elsewhere, and a `kubectl get jobs` summary.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::printers::{human_duration, job_row, render_table};
+use joblet_api::ValidJob;
+use joblet_core::Status;
+use joblet_driver::{Notice, SystemClock};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `-o json|yaml`: stdout is for the objects only.
+    Quiet,
+    Progress,
+    Events,
+}
+
+struct JobBar {
+    bar: ProgressBar,
+    completions: Option<i32>,
+    indexed: bool,
+}
+
+struct State {
+    view: View,
+    started: Instant,
+    header_printed: bool,
+    bars: HashMap<(String, String), JobBar>,
+    _multi: Option<MultiProgress>,
+}
+
+pub struct Display {
+    state: Arc<Mutex<State>>,
+}
+
+impl Display {
+    pub fn new(view: View, jobs: &[ValidJob]) -> Self {
+        let mut bars = HashMap::new();
+        let multi = (view == View::Progress).then(MultiProgress::new);
+        if let Some(multi) = &multi {
+            let style = ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {pos}/{len} {msg} {elapsed}",
+            )
+            .expect("static template")
+            .progress_chars("=> ");
+            for job in jobs {
+                let completions = job.spec.completions;
+                let bar = multi.add(ProgressBar::new(completions.unwrap_or(1).max(0) as u64));
+                bar.set_style(style.clone());
+                bar.set_prefix(job.name().to_string());
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                bars.insert(
+                    (job.namespace().to_string(), job.name().to_string()),
+                    JobBar {
+                        bar,
+                        completions,
+                        indexed: job.is_indexed(),
+                    },
+                );
+            }
+        }
+        Display {
+            state: Arc::new(Mutex::new(State {
+                view,
+                started: Instant::now(),
+                header_printed: false,
+                bars,
+                _multi: multi,
+            })),
+        }
+    }
+
+    pub fn observer(&self) -> Box<dyn FnMut(Notice) + Send> {
+        let state = self.state.clone();
+        Box::new(move |notice| state.lock().expect("display").notice(notice))
+    }
+
+    /// Ends the live view and prints the `kubectl get jobs` summary.
+    pub fn finish(&self, jobs: &[Job]) {
+        let state = self.state.lock().expect("display");
+        if state.view == View::Quiet {
+            return;
+        }
+        for job_bar in state.bars.values() {
+            job_bar.bar.finish();
+        }
+        let now = SystemClock.now_timestamp();
+        let rows: Vec<Vec<String>> = jobs.iter().map(|j| job_row(j, now).to_vec()).collect();
+        let table = render_table(&["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], &rows);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out);
+        let _ = out.write_all(table.as_bytes());
+    }
+}
+
+impl State {
+    fn notice(&mut self, notice: Notice) {
+        match (self.view, notice) {
+            (View::Events, Notice::Event { job, event, .. }) => {
+                let mut out = std::io::stdout().lock();
+                if !self.header_printed {
+                    self.header_printed = true;
+                    let _ = writeln!(
+                        out,
+                        "{:<10} {:<8} {:<22} {:<28} MESSAGE",
+                        "LAST SEEN", "TYPE", "REASON", "OBJECT"
+                    );
+                }
+                let seen = human_duration(self.started.elapsed().as_secs() as i64);
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<8} {:<22} {:<28} {}",
+                    seen,
+                    event.type_.as_str(),
+                    event.reason,
+                    format!("job/{job}"),
+                    event.message
+                );
+            }
+            (
+                View::Progress,
+                Notice::Status {
+                    namespace,
+                    job,
+                    status,
+                    ..
+                },
+            ) => {
+                if let Some(job_bar) = self.bars.get(&(namespace, job)) {
+                    update_bar(job_bar, &status);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn update_bar(job_bar: &JobBar, status: &Status) {
+    let bar = &job_bar.bar;
+    match job_bar.completions {
+        Some(_) => bar.set_position(status.succeeded.max(0) as u64),
+        None => bar.set_position(u64::from(status.succeeded > 0)),
+    }
+    let mut message = format!("active {} failed {}", status.active, status.failed);
+    if job_bar.indexed && !status.completed_indexes.is_empty() {
+        message.push_str(&format!(
+            " done [{}]",
+            truncate(&status.completed_indexes.to_string())
+        ));
+    }
+    if let Some(failed) = status.failed_indexes.as_ref().filter(|f| !f.is_empty()) {
+        message.push_str(&format!(" failed [{}]", truncate(&failed.to_string())));
+    }
+    if let Some(condition) = status.conditions.iter().rev().find(|c| c.status) {
+        message.push_str(&format!(" {}", condition.type_.as_str()));
+    }
+    bar.set_message(message);
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= 40 {
+        text.to_string()
+    } else {
+        let cut = text[..40].rfind(',').unwrap_or(40);
+        format!("{}...", &text[..cut])
+    }
+}

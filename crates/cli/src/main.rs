@@ -1,0 +1,251 @@
+//! `joblet`: Kubernetes Jobs, without the cluster.
+
+mod display;
+mod duration;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_core::BackoffConfig;
+use joblet_driver::{admit, Engine, EngineConfig, Settled};
+
+/// Exit statuses of `joblet run`, documented in the README.
+mod exit {
+    pub const COMPLETE: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const SUSPENDED: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "joblet",
+    version,
+    about = "Kubernetes Jobs, without the cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the batch/v1 Jobs of a manifest to their end, pods as local processes.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Manifest file (YAML or JSON, several documents or a v1 List); `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: String,
+    /// Print the final Job object(s) as the API server would show them.
+    #[arg(short = 'o', long, value_enum)]
+    output: Option<Output>,
+    /// Stream every pod's output, each line prefixed `[pod/NAME/CONTAINER]`.
+    #[arg(long)]
+    logs: bool,
+    /// The run directory for pod logs and the Job's records (default: a new directory
+    /// under $XDG_STATE_HOME/joblet, or ~/.local/state/joblet).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Base of the pod re-creation and container restart back-off (upstream: 10s).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
+    backoff_base: Duration,
+    /// Cap of the pod re-creation back-off (upstream: 10m); container restarts cap at half.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = duration::parse)]
+    backoff_max: Duration,
+    /// Start Jobs that the manifest marks `suspend: true` instead of leaving them suspended.
+    #[arg(long)]
+    resume: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => ExitCode::from(run(args)),
+    }
+}
+
+fn read_input(file: &str) -> Result<String, String> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("error: reading stdin: {e}"))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("error: {file}: {e}"))
+    }
+}
+
+/// Parses and validates every Job before anything runs: all or nothing.
+fn admit_all(args: &RunArgs) -> Result<Vec<joblet_api::ValidJob>, String> {
+    let text = read_input(&args.file)?;
+    let source = if args.file == "-" {
+        "stdin"
+    } else {
+        &args.file
+    };
+    let jobs: Vec<Job> =
+        joblet_api::parse_jobs(source, &text).map_err(|e| format!("error: {e}"))?;
+    let mut valid = Vec::new();
+    let mut errors = Vec::new();
+    for mut job in jobs {
+        if args.resume {
+            if let Some(spec) = job.spec.as_mut() {
+                spec.suspend = Some(false);
+            }
+        }
+        match admit(job) {
+            Ok(job) => valid.push(job),
+            Err(invalid) => errors.push(format!("error: {invalid}")),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for job in &valid {
+        if !seen.insert((job.namespace().to_string(), job.name().to_string())) {
+            errors.push(format!(
+                "error: Job {:?} appears twice in {source}",
+                job.name()
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(valid)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            PathBuf::from(home).join(".local/state")
+        });
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    base.join("joblet")
+        .join(format!("run-{}-{}", stamp.as_secs(), std::process::id()))
+}
+
+fn run(args: RunArgs) -> u8 {
+    let jobs = match admit_all(&args) {
+        Ok(jobs) => jobs,
+        Err(message) => {
+            eprintln!("{message}");
+            return exit::INVALID;
+        }
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let config = EngineConfig {
+        state_dir,
+        backoff: BackoffConfig {
+            base_ms: args.backoff_base.as_millis() as i64,
+            max_ms: args.backoff_max.as_millis() as i64,
+        },
+        stream_logs: args.logs,
+    };
+    let view = if args.output.is_some() {
+        display::View::Quiet
+    } else if std::io::stdout().is_terminal() {
+        display::View::Progress
+    } else {
+        display::View::Events
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    runtime.block_on(async move {
+        let display = display::Display::new(view, &jobs);
+        let mut engine = match Engine::open(config, display.observer()) {
+            Ok(engine) => engine,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FAILED;
+            }
+        };
+        eprintln!("run directory: {}", engine.state_dir().display());
+        for job in jobs {
+            if let Err(e) = engine.create(job) {
+                eprintln!("error: {e}");
+                return exit::INVALID;
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        let settled = match engine.run(rx).await {
+            Ok(settled) => settled,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FAILED;
+            }
+        };
+        let finished = engine.jobs();
+        display.finish(&finished);
+        if let Some(format) = args.output {
+            print_objects(&finished, format);
+        }
+        if settled == Settled::Interrupted {
+            return exit::INTERRUPTED;
+        }
+        outcome(&finished)
+    })
+}
+
+fn outcome(jobs: &[Job]) -> u8 {
+    let status = |job: &Job| joblet_api::printers::job_status(job);
+    if jobs.iter().any(|j| status(j) == "Failed") {
+        exit::FAILED
+    } else if jobs.iter().any(|j| status(j) == "Suspended") {
+        exit::SUSPENDED
+    } else {
+        exit::COMPLETE
+    }
+}
+
+fn print_objects(jobs: &[Job], format: Output) {
+    let value = match jobs {
+        [one] => serde_json::to_value(one),
+        many => serde_json::to_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": many,
+            "metadata": {"resourceVersion": ""},
+        })),
+    }
+    .expect("Jobs always serialize");
+    let text = match format {
+        Output::Json => serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n",
+        Output::Yaml => serde_yaml::to_string(&value).expect("JSON values serialize as YAML"),
+    };
+    print!("{text}");
+}

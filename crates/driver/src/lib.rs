@@ -1,0 +1,495 @@
+//! The engine: the Job controller loop and the node loop over one store and one runtime.
+//! It is the only place that reads the clock. `joblet run` drives it until its Jobs
+//! settle; `joblet serve` (later) keeps it running behind the API.
+
+mod clock;
+mod objects;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::Pod;
+use joblet_api::{prepare_for_create, validate_job, Invalid, ValidJob};
+use joblet_core::{
+    build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
+};
+use joblet_runtime::{PodUpdate, Runtime, RuntimeConfig};
+use joblet_store::{Batch, Store, StoreError};
+use tokio::sync::mpsc;
+
+pub use clock::SystemClock;
+use objects::{event_record, job_record, pod_record, KIND_JOB, KIND_POD};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub state_dir: PathBuf,
+    /// Pod re-creation back-off of the controller (upstream: 10 s doubling to 10 min).
+    pub backoff: BackoffConfig,
+    pub stream_logs: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("job {namespace}/{name} already exists in state directory {dir}")]
+    AlreadyExists {
+        namespace: String,
+        name: String,
+        dir: String,
+    },
+}
+
+/// What the engine tells whoever watches it (the CLI's progress view or event lines).
+#[derive(Clone, Debug)]
+pub enum Notice {
+    Event {
+        namespace: String,
+        job: String,
+        event: Event,
+        at: Time,
+    },
+    Status {
+        namespace: String,
+        job: String,
+        status: Status,
+        at: Time,
+    },
+}
+
+type JobKey = (String, String);
+
+struct PodEntry {
+    object: Pod,
+    view: PodView,
+}
+
+struct JobEntry {
+    job: ValidJob,
+    state: JobState,
+    /// Pods that still matter to the controller: not both finished and counted.
+    pods: HashMap<String, PodEntry>,
+    dirty: bool,
+    requeue_at: Option<Time>,
+    resource_version: i64,
+}
+
+/// How the engine stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Every Job is finished (or suspended with nothing running).
+    Done,
+    /// Shutdown was requested; every pod has been stopped.
+    Interrupted,
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    clock: Arc<SystemClock>,
+    store: Store,
+    runtime: Runtime,
+    updates: mpsc::UnboundedReceiver<PodUpdate>,
+    jobs: BTreeMap<JobKey, JobEntry>,
+    pod_owner: HashMap<JobKey, JobKey>,
+    batch: Batch,
+    to_start: Vec<Pod>,
+    observer: Box<dyn FnMut(Notice) + Send>,
+}
+
+impl Engine {
+    pub fn open(
+        config: EngineConfig,
+        observer: Box<dyn FnMut(Notice) + Send>,
+    ) -> Result<Engine, EngineError> {
+        let dir_error = |source| EngineError::StateDir {
+            path: config.state_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&config.state_dir).map_err(dir_error)?;
+        restrict_to_owner(&config.state_dir).map_err(dir_error)?;
+        let store = Store::open(&config.state_dir.join("state.db"))?;
+        let clock = Arc::new(SystemClock);
+        let (tx, updates) = mpsc::unbounded_channel();
+        // The kubelet's crash-loop back-off (10 s to 5 min) scales with the controller's
+        // (10 s to 10 min): the same base, half the cap.
+        let runtime_config = RuntimeConfig {
+            log_dir: config.state_dir.join("logs"),
+            restart_backoff_base: Duration::from_millis(config.backoff.base_ms as u64),
+            restart_backoff_max: Duration::from_millis(config.backoff.max_ms as u64 / 2),
+            stream_logs: config.stream_logs,
+        };
+        let runtime = Runtime::new(runtime_config, clock.clone(), tx).map_err(dir_error)?;
+        Ok(Engine {
+            config,
+            clock,
+            store,
+            runtime,
+            updates,
+            jobs: BTreeMap::new(),
+            pod_owner: HashMap::new(),
+            batch: Batch::default(),
+            to_start: Vec::new(),
+            observer,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
+    /// Stores an admitted Job; the controller picks it up on the next [`Engine::run`].
+    pub fn create(&mut self, job: ValidJob) -> Result<(), EngineError> {
+        let key = (job.namespace().to_string(), job.name().to_string());
+        let exists = self.jobs.contains_key(&key)
+            || self
+                .store
+                .list(KIND_JOB)?
+                .iter()
+                .any(|r| r.namespace == key.0 && r.name == key.1);
+        if exists {
+            return Err(EngineError::AlreadyExists {
+                namespace: key.0,
+                name: key.1,
+                dir: self.config.state_dir.display().to_string(),
+            });
+        }
+        let mut entry = JobEntry {
+            job,
+            state: JobState::default(),
+            pods: HashMap::new(),
+            dirty: true,
+            requeue_at: None,
+            resource_version: 0,
+        };
+        self.persist_job(&mut entry);
+        self.jobs.insert(key, entry);
+        self.store.commit(std::mem::take(&mut self.batch))?;
+        Ok(())
+    }
+
+    /// The Jobs as the API server would show them, with status.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.jobs.values().map(job_object).collect()
+    }
+
+    /// Runs the controller and node loops until every Job has settled, or `shutdown`
+    /// resolves (then every pod is stopped first; a second shutdown kills at once).
+    pub async fn run(
+        &mut self,
+        mut shutdown: mpsc::UnboundedReceiver<()>,
+    ) -> Result<Settled, EngineError> {
+        let mut interrupted = false;
+        loop {
+            while let Ok(update) = self.updates.try_recv() {
+                self.apply_update(update);
+            }
+            let now = self.clock.now();
+            if !interrupted {
+                self.sync_due(now);
+            }
+            self.flush()?;
+            if interrupted && self.runtime.running() == 0 {
+                return Ok(Settled::Interrupted);
+            }
+            if !interrupted && self.settled() {
+                return Ok(Settled::Done);
+            }
+            let wake = self.next_wake(now);
+            tokio::select! {
+                update = self.updates.recv() => {
+                    if let Some(update) = update {
+                        self.apply_update(update);
+                    }
+                }
+                _ = sleep_until(wake) => {}
+                Some(()) = shutdown.recv() => {
+                    let grace = interrupted.then_some(Duration::ZERO);
+                    interrupted = true;
+                    self.stop_all(grace);
+                }
+            }
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.runtime.running() == 0
+            && self.to_start.is_empty()
+            && self.jobs.values().all(|e| {
+                e.state.status.is_finished()
+                    || (e.job.spec.suspend && e.state.status.active == 0 && !e.dirty)
+                    || !e.job.managed_by_controller()
+            })
+    }
+
+    fn next_wake(&self, now: Time) -> Option<Duration> {
+        let earliest = self.jobs.values().filter_map(|e| e.requeue_at).min();
+        let poll = (self.runtime.running() > 0
+            && self.jobs.values().all(|e| e.state.status.is_finished()))
+        .then_some(Duration::from_millis(5));
+        let timer = earliest.map(|t| Duration::from_millis(t.millis_since(now).max(0) as u64));
+        match (timer, poll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn stop_all(&mut self, grace: Option<Duration>) {
+        for entry in self.jobs.values() {
+            for name in entry.pods.keys() {
+                self.runtime.stop(entry.job.namespace(), name, grace);
+            }
+        }
+        self.to_start.clear();
+    }
+
+    fn sync_due(&mut self, now: Time) {
+        let keys: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.dirty || e.requeue_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.sync_job(&key, now);
+        }
+    }
+
+    /// One controller sync of one Job, and carrying out what it decided.
+    fn sync_job(&mut self, key: &JobKey, now: Time) {
+        let Some(mut entry) = self.jobs.remove(key) else {
+            return;
+        };
+        entry.dirty = false;
+        entry.requeue_at = None;
+        if let Some(expiry) = ttl_expiry(&entry.job, &entry.state.status) {
+            if expiry <= now {
+                self.expire(key, entry);
+                return;
+            }
+            entry.requeue_at = Some(expiry);
+        }
+        let views: Vec<&PodView> = entry.pods.values().map(|p| &p.view).collect();
+        let result = reconcile(&entry.job, &entry.state, &views, now, &self.config.backoff);
+        let namespace = entry.job.namespace().to_string();
+        for name in &result.untrack {
+            if let Some(pod) = entry.pods.get_mut(name) {
+                if let Some(finalizers) = pod.object.metadata.finalizers.as_mut() {
+                    finalizers.retain(|f| f != joblet_api::labels::TRACKING_FINALIZER);
+                }
+                pod.view.tracked = false;
+            }
+        }
+        for name in &result.delete {
+            if let Some(pod) = entry.pods.get_mut(name) {
+                pod.object.metadata.deletion_timestamp = Some(now.to_wire());
+                pod.object.metadata.deletion_grace_period_seconds = pod
+                    .object
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .or(Some(30));
+                pod.view = PodView::from_pod(&pod.object);
+                self.runtime.stop(&namespace, name, None);
+            }
+        }
+        let touched: Vec<String> = result
+            .untrack
+            .iter()
+            .chain(&result.delete)
+            .cloned()
+            .collect();
+        for name in touched {
+            self.persist_pod(&mut entry, &name);
+        }
+        for spec in &result.create {
+            let pod = build_pod(&entry.job, spec, now);
+            let view = PodView::from_pod(&pod);
+            self.pod_owner
+                .insert((namespace.clone(), spec.name.clone()), key.clone());
+            entry
+                .pods
+                .insert(spec.name.clone(), PodEntry { object: pod, view });
+            self.persist_pod(&mut entry, &spec.name);
+            self.to_start.push(entry.pods[&spec.name].object.clone());
+        }
+        for event in &result.events {
+            self.record_event(&entry.job, event, now);
+        }
+        let status_changed = result.state.status != entry.state.status;
+        let finished_now = !entry.state.status.is_finished() && result.state.status.is_finished();
+        entry.state = result.state;
+        entry.requeue_at = match (entry.requeue_at, result.requeue_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if finished_now {
+            if let Some(expiry) = ttl_expiry(&entry.job, &entry.state.status) {
+                entry.requeue_at = Some(expiry);
+            }
+        }
+        if status_changed || !result.create.is_empty() {
+            self.persist_job(&mut entry);
+        }
+        if status_changed {
+            (self.observer)(Notice::Status {
+                namespace: namespace.clone(),
+                job: entry.job.name().to_string(),
+                status: entry.state.status.clone(),
+                at: now,
+            });
+        }
+        self.jobs.insert(key.clone(), entry);
+    }
+
+    /// `ttlSecondsAfterFinished` ran out: the Job and its pods leave the store.
+    fn expire(&mut self, key: &JobKey, entry: JobEntry) {
+        let namespace = entry.job.namespace();
+        for name in entry.pods.keys() {
+            self.batch.delete(KIND_POD, namespace, name);
+            self.pod_owner
+                .remove(&(namespace.to_string(), name.clone()));
+        }
+        if let Ok(pods) = self.store.list(KIND_POD) {
+            let owned = pods
+                .into_iter()
+                .filter(|r| r.namespace == namespace && r.body.contains(entry.job.uid()));
+            for record in owned {
+                self.batch.delete(KIND_POD, &record.namespace, &record.name);
+            }
+        }
+        self.batch.delete(KIND_JOB, namespace, entry.job.name());
+        self.batch
+            .delete(objects::KIND_CONTROLLER, namespace, entry.job.name());
+        // Keep the Job in memory, finished, so `run` can still report it.
+        let mut entry = entry;
+        entry.pods.clear();
+        entry.requeue_at = None;
+        self.jobs.insert(key.clone(), entry);
+    }
+
+    /// A status change reported by the runtime (the node's kubelet).
+    fn apply_update(&mut self, update: PodUpdate) {
+        let pod_key = (update.namespace, update.name);
+        let Some(job_key) = self.pod_owner.get(&pod_key).cloned() else {
+            return;
+        };
+        let Some(mut entry) = self.jobs.remove(&job_key) else {
+            return;
+        };
+        if let Some(pod) = entry.pods.get_mut(&pod_key.1) {
+            pod.object.status = Some(update.status);
+            pod.view = PodView::from_pod(&pod.object);
+            entry.dirty = true;
+            self.persist_pod(&mut entry, &pod_key.1);
+        }
+        self.jobs.insert(job_key, entry);
+    }
+
+    /// Commits pending writes, then starts the pods they recorded: a pod is always on
+    /// disk before its process exists.
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.store.commit(std::mem::take(&mut self.batch))?;
+        for pod in self.to_start.drain(..) {
+            self.runtime.start(pod);
+        }
+        Ok(())
+    }
+
+    fn persist_job(&mut self, entry: &mut JobEntry) {
+        entry.resource_version = self.store.next_resource_version();
+        self.batch.put(job_record(entry, entry.resource_version));
+        let rv = self.store.next_resource_version();
+        self.batch.put(objects::controller_record(entry, rv));
+    }
+
+    /// Writes the pod; a pod that is finished and counted leaves memory (and, if it was
+    /// deleted, the store, as the API server removes it once its finalizers are gone).
+    fn persist_pod(&mut self, entry: &mut JobEntry, name: &str) {
+        let Some(pod) = entry.pods.get(name) else {
+            return;
+        };
+        let namespace = entry.job.namespace().to_string();
+        let done = pod.view.phase.is_terminal() && !pod.view.tracked;
+        if done && pod.view.deleting {
+            self.batch.delete(KIND_POD, &namespace, name);
+        } else {
+            let rv = self.store.next_resource_version();
+            self.batch.put(pod_record(&pod.object, rv));
+        }
+        if done {
+            entry.pods.remove(name);
+            self.pod_owner.remove(&(namespace, name.to_string()));
+        }
+    }
+
+    fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {
+        let rv = self.store.next_resource_version();
+        self.batch.put(event_record(job, event, now, rv));
+        (self.observer)(Notice::Event {
+            namespace: job.namespace().to_string(),
+            job: job.name().to_string(),
+            event: event.clone(),
+            at: now,
+        });
+    }
+}
+
+/// Prepares and validates a Job as the API server does on create, without storing it.
+pub fn admit(mut job: Job) -> Result<ValidJob, Invalid> {
+    prepare_for_create(&mut job, &new_uid(), SystemClock.now_timestamp());
+    validate_job(&job)
+}
+
+/// The Job as stored, with its current status and resourceVersion.
+fn job_object(entry: &JobEntry) -> Job {
+    let mut job = entry.job.object().clone();
+    job.metadata.resource_version = Some(entry.resource_version.to_string());
+    job.status = Some(entry.state.status.to_wire(entry.job.is_indexed()));
+    job
+}
+
+async fn sleep_until(wake: Option<Duration>) {
+    match wake {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A random (version 4) UUID, as the API server gives every object.
+fn new_uid() -> String {
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if random.is_err() {
+        // No /dev/urandom: fall back to the clock and pid, still unique enough per machine.
+        let seed = SystemClock.now().0 as u128 ^ ((std::process::id() as u128) << 64);
+        bytes = seed.to_le_bytes();
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Nothing in the state directory is readable by other users.
+fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

@@ -1,0 +1,105 @@
+//! How the engine's objects are written to the store.
+
+use joblet_api::k8s_openapi::api::core::v1::{
+    Event as WireEvent, EventSource, ObjectReference, Pod,
+};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use joblet_api::ValidJob;
+use joblet_core::{Event, Time};
+use joblet_store::Record;
+use serde::Serialize;
+
+use crate::{job_object, JobEntry};
+
+pub const KIND_JOB: &str = "Job";
+pub const KIND_POD: &str = "Pod";
+pub const KIND_EVENT: &str = "Event";
+/// The controller's own record of a Job: its back-off record and pod counter.
+pub const KIND_CONTROLLER: &str = "ControllerState";
+
+fn record<T: Serialize>(kind: &str, namespace: &str, name: &str, rv: i64, body: &T) -> Record {
+    Record {
+        kind: kind.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        resource_version: rv,
+        body: serde_json::to_string(body).expect("API objects always serialize"),
+    }
+}
+
+pub fn job_record(entry: &JobEntry, rv: i64) -> Record {
+    let mut job = job_object(entry);
+    job.metadata.resource_version = Some(rv.to_string());
+    record(KIND_JOB, entry.job.namespace(), entry.job.name(), rv, &job)
+}
+
+pub fn controller_record(entry: &JobEntry, rv: i64) -> Record {
+    #[derive(Serialize)]
+    struct ControllerState {
+        uid: String,
+        failures_after_last_success: u32,
+        last_failure_ms: Option<i64>,
+        pods_created: u64,
+    }
+    let state = ControllerState {
+        uid: entry.job.uid().to_string(),
+        failures_after_last_success: entry.state.backoff.failures_after_last_success,
+        last_failure_ms: entry.state.backoff.last_failure.map(|t| t.0),
+        pods_created: entry.state.pods_created,
+    };
+    record(
+        KIND_CONTROLLER,
+        entry.job.namespace(),
+        entry.job.name(),
+        rv,
+        &state,
+    )
+}
+
+pub fn pod_record(pod: &Pod, rv: i64) -> Record {
+    let mut pod = pod.clone();
+    pod.metadata.resource_version = Some(rv.to_string());
+    let meta = &pod.metadata;
+    record(
+        KIND_POD,
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or(""),
+        rv,
+        &pod,
+    )
+}
+
+pub fn event_record(job: &ValidJob, event: &Event, now: Time, rv: i64) -> Record {
+    // Upstream names events <object>.<hex timestamp>; the resourceVersion keeps ours unique.
+    let name = format!("{}.{:x}{:04x}", job.name(), now.0, rv & 0xffff);
+    let wire = WireEvent {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(job.namespace().to_string()),
+            resource_version: Some(rv.to_string()),
+            creation_timestamp: Some(now.to_wire()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("batch/v1".to_string()),
+            kind: Some("Job".to_string()),
+            name: Some(job.name().to_string()),
+            namespace: Some(job.namespace().to_string()),
+            uid: Some(job.uid().to_string()),
+            ..Default::default()
+        },
+        reason: Some(event.reason.clone()),
+        message: Some(event.message.clone()),
+        type_: Some(event.type_.as_str().to_string()),
+        source: Some(EventSource {
+            component: Some("job-controller".to_string()),
+            host: None,
+        }),
+        first_timestamp: Some(now.to_wire()),
+        last_timestamp: Some(now.to_wire()),
+        count: Some(1),
+        reporting_component: Some("job-controller".to_string()),
+        ..Default::default()
+    };
+    record(KIND_EVENT, job.namespace(), &name, rv, &wire)
+}
