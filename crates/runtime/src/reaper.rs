@@ -23,8 +23,11 @@ pub struct Exit {
 
 #[derive(Default)]
 struct Table {
-    /// Children spawned and not yet reaped: the reaper sleeps while this is 0.
-    outstanding: usize,
+    /// Spawns under way whose child is not registered yet.
+    spawning: usize,
+    /// Live children and who waits for each. With `spawning`, this is what keeps the
+    /// reaper awake: a failed spawn's child may be reaped by the C library itself, so a
+    /// plain count of spawned children would drift.
     waiters: HashMap<i32, oneshot::Sender<Exit>>,
     /// Exits reaped before their waiter was registered.
     early: HashMap<i32, Exit>,
@@ -57,17 +60,13 @@ impl Reaper {
     /// Spawns `command` and returns the child with a receiver for its exit.
     pub fn spawn(&self, command: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
         let (lock, wake) = &*self.shared;
-        lock.lock().expect("reaper table").outstanding += 1;
+        lock.lock().expect("reaper table").spawning += 1;
         wake.notify_one();
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                lock.lock().expect("reaper table").outstanding -= 1;
-                return Err(e);
-            }
-        };
-        let (tx, rx) = oneshot::channel();
+        let spawned = command.spawn();
         let mut table = lock.lock().expect("reaper table");
+        table.spawning -= 1;
+        let child = spawned?;
+        let (tx, rx) = oneshot::channel();
         match table.early.remove(&(child.id() as i32)) {
             Some(exit) => {
                 let _ = tx.send(exit);
@@ -85,7 +84,8 @@ fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
     loop {
         {
             let mut table = lock.lock().expect("reaper table");
-            while table.outstanding == 0 {
+            while table.spawning == 0 && table.waiters.is_empty() {
+                table.early.clear();
                 table = wake.wait(table).expect("reaper table");
             }
         }
@@ -100,13 +100,18 @@ fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
             ),
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => {
-                // ECHILD: the spawn that raised `outstanding` has not forked yet.
+                // ECHILD: no child exists. Either a spawn has not forked yet, or the
+                // waited-for children were reaped elsewhere: their waiters see a lost exit.
+                let mut table = lock.lock().expect("reaper table");
+                if table.spawning == 0 {
+                    table.waiters.clear();
+                }
+                drop(table);
                 std::thread::yield_now();
                 continue;
             }
         };
         let mut table = lock.lock().expect("reaper table");
-        table.outstanding = table.outstanding.saturating_sub(1);
         match table.waiters.remove(&pid.as_raw()) {
             Some(tx) => {
                 let _ = tx.send(exit);
