@@ -12,19 +12,26 @@ const MULTIPLIER: u64 = 7_368_787;
 const OFFSET: u64 = 1_234_567;
 const MAX_GENERATED_PREFIX: usize = 58;
 
-fn suffix(seq: u64) -> String {
-    let mut n = (seq % SUFFIXES * MULTIPLIER + OFFSET) % SUFFIXES;
+fn suffix(seq: u64, salt: u64) -> String {
+    let mut n = ((seq + salt) % SUFFIXES * MULTIPLIER + OFFSET) % SUFFIXES;
     let mut out = [0u8; 5];
-    for slot in out.iter_mut() {
+    for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(n % 27) as usize];
         n /= 27;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// FNV-1a of the Job's UID: two Jobs of the same name get different pod names.
+fn salt(job_uid: &str) -> u64 {
+    job_uid.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ byte as u64).wrapping_mul(0x100_0000_01b3)
+    }) % SUFFIXES
+}
+
 /// `<job>-<suffix>`, or `<job>-<index>-<suffix>` for Indexed Jobs, with the prefix cut to
 /// 58 characters as the API server cuts `generateName` (keeping `-<index>-` intact).
-pub fn pod_name(job_name: &str, index: Option<i32>, seq: u64) -> String {
+pub fn pod_name(job_name: &str, job_uid: &str, index: Option<i32>, seq: u64) -> String {
     let prefix = match index {
         None => {
             let cut = job_name.len().min(MAX_GENERATED_PREFIX - 1);
@@ -38,7 +45,7 @@ pub fn pod_name(job_name: &str, index: Option<i32>, seq: u64) -> String {
             format!("{}{tail}", &job_name[..cut])
         }
     };
-    format!("{prefix}{}", suffix(seq))
+    format!("{prefix}{}", suffix(seq, salt(job_uid)))
 }
 
 /// The pod's UID: the Job's UID with its last 12 hex digits replaced by the sequence
@@ -55,9 +62,12 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_use_the_generate_name_alphabet() {
-        let names: HashSet<String> = (0..100_000).map(|s| pod_name("job", None, s)).collect();
+        let names: HashSet<String> = (0..100_000)
+            .map(|s| pod_name("job", "uid", None, s))
+            .collect();
         assert_eq!(names.len(), 100_000);
-        let name = pod_name("job", None, 7);
+        let name = pod_name("job", "uid", None, 7);
+        assert_ne!(name, pod_name("job", "other-uid", None, 7));
         assert!(name.starts_with("job-") && name.len() == 9);
         assert!(name[4..].bytes().all(|b| ALPHABET.contains(&b)));
     }
@@ -65,7 +75,7 @@ mod tests {
     #[test]
     fn long_names_are_cut_keeping_the_index() {
         let long = "a".repeat(70);
-        let name = pod_name(&long, Some(12), 0);
+        let name = pod_name(&long, "uid", Some(12), 0);
         assert!(name.starts_with(&"a".repeat(54)));
         assert_eq!(&name[54..58], "-12-");
         assert_eq!(name.len(), 63);

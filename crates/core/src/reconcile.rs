@@ -450,7 +450,7 @@ fn manage_job(
     for index in indexes {
         let seq = out.state.pods_created;
         out.state.pods_created += 1;
-        let name = pod_name(job.name(), index, seq);
+        let name = pod_name(job.name(), job.uid(), index, seq);
         out.event(
             EventType::Normal,
             "SuccessfulCreate",

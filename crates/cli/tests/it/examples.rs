@@ -1,0 +1,166 @@
+//! Every manifest in examples/ runs, as a user would run it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs an example with TMPDIR pointing at a scratch directory, so its outputs are ours.
+fn run_example(dir: &Path, manifest: &str, extra: &[&str]) -> Run {
+    let file = dir.join("example.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let output = joblet()
+        .args(["run", "-o", "json", "-f"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(extra)
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run { output }
+}
+
+fn outputs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let examples = dir.join("joblet-examples");
+    let sub = std::fs::read_dir(&examples)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* under {}", examples.display()));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sub)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn image_resize_runs_ten_completions() {
+    let dir = scratch();
+    let run = run_example(dir.path(), &example("image-resize.yaml"), &[]);
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["succeeded"], 10);
+}
+
+#[test]
+fn shard_migration_runs_fifty_indexes() {
+    let dir = scratch();
+    let run = run_example(dir.path(), &example("shard-migration.yaml"), &[]);
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["completedIndexes"], "0-49");
+    let files = outputs(dir.path(), "shard-migration-");
+    assert_eq!(files.len(), 50);
+    let shard7 =
+        std::fs::read_to_string(files.iter().find(|f| f.ends_with("shard-7.txt")).unwrap())
+            .unwrap();
+    assert_eq!(shard7, "shard 7 of 50: items 7000 to 7999\n");
+}
+
+#[test]
+fn reliable_job_survives_its_flakes() {
+    let dir = scratch();
+    let run = run_example(
+        dir.path(),
+        &example("reliable-job.yaml"),
+        &["--backoff-base", "100ms"],
+    );
+    run.expect_code(0);
+    let job = run.job();
+    assert_eq!(
+        (
+            job["status"]["succeeded"].as_i64(),
+            job["status"]["failed"].as_i64()
+        ),
+        (Some(10), Some(2))
+    );
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is installed by scripts/test.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn start_redis(dir: &Path) -> Redis {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed by scripts/test.sh");
+    let redis = Redis { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_cli(port, &["PING"]) != "PONG" {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    redis
+}
+
+#[test]
+fn queue_worker_drains_a_real_redis_queue() {
+    let dir = scratch();
+    let redis = start_redis(dir.path());
+    let items: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    let mut push = vec!["RPUSH", "jobs"];
+    push.extend(items.iter().map(String::as_str));
+    redis_cli(redis.port, &push);
+    let manifest = example("queue-worker.yaml").replace(
+        "redis://127.0.0.1:6379",
+        &format!("redis://127.0.0.1:{}", redis.port),
+    );
+    let run = run_example(dir.path(), &manifest, &[]);
+    run.expect_code(0);
+    let job = run.job();
+    assert_eq!(job["status"]["succeeded"], 5, "{}", run.context());
+    assert_eq!(redis_cli(redis.port, &["LLEN", "jobs"]), "0");
+    let done = redis_cli(redis.port, &["LRANGE", "done", "0", "-1"]);
+    let mut processed: Vec<i64> = done.lines().map(|l| l.parse().unwrap()).collect();
+    processed.sort();
+    assert_eq!(
+        processed,
+        (1..=100).collect::<Vec<_>>(),
+        "every item exactly once"
+    );
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `joblet` binary on real processes.
+
+mod examples;
+mod run;
+mod util;

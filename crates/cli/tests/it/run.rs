@@ -1,0 +1,544 @@
+//! `joblet run`: one test per behaviour of the Job controller and the node, through the
+//! binary a user runs.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn job(name: &str, spec: &str, command: &str) -> String {
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", {command:?}]
+"#
+    )
+}
+
+#[test]
+fn concurrency_reaches_parallelism_and_never_exceeds_it() {
+    let dir = scratch();
+    let manifest = job(
+        "wide",
+        "  completions: 12\n  parallelism: 3",
+        "echo \"1 $(date +%s%N)\" >> {dir}/spans; sleep 0.3; echo \"-1 $(date +%s%N)\" >> {dir}/spans",
+    );
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    let spans = std::fs::read_to_string(dir.path().join("spans")).unwrap();
+    let mut changes: Vec<(i64, i64)> = spans
+        .lines()
+        .map(|l| {
+            let (delta, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), delta.parse().unwrap())
+        })
+        .collect();
+    changes.sort();
+    let (mut running, mut peak) = (0, 0);
+    for (_, delta) in &changes {
+        running += delta;
+        peak = peak.max(running);
+    }
+    assert_eq!(changes.len(), 24);
+    assert_eq!(peak, 3, "peak concurrency\n{}", run.context());
+    let job = run.job();
+    assert_eq!(job["status"]["succeeded"], 12);
+    assert_eq!(
+        condition_reasons(&job),
+        [
+            "SuccessCriteriaMet:CompletionsReached",
+            "Complete:CompletionsReached"
+        ]
+    );
+    assert!(job["status"]["completionTime"].is_string());
+}
+
+#[test]
+fn indexed_job_runs_each_index_exactly_once() {
+    let dir = scratch();
+    let manifest = job(
+        "indexed",
+        "  completions: 20\n  parallelism: 5\n  completionMode: Indexed",
+        "echo $JOB_COMPLETION_INDEX >> {dir}/indexes; [ \"$HOSTNAME\" = \"indexed-$JOB_COMPLETION_INDEX\" ]",
+    );
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    let mut indexes = numbers(&dir.path().join("indexes"));
+    indexes.sort();
+    assert_eq!(indexes, (0..20).collect::<Vec<_>>());
+    let job = run.job();
+    assert_eq!(job["status"]["completedIndexes"], "0-19");
+    assert_eq!(job["status"]["succeeded"], 20);
+}
+
+#[test]
+fn backoff_limit_with_exponential_recreation_delay() {
+    let dir = scratch();
+    let manifest = job(
+        "flaky",
+        "  backoffLimit: 2",
+        "date +%s%N >> {dir}/attempts; exit 3",
+    );
+    let run = run(
+        dir.path(),
+        &manifest,
+        &["-o", "json", "--backoff-base", "300ms"],
+    );
+    run.expect_code(1);
+    let attempts = numbers(&dir.path().join("attempts"));
+    assert_eq!(
+        attempts.len(),
+        3,
+        "backoffLimit 2 allows 3 attempts\n{}",
+        run.context()
+    );
+    let gaps: Vec<i64> = attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
+    assert!(gaps[0] >= 300, "first re-creation after {}ms", gaps[0]);
+    assert!(
+        gaps[1] >= 600,
+        "second re-creation after {}ms (doubled)",
+        gaps[1]
+    );
+    let job = run.job();
+    assert_eq!(job["status"]["failed"], 3);
+    assert_eq!(
+        condition_reasons(&job),
+        [
+            "FailureTarget:BackoffLimitExceeded",
+            "Failed:BackoffLimitExceeded"
+        ]
+    );
+    assert_eq!(
+        job["status"]["conditions"][1]["message"],
+        "Job has reached the specified backoff limit"
+    );
+    assert!(job["status"].get("completionTime").is_none());
+}
+
+#[test]
+fn deadline_kills_a_pod_that_ignores_sigterm() {
+    let dir = scratch();
+    let marker = format!("deadline-marker-{}", std::process::id());
+    let manifest = format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {{name: slow}}
+spec:
+  activeDeadlineSeconds: 1
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "export MARK={marker}; trap '' TERM; sleep 30; sleep 30"]
+"#
+    );
+    let started = Instant::now();
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    let took = started.elapsed();
+    run.expect_code(1);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let job = run.job();
+    assert_eq!(
+        condition_reasons(&job),
+        ["FailureTarget:DeadlineExceeded", "Failed:DeadlineExceeded"]
+    );
+    assert_eq!(job["status"]["failed"], 1);
+    assert_eq!(job["status"]["terminating"], 0);
+    assert_none_left(&marker);
+}
+
+#[test]
+fn on_failure_restarts_the_container_in_place() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: retry}
+spec:
+  backoffLimit: 4
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "echo run >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ]"]
+"#;
+    let run = run(
+        dir.path(),
+        manifest,
+        &["-o", "json", "--backoff-base", "100ms"],
+    );
+    run.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    let job = run.job();
+    assert_eq!(
+        (
+            job["status"]["succeeded"].as_i64(),
+            job["status"].get("failed")
+        ),
+        (Some(1), None)
+    );
+    // One log file per container run, as `kubectl logs --previous` needs.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("state/logs"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 3);
+}
+
+#[test]
+fn on_failure_restarts_count_toward_the_backoff_limit() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: crashloop}
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "exit 1"]
+"#;
+    let run = run(
+        dir.path(),
+        manifest,
+        &["-o", "json", "--backoff-base", "100ms"],
+    );
+    run.expect_code(1);
+    let job = run.job();
+    assert_eq!(condition_reasons(&job)[1], "Failed:BackoffLimitExceeded");
+    assert_eq!(
+        job["status"]["failed"], 1,
+        "the restarting pod is deleted and counted once"
+    );
+}
+
+#[test]
+fn work_queue_completes_when_all_workers_exit() {
+    let dir = scratch();
+    let manifest = job(
+        "queue",
+        "  parallelism: 4",
+        "n=$(echo $HOSTNAME | cksum | cut -c1-2); sleep 0.$((n % 5)); echo $HOSTNAME >> {dir}/workers",
+    );
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    let job = run.job();
+    assert_eq!(job["status"]["succeeded"], 4);
+    assert!(job["spec"].get("completions").is_none());
+}
+
+#[test]
+fn validation_errors_are_all_reported_and_nothing_runs() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: bad}
+spec:
+  completionMode: Indexed
+  parallelism: -1
+  template:
+    spec:
+      restartPolicy: Always
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "touch {dir}/ran"]
+"#;
+    let run = run(dir.path(), manifest, &[]);
+    run.expect_code(2);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("Job.batch \"bad\" is invalid: ["),
+        "{stderr}"
+    );
+    for expected in [
+        "spec.parallelism: Invalid value: -1: must be greater than or equal to 0",
+        "spec.completions: Required value: when completion mode is Indexed",
+        "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+    assert!(!dir.path().join("ran").exists());
+    assert!(
+        !dir.path().join("state").exists(),
+        "invalid input creates no state"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_status_2() {
+    let dir = scratch();
+    let run_text = |text: &str| run(dir.path(), text, &[]);
+    let r = run_text("apiVersion: batch/v1\nkind: Job\nspec:\n  completions: [1\n");
+    r.expect_code(2);
+    assert!(r.stderr().contains("line 4 column"), "{}", r.context());
+    let r = run_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n");
+    r.expect_code(2);
+    assert!(
+        r.stderr()
+            .contains("joblet runs batch/v1 Jobs; this is a v1 Pod \"p\""),
+        "{}",
+        r.context()
+    );
+    let r = run_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: noentry}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: resize, image: imagetools:v1}]\n",
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("spec.template.spec.containers[0].command: Required value: joblet runs container \"resize\""),
+        "{}",
+        r.context()
+    );
+    let missing = joblet()
+        .args(["run", "-f", "/nonexistent/job.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn a_command_that_cannot_start_fails_the_pod() {
+    let dir = scratch();
+    let manifest = job("nocmd", "  backoffLimit: 0", "unused");
+    let manifest = manifest.replace(
+        "[\"sh\", \"-c\", \"unused\"]",
+        "[\"joblet-no-such-binary\"]",
+    );
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(1);
+    assert_eq!(run.job()["status"]["failed"], 1);
+}
+
+#[test]
+fn several_jobs_run_concurrently_and_print_a_list() {
+    let dir = scratch();
+    let manifest = format!(
+        "{}---\n{}",
+        job("first", "  completions: 2", "sleep 0.2"),
+        job("second", "  completions: 1\n  backoffLimit: 0", "exit 1")
+    );
+    let run = run(dir.path(), &manifest, &["-o", "yaml"]);
+    run.expect_code(1);
+    let list: serde_json::Value = serde_yaml::from_str(&run.stdout()).unwrap();
+    assert_eq!(list["kind"], "List");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+}
+
+#[test]
+fn events_and_summary_off_a_terminal() {
+    let dir = scratch();
+    let run = run(
+        dir.path(),
+        &job("plain", "  completions: 2", "echo hi"),
+        &[],
+    );
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("Normal   SuccessfulCreate       job/plain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Normal   Completed              job/plain                    Job completed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAME    STATUS     COMPLETIONS   DURATION   AGE\nplain   Complete   2/2"),
+        "{out}"
+    );
+    assert!(
+        run.stderr().contains("run directory: "),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn logs_are_streamed_with_the_pod_prefix_and_kept() {
+    let dir = scratch();
+    let run = run(
+        dir.path(),
+        &job("talk", "", "echo hello from $HOSTNAME"),
+        &["--logs"],
+    );
+    run.expect_code(0);
+    let line = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("[pod/talk-"))
+        .map(String::from);
+    let line = line.unwrap_or_else(|| panic!("{}", run.context()));
+    let pod = line
+        .trim_start_matches("[pod/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(line, format!("[pod/{pod}/main] hello from {pod}"));
+    let kept = std::fs::read_to_string(
+        dir.path()
+            .join(format!("state/logs/default_{pod}_main_0.log")),
+    )
+    .unwrap();
+    assert_eq!(kept, format!("hello from {pod}\n"));
+}
+
+#[test]
+fn no_process_outlives_its_pod() {
+    let dir = scratch();
+    let marker = format!("bg-marker-{}", std::process::id());
+    let run = run(
+        dir.path(),
+        &job(
+            "bg",
+            "",
+            &format!("export MARK={marker}; sleep 300 & echo started"),
+        ),
+        &[],
+    );
+    run.expect_code(0);
+    assert_none_left(&marker);
+}
+
+#[test]
+fn ctrl_c_stops_every_pod_and_exits_130() {
+    let dir = scratch();
+    let marker = format!("int-marker-{}", std::process::id());
+    let file = dir.path().join("job.yaml");
+    std::fs::write(
+        &file,
+        job(
+            "long",
+            "  parallelism: 2\n  completions: 2",
+            &format!("export MARK={marker}; sleep 60"),
+        ),
+    )
+    .unwrap();
+    let mut child = joblet()
+        .args(["run", "-f"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Two pods, each a shell and its sleep.
+    while processes_with(&marker).len() < 4 {
+        assert!(Instant::now() < deadline, "pods never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_none_left(&marker);
+}
+
+#[test]
+fn working_dir_and_downward_api_reach_the_process() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: where, labels: {team: batch}}
+spec:
+  template:
+    metadata:
+      labels: {team: batch}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          workingDir: {dir}
+          command: ["sh", "-c", "echo \"$(pwd) $POD_NS $TEAM $(GREETING)\" > out"]
+          env:
+            - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+            - {name: TEAM, valueFrom: {fieldRef: {fieldPath: "metadata.labels['team']"}}}
+            - {name: GREETING, value: hi}
+"#;
+    run(dir.path(), manifest, &[]).expect_code(0);
+    let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    assert_eq!(out, format!("{} default batch hi\n", dir.path().display()));
+}
+
+#[test]
+fn a_job_created_suspended_is_reported_and_exits_3_unless_resumed() {
+    let dir = scratch();
+    let manifest = job("parked", "  suspend: true", "touch {dir}/ran");
+    let run1 = run(dir.path(), &manifest, &["-o", "json"]);
+    run1.expect_code(3);
+    assert_eq!(condition_reasons(&run1.job()), ["Suspended:JobSuspended"]);
+    assert!(!dir.path().join("ran").exists());
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    run(dir.path(), &manifest, &["--resume"]).expect_code(0);
+    assert!(dir.path().join("ran").exists());
+}
+
+#[test]
+fn ttl_after_finished_removes_the_records() {
+    let dir = scratch();
+    let stored = |name: &str| {
+        let db = rusqlite::Connection::open(dir.path().join(format!("{name}/state.db"))).unwrap();
+        let count = |kind: &str| -> i64 {
+            db.query_row(
+                "SELECT count(*) FROM objects WHERE kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        (count("Job"), count("Pod"))
+    };
+    let expiring = job(
+        "short-lived",
+        "  completions: 2\n  ttlSecondsAfterFinished: 0",
+        "true",
+    );
+    run(dir.path(), &expiring, &[]).expect_code(0);
+    assert_eq!(stored("state"), (0, 0));
+    let kept = job(
+        "kept",
+        "  completions: 2\n  ttlSecondsAfterFinished: 300",
+        "true",
+    );
+    std::fs::rename(dir.path().join("state"), dir.path().join("first")).unwrap();
+    run(dir.path(), &kept, &[]).expect_code(0);
+    assert_eq!(stored("state"), (1, 2));
+}
