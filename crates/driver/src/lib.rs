@@ -226,8 +226,7 @@ impl Engine {
             && self.to_start.is_empty()
             && self.jobs.values().all(|e| {
                 // A finished Job settles once a due TTL expiry has been carried out.
-                (e.state.status.is_finished()
-                    && !e.requeue_at.is_some_and(|t| t <= self.clock.now()))
+                (e.state.status.is_finished() && e.requeue_at.is_none_or(|t| t > self.clock.now()))
                     || (e.job.spec.suspend && e.state.status.active == 0 && !e.dirty)
                     || !e.job.managed_by_controller()
             })
