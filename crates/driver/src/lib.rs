@@ -5,7 +5,7 @@
 mod clock;
 mod objects;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +82,9 @@ struct JobEntry {
     dirty: bool,
     requeue_at: Option<Time>,
     resource_version: i64,
+    /// Changed since the last flush: written once per flush, however often they changed.
+    unwritten: bool,
+    unwritten_pods: HashSet<String>,
 }
 
 /// How the engine stopped.
@@ -170,11 +173,12 @@ impl Engine {
             dirty: true,
             requeue_at: None,
             resource_version: 0,
+            unwritten: false,
+            unwritten_pods: HashSet::new(),
         };
         self.persist_job(&mut entry);
         self.jobs.insert(key, entry);
-        self.store.commit(std::mem::take(&mut self.batch))?;
-        Ok(())
+        self.flush()
     }
 
     /// The Jobs as the API server would show them, with status.
@@ -374,6 +378,8 @@ impl Engine {
         // Keep the Job in memory, finished, so `run` can still report it.
         let mut entry = entry;
         entry.pods.clear();
+        entry.unwritten_pods.clear();
+        entry.unwritten = false;
         entry.requeue_at = None;
         self.jobs.insert(key.clone(), entry);
     }
@@ -399,6 +405,20 @@ impl Engine {
     /// Commits pending writes, then starts the pods they recorded: a pod is always on
     /// disk before its process exists.
     fn flush(&mut self) -> Result<(), EngineError> {
+        for entry in self.jobs.values_mut() {
+            for name in std::mem::take(&mut entry.unwritten_pods) {
+                if let Some(pod) = entry.pods.get(&name) {
+                    let rv = self.store.next_resource_version();
+                    self.batch.put(pod_record(&pod.object, rv));
+                }
+            }
+            if std::mem::take(&mut entry.unwritten) {
+                entry.resource_version = self.store.next_resource_version();
+                self.batch.put(job_record(entry, entry.resource_version));
+                let rv = self.store.next_resource_version();
+                self.batch.put(objects::controller_record(entry, rv));
+            }
+        }
         self.store.commit(std::mem::take(&mut self.batch))?;
         for pod in self.to_start.drain(..) {
             self.runtime.start(pod);
@@ -407,10 +427,7 @@ impl Engine {
     }
 
     fn persist_job(&mut self, entry: &mut JobEntry) {
-        entry.resource_version = self.store.next_resource_version();
-        self.batch.put(job_record(entry, entry.resource_version));
-        let rv = self.store.next_resource_version();
-        self.batch.put(objects::controller_record(entry, rv));
+        entry.unwritten = true;
     }
 
     /// Writes the pod; a pod that is finished and counted leaves memory (and, if it was
@@ -421,16 +438,19 @@ impl Engine {
         };
         let namespace = entry.job.namespace().to_string();
         let done = pod.view.phase.is_terminal() && !pod.view.tracked;
-        if done && pod.view.deleting {
+        if !done {
+            entry.unwritten_pods.insert(name.to_string());
+            return;
+        }
+        if pod.view.deleting {
             self.batch.delete(KIND_POD, &namespace, name);
         } else {
             let rv = self.store.next_resource_version();
             self.batch.put(pod_record(&pod.object, rv));
         }
-        if done {
-            entry.pods.remove(name);
-            self.pod_owner.remove(&(namespace, name.to_string()));
-        }
+        entry.pods.remove(name);
+        entry.unwritten_pods.remove(name);
+        self.pod_owner.remove(&(namespace, name.to_string()));
     }
 
     fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {

@@ -1,8 +1,9 @@
 //! One container of a pod: its runs, restarts and termination.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,13 @@ use joblet_api::k8s_openapi::api::core::v1::{
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How long output may keep flowing after a container's process group is gone.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 use crate::env::{command_line, container_env};
 use crate::reaper::Exit;
@@ -43,7 +50,7 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
     loop {
         let started = ctx.record.now();
         let (exit, reason, message) = match spawn(&ctx, &argv, &env, restarts) {
-            Ok((pid, exit_rx)) => {
+            Ok((pid, exit_rx, output)) => {
                 let pod_containers = ctx.pod.spec.as_ref().map_or(0, |s| s.containers.len());
                 let init = ctx.init;
                 let state = ContainerState {
@@ -52,7 +59,7 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
                     }),
                     ..Default::default()
                 };
-                ctx.record.update(|s| {
+                ctx.record.update(true, |s| {
                     let status = container_status(s, &ctx.container, init);
                     status.state = Some(state);
                     status.ready = !init;
@@ -72,6 +79,12 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
                     }
                 });
                 let exit = wait(pid, exit_rx, &mut ctx.stop, ctx.default_grace).await;
+                // The log is complete before the exit is reported. The group is dead by
+                // now; only a process that left it (setsid) could hold the pipe open.
+                let abort = output.abort_handle();
+                if tokio::time::timeout(OUTPUT_DRAIN, output).await.is_err() {
+                    abort.abort();
+                }
                 let reason = if exit.code == 0 { "Completed" } else { "Error" };
                 (exit, reason, None)
             }
@@ -99,7 +112,9 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
         let delay = restart_delay(&ctx, restarts);
         let init = ctx.init;
         let pod_name = ctx.pod.metadata.name.clone().unwrap_or_default();
-        ctx.record.update(|s| {
+        // The pod's own final report follows the last container's end at once.
+        let publish = init || restart || !ctx.record.last_container_done();
+        ctx.record.update(publish, |s| {
             let status = container_status(s, &ctx.container, init);
             status.ready = false;
             status.started = Some(false);
@@ -141,8 +156,9 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
             _ = stop_requested(&mut ctx.stop) => return Outcome::Failed,
         }
         restarts += 1;
-        ctx.record
-            .update(|s| container_status(s, &ctx.container, init).restart_count = restarts);
+        ctx.record.update(false, |s| {
+            container_status(s, &ctx.container, init).restart_count = restarts
+        });
     }
 }
 
@@ -198,7 +214,7 @@ fn spawn(
     argv: &[String],
     env: &[(String, String)],
     restarts: i32,
-) -> Result<(Pid, oneshot::Receiver<Exit>), String> {
+) -> Result<(Pid, oneshot::Receiver<Exit>, JoinHandle<()>), String> {
     let Some(program) = argv.first() else {
         return Err("no command given: joblet does not read image entrypoints".to_string());
     };
@@ -225,11 +241,6 @@ fn spawn(
         &ctx.container.name,
         restarts,
     );
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     let mut command = Command::new(program);
     command
         .args(&argv[1..])
@@ -244,33 +255,26 @@ fn spawn(
     {
         command.current_dir(dir);
     }
-    let prefix = format!("[pod/{pod_name}/{}] ", ctx.container.name);
-    let reader = if config.stream_logs {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| format!("cannot create a pipe: {e}"))?;
-        let write_err = write
-            .try_clone()
-            .map_err(|e| format!("cannot create a pipe: {e}"))?;
-        command
-            .stdout(Stdio::from(write))
-            .stderr(Stdio::from(write_err));
-        Some(read)
-    } else {
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        command
-            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log_err));
-        None
-    };
+    // Output goes through a pipe: the log file is created only when the container
+    // writes something (creating thousands of empty files costs more than the pods).
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let write_err = write
+        .try_clone()
+        .map_err(|e| format!("cannot create a pipe: {e}"))?;
+    command
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write_err));
     let spawned = ctx.record.shared.reaper.spawn(&mut command);
     drop(command); // closes our copies of the pipe's write end
     let (child, exit_rx) = spawned.map_err(|e| spawn_error(program, &e))?;
-    if let Some(read) = reader {
-        std::thread::spawn(move || copy_lines(File::from(read), log, &prefix));
-    }
-    Ok((Pid::from_raw(child.id() as i32), exit_rx))
+    let reader = pipe::Receiver::from_owned_fd(read)
+        .map_err(|e| format!("cannot read the container's output: {e}"))?;
+    let prefix = config
+        .stream_logs
+        .then(|| format!("[pod/{pod_name}/{}] ", ctx.container.name));
+    let output = tokio::spawn(copy_output(reader, path, prefix));
+    Ok((Pid::from_raw(child.id() as i32), exit_rx, output))
 }
 
 fn spawn_error(program: &str, error: &std::io::Error) -> String {
@@ -286,20 +290,55 @@ fn spawn_error(program: &str, error: &std::io::Error) -> String {
     }
 }
 
-/// Copies a container's output to its log file and to stdout with the pod prefix.
-fn copy_lines(pipe: File, mut log: File, prefix: &str) {
-    let mut reader = BufReader::new(pipe);
-    let mut line = Vec::new();
-    while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-        let _ = log.write_all(&line);
-        let mut out = std::io::stdout().lock();
+/// Copies a container's output to its log file (created on the first byte) and, when
+/// streaming, to stdout with the pod prefix on every line.
+async fn copy_output(mut pipe: pipe::Receiver, path: PathBuf, prefix: Option<String>) {
+    let mut log: Option<File> = None;
+    let mut buf = vec![0u8; 8192];
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if log.is_none() {
+            log = File::options().create(true).append(true).open(&path).ok();
+        }
+        if let Some(file) = log.as_mut() {
+            let _ = file.write_all(&buf[..n]);
+        }
+        if let Some(prefix) = &prefix {
+            partial.extend_from_slice(&buf[..n]);
+            print_lines(prefix, &mut partial, false);
+        }
+    }
+    if let Some(prefix) = &prefix {
+        print_lines(prefix, &mut partial, true);
+    }
+}
+
+/// Prints the complete lines of `pending` (and, at the end, the rest) with `prefix`.
+fn print_lines(prefix: &str, pending: &mut Vec<u8>, at_end: bool) {
+    let cut = if at_end {
+        pending.len()
+    } else {
+        pending
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    if cut == 0 {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for line in pending[..cut].split_inclusive(|b| *b == b'\n') {
         let _ = out.write_all(prefix.as_bytes());
-        let _ = out.write_all(&line);
+        let _ = out.write_all(line);
         if !line.ends_with(b"\n") {
             let _ = out.write_all(b"\n");
         }
-        line.clear();
     }
+    pending.drain(..cut);
 }
 
 async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {

@@ -99,10 +99,7 @@ impl Runtime {
             .expect("pod table")
             .insert(key.clone(), stop_tx.clone());
         let shared = self.shared.clone();
-        tokio::spawn(async move {
-            run_pod(&shared, pod, stop_tx, stop_rx).await;
-            shared.pods.lock().expect("pod table").remove(&key);
-        });
+        tokio::spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
     }
 
     /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
@@ -160,6 +157,7 @@ pub(crate) struct PodRecord {
     namespace: String,
     name: String,
     status: Mutex<PodStatus>,
+    running_containers: std::sync::atomic::AtomicUsize,
 }
 
 impl PodRecord {
@@ -167,14 +165,25 @@ impl PodRecord {
         Time(self.shared.clock.now())
     }
 
-    pub(crate) fn update(&self, change: impl FnOnce(&mut PodStatus)) {
+    /// Changes the status; `publish` also reports it. Changes that are followed closely
+    /// by another are not published on their own: each report costs the engine a write.
+    pub(crate) fn update(&self, publish: bool, change: impl FnOnce(&mut PodStatus)) {
         let mut status = self.status.lock().expect("pod status");
         change(&mut status);
-        let _ = self.shared.updates.send(PodUpdate {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            status: status.clone(),
-        });
+        if publish {
+            let _ = self.shared.updates.send(PodUpdate {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                status: status.clone(),
+            });
+        }
+    }
+
+    /// Counts down the main containers still running; true for the last one.
+    pub(crate) fn last_container_done(&self) -> bool {
+        self.running_containers
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
     }
 }
 
@@ -209,13 +218,14 @@ async fn run_pod(
         namespace,
         name,
         status: Mutex::new(pod.status.clone().unwrap_or_default()),
+        running_containers: std::sync::atomic::AtomicUsize::new(spec.containers.len()),
     });
     let grace =
         Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
     let restart_on_failure = spec.restart_policy.as_deref() == Some("OnFailure");
     let pod = Arc::new(pod);
     let now = record.now();
-    record.update(|s| {
+    record.update(false, |s| {
         s.phase = Some("Pending".to_string());
         s.start_time = Some(now.clone());
         s.host_ip = Some("127.0.0.1".to_string());
@@ -263,7 +273,7 @@ async fn run_pod(
     }
     if !failed {
         let now = record.now();
-        record.update(|s| set_condition(s, "Initialized", true, &now));
+        record.update(false, |s| set_condition(s, "Initialized", true, &now));
         let mut containers = JoinSet::new();
         for container in &spec.containers {
             containers.spawn(run_container(context(container.clone(), false)));
@@ -278,8 +288,15 @@ async fn run_pod(
         task.abort();
     }
     let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
+    // Out of the table before the final report: whoever sees the pod finished must also
+    // see no process of it running.
+    shared
+        .pods
+        .lock()
+        .expect("pod table")
+        .remove(&(record.namespace.clone(), record.name.clone()));
     let now = record.now();
-    record.update(|s| {
+    record.update(true, |s| {
         let phase = if failed || deadline_exceeded {
             "Failed"
         } else {

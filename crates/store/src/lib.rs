@@ -70,6 +70,7 @@ pub struct Store {
     resource_version: i64,
 }
 
+// A rowid table: bodies of a kilobyte or more are what WITHOUT ROWID handles badly.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL,
@@ -77,8 +78,8 @@ CREATE TABLE IF NOT EXISTS objects (
     name TEXT NOT NULL,
     resource_version INTEGER NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (kind, namespace, name)
-) WITHOUT ROWID;
+    UNIQUE (kind, namespace, name)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
@@ -93,7 +94,8 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(open_error)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+             PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4096;",
         )
         .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;

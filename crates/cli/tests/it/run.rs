@@ -176,7 +176,7 @@ spec:
       containers:
         - name: main
           image: busybox
-          command: ["sh", "-c", "echo run >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ]"]
+          command: ["sh", "-c", "echo attempt; echo run >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ]"]
 "#;
     let run = run(
         dir.path(),
