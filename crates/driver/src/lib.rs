@@ -4,10 +4,11 @@
 
 mod clock;
 mod objects;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
@@ -42,6 +43,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(#[from] Invalid),
+    #[error("state database: {0}")]
+    Write(String),
     #[error("job {namespace}/{name} already exists in state directory {dir}")]
     AlreadyExists {
         namespace: String,
@@ -99,7 +102,10 @@ pub enum Settled {
 pub struct Engine {
     config: EngineConfig,
     clock: Arc<SystemClock>,
-    store: Store,
+    /// Read here, written only by the writer thread.
+    store: Arc<Mutex<Store>>,
+    writer: writer::Writer,
+    next_resource_version: i64,
     runtime: Runtime,
     updates: mpsc::UnboundedReceiver<PodUpdate>,
     jobs: BTreeMap<JobKey, JobEntry>,
@@ -132,10 +138,15 @@ impl Engine {
             stream_logs: config.stream_logs,
         };
         let runtime = Runtime::new(runtime_config, clock.clone(), tx).map_err(dir_error)?;
+        let next_resource_version = store.resource_version();
+        let store = Arc::new(Mutex::new(store));
+        let writer = writer::Writer::start(store.clone(), runtime.clone());
         Ok(Engine {
             config,
             clock,
             store,
+            writer,
+            next_resource_version,
             runtime,
             updates,
             jobs: BTreeMap::new(),
@@ -156,6 +167,8 @@ impl Engine {
         let exists = self.jobs.contains_key(&key)
             || self
                 .store
+                .lock()
+                .expect("store")
                 .list(KIND_JOB)?
                 .iter()
                 .any(|r| r.namespace == key.0 && r.name == key.1);
@@ -178,7 +191,8 @@ impl Engine {
         };
         self.persist_job(&mut entry);
         self.jobs.insert(key, entry);
-        self.flush()
+        self.flush();
+        self.writer.barrier().map_err(EngineError::Write)
     }
 
     /// The Jobs as the API server would show them, with status.
@@ -201,11 +215,14 @@ impl Engine {
             if !interrupted {
                 self.sync_due(now);
             }
-            self.flush()?;
-            if interrupted && self.runtime.running() == 0 {
+            self.flush();
+            self.writer.error().map_err(EngineError::Write)?;
+            if interrupted && self.runtime.running() == 0 && self.writer.pending_starts() == 0 {
+                self.writer.barrier().map_err(EngineError::Write)?;
                 return Ok(Settled::Interrupted);
             }
             if !interrupted && self.settled() {
+                self.writer.barrier().map_err(EngineError::Write)?;
                 return Ok(Settled::Done);
             }
             let wake = self.next_wake(now);
@@ -227,7 +244,7 @@ impl Engine {
 
     fn settled(&self) -> bool {
         self.runtime.running() == 0
-            && self.to_start.is_empty()
+            && self.writer.pending_starts() == 0
             && self.jobs.values().all(|e| {
                 // A finished Job settles once a due TTL expiry has been carried out.
                 (e.state.status.is_finished() && e.requeue_at.is_none_or(|t| t > self.clock.now()))
@@ -249,6 +266,7 @@ impl Engine {
     }
 
     fn stop_all(&mut self, grace: Option<Duration>) {
+        self.writer.cancel_starts();
         for entry in self.jobs.values() {
             for name in entry.pods.keys() {
                 self.runtime.stop(entry.job.namespace(), name, grace);
@@ -364,7 +382,8 @@ impl Engine {
             self.pod_owner
                 .remove(&(namespace.to_string(), name.clone()));
         }
-        if let Ok(pods) = self.store.list(KIND_POD) {
+        let stored = self.store.lock().expect("store").list(KIND_POD);
+        if let Ok(pods) = stored {
             let owned = pods
                 .into_iter()
                 .filter(|r| r.namespace == namespace && r.body.contains(entry.job.uid()));
@@ -402,28 +421,35 @@ impl Engine {
         self.jobs.insert(job_key, entry);
     }
 
-    /// Commits pending writes, then starts the pods they recorded: a pod is always on
-    /// disk before its process exists.
-    fn flush(&mut self) -> Result<(), EngineError> {
+    /// Hands pending writes to the writer, which commits them and then starts the pods
+    /// they recorded: a pod is always on disk before its process exists.
+    fn flush(&mut self) {
+        let mut rv = self.next_resource_version;
         for entry in self.jobs.values_mut() {
             for name in std::mem::take(&mut entry.unwritten_pods) {
                 if let Some(pod) = entry.pods.get(&name) {
-                    let rv = self.store.next_resource_version();
+                    rv += 1;
                     self.batch.put(pod_record(&pod.object, rv));
                 }
             }
             if std::mem::take(&mut entry.unwritten) {
-                entry.resource_version = self.store.next_resource_version();
-                self.batch.put(job_record(entry, entry.resource_version));
-                let rv = self.store.next_resource_version();
+                rv += 1;
+                entry.resource_version = rv;
+                self.batch.put(job_record(entry, rv));
+                rv += 1;
                 self.batch.put(objects::controller_record(entry, rv));
             }
         }
-        self.store.commit(std::mem::take(&mut self.batch))?;
-        for pod in self.to_start.drain(..) {
-            self.runtime.start(pod);
-        }
-        Ok(())
+        self.next_resource_version = rv;
+        self.writer.submit(
+            std::mem::take(&mut self.batch),
+            std::mem::take(&mut self.to_start),
+        );
+    }
+
+    fn next_resource_version(&mut self) -> i64 {
+        self.next_resource_version += 1;
+        self.next_resource_version
     }
 
     fn persist_job(&mut self, entry: &mut JobEntry) {
@@ -445,7 +471,7 @@ impl Engine {
         if pod.view.deleting {
             self.batch.delete(KIND_POD, &namespace, name);
         } else {
-            let rv = self.store.next_resource_version();
+            let rv = self.next_resource_version();
             self.batch.put(pod_record(&pod.object, rv));
         }
         entry.pods.remove(name);
@@ -454,7 +480,7 @@ impl Engine {
     }
 
     fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {
-        let rv = self.store.next_resource_version();
+        let rv = self.next_resource_version();
         self.batch.put(event_record(job, event, now, rv));
         (self.observer)(Notice::Event {
             namespace: job.namespace().to_string(),

@@ -59,6 +59,8 @@ type StopSender = Arc<watch::Sender<Option<StopRequest>>>;
 
 struct Shared {
     config: RuntimeConfig,
+    /// Pods may be started from any thread; their tasks run here.
+    handle: tokio::runtime::Handle,
     clock: Arc<dyn Clock>,
     reaper: Reaper,
     updates: mpsc::UnboundedSender<PodUpdate>,
@@ -71,6 +73,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Must be called within a Tokio runtime, where the pods' tasks will run.
     pub fn new(
         config: RuntimeConfig,
         clock: Arc<dyn Clock>,
@@ -80,6 +83,7 @@ impl Runtime {
         Ok(Runtime {
             shared: Arc::new(Shared {
                 config,
+                handle: tokio::runtime::Handle::current(),
                 clock,
                 reaper: Reaper::get(),
                 updates,
@@ -88,7 +92,8 @@ impl Runtime {
         })
     }
 
-    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one.
+    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one. May be
+    /// called from any thread.
     pub fn start(&self, pod: Pod) {
         let key = pod_key(&pod);
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -99,7 +104,9 @@ impl Runtime {
             .expect("pod table")
             .insert(key.clone(), stop_tx.clone());
         let shared = self.shared.clone();
-        tokio::spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
+        self.shared
+            .handle
+            .spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
     }
 
     /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after

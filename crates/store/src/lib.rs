@@ -56,6 +56,11 @@ impl Batch {
         self.writes.push(Write::Put(record));
     }
 
+    /// Appends another batch's writes after this one's.
+    pub fn append(&mut self, other: Batch) {
+        self.writes.extend(other.writes);
+    }
+
     pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) {
         self.writes.push(Write::Delete {
             kind: kind.to_string(),
@@ -94,7 +99,7 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(open_error)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
              PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4096;",
         )
         .map_err(open_error)?;
@@ -112,12 +117,8 @@ impl Store {
         })
     }
 
-    /// Reserves the next resourceVersion, for an object about to be put.
-    pub fn next_resource_version(&mut self) -> i64 {
-        self.resource_version += 1;
-        self.resource_version
-    }
-
+    /// The highest resourceVersion committed so far. The writer of new objects numbers
+    /// them above it; the store only remembers the highest it was given.
     pub fn resource_version(&self) -> i64 {
         self.resource_version
     }
@@ -126,6 +127,11 @@ impl Store {
     pub fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        for write in &batch.writes {
+            if let Write::Put(record) = write {
+                self.resource_version = self.resource_version.max(record.resource_version);
+            }
         }
         let tx = self.conn.transaction()?;
         {
@@ -186,12 +192,12 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn record(store: &mut Store, kind: &str, name: &str, body: &str) -> Record {
+    fn record(rv: i64, kind: &str, name: &str, body: &str) -> Record {
         Record {
             kind: kind.into(),
             namespace: "default".into(),
             name: name.into(),
-            resource_version: store.next_resource_version(),
+            resource_version: rv,
             body: body.into(),
         }
     }
@@ -203,17 +209,23 @@ mod tests {
         {
             let mut store = Store::open(&path).unwrap();
             let mut batch = Batch::default();
-            batch.put(record(&mut store, "Job", "a", "{\"v\":1}"));
-            batch.put(record(&mut store, "Pod", "p1", "{}"));
-            batch.put(record(&mut store, "Pod", "p2", "{}"));
+            batch.put(record(1, "Job", "a", "{\"v\":1}"));
+            batch.put(record(2, "Pod", "p1", "{}"));
+            batch.put(record(3, "Pod", "p2", "{}"));
             store.commit(batch).unwrap();
             let mut batch = Batch::default();
-            batch.put(record(&mut store, "Job", "a", "{\"v\":2}"));
-            batch.delete("Pod", "default", "p1");
+            batch.put(record(4, "Job", "a", "{\"v\":2}"));
+            let mut later = Batch::default();
+            later.delete("Pod", "default", "p1");
+            batch.append(later);
             store.commit(batch).unwrap();
         }
-        let mut store = Store::open(&path).unwrap();
-        assert_eq!(store.resource_version(), 4);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.resource_version(),
+            4,
+            "never goes back after a restart"
+        );
         let jobs = store.list("Job").unwrap();
         assert_eq!(
             (jobs.len(), jobs[0].body.as_str(), jobs[0].resource_version),
@@ -226,11 +238,6 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(pods, ["p2"]);
-        assert_eq!(
-            store.next_resource_version(),
-            5,
-            "never goes back after a restart"
-        );
     }
 
     #[test]

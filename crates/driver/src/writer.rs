@@ -1,0 +1,120 @@
+//! Group commit: one thread writes to the store, taking every batch queued while it was
+//! busy into one transaction, and only then starts the pods those batches recorded. The
+//! controller loop never waits for the disk, and a pod is on disk before it runs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use joblet_api::k8s_openapi::api::core::v1::Pod;
+use joblet_runtime::Runtime;
+use joblet_store::{Batch, Store};
+
+enum Request {
+    Write { batch: Batch, start: Vec<Pod> },
+    Barrier(mpsc::Sender<()>),
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Pods handed over and not started (or dropped) yet.
+    pending_starts: AtomicUsize,
+    /// After an interrupt, queued pods are recorded but never started.
+    cancelled: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+pub(crate) struct Writer {
+    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub fn start(store: Arc<Mutex<Store>>, runtime: Runtime) -> Writer {
+        let (requests, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("joblet-writer".to_string())
+            .spawn(move || write_forever(&rx, &store, &runtime, &thread_shared))
+            .expect("spawning the writer thread");
+        Writer { requests, shared }
+    }
+
+    /// Queues a batch, and pods to start once it is committed.
+    pub fn submit(&self, batch: Batch, start: Vec<Pod>) {
+        if batch.is_empty() && start.is_empty() {
+            return;
+        }
+        self.shared
+            .pending_starts
+            .fetch_add(start.len(), Ordering::SeqCst);
+        let _ = self.requests.send(Request::Write { batch, start });
+    }
+
+    /// Waits until everything submitted so far is committed.
+    pub fn barrier(&self) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        if self.requests.send(Request::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        self.error()
+    }
+
+    pub fn error(&self) -> Result<(), String> {
+        match self.shared.error.lock().expect("writer error").clone() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    pub fn pending_starts(&self) -> usize {
+        self.shared.pending_starts.load(Ordering::SeqCst)
+    }
+
+    pub fn cancel_starts(&self) {
+        self.shared.cancelled.store(true, Ordering::SeqCst);
+    }
+}
+
+fn write_forever(
+    requests: &mpsc::Receiver<Request>,
+    store: &Mutex<Store>,
+    runtime: &Runtime,
+    shared: &Shared,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = Batch::default();
+        let mut start = Vec::new();
+        let mut barriers = Vec::new();
+        for request in std::iter::once(first).chain(requests.try_iter()) {
+            match request {
+                Request::Write {
+                    batch: more,
+                    start: pods,
+                } => {
+                    batch.append(more);
+                    start.extend(pods);
+                }
+                Request::Barrier(ack) => barriers.push(ack),
+            }
+        }
+        let committed = store.lock().expect("store").commit(batch);
+        let started = start.len();
+        match committed {
+            Ok(()) if !shared.cancelled.load(Ordering::SeqCst) => {
+                for pod in start {
+                    runtime.start(pod);
+                }
+            }
+            Ok(()) => {}
+            Err(error) => {
+                // Nothing recorded may run; the engine stops on this error.
+                *shared.error.lock().expect("writer error") = Some(error.to_string());
+            }
+        }
+        shared.pending_starts.fetch_sub(started, Ordering::SeqCst);
+        for ack in barriers {
+            let _ = ack.send(());
+        }
+    }
+}
