@@ -5,13 +5,14 @@ pub mod backoff;
 pub mod build;
 pub mod naming;
 pub mod pod;
+pub mod policy;
 pub mod reconcile;
 pub mod status;
 pub mod time;
 
 pub use backoff::{BackoffConfig, BackoffRecord};
 pub use build::{build_pod, PodToCreate};
-pub use pod::{PodPhase, PodView};
+pub use pod::{ContainerExit, PodPhase, PodView};
 pub use reconcile::{reconcile, ttl_expiry, Event, EventType, JobState, Reconciliation};
 pub use status::{Condition, ConditionType, Status};
 pub use time::Time;

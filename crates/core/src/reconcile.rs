@@ -3,15 +3,16 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use joblet_api::valid::RestartPolicy;
+use joblet_api::valid::{FailurePolicyAction, RestartPolicy};
 use joblet_api::{IndexSet, ValidJob};
 
 use crate::backoff::{BackoffConfig, BackoffRecord};
 use crate::build::PodToCreate;
 use crate::naming::{pod_name, pod_uid};
 use crate::pod::{PodPhase, PodView};
+use crate::policy::{match_failure_policy, match_success_policy};
 use crate::status::{ConditionType, Status};
 use crate::time::Time;
 
@@ -24,6 +25,13 @@ pub const REASON_BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
 pub const MESSAGE_BACKOFF_LIMIT_EXCEEDED: &str = "Job has reached the specified backoff limit";
 pub const REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const MESSAGE_DEADLINE_EXCEEDED: &str = "Job was active longer than specified deadline";
+pub const REASON_POD_FAILURE_POLICY: &str = "PodFailurePolicy";
+pub const REASON_FAILED_INDEXES: &str = "FailedIndexes";
+pub const MESSAGE_FAILED_INDEXES: &str = "Job has failed indexes";
+pub const REASON_MAX_FAILED_INDEXES_EXCEEDED: &str = "MaxFailedIndexesExceeded";
+pub const MESSAGE_MAX_FAILED_INDEXES_EXCEEDED: &str =
+    "Job has exceeded the specified maximal number of failed indexes";
+pub const REASON_SUCCESS_POLICY: &str = "SuccessPolicy";
 
 /// What the controller keeps per Job between syncs. The status is the Job's; the back-off
 /// record and pod counter are the controller's own (upstream keeps the record in memory,
@@ -129,9 +137,11 @@ pub fn reconcile<P: Borrow<PodView>>(
     let only_failed = job.only_replaces_failed_pods();
     let has_valid_index =
         |p: &PodView| !indexed || p.index.is_some_and(|i| i < completions.unwrap_or(0));
+    let success_locked = state.status.has_true(ConditionType::SuccessCriteriaMet);
+    // Once success is decided, a pod being deleted is no failure (spec §5.1).
     let considered_failed = |p: &PodView| {
         p.phase == PodPhase::Failed
-            || (!only_failed && p.deleting && p.phase != PodPhase::Succeeded)
+            || (!only_failed && !success_locked && p.deleting && p.phase != PodPhase::Succeeded)
     };
 
     if out.state.status.start_time.is_none() && !spec.suspend {
@@ -153,33 +163,62 @@ pub fn reconcile<P: Borrow<PodView>>(
     out.state.backoff = state
         .backoff
         .update(&finish_times(&new_succeeded), &finish_times(&new_failed));
+    let verdicts: HashMap<&str, (FailurePolicyAction, String)> = new_failed
+        .iter()
+        .filter_map(|p| {
+            let verdict = match_failure_policy(&spec.pod_failure_policy, p, job.namespace())?;
+            Some((p.name.as_str(), verdict))
+        })
+        .collect();
+    let ignored = |p: &PodView| {
+        verdicts
+            .get(p.name.as_str())
+            .is_some_and(|(action, _)| *action == FailurePolicyAction::Ignore)
+    };
 
-    let success_locked = state.status.has_true(ConditionType::SuccessCriteriaMet);
     let status = &mut out.state.status;
-    for pod in &new_succeeded {
-        match pod.index {
-            Some(index) if indexed => {
-                status.completed_indexes.insert(index);
-            }
-            _ => status.succeeded += 1,
-        }
-        out.untrack.push(pod.name.clone());
-    }
     if indexed {
-        status.completed_indexes.truncate(completions.unwrap_or(0));
-        status.succeeded = status.completed_indexes.len() as i32;
-    }
-    for pod in &new_failed {
-        if !success_locked {
-            status.failed += 1;
+        for pod in &new_succeeded {
+            status
+                .completed_indexes
+                .insert(pod.index.expect("valid index"));
         }
-        out.untrack.push(pod.name.clone());
+        status.completed_indexes.truncate(completions.unwrap_or(0));
     }
+    if let Some(limit) = spec.backoff_limit_per_index {
+        let failed_indexes = status.failed_indexes.get_or_insert_with(IndexSet::new);
+        for pod in &new_failed {
+            let index_failed = match verdicts.get(pod.name.as_str()) {
+                Some((FailurePolicyAction::FailIndex, _)) => true,
+                Some((FailurePolicyAction::Ignore, _)) => false,
+                _ => pod.index_failure_count >= limit,
+            };
+            if index_failed {
+                failed_indexes.insert(pod.index.expect("valid index"));
+            }
+        }
+    }
+    let mut delayed = delayed_deletions(job, status, pods, &new_failed);
+    // Failures held back for their replacement still count toward backoffLimit.
+    let provisional_failed =
+        status.failed + new_failed.iter().filter(|p| !ignored(p)).count() as i32;
 
     let mut finish = locked_finish(&state.status);
     let mut new_finish = false;
     if finish.is_none() {
-        finish = failure_condition(job, &out.state.status, pods, now);
+        let fail_job = pods.iter().find_map(|p| {
+            match match_failure_policy(&spec.pod_failure_policy, p, job.namespace()) {
+                Some((FailurePolicyAction::FailJob, message)) => Some(message),
+                _ => None,
+            }
+        });
+        finish = match fail_job {
+            Some(message) => Some(Finish::Failure {
+                reason: REASON_POD_FAILURE_POLICY.to_string(),
+                message,
+            }),
+            None => failure_condition(job, &out.state.status, provisional_failed, pods, now),
+        };
         match (&finish, spec.active_deadline_seconds) {
             (None, Some(deadline)) if !spec.suspend => {
                 if let Some(start) = out.state.status.start_time {
@@ -188,7 +227,34 @@ pub fn reconcile<P: Borrow<PodView>>(
             }
             _ => {}
         }
+        if finish.is_none() {
+            finish = index_outcome(job, &out.state.status);
+        }
         new_finish = finish.is_some();
+    }
+    if finish.is_some() {
+        // A finishing Job keeps nothing back: every failure is counted now.
+        delayed.clear();
+    }
+
+    let status = &mut out.state.status;
+    for pod in &new_succeeded {
+        if !indexed {
+            status.succeeded += 1;
+        }
+        out.untrack.push(pod.name.clone());
+    }
+    if indexed {
+        status.succeeded = status.completed_indexes.len() as i32;
+    }
+    for pod in &new_failed {
+        if delayed.values().any(|d| d.name == pod.name) {
+            continue; // its replacement inherits its failure counts first (spec §4.6)
+        }
+        if !ignored(pod) {
+            status.failed += 1;
+        }
+        out.untrack.push(pod.name.clone());
     }
 
     let already_terminating = pods.iter().filter(|p| p.is_terminating()).count() as i32;
@@ -202,12 +268,17 @@ pub fn reconcile<P: Borrow<PodView>>(
             }
             if failing {
                 // Pods killed because the Job failed count as failures (spec §2.8 rule 3).
-                for pod in pods.iter().filter(|p| {
-                    p.tracked
-                        && has_valid_index(p)
-                        && p.phase != PodPhase::Succeeded
-                        && !considered_failed(p)
-                }) {
+                let uncounted: Vec<&PodView> = pods
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        p.tracked
+                            && has_valid_index(p)
+                            && p.phase != PodPhase::Succeeded
+                            && !out.untrack.contains(&p.name)
+                    })
+                    .collect();
+                for pod in uncounted {
                     out.state.status.failed += 1;
                     out.untrack.push(pod.name.clone());
                 }
@@ -215,7 +286,8 @@ pub fn reconcile<P: Borrow<PodView>>(
             0
         }
         None => {
-            let (active_after, deleted) = manage_job(job, pods, now, backoff, &mut out);
+            let (active_after, deleted) =
+                manage_job(job, pods, &delayed, &verdicts, now, backoff, &mut out);
             terminating += deleted;
             let succeeded = out.state.status.succeeded;
             let complete = active_after == 0
@@ -308,6 +380,7 @@ fn locked_finish(status: &Status) -> Option<Finish> {
 fn failure_condition(
     job: &ValidJob,
     status: &Status,
+    failed: i32,
     pods: &[&PodView],
     now: Time,
 ) -> Option<Finish> {
@@ -324,7 +397,7 @@ fn failure_condition(
             restarts >= spec.backoff_limit as i64
         }
     };
-    if status.failed > spec.backoff_limit || restarts_exceeded {
+    if failed > spec.backoff_limit || restarts_exceeded {
         return Some(Finish::Failure {
             reason: REASON_BACKOFF_LIMIT_EXCEEDED.to_string(),
             message: MESSAGE_BACKOFF_LIMIT_EXCEEDED.to_string(),
@@ -340,6 +413,78 @@ fn failure_condition(
         reason: REASON_DEADLINE_EXCEEDED.to_string(),
         message: MESSAGE_DEADLINE_EXCEEDED.to_string(),
     })
+}
+
+/// With `backoffLimitPerIndex`: failed indexes, then the success policy (spec §2.3 h–i).
+fn index_outcome(job: &ValidJob, status: &Status) -> Option<Finish> {
+    let completions = job.spec.completions.unwrap_or(0);
+    if let Some(failed) = &status.failed_indexes {
+        if job
+            .spec
+            .max_failed_indexes
+            .is_some_and(|max| failed.len() > max as usize)
+        {
+            return Some(Finish::Failure {
+                reason: REASON_MAX_FAILED_INDEXES_EXCEEDED.to_string(),
+                message: MESSAGE_MAX_FAILED_INDEXES_EXCEEDED.to_string(),
+            });
+        }
+        if !failed.is_empty()
+            && failed.len() + status.completed_indexes.len() >= completions as usize
+        {
+            return Some(Finish::Failure {
+                reason: REASON_FAILED_INDEXES.to_string(),
+                message: MESSAGE_FAILED_INDEXES.to_string(),
+            });
+        }
+    }
+    let rule = match_success_policy(
+        &job.spec.success_policy,
+        &status.completed_indexes,
+        completions,
+    )?;
+    Some(Finish::Success {
+        reason: REASON_SUCCESS_POLICY.to_string(),
+        message: format!("Matched rules at index {rule}"),
+    })
+}
+
+/// Per index, the latest failed pod whose replacement does not exist yet: it keeps its
+/// finalizer (and so is not counted) until the replacement has inherited its failure
+/// counts (upstream's `getPodsWithDelayedDeletionPerIndex`).
+fn delayed_deletions<'a>(
+    job: &ValidJob,
+    status: &Status,
+    pods: &[&'a PodView],
+    new_failed: &[&'a PodView],
+) -> BTreeMap<i32, &'a PodView> {
+    let mut delayed: BTreeMap<i32, &PodView> = BTreeMap::new();
+    if job.spec.backoff_limit_per_index.is_none() {
+        return delayed;
+    }
+    let active: IndexSet = pods
+        .iter()
+        .filter(|p| p.is_active())
+        .filter_map(|p| p.index)
+        .collect();
+    let failed = status.failed_indexes.clone().unwrap_or_default();
+    for pod in new_failed {
+        let index = pod.index.expect("valid index");
+        if status.completed_indexes.contains(index)
+            || failed.contains(index)
+            || active.contains(index)
+        {
+            continue;
+        }
+        let absolute = |p: &PodView| p.index_failure_count + p.index_ignored_failure_count;
+        let later = delayed.get(&index).is_none_or(|current| {
+            absolute(current) <= absolute(pod) && pod.finish_time >= current.finish_time
+        });
+        if later {
+            delayed.insert(index, pod);
+        }
+    }
+    delayed
 }
 
 /// Upstream's order for choosing pods to delete: the least advanced first (spec §2.6).
@@ -360,6 +505,8 @@ fn deletion_order(a: &PodView, b: &PodView) -> Ordering {
 fn manage_job(
     job: &ValidJob,
     pods: &[&PodView],
+    delayed: &BTreeMap<i32, &PodView>,
+    verdicts: &HashMap<&str, (FailurePolicyAction, String)>,
     now: Time,
     backoff: &BackoffConfig,
     out: &mut Reconciliation,
@@ -426,43 +573,83 @@ fn manage_job(
     if diff <= 0 {
         return (active_count, 0);
     }
-    let wait = out.state.backoff.remaining_ms(backoff, now);
-    if wait > 0 {
-        out.requeue(now.plus_millis(wait));
-        return (active_count, 0);
+    let per_index = spec.backoff_limit_per_index.is_some();
+    if !per_index {
+        let wait = out.state.backoff.remaining_ms(backoff, now);
+        if wait > 0 {
+            out.requeue(now.plus_millis(wait));
+            return (active_count, 0);
+        }
     }
     let diff = (diff as usize).min(MAX_POD_CHANGES_PER_SYNC);
-    let indexes: Vec<Option<i32>> = if job.is_indexed() {
+    let mut to_create: Vec<PodToCreate> = Vec::new();
+    let first_seq = out.state.pods_created;
+    let mut requeue_at: Option<Time> = None;
+    let mut plan = |index: Option<i32>, failures: Option<(i32, i32)>| {
+        let seq = first_seq + to_create.len() as u64;
+        to_create.push(PodToCreate {
+            uid: pod_uid(job.uid(), seq),
+            name: pod_name(job.name(), job.uid(), index, seq),
+            index,
+            index_failure_count: failures.map(|f| f.0),
+            index_ignored_failure_count: failures.map(|f| f.1),
+        });
+    };
+    if job.is_indexed() {
         let running: IndexSet = active.iter().filter_map(|p| p.index).collect();
-        let mut excluded = vec![&out.state.status.completed_indexes, &running];
+        let failed_indexes = out.state.status.failed_indexes.clone().unwrap_or_default();
+        let mut excluded = vec![
+            &out.state.status.completed_indexes,
+            &running,
+            &failed_indexes,
+        ];
         let terminating_indexes: IndexSet = terminating.iter().filter_map(|p| p.index).collect();
         if held_back > 0 {
             excluded.push(&terminating_indexes);
         }
-        IndexSet::first_missing(spec.completions.unwrap_or(0), diff, &excluded)
-            .into_iter()
-            .map(Some)
-            .collect()
+        for index in IndexSet::first_missing(spec.completions.unwrap_or(0), diff, &excluded) {
+            if !per_index {
+                plan(Some(index), None);
+                continue;
+            }
+            // The replacement inherits the failed pod's counts, after a per-index back-off.
+            let Some(previous) = delayed.get(&index) else {
+                plan(Some(index), Some((0, 0)));
+                continue;
+            };
+            let was_ignored = verdicts
+                .get(previous.name.as_str())
+                .is_some_and(|(action, _)| *action == FailurePolicyAction::Ignore);
+            let (failures, ignored) = (
+                previous.index_failure_count + i32::from(!was_ignored),
+                previous.index_ignored_failure_count + i32::from(was_ignored),
+            );
+            let delay = backoff.delay_ms((failures + ignored).max(1) as u32);
+            let wait = delay - now.millis_since(previous.finish_time);
+            if wait > 0 {
+                let at = now.plus_millis(wait);
+                requeue_at = Some(requeue_at.map_or(at, |t| t.min(at)));
+                continue;
+            }
+            plan(Some(index), Some((failures, ignored)));
+        }
     } else {
-        vec![None; diff]
-    };
-    let created = indexes.len() as i32;
-    for index in indexes {
-        let seq = out.state.pods_created;
-        out.state.pods_created += 1;
-        let name = pod_name(job.name(), job.uid(), index, seq);
+        for _ in 0..diff {
+            plan(None, None);
+        }
+    }
+    if let Some(at) = requeue_at {
+        out.requeue(at);
+    }
+    let created = to_create.len() as i32;
+    out.state.pods_created += to_create.len() as u64;
+    for pod in to_create {
         out.event(
             EventType::Normal,
             "SuccessfulCreate",
-            format!("Created pod: {name}"),
+            format!("Created pod: {}", pod.name),
         );
-        out.create.push(PodToCreate {
-            uid: pod_uid(job.uid(), seq),
-            name,
-            index,
-            index_failure_count: None,
-            index_ignored_failure_count: None,
-        });
+        out.create.push(pod);
     }
     (active_count + created, 0)
 }
