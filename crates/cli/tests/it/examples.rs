@@ -164,3 +164,130 @@ fn queue_worker_drains_a_real_redis_queue() {
         "every item exactly once"
     );
 }
+
+fn conditions(job: &serde_json::Value) -> Vec<(String, String, String)> {
+    job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            (field("type"), field("reason"), field("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn pod_failure_policy_fails_the_job_on_exit_code_42() {
+    let dir = scratch();
+    let started = Instant::now();
+    let run = run_example(dir.path(), &example("pod-failure-policy.yaml"), &[]);
+    run.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "FailJob stops the Job at once"
+    );
+    let job = run.job();
+    let conditions = conditions(&job);
+    assert_eq!(conditions.len(), 2, "{conditions:?}");
+    assert_eq!(
+        (conditions[1].0.as_str(), conditions[1].1.as_str()),
+        ("Failed", "PodFailurePolicy")
+    );
+    let message = &conditions[1].2;
+    assert!(
+        message.starts_with("Container task for pod default/pod-failure-policy-")
+            && message.ends_with("failed with exit code 42 matching FailJob rule at index 0"),
+        "{message}"
+    );
+    assert_eq!(job["status"]["succeeded"], 2);
+}
+
+#[test]
+fn backoff_limit_per_index_fails_only_the_failing_indexes() {
+    let dir = scratch();
+    let run = run_example(
+        dir.path(),
+        &example("backoff-limit-per-index.yaml"),
+        &["--backoff-base", "100ms"],
+    );
+    run.expect_code(1);
+    let job = run.job();
+    let status = &job["status"];
+    assert_eq!(
+        (
+            status["completedIndexes"].as_str(),
+            status["failedIndexes"].as_str()
+        ),
+        (Some("1,3,5,7,9"), Some("0,2,4,6,8"))
+    );
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["failed"].as_i64()),
+        (Some(5), Some(10))
+    );
+    assert_eq!(conditions(&job)[1].1, "FailedIndexes");
+    assert_eq!(
+        job["spec"]["backoffLimit"], 2147483647,
+        "defaulted with backoffLimitPerIndex"
+    );
+    // Each failed index ran twice; the retry carried failure-count 1.
+    let db = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+    let mut counts: Vec<String> = db
+        .prepare("SELECT body FROM objects WHERE kind = 'Pod'")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|body| {
+            let pod: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
+            let annotations = &pod["metadata"]["annotations"];
+            format!(
+                "{}:{}",
+                annotations["batch.kubernetes.io/job-completion-index"]
+                    .as_str()
+                    .unwrap(),
+                annotations["batch.kubernetes.io/job-index-failure-count"]
+                    .as_str()
+                    .unwrap()
+            )
+        })
+        .filter(|entry| entry.starts_with('0'))
+        .collect();
+    counts.sort();
+    assert_eq!(counts, ["0:0", "0:1"]);
+}
+
+#[test]
+fn success_policy_completes_when_the_leader_succeeds() {
+    let dir = scratch();
+    let started = Instant::now();
+    let run = run_example(dir.path(), &example("success-policy.yaml"), &[]);
+    run.expect_code(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the workers are terminated, not waited for"
+    );
+    let job = run.job();
+    assert_eq!(
+        conditions(&job),
+        [
+            (
+                "SuccessCriteriaMet".into(),
+                "SuccessPolicy".into(),
+                "Matched rules at index 0".into()
+            ),
+            (
+                "Complete".into(),
+                "SuccessPolicy".into(),
+                "Matched rules at index 0".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        (
+            job["status"]["succeeded"].as_i64(),
+            job["status"].get("failed")
+        ),
+        (Some(1), None)
+    );
+    assert_eq!(job["status"]["completedIndexes"], "0");
+}

@@ -542,3 +542,61 @@ fn ttl_after_finished_removes_the_records() {
     run(dir.path(), &kept, &[]).expect_code(0);
     assert_eq!(stored("state"), (1, 2));
 }
+
+#[test]
+fn fail_index_and_ignore_actions_on_real_exit_codes() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: actions}
+spec:
+  completionMode: Indexed
+  completions: 4
+  parallelism: 4
+  backoffLimitPerIndex: 1
+  podFailurePolicy:
+    rules:
+      - {action: FailIndex, onExitCodes: {operator: In, values: [3]}}
+      - {action: Ignore, onExitCodes: {operator: In, values: [4]}}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          command:
+            - sh
+            - -c
+            - |
+              case $JOB_COMPLETION_INDEX in
+                1) exit 3 ;;
+                2) mkdir {dir}/ignored-once 2>/dev/null && exit 4 ;;
+              esac
+              exit 0
+"#;
+    let run = run(
+        dir.path(),
+        manifest,
+        &["-o", "json", "--backoff-base", "100ms"],
+    );
+    run.expect_code(1);
+    let job = run.job();
+    let status = &job["status"];
+    assert_eq!(
+        (
+            status["failedIndexes"].as_str(),
+            status["completedIndexes"].as_str()
+        ),
+        (Some("1"), Some("0,2,3"))
+    );
+    assert_eq!(
+        status["failed"],
+        1,
+        "FailIndex counts, Ignore does not\n{}",
+        run.context()
+    );
+    assert_eq!(
+        condition_reasons(&job),
+        ["FailureTarget:FailedIndexes", "Failed:FailedIndexes"]
+    );
+}
