@@ -339,6 +339,7 @@ impl Engine {
             let view = PodView::from_pod(&pod);
             self.pod_owner
                 .insert((namespace.clone(), spec.name.clone()), key.clone());
+            self.runtime.reserve(&namespace, &spec.name);
             entry
                 .pods
                 .insert(spec.name.clone(), PodEntry { object: pod, view });

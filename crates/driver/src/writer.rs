@@ -100,16 +100,20 @@ fn write_forever(
         }
         let committed = store.lock().expect("store").commit(batch);
         let started = start.len();
-        match committed {
-            Ok(()) if !shared.cancelled.load(Ordering::SeqCst) => {
-                for pod in start {
-                    runtime.start(pod);
-                }
-            }
-            Ok(()) => {}
-            Err(error) => {
-                // Nothing recorded may run; the engine stops on this error.
-                *shared.error.lock().expect("writer error") = Some(error.to_string());
+        let cancelled = shared.cancelled.load(Ordering::SeqCst);
+        if let Err(error) = &committed {
+            // Nothing recorded may run; the engine stops on this error.
+            *shared.error.lock().expect("writer error") = Some(error.to_string());
+        }
+        for pod in start {
+            if committed.is_ok() && !cancelled {
+                runtime.start(pod);
+            } else {
+                let meta = &pod.metadata;
+                runtime.forget(
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref().unwrap_or(""),
+                );
             }
         }
         shared.pending_starts.fetch_sub(started, Ordering::SeqCst);

@@ -48,6 +48,9 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
     let argv = command_line(&ctx.container, &env);
     let mut restarts = 0;
     loop {
+        if ctx.stop.borrow().is_some() {
+            return Outcome::Failed; // stopped before it could start
+        }
         let started = ctx.record.now();
         let (exit, reason, message) = match spawn(&ctx, &argv, &env, restarts) {
             Ok((pid, exit_rx, output)) => {

@@ -55,7 +55,7 @@ pub struct StopRequest {
 }
 
 /// Asks a running pod to stop; shared by the pod table and the pod's deadline timer.
-type StopSender = Arc<watch::Sender<Option<StopRequest>>>;
+pub type StopSender = Arc<watch::Sender<Option<StopRequest>>>;
 
 struct Shared {
     config: RuntimeConfig,
@@ -96,17 +96,31 @@ impl Runtime {
     /// called from any thread.
     pub fn start(&self, pod: Pod) {
         let key = pod_key(&pod);
-        let (stop_tx, stop_rx) = watch::channel(None);
-        let stop_tx = Arc::new(stop_tx);
-        self.shared
-            .pods
-            .lock()
-            .expect("pod table")
-            .insert(key.clone(), stop_tx.clone());
+        let stop_tx = self.reserve(&key.0, &key.1);
+        let stop_rx = stop_tx.subscribe();
         let shared = self.shared.clone();
         self.shared
             .handle
             .spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
+    }
+
+    /// Announces a pod that will be started: a stop requested before its start is kept,
+    /// and the pod then never runs. Counts as running until started and ended, or forgotten.
+    pub fn reserve(&self, namespace: &str, name: &str) -> StopSender {
+        let key = (namespace.to_string(), name.to_string());
+        self.shared
+            .pods
+            .lock()
+            .expect("pod table")
+            .entry(key)
+            .or_insert_with(|| Arc::new(watch::channel(None).0))
+            .clone()
+    }
+
+    /// Drops a reserved pod that will not be started after all.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.shared.pods.lock().expect("pod table").remove(&key);
     }
 
     /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after

@@ -269,3 +269,25 @@ async fn pod_active_deadline_fails_the_pod() {
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
 }
+
+#[tokio::test]
+async fn a_pod_stopped_before_it_starts_never_runs() {
+    let mut h = harness(false);
+    let marker = h.dir.path().join("ran");
+    h.runtime.reserve("default", "early");
+    h.runtime.stop("default", "early", None);
+    assert_eq!(
+        h.runtime.running(),
+        1,
+        "a reserved pod counts until it ends"
+    );
+    let script = format!("touch {}", marker.display());
+    h.runtime.start(pod(
+        "early",
+        json!({"restartPolicy": "Never", "containers": [shell("main", &script)]}),
+    ));
+    let status = h.finish("early").await;
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert!(!marker.exists());
+    assert_eq!(h.runtime.running(), 0);
+}

@@ -24,6 +24,10 @@ spec:
     )
 }
 
+fn on_failure(manifest: String) -> String {
+    manifest.replace("restartPolicy: Never", "restartPolicy: OnFailure")
+}
+
 #[test]
 fn concurrency_reaches_parallelism_and_never_exceeds_it() {
     let dir = scratch();
@@ -165,22 +169,14 @@ spec:
 #[test]
 fn on_failure_restarts_the_container_in_place() {
     let dir = scratch();
-    let manifest = r#"apiVersion: batch/v1
-kind: Job
-metadata: {name: retry}
-spec:
-  backoffLimit: 4
-  template:
-    spec:
-      restartPolicy: OnFailure
-      containers:
-        - name: main
-          image: busybox
-          command: ["sh", "-c", "echo attempt; echo run >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ]"]
-"#;
+    let manifest = on_failure(job(
+        "retry",
+        "  backoffLimit: 4",
+        "echo attempt; echo run >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ]",
+    ));
     let run = run(
         dir.path(),
-        manifest,
+        &manifest,
         &["-o", "json", "--backoff-base", "100ms"],
     );
     run.expect_code(0);
@@ -209,22 +205,10 @@ spec:
 #[test]
 fn on_failure_restarts_count_toward_the_backoff_limit() {
     let dir = scratch();
-    let manifest = r#"apiVersion: batch/v1
-kind: Job
-metadata: {name: crashloop}
-spec:
-  backoffLimit: 2
-  template:
-    spec:
-      restartPolicy: OnFailure
-      containers:
-        - name: main
-          image: busybox
-          command: ["sh", "-c", "exit 1"]
-"#;
+    let manifest = on_failure(job("crashloop", "  backoffLimit: 2", "exit 1"));
     let run = run(
         dir.path(),
-        manifest,
+        &manifest,
         &["-o", "json", "--backoff-base", "100ms"],
     );
     run.expect_code(1);
