@@ -584,3 +584,36 @@ spec:
         ["FailureTarget:FailedIndexes", "Failed:FailedIndexes"]
     );
 }
+
+#[test]
+fn max_failed_indexes_stops_the_job_early() {
+    // TC-085: maxFailedIndexes 0, budget 0: the first failed index ends the Job.
+    let dir = scratch();
+    let manifest = job(
+        "strict",
+        "  completionMode: Indexed\n  completions: 4\n  parallelism: 1\n  backoffLimitPerIndex: 0\n  maxFailedIndexes: 0",
+        "echo $JOB_COMPLETION_INDEX >> {dir}/started; exit 1",
+    );
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(1);
+    let job = run.job();
+    assert_eq!(
+        condition_reasons(&job),
+        [
+            "FailureTarget:MaxFailedIndexesExceeded",
+            "Failed:MaxFailedIndexesExceeded"
+        ]
+    );
+    assert_eq!(
+        (
+            job["status"]["failedIndexes"].as_str(),
+            job["status"]["failed"].as_i64()
+        ),
+        (Some("0"), Some(1))
+    );
+    assert_eq!(
+        numbers(&dir.path().join("started")),
+        [0],
+        "indexes 1-3 never started"
+    );
+}
