@@ -9,7 +9,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::printers::{human_duration, job_row, render_table};
-use joblet_api::ValidJob;
+use joblet_api::{IndexSet, ValidJob};
 use joblet_core::Status;
 use joblet_driver::{Notice, SystemClock};
 
@@ -129,11 +129,12 @@ impl State {
                     namespace,
                     job,
                     status,
+                    running_indexes,
                     ..
                 },
             ) => {
                 if let Some(job_bar) = self.bars.get(&(namespace, job)) {
-                    update_bar(job_bar, &status);
+                    update_bar(job_bar, &status, &running_indexes);
                 }
             }
             _ => {}
@@ -141,7 +142,7 @@ impl State {
     }
 }
 
-fn update_bar(job_bar: &JobBar, status: &Status) {
+fn update_bar(job_bar: &JobBar, status: &Status, running: &IndexSet) {
     let bar = &job_bar.bar;
     match job_bar.completions {
         Some(_) => bar.set_position(status.succeeded.max(0) as u64),
@@ -153,6 +154,9 @@ fn update_bar(job_bar: &JobBar, status: &Status) {
             " done [{}]",
             truncate(&status.completed_indexes.to_string())
         ));
+    }
+    if job_bar.indexed && !running.is_empty() {
+        message.push_str(&format!(" running [{}]", truncate(&running.to_string())));
     }
     if let Some(failed) = status.failed_indexes.as_ref().filter(|f| !f.is_empty()) {
         message.push_str(&format!(" failed [{}]", truncate(&failed.to_string())));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Pod;
-use joblet_api::{prepare_for_create, validate_job, Invalid, ValidJob};
+use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
@@ -66,6 +66,8 @@ pub enum Notice {
         namespace: String,
         job: String,
         status: Status,
+        /// Indexes with a pod running or about to (Indexed Jobs).
+        running_indexes: IndexSet,
         at: Time,
     },
 }
@@ -365,10 +367,17 @@ impl Engine {
             self.persist_job(&mut entry);
         }
         if status_changed {
+            let running_indexes = entry
+                .pods
+                .values()
+                .filter(|p| p.view.is_active())
+                .filter_map(|p| p.view.index)
+                .collect();
             (self.observer)(Notice::Status {
                 namespace: namespace.clone(),
                 job: entry.job.name().to_string(),
                 status: entry.state.status.clone(),
+                running_indexes,
                 at: now,
             });
         }
