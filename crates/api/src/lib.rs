@@ -14,6 +14,6 @@ pub use defaults::prepare_for_create;
 pub use field::{FieldError, Invalid};
 pub use indexset::IndexSet;
 pub use k8s_openapi;
-pub use manifest::{parse_jobs, ManifestError};
+pub use manifest::{parse_jobs, parse_jobs_with_warnings, ManifestError};
 pub use valid::ValidJob;
 pub use validation::validate_job;

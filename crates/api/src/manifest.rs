@@ -23,9 +23,19 @@ pub enum ManifestError {
 
 /// Parses every Job in `text`. `source_name` names the input in error messages.
 pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
+    parse_jobs_with_warnings(source_name, text).map(|(jobs, _)| jobs)
+}
+
+/// Like [`parse_jobs`], with kubectl's warnings for fields the Job type does not have
+/// (`unknown field "spec.completion"`), which would otherwise be dropped silently.
+pub fn parse_jobs_with_warnings(
+    source_name: &str,
+    text: &str,
+) -> Result<(Vec<Job>, Vec<String>), ManifestError> {
     let mut jobs = Vec::new();
+    let mut warnings = Vec::new();
     for (n, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value =
+        let value: Value =
             serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
                 source_name: source_name.to_string(),
                 message: e.to_string(),
@@ -35,14 +45,54 @@ pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestErr
             document: n + 1,
             message,
         };
-        collect_jobs(value, &mut jobs).map_err(document_error)?;
+        let before = jobs.len();
+        collect_jobs(value.clone(), &mut jobs).map_err(document_error)?;
+        let inputs = match &value {
+            Value::Mapping(map) if map.get("kind").and_then(Value::as_str) == Some("List") => map
+                .get("items")
+                .and_then(Value::as_sequence)
+                .cloned()
+                .unwrap_or_default(),
+            _ => vec![value],
+        };
+        for (input, job) in inputs.iter().zip(&jobs[before..]) {
+            let known = serde_yaml::to_value(job).unwrap_or(Value::Null);
+            unknown_fields(input, &known, "", &mut warnings);
+        }
     }
     if jobs.is_empty() {
         return Err(ManifestError::Empty {
             source_name: source_name.to_string(),
         });
     }
-    Ok(jobs)
+    Ok((jobs, warnings))
+}
+
+/// Fields of `input` that did not survive the round trip through the typed object.
+fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Mapping(input), Value::Mapping(known)) => {
+            for (key, value) in input {
+                let Some(name) = key.as_str() else { continue };
+                let here = if path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+                match known.get(name) {
+                    Some(known_value) => unknown_fields(value, known_value, &here, out),
+                    None if value.is_null() => {}
+                    None => out.push(format!("unknown field {here:?}")),
+                }
+            }
+        }
+        (Value::Sequence(input), Value::Sequence(known)) => {
+            for (i, (value, known_value)) in input.iter().zip(known).enumerate() {
+                unknown_fields(value, known_value, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
@@ -130,6 +180,24 @@ metadata: {name: a}
         assert!(
             err.starts_with("f.yaml: document 1: spec.completions: invalid type"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_warned_about_like_kubectl() {
+        let text = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  completion: 5\n  template:\n    spec:\n      containers: [{name: c, image: i, comand: [x]}]\n";
+        let (_, warnings) = parse_jobs_with_warnings("f.yaml", text).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "unknown field \"spec.completion\"",
+                "unknown field \"spec.template.spec.containers[0].comand\""
+            ]
+        );
+        let clean = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a, labels: {}}\nspec:\n  parallelism: 2\n  template: {spec: {containers: []}}\n";
+        assert_eq!(
+            parse_jobs_with_warnings("f.yaml", clean).unwrap().1,
+            Vec::<String>::new()
         );
     }
 

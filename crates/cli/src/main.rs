@@ -98,8 +98,11 @@ fn admit_all(args: &RunArgs) -> Result<Vec<joblet_api::ValidJob>, String> {
     } else {
         &args.file
     };
-    let jobs: Vec<Job> =
-        joblet_api::parse_jobs(source, &text).map_err(|e| format!("error: {e}"))?;
+    let (jobs, warnings): (Vec<Job>, Vec<String>) =
+        joblet_api::parse_jobs_with_warnings(source, &text).map_err(|e| format!("error: {e}"))?;
+    for warning in warnings {
+        eprintln!("Warning: {warning}");
+    }
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for mut job in jobs {

@@ -617,3 +617,22 @@ fn max_failed_indexes_stops_the_job_early() {
         "indexes 1-3 never started"
     );
 }
+
+#[test]
+fn unknown_fields_are_warned_about_and_the_job_still_runs() {
+    let dir = scratch();
+    let manifest = job("typo", "  completion: 3", "true");
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr()
+            .contains("Warning: unknown field \"spec.completion\""),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.job()["spec"]["completions"],
+        1,
+        "the typo is not a completions count"
+    );
+}
