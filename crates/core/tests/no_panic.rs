@@ -5,6 +5,10 @@ use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_core::{reconcile, BackoffConfig, JobState, PodView, Time};
 use serde_json::{json, Value};
 
+mod common;
+
+use common::Lcg;
+
 const PATHS: &[&[&str]] = &[
     &["spec", "completions"],
     &["spec", "parallelism"],
@@ -61,18 +65,6 @@ fn values() -> Vec<Value> {
     ]
 }
 
-/// A small deterministic generator, so a failure reproduces.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % below
-    }
-}
-
 fn set(target: &mut Value, path: &[&str], value: Value) {
     let (last, parents) = path.split_last().unwrap();
     let mut node = target;
@@ -97,9 +89,13 @@ fn mutated_manifests_never_panic() {
     let mut valid = 0;
     for _ in 0..5000 {
         let mut doc = base.clone();
-        for _ in 0..1 + rng.next(4) {
-            let path = PATHS[rng.next(PATHS.len())];
-            set(&mut doc, path, pool[rng.next(pool.len())].clone());
+        for _ in 0..1 + rng.below(4) {
+            let path = PATHS[rng.below(PATHS.len() as u64) as usize];
+            set(
+                &mut doc,
+                path,
+                pool[rng.below(pool.len() as u64) as usize].clone(),
+            );
         }
         let text = serde_json::to_string(&doc).unwrap();
         let Ok(jobs) = joblet_api::parse_jobs("fuzz", &text) else {
@@ -142,14 +138,14 @@ fn mangled_text_never_panics() {
     let mut rng = Lcg(7);
     for _ in 0..3000 {
         let mut text = bytes.to_vec();
-        for _ in 0..1 + rng.next(3) {
-            let at = rng.next(text.len());
-            match rng.next(3) {
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(text.len() as u64) as usize;
+            match rng.below(3) {
                 0 => {
                     text.remove(at);
                 }
-                1 => text.insert(at, inserts[rng.next(inserts.len())]),
-                _ => text[at] = inserts[rng.next(inserts.len())],
+                1 => text.insert(at, inserts[rng.below(inserts.len() as u64) as usize]),
+                _ => text[at] = inserts[rng.below(inserts.len() as u64) as usize],
             }
         }
         let text = String::from_utf8_lossy(&text);

@@ -12,20 +12,6 @@ use joblet_core::{
 };
 use serde_json::json;
 
-struct Lcg(u64);
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 fn random_job(rng: &mut Lcg) -> serde_json::Value {
     let indexed = rng.chance(50);
     let completions = if indexed || rng.chance(70) {

@@ -126,3 +126,20 @@ pub fn with_counts(mut pod: PodView, failures: i32, ignored: i32) -> PodView {
     pod.index_ignored_failure_count = ignored;
     pod
 }
+
+/// A small deterministic generator, so a failure reproduces.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
