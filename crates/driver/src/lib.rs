@@ -17,7 +17,7 @@ use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
-use joblet_runtime::{PodUpdate, Runtime, RuntimeConfig};
+use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig};
 use joblet_store::{Batch, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -271,7 +271,13 @@ impl Engine {
         self.writer.cancel_starts();
         for entry in self.jobs.values() {
             for name in entry.pods.keys() {
-                self.runtime.stop(entry.job.namespace(), name, grace);
+                // Stopping with joblet is a node shutdown: the pods are disrupted.
+                self.runtime.stop(
+                    entry.job.namespace(),
+                    name,
+                    grace,
+                    Some(Disruption::NODE_SHUTDOWN),
+                );
             }
         }
         self.to_start.clear();
@@ -324,7 +330,7 @@ impl Engine {
                     .and_then(|s| s.termination_grace_period_seconds)
                     .or(Some(30));
                 pod.view = PodView::from_pod(&pod.object);
-                self.runtime.stop(&namespace, name, None);
+                self.runtime.stop(&namespace, name, None, None);
             }
         }
         let touched: Vec<String> = result

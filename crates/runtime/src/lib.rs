@@ -48,10 +48,27 @@ pub struct PodUpdate {
     pub status: PodStatus,
 }
 
-/// Why a pod is being stopped.
+/// A pod being stopped, and whether Kubernetes would call it a disruption.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopRequest {
     pub grace: Duration,
+    pub disruption: Option<Disruption>,
+}
+
+/// The `DisruptionTarget` condition a stopped pod gets, as the kubelet or the API server
+/// sets it (pod failure policies match on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disruption {
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
+impl Disruption {
+    /// What the kubelet records on a graceful node shutdown; joblet's own shutdown is one.
+    pub const NODE_SHUTDOWN: Disruption = Disruption {
+        reason: "TerminationByKubelet",
+        message: "Pod was terminated in response to imminent node shutdown.",
+    };
 }
 
 /// Asks a running pod to stop; shared by the pod table and the pod's deadline timer.
@@ -124,18 +141,30 @@ impl Runtime {
     }
 
     /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
-    /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). Unknown or already
+    /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). A `disruption`
+    /// adds the `DisruptionTarget` condition to the pod's final status. Unknown or already
     /// finished pods are ignored.
-    pub fn stop(&self, namespace: &str, name: &str, grace: Option<Duration>) {
+    pub fn stop(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        disruption: Option<Disruption>,
+    ) {
         let key = (namespace.to_string(), name.to_string());
         if let Some(tx) = self.shared.pods.lock().expect("pod table").get(&key) {
             let grace = grace.unwrap_or(Duration::MAX);
-            tx.send_if_modified(|current| match current {
-                Some(existing) if existing.grace <= grace => false,
-                _ => {
-                    *current = Some(StopRequest { grace });
-                    true
-                }
+            tx.send_if_modified(|current| {
+                let merged = match *current {
+                    Some(existing) => StopRequest {
+                        grace: existing.grace.min(grace),
+                        disruption: existing.disruption.or(disruption),
+                    },
+                    None => StopRequest { grace, disruption },
+                };
+                let changed = *current != Some(merged);
+                *current = Some(merged);
+                changed
             });
         }
     }
@@ -268,7 +297,10 @@ async fn run_pod(
             stop_tx.send_if_modified(|current| {
                 let fresh = current.is_none();
                 if fresh {
-                    *current = Some(StopRequest { grace });
+                    *current = Some(StopRequest {
+                        grace,
+                        disruption: None,
+                    });
                 }
                 fresh
             });
@@ -309,6 +341,7 @@ async fn run_pod(
         task.abort();
     }
     let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
+    let disruption = stop_rx.borrow().and_then(|request| request.disruption);
     // Out of the table before the final report: whoever sees the pod finished must also
     // see no process of it running.
     shared
@@ -331,6 +364,18 @@ async fn run_pod(
         }
         set_condition(s, "Ready", false, &now);
         set_condition(s, "ContainersReady", false, &now);
+        if let Some(disruption) = disruption {
+            s.conditions
+                .get_or_insert_with(Vec::new)
+                .push(PodCondition {
+                    type_: "DisruptionTarget".to_string(),
+                    status: "True".to_string(),
+                    reason: Some(disruption.reason.to_string()),
+                    message: Some(disruption.message.to_string()),
+                    last_transition_time: Some(now.clone()),
+                    ..Default::default()
+                });
+        }
     });
 }
 

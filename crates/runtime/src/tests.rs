@@ -162,7 +162,7 @@ async fn stop_escalates_to_sigkill_after_the_grace_period() {
     h.wait_running("stubborn").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = Instant::now();
-    h.runtime.stop("default", "stubborn", None);
+    h.runtime.stop("default", "stubborn", None, None);
     let status = h.finish("stubborn").await;
     let waited = asked.elapsed();
     assert!(
@@ -275,7 +275,7 @@ async fn a_pod_stopped_before_it_starts_never_runs() {
     let mut h = harness(false);
     let marker = h.dir.path().join("ran");
     h.runtime.reserve("default", "early");
-    h.runtime.stop("default", "early", None);
+    h.runtime.stop("default", "early", None, None);
     assert_eq!(
         h.runtime.running(),
         1,
@@ -290,4 +290,32 @@ async fn a_pod_stopped_before_it_starts_never_runs() {
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert!(!marker.exists());
     assert_eq!(h.runtime.running(), 0);
+}
+
+#[tokio::test]
+async fn a_disruption_leaves_its_condition_on_the_pod() {
+    let mut h = harness(false);
+    h.runtime.start(pod(
+        "evicted",
+        json!({"restartPolicy": "Never", "containers": [shell("main", "sleep 30")]}),
+    ));
+    h.wait_running("evicted").await;
+    h.runtime.stop(
+        "default",
+        "evicted",
+        Some(Duration::ZERO),
+        Some(Disruption::NODE_SHUTDOWN),
+    );
+    let status = h.finish("evicted").await;
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_deref()),
+        ("True", Some("TerminationByKubelet"))
+    );
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
 }

@@ -453,6 +453,26 @@ fn ctrl_c_stops_every_pod_and_exits_130() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert_none_left(&marker);
+    // Stopping joblet is a node shutdown: the pods record the disruption, as a kubelet would.
+    let db = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+    let bodies: Vec<String> = db
+        .prepare("SELECT body FROM objects WHERE kind = 'Pod'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    for body in bodies {
+        let pod: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(pod["status"]["phase"], "Failed");
+        let disrupted = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet");
+        assert!(disrupted, "{pod}");
+    }
 }
 
 #[test]
