@@ -48,10 +48,6 @@ impl Batch {
         self.writes.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-
     pub fn put(&mut self, record: Record) {
         self.writes.push(Write::Put(record));
     }
