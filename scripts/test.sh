@@ -19,7 +19,6 @@ if ! command -v kubectl >/dev/null 2>&1; then
   exit 1
 fi
 
-cargo build --release --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

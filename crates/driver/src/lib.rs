@@ -280,7 +280,6 @@ impl Engine {
                 );
             }
         }
-        self.to_start.clear();
     }
 
     fn sync_due(&mut self, now: Time) {
@@ -398,12 +397,17 @@ impl Engine {
             self.pod_owner
                 .remove(&(namespace.to_string(), name.clone()));
         }
+        // Finished, counted pods live only in the store.
         let stored = self.store.lock().expect("store").list(KIND_POD);
-        if let Ok(pods) = stored {
-            let owned = pods
-                .into_iter()
-                .filter(|r| r.namespace == namespace && r.body.contains(entry.job.uid()));
-            for record in owned {
+        for record in stored.into_iter().flatten() {
+            let owned = serde_json::from_str::<Pod>(&record.body).is_ok_and(|pod| {
+                pod.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|owner| owner.uid == entry.job.uid())
+            });
+            if owned {
                 self.batch.delete(KIND_POD, &record.namespace, &record.name);
             }
         }

@@ -221,12 +221,12 @@ fn spawn(
     let Some(program) = argv.first() else {
         return Err("no command given: joblet does not read image entrypoints".to_string());
     };
-    if let Some(dir) = ctx
+    let working_dir = ctx
         .container
         .working_dir
         .as_deref()
-        .filter(|d| !d.is_empty())
-    {
+        .filter(|d| !d.is_empty());
+    if let Some(dir) = working_dir {
         if !std::path::Path::new(dir).is_dir() {
             return Err(format!(
                 "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
@@ -250,12 +250,7 @@ fn spawn(
         .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(Stdio::null());
-    if let Some(dir) = ctx
-        .container
-        .working_dir
-        .as_deref()
-        .filter(|d| !d.is_empty())
-    {
+    if let Some(dir) = working_dir {
         command.current_dir(dir);
     }
     // Output goes through a pipe: the log file is created only when the container
@@ -265,14 +260,15 @@ fn spawn(
     let write_err = write
         .try_clone()
         .map_err(|e| format!("cannot create a pipe: {e}"))?;
+    // Ready to read before the process exists, so no failure can leave it unwatched.
+    let reader = pipe::Receiver::from_owned_fd(read)
+        .map_err(|e| format!("cannot read the container's output: {e}"))?;
     command
         .stdout(Stdio::from(write))
         .stderr(Stdio::from(write_err));
     let spawned = ctx.record.shared.reaper.spawn(&mut command);
     drop(command); // closes our copies of the pipe's write end
     let (child, exit_rx) = spawned.map_err(|e| spawn_error(program, &e))?;
-    let reader = pipe::Receiver::from_owned_fd(read)
-        .map_err(|e| format!("cannot read the container's output: {e}"))?;
     let prefix = config
         .stream_logs
         .then(|| format!("[pod/{pod_name}/{}] ", ctx.container.name));
