@@ -219,13 +219,17 @@ impl Engine {
             }
             self.flush();
             self.writer.error().map_err(EngineError::Write)?;
-            if interrupted && self.runtime.running() == 0 && self.writer.pending_starts() == 0 {
+            let outcome = if interrupted {
+                (self.runtime.running() == 0 && self.writer.pending_starts() == 0)
+                    .then_some(Settled::Interrupted)
+            } else {
+                self.settled().then_some(Settled::Done)
+            };
+            // A pod's final report is queued before it leaves the runtime's table, so it
+            // may still be unread here: go round once more to record it.
+            if let Some(outcome) = outcome.filter(|_| self.updates.is_empty()) {
                 self.writer.barrier().map_err(EngineError::Write)?;
-                return Ok(Settled::Interrupted);
-            }
-            if !interrupted && self.settled() {
-                self.writer.barrier().map_err(EngineError::Write)?;
-                return Ok(Settled::Done);
+                return Ok(outcome);
             }
             let wake = self.next_wake(now);
             tokio::select! {

@@ -342,13 +342,10 @@ async fn run_pod(
     }
     let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
     let disruption = stop_rx.borrow().and_then(|request| request.disruption);
-    // Out of the table before the final report: whoever sees the pod finished must also
-    // see no process of it running.
-    shared
-        .pods
-        .lock()
-        .expect("pod table")
-        .remove(&(record.namespace.clone(), record.name.clone()));
+    // Out of the table and reported under one lock: whoever sees the pod finished sees no
+    // process of it running, and whoever sees nothing running finds the report queued.
+    let mut table = shared.pods.lock().expect("pod table");
+    table.remove(&(record.namespace.clone(), record.name.clone()));
     let now = record.now();
     record.update(true, |s| {
         let phase = if failed || deadline_exceeded {
@@ -377,6 +374,7 @@ async fn run_pod(
                 });
         }
     });
+    drop(table);
 }
 
 #[cfg(test)]
