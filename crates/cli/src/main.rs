@@ -163,6 +163,7 @@ fn run(args: RunArgs) -> u8 {
             max_ms: args.backoff_max.as_millis() as i64,
         },
         stream_logs: args.logs,
+        keep_running: false,
     };
     let view = if args.output.is_some() {
         display::View::Quiet

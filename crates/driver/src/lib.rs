@@ -3,7 +3,9 @@
 //! settle; `joblet serve` (later) keeps it running behind the API.
 
 mod clock;
+mod commands;
 mod objects;
+mod recover;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,17 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::Pod;
+use joblet_api::k8s_openapi::api::core::v1::{Namespace, Pod};
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig};
-use joblet_store::{Batch, Store, StoreError};
+use joblet_store::{Batch, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
+pub use commands::{CommandError, EngineHandle, Propagation};
 use objects::{event_record, job_record, pod_record, KIND_JOB, KIND_POD};
+pub use objects::{KIND_EVENT, KIND_NAMESPACE};
+pub use writer::Feed;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -30,6 +35,8 @@ pub struct EngineConfig {
     /// Pod re-creation back-off of the controller (upstream: 10 s doubling to 10 min).
     pub backoff: BackoffConfig,
     pub stream_logs: bool,
+    /// Serve: never settle, and forget deleted Jobs (`run` stops once its Jobs settle).
+    pub keep_running: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +81,13 @@ pub enum Notice {
 
 type JobKey = (String, String);
 
+/// A pod without a Job in memory (its Job was deleted): tracked until its processes end.
+struct LoosePod {
+    object: Pod,
+    /// Deleted with its Job (else orphaned, and kept).
+    delete_when_done: bool,
+}
+
 struct PodEntry {
     object: Pod,
     view: PodView,
@@ -112,6 +126,11 @@ pub struct Engine {
     updates: mpsc::UnboundedReceiver<PodUpdate>,
     jobs: BTreeMap<JobKey, JobEntry>,
     pod_owner: HashMap<JobKey, JobKey>,
+    namespaces: BTreeMap<String, Namespace>,
+    loose_pods: HashMap<JobKey, LoosePod>,
+    /// Jobs deleted or expired during a `run`, for its report.
+    removed: Vec<Job>,
+    commands: Option<mpsc::UnboundedReceiver<commands::Command>>,
     batch: Batch,
     to_start: Vec<Pod>,
     observer: Box<dyn FnMut(Notice) + Send>,
@@ -153,6 +172,10 @@ impl Engine {
             updates,
             jobs: BTreeMap::new(),
             pod_owner: HashMap::new(),
+            namespaces: BTreeMap::new(),
+            loose_pods: HashMap::new(),
+            removed: Vec::new(),
+            commands: None,
             batch: Batch::default(),
             to_start: Vec::new(),
             observer,
@@ -181,25 +204,53 @@ impl Engine {
                 dir: self.config.state_dir.display().to_string(),
             });
         }
-        let mut entry = JobEntry {
+        self.insert_new_job(key, job);
+        self.flush();
+        self.writer.barrier().map_err(EngineError::Write)
+    }
+
+    fn insert_new_job(&mut self, key: JobKey, job: ValidJob) {
+        let entry = JobEntry {
             job,
             state: JobState::default(),
             pods: HashMap::new(),
             dirty: true,
             requeue_at: None,
             resource_version: 0,
-            unwritten: false,
+            unwritten: true,
             unwritten_pods: HashSet::new(),
         };
-        self.persist_job(&mut entry);
         self.jobs.insert(key, entry);
+    }
+
+    /// A handle through which the API asks for changes while [`Engine::run`] runs.
+    pub fn handle(&mut self) -> EngineHandle {
+        let (commands, rx) = mpsc::unbounded_channel();
+        self.commands = Some(rx);
+        EngineHandle { commands }
+    }
+
+    /// Every object the API serves (Namespaces, Jobs, Pods, Events) and the current
+    /// resourceVersion; then every committed change goes to `feed`, in order.
+    pub fn snapshot_and_feed(&mut self, feed: Feed) -> Result<(Vec<Record>, i64), EngineError> {
         self.flush();
-        self.writer.barrier().map_err(EngineError::Write)
+        self.writer.barrier().map_err(EngineError::Write)?;
+        let store = self.store.lock().expect("store");
+        let mut records = Vec::new();
+        for kind in [KIND_NAMESPACE, KIND_JOB, KIND_POD, KIND_EVENT] {
+            records.extend(store.list(kind)?);
+        }
+        let rv = store.resource_version();
+        drop(store);
+        self.writer.feed(feed);
+        Ok((records, rv))
     }
 
     /// The Jobs as the API server would show them, with status.
     pub fn jobs(&self) -> Vec<Job> {
-        self.jobs.values().map(job_object).collect()
+        let mut jobs: Vec<Job> = self.removed.clone();
+        jobs.extend(self.jobs.values().map(job_object));
+        jobs
     }
 
     /// Runs the controller and node loops until every Job has settled, or `shutdown`
@@ -239,6 +290,9 @@ impl Engine {
                     }
                 }
                 _ = sleep_until(wake) => {}
+                Some(command) = next_command(&mut self.commands), if !interrupted => {
+                    self.carry_out(command, self.clock.now());
+                }
                 Some(()) = shutdown.recv() => {
                     let grace = interrupted.then_some(Duration::ZERO);
                     interrupted = true;
@@ -284,6 +338,10 @@ impl Engine {
                 );
             }
         }
+        for (namespace, name) in self.loose_pods.keys() {
+            self.runtime
+                .stop(namespace, name, grace, Some(Disruption::NODE_SHUTDOWN));
+        }
     }
 
     fn sync_due(&mut self, now: Time) {
@@ -307,7 +365,8 @@ impl Engine {
         entry.requeue_at = None;
         if let Some(expiry) = ttl_expiry(&entry.job, &entry.state.status) {
             if expiry <= now {
-                self.expire(key, entry);
+                // The TTL controller deletes with foreground propagation: pods go too.
+                self.remove_job(key, entry, Propagation::Background);
                 return;
             }
             entry.requeue_at = Some(expiry);
@@ -393,44 +452,11 @@ impl Engine {
         self.jobs.insert(key.clone(), entry);
     }
 
-    /// `ttlSecondsAfterFinished` ran out: the Job and its pods leave the store.
-    fn expire(&mut self, key: &JobKey, entry: JobEntry) {
-        let namespace = entry.job.namespace();
-        for name in entry.pods.keys() {
-            self.batch.delete(KIND_POD, namespace, name);
-            self.pod_owner
-                .remove(&(namespace.to_string(), name.clone()));
-        }
-        // Finished, counted pods live only in the store.
-        let stored = self.store.lock().expect("store").list(KIND_POD);
-        for record in stored.into_iter().flatten() {
-            let owned = serde_json::from_str::<Pod>(&record.body).is_ok_and(|pod| {
-                pod.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|owner| owner.uid == entry.job.uid())
-            });
-            if owned {
-                self.batch.delete(KIND_POD, &record.namespace, &record.name);
-            }
-        }
-        self.batch.delete(KIND_JOB, namespace, entry.job.name());
-        self.batch
-            .delete(objects::KIND_CONTROLLER, namespace, entry.job.name());
-        // Keep the Job in memory, finished, so `run` can still report it.
-        let mut entry = entry;
-        entry.pods.clear();
-        entry.unwritten_pods.clear();
-        entry.unwritten = false;
-        entry.requeue_at = None;
-        self.jobs.insert(key.clone(), entry);
-    }
-
     /// A status change reported by the runtime (the node's kubelet).
     fn apply_update(&mut self, update: PodUpdate) {
         let pod_key = (update.namespace, update.name);
         let Some(job_key) = self.pod_owner.get(&pod_key).cloned() else {
+            self.apply_loose_update(pod_key, update.status);
             return;
         };
         let Some(mut entry) = self.jobs.remove(&job_key) else {
@@ -443,6 +469,27 @@ impl Engine {
             self.persist_pod(&mut entry, &pod_key.1);
         }
         self.jobs.insert(job_key, entry);
+    }
+
+    fn apply_loose_update(
+        &mut self,
+        pod_key: JobKey,
+        status: joblet_api::k8s_openapi::api::core::v1::PodStatus,
+    ) {
+        let Some(mut pod) = self.loose_pods.remove(&pod_key) else {
+            return;
+        };
+        pod.object.status = Some(status);
+        let rv = self.next_resource_version();
+        let done = PodView::from_pod(&pod.object).phase.is_terminal();
+        if done && pod.delete_when_done {
+            self.batch.delete(KIND_POD, &pod_key.0, &pod_key.1, rv);
+            return;
+        }
+        self.batch.put(pod_record(&pod.object, rv));
+        if !done {
+            self.loose_pods.insert(pod_key, pod);
+        }
     }
 
     /// Hands pending writes to the writer, which commits them and then starts the pods
@@ -468,6 +515,7 @@ impl Engine {
         self.writer.submit(
             std::mem::take(&mut self.batch),
             std::mem::take(&mut self.to_start),
+            Vec::new(),
         );
     }
 
@@ -492,10 +540,10 @@ impl Engine {
             entry.unwritten_pods.insert(name.to_string());
             return;
         }
+        let rv = self.next_resource_version();
         if pod.view.deleting {
-            self.batch.delete(KIND_POD, &namespace, name);
+            self.batch.delete(KIND_POD, &namespace, name, rv);
         } else {
-            let rv = self.next_resource_version();
             self.batch.put(pod_record(&pod.object, rv));
         }
         entry.pods.remove(name);
@@ -529,6 +577,15 @@ fn job_object(entry: &JobEntry) -> Job {
     job
 }
 
+async fn next_command(
+    commands: &mut Option<mpsc::UnboundedReceiver<commands::Command>>,
+) -> Option<commands::Command> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(wake: Option<Duration>) {
     match wake {
         Some(d) => tokio::time::sleep(d).await,
@@ -537,7 +594,7 @@ async fn sleep_until(wake: Option<Duration>) {
 }
 
 /// A random (version 4) UUID, as the API server gives every object.
-fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     let mut bytes = [0u8; 16];
     let random = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));

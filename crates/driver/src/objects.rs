@@ -1,19 +1,20 @@
 //! How the engine's objects are written to the store.
 
 use joblet_api::k8s_openapi::api::core::v1::{
-    Event as WireEvent, EventSource, ObjectReference, Pod,
+    Event as WireEvent, EventSource, Namespace, ObjectReference, Pod,
 };
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::ValidJob;
 use joblet_core::{Event, Time};
 use joblet_store::Record;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{job_object, JobEntry};
 
 pub const KIND_JOB: &str = "Job";
 pub const KIND_POD: &str = "Pod";
 pub const KIND_EVENT: &str = "Event";
+pub const KIND_NAMESPACE: &str = "Namespace";
 /// The controller's own record of a Job: its back-off record and pod counter.
 pub const KIND_CONTROLLER: &str = "ControllerState";
 
@@ -33,14 +34,16 @@ pub fn job_record(entry: &JobEntry, rv: i64) -> Record {
     record(KIND_JOB, entry.job.namespace(), entry.job.name(), rv, &job)
 }
 
+/// What the controller keeps of a Job beyond its status.
+#[derive(Serialize, Deserialize)]
+pub struct ControllerState {
+    pub uid: String,
+    pub failures_after_last_success: u32,
+    pub last_failure_ms: Option<i64>,
+    pub pods_created: u64,
+}
+
 pub fn controller_record(entry: &JobEntry, rv: i64) -> Record {
-    #[derive(Serialize)]
-    struct ControllerState {
-        uid: String,
-        failures_after_last_success: u32,
-        last_failure_ms: Option<i64>,
-        pods_created: u64,
-    }
     let state = ControllerState {
         uid: entry.job.uid().to_string(),
         failures_after_last_success: entry.state.backoff.failures_after_last_success,
@@ -102,4 +105,11 @@ pub fn event_record(job: &ValidJob, event: &Event, now: Time, rv: i64) -> Record
         ..Default::default()
     };
     record(KIND_EVENT, job.namespace(), &name, rv, &wire)
+}
+
+pub fn namespace_record(namespace: &Namespace, rv: i64) -> Record {
+    let mut namespace = namespace.clone();
+    namespace.metadata.resource_version = Some(rv.to_string());
+    let name = namespace.metadata.name.clone().unwrap_or_default();
+    record(KIND_NAMESPACE, "", &name, rv, &namespace)
 }

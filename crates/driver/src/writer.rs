@@ -7,11 +7,22 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use joblet_api::k8s_openapi::api::core::v1::Pod;
 use joblet_runtime::Runtime;
-use joblet_store::{Batch, Store};
+use joblet_store::{Batch, Store, Write};
+
+/// Receives every committed write, in commit order (the API server's watch cache).
+pub type Feed = Box<dyn Fn(Vec<Write>) + Send>;
+
+/// Told the outcome once a batch is committed (and fed), or failed.
+pub(crate) type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 enum Request {
-    Write { batch: Batch, start: Vec<Pod> },
+    Write {
+        batch: Batch,
+        start: Vec<Pod>,
+        acks: Vec<Ack>,
+    },
     Barrier(mpsc::Sender<()>),
+    Feed(Feed),
 }
 
 #[derive(Default)]
@@ -40,15 +51,20 @@ impl Writer {
         Writer { requests, shared }
     }
 
-    /// Queues a batch, and pods to start once it is committed.
-    pub fn submit(&self, batch: Batch, start: Vec<Pod>) {
-        if batch.is_empty() && start.is_empty() {
+    /// Queues a batch, pods to start once it is committed, and whom to tell.
+    pub fn submit(&self, batch: Batch, start: Vec<Pod>, acks: Vec<Ack>) {
+        if batch.is_empty() && start.is_empty() && acks.is_empty() {
             return;
         }
         self.shared
             .pending_starts
             .fetch_add(start.len(), Ordering::SeqCst);
-        let _ = self.requests.send(Request::Write { batch, start });
+        let _ = self.requests.send(Request::Write { batch, start, acks });
+    }
+
+    /// From now on, every committed write also goes to `feed`.
+    pub fn feed(&self, feed: Feed) {
+        let _ = self.requests.send(Request::Feed(feed));
     }
 
     /// Waits until everything submitted so far is committed.
@@ -82,23 +98,37 @@ fn write_forever(
     runtime: &Runtime,
     shared: &Shared,
 ) {
+    let mut feed: Option<Feed> = None;
     while let Ok(first) = requests.recv() {
         let mut batch = Batch::default();
         let mut start = Vec::new();
         let mut barriers = Vec::new();
+        let mut acks = Vec::new();
         for request in std::iter::once(first).chain(requests.try_iter()) {
             match request {
                 Request::Write {
                     batch: more,
                     start: pods,
+                    acks: more_acks,
                 } => {
                     batch.append(more);
                     start.extend(pods);
+                    acks.extend(more_acks);
                 }
                 Request::Barrier(ack) => barriers.push(ack),
+                Request::Feed(new) => feed = Some(new),
             }
         }
+        let writes = feed.is_some().then(|| batch.writes().to_vec());
         let committed = store.lock().expect("store").commit(batch);
+        if let (Ok(()), Some(feed), Some(mut writes)) = (&committed, &feed, writes) {
+            // Watchers see changes in resourceVersion order.
+            writes.sort_by_key(Write::resource_version);
+            feed(writes);
+        }
+        for ack in acks {
+            ack(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
         let started = start.len();
         let cancelled = shared.cancelled.load(Ordering::SeqCst);
         if let Err(error) = &committed {

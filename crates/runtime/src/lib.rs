@@ -69,6 +69,11 @@ impl Disruption {
         reason: "TerminationByKubelet",
         message: "Pod was terminated in response to imminent node shutdown.",
     };
+    /// What the API server records when a pod is evicted (`pods/{name}/eviction`).
+    pub const EVICTION: Disruption = Disruption {
+        reason: "EvictionByEvictionAPI",
+        message: "Eviction API: evicting",
+    };
 }
 
 /// Asks a running pod to stop; shared by the pod table and the pod's deadline timer.

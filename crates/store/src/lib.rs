@@ -27,14 +27,28 @@ pub struct Record {
     pub body: String,
 }
 
-#[derive(Debug)]
-enum Write {
+/// One change to the store: an object written, or deleted at a resourceVersion of its own
+/// (what a watcher sees as the object's last version).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
     Put(Record),
     Delete {
         kind: String,
         namespace: String,
         name: String,
+        resource_version: i64,
     },
+}
+
+impl Write {
+    pub fn resource_version(&self) -> i64 {
+        match self {
+            Write::Put(record) => record.resource_version,
+            Write::Delete {
+                resource_version, ..
+            } => *resource_version,
+        }
+    }
 }
 
 /// Writes that commit together.
@@ -57,12 +71,21 @@ impl Batch {
         self.writes.extend(other.writes);
     }
 
-    pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) {
+    pub fn delete(&mut self, kind: &str, namespace: &str, name: &str, resource_version: i64) {
         self.writes.push(Write::Delete {
             kind: kind.to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
+            resource_version,
         });
+    }
+
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    pub fn into_writes(self) -> Vec<Write> {
+        self.writes
     }
 }
 
@@ -125,9 +148,7 @@ impl Store {
             return Ok(());
         }
         for write in &batch.writes {
-            if let Write::Put(record) = write {
-                self.resource_version = self.resource_version.max(record.resource_version);
-            }
+            self.resource_version = self.resource_version.max(write.resource_version());
         }
         let tx = self.conn.transaction()?;
         {
@@ -152,6 +173,7 @@ impl Store {
                         kind,
                         namespace,
                         name,
+                        ..
                     } => {
                         delete.execute(params![kind, namespace, name])?;
                     }
@@ -166,22 +188,39 @@ impl Store {
         Ok(())
     }
 
+    /// One stored object.
+    pub fn get(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, namespace, name, resource_version, body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        )?;
+        Ok(stmt
+            .query_row(params![kind, namespace, name], row_record)
+            .optional()?)
+    }
+
     /// Every stored object of one kind, in resourceVersion order.
     pub fn list(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT kind, namespace, name, resource_version, body FROM objects WHERE kind = ?1 ORDER BY resource_version",
         )?;
-        let rows = stmt.query_map(params![kind], |row| {
-            Ok(Record {
-                kind: row.get(0)?,
-                namespace: row.get(1)?,
-                name: row.get(2)?,
-                resource_version: row.get(3)?,
-                body: row.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![kind], row_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        kind: row.get(0)?,
+        namespace: row.get(1)?,
+        name: row.get(2)?,
+        resource_version: row.get(3)?,
+        body: row.get(4)?,
+    })
 }
 
 #[cfg(test)]
@@ -212,15 +251,15 @@ mod tests {
             let mut batch = Batch::default();
             batch.put(record(4, "Job", "a", "{\"v\":2}"));
             let mut later = Batch::default();
-            later.delete("Pod", "default", "p1");
+            later.delete("Pod", "default", "p1", 5);
             batch.append(later);
             store.commit(batch).unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(
             store.resource_version(),
-            4,
-            "never goes back after a restart"
+            5,
+            "deletions count; never goes back after a restart"
         );
         let jobs = store.list("Job").unwrap();
         assert_eq!(

@@ -1,0 +1,476 @@
+//! Writes through the API: what `joblet serve` asks the engine to do. The engine is the
+//! only writer of the store, so every change (and its resourceVersion) goes through it;
+//! a reply is sent once the change is committed.
+
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus, Pod};
+use joblet_api::ValidJob;
+use joblet_core::{PodView, Time};
+use joblet_runtime::Disruption;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::objects::{namespace_record, pod_record, KIND_POD};
+use crate::{job_object, new_uid, Engine, JobEntry, JobKey, LoosePod};
+
+/// What happens to a deleted Job's pods (`DeleteOptions.propagationPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// The pods stay, without their owner.
+    Orphan,
+    /// The pods are deleted (Foreground is treated alike: the Job goes at once).
+    Background,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict,
+    #[error("namespace {0} not found")]
+    NamespaceNotFound(String),
+    #[error("this namespace may not be deleted")]
+    Forbidden,
+    #[error("state database: {0}")]
+    Write(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+pub(crate) enum Command {
+    CreateJob(ValidJob, Reply<Job>),
+    /// A new object for an existing Job, validated as an update, based on `resource_version`.
+    UpdateJob {
+        job: ValidJob,
+        resource_version: String,
+        reply: Reply<Job>,
+    },
+    DeleteJob {
+        namespace: String,
+        name: String,
+        propagation: Propagation,
+        reply: Reply<Job>,
+    },
+    DeletePod {
+        namespace: String,
+        name: String,
+        grace: Option<Duration>,
+        evict: bool,
+        reply: Reply<Pod>,
+    },
+    CreateNamespace(String, Reply<Namespace>),
+    DeleteNamespace(String, Reply<Namespace>),
+}
+
+/// Asks a running engine for changes; cheap to clone, one per request handler.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+impl EngineHandle {
+    pub async fn create_job(&self, job: ValidJob) -> Result<Job, CommandError> {
+        self.call(|reply| Command::CreateJob(job, reply)).await
+    }
+
+    pub async fn update_job(
+        &self,
+        job: ValidJob,
+        resource_version: String,
+    ) -> Result<Job, CommandError> {
+        self.call(|reply| Command::UpdateJob {
+            job,
+            resource_version,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_job(
+        &self,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<Job, CommandError> {
+        self.call(|reply| Command::DeleteJob {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            propagation,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes a pod (its processes get `grace`, else the pod's grace period); `evict`
+    /// marks the pod disrupted, as the eviction API does.
+    pub async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        evict: bool,
+    ) -> Result<Pod, CommandError> {
+        self.call(|reply| Command::DeletePod {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            grace,
+            evict,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn create_namespace(&self, name: &str) -> Result<Namespace, CommandError> {
+        self.call(|reply| Command::CreateNamespace(name.to_string(), reply))
+            .await
+    }
+
+    pub async fn delete_namespace(&self, name: &str) -> Result<Namespace, CommandError> {
+        self.call(|reply| Command::DeleteNamespace(name.to_string(), reply))
+            .await
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)?
+    }
+}
+
+impl Engine {
+    pub(crate) fn carry_out(&mut self, command: Command, now: Time) {
+        match command {
+            Command::CreateJob(job, reply) => {
+                let result = self.create_from_api(job);
+                self.reply_when_committed(reply, result);
+            }
+            Command::UpdateJob {
+                job,
+                resource_version,
+                reply,
+            } => {
+                let result = self.update_job(job, &resource_version);
+                self.reply_when_committed(reply, result);
+            }
+            Command::DeleteJob {
+                namespace,
+                name,
+                propagation,
+                reply,
+            } => {
+                let key = (namespace, name);
+                let result = match self.jobs.remove(&key) {
+                    Some(entry) => {
+                        let mut object = job_object(&entry);
+                        object.metadata.deletion_timestamp = Some(now.to_wire());
+                        self.remove_job(&key, entry, propagation);
+                        Ok(object)
+                    }
+                    None => Err(CommandError::NotFound),
+                };
+                self.reply_when_committed(reply, result);
+            }
+            Command::DeletePod {
+                namespace,
+                name,
+                grace,
+                evict,
+                reply,
+            } => {
+                let result = self.delete_pod(&namespace, &name, grace, evict, now);
+                self.reply_when_committed(reply, result);
+            }
+            Command::CreateNamespace(name, reply) => {
+                let result = if self.namespaces.contains_key(&name) {
+                    Err(CommandError::AlreadyExists)
+                } else {
+                    Ok(self.put_namespace(&name, now))
+                };
+                self.reply_when_committed(reply, result);
+            }
+            Command::DeleteNamespace(name, reply) => {
+                let result = self.delete_namespace(&name);
+                self.reply_when_committed(reply, result);
+            }
+        }
+    }
+
+    /// Sends the reply once everything written so far is committed: whoever reads after
+    /// the reply sees the change.
+    fn reply_when_committed<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        result: Result<T, CommandError>,
+    ) {
+        self.flush();
+        self.writer.submit(
+            Default::default(),
+            Vec::new(),
+            vec![Box::new(move |committed| {
+                let _ = reply.send(committed.map_err(CommandError::Write).and(result));
+            })],
+        );
+    }
+
+    fn create_from_api(&mut self, job: ValidJob) -> Result<Job, CommandError> {
+        if !self.namespaces.contains_key(job.namespace()) {
+            return Err(CommandError::NamespaceNotFound(job.namespace().to_string()));
+        }
+        let key: JobKey = (job.namespace().to_string(), job.name().to_string());
+        if self.jobs.contains_key(&key) {
+            return Err(CommandError::AlreadyExists);
+        }
+        self.insert_new_job(key.clone(), job);
+        self.flush();
+        Ok(job_object(&self.jobs[&key]))
+    }
+
+    fn update_job(&mut self, job: ValidJob, resource_version: &str) -> Result<Job, CommandError> {
+        let key: JobKey = (job.namespace().to_string(), job.name().to_string());
+        let entry = self.jobs.get_mut(&key).ok_or(CommandError::NotFound)?;
+        if entry.resource_version.to_string() != resource_version {
+            return Err(CommandError::Conflict);
+        }
+        entry.job = job;
+        entry.dirty = true;
+        entry.unwritten = true;
+        self.flush();
+        Ok(job_object(&self.jobs[&key]))
+    }
+
+    fn delete_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        evict: bool,
+        now: Time,
+    ) -> Result<Pod, CommandError> {
+        let pod_key = (namespace.to_string(), name.to_string());
+        let disruption = evict.then_some(Disruption::EVICTION);
+        if let Some(job_key) = self.pod_owner.get(&pod_key).cloned() {
+            let mut entry = self.jobs.remove(&job_key).expect("a pod's owner is known");
+            let object = entry.pods.get_mut(name).map(|pod| {
+                mark_deleted(&mut pod.object, grace, now);
+                pod.view = PodView::from_pod(&pod.object);
+                pod.object.clone()
+            });
+            self.runtime.stop(namespace, name, grace, disruption);
+            entry.dirty = true;
+            self.persist_pod(&mut entry, name);
+            self.jobs.insert(job_key, entry);
+            return object.ok_or(CommandError::NotFound);
+        }
+        if let Some(loose) = self.loose_pods.get_mut(&pod_key) {
+            mark_deleted(&mut loose.object, grace, now);
+            loose.delete_when_done = true;
+            let object = loose.object.clone();
+            self.runtime.stop(namespace, name, grace, disruption);
+            return Ok(object);
+        }
+        let stored = self
+            .stored_pod(namespace, name)
+            .ok_or(CommandError::NotFound)?;
+        let rv = self.next_resource_version();
+        self.batch.delete(KIND_POD, namespace, name, rv);
+        Ok(stored)
+    }
+
+    fn stored_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        let record = self
+            .store
+            .lock()
+            .expect("store")
+            .get(KIND_POD, namespace, name)
+            .ok()
+            .flatten()?;
+        serde_json::from_str(&record.body).ok()
+    }
+
+    pub(crate) fn put_namespace(&mut self, name: &str, now: Time) -> Namespace {
+        let namespace = Namespace {
+            metadata: joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.to_string()),
+                uid: Some(new_uid()),
+                creation_timestamp: Some(now.to_wire()),
+                labels: Some(
+                    [("kubernetes.io/metadata.name".to_string(), name.to_string())].into(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(NamespaceSpec {
+                finalizers: Some(vec!["kubernetes".to_string()]),
+            }),
+            status: Some(NamespaceStatus {
+                phase: Some("Active".to_string()),
+                ..Default::default()
+            }),
+        };
+        let rv = self.next_resource_version();
+        let record = namespace_record(&namespace, rv);
+        let mut stored = namespace;
+        stored.metadata.resource_version = Some(rv.to_string());
+        self.batch.put(record);
+        self.namespaces.insert(name.to_string(), stored.clone());
+        stored
+    }
+
+    /// A namespace goes with everything in it.
+    fn delete_namespace(&mut self, name: &str) -> Result<Namespace, CommandError> {
+        if name == "default" {
+            return Err(CommandError::Forbidden);
+        }
+        let namespace = self.namespaces.remove(name).ok_or(CommandError::NotFound)?;
+        let keys: Vec<JobKey> = self
+            .jobs
+            .keys()
+            .filter(|(ns, _)| ns == name)
+            .cloned()
+            .collect();
+        for key in keys {
+            let entry = self.jobs.remove(&key).expect("listed above");
+            self.remove_job(&key, entry, Propagation::Background);
+        }
+        let loose: Vec<(String, String)> = self
+            .loose_pods
+            .keys()
+            .filter(|(ns, _)| ns == name)
+            .cloned()
+            .collect();
+        for key in loose {
+            self.runtime.stop(&key.0, &key.1, None, None);
+            if let Some(pod) = self.loose_pods.get_mut(&key) {
+                pod.delete_when_done = true;
+            }
+        }
+        let stored: Vec<String> = self
+            .store
+            .lock()
+            .expect("store")
+            .list(KIND_POD)
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r.namespace == name
+                    && !self
+                        .loose_pods
+                        .contains_key(&(r.namespace.clone(), r.name.clone()))
+            })
+            .map(|r| r.name)
+            .collect();
+        for pod in stored {
+            let rv = self.next_resource_version();
+            self.batch.delete(KIND_POD, name, &pod, rv);
+        }
+        let rv = self.next_resource_version();
+        self.batch
+            .delete(crate::objects::KIND_NAMESPACE, "", name, rv);
+        Ok(namespace)
+    }
+
+    /// Takes a Job out of the store; its pods are stopped and deleted, or orphaned.
+    pub(crate) fn remove_job(
+        &mut self,
+        key: &JobKey,
+        mut entry: JobEntry,
+        propagation: Propagation,
+    ) {
+        let namespace = key.0.clone();
+        let cascade = propagation == Propagation::Background;
+        if !self.config.keep_running {
+            // `run` still reports the Job.
+            self.removed.push(job_object(&entry));
+        }
+        for (name, pod) in std::mem::take(&mut entry.pods) {
+            let pod_key = (namespace.clone(), name.clone());
+            self.pod_owner.remove(&pod_key);
+            let mut object = pod.object;
+            release(&mut object, cascade);
+            let rv = self.next_resource_version();
+            if pod.view.phase.is_terminal() {
+                if cascade {
+                    self.batch.delete(KIND_POD, &namespace, &name, rv);
+                } else {
+                    self.batch.put(pod_record(&object, rv));
+                }
+                continue;
+            }
+            if cascade {
+                self.runtime.stop(&namespace, &name, None, None);
+            }
+            self.batch.put(pod_record(&object, rv));
+            self.loose_pods.insert(
+                pod_key,
+                LoosePod {
+                    object,
+                    delete_when_done: cascade,
+                },
+            );
+        }
+        // Finished, counted pods live only in the store.
+        let stored = self.store.lock().expect("store").list(KIND_POD);
+        for record in stored.into_iter().flatten() {
+            let Ok(mut pod) = serde_json::from_str::<Pod>(&record.body) else {
+                continue;
+            };
+            let owned = pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| owner.uid == entry.job.uid());
+            let pod_key = (record.namespace.clone(), record.name.clone());
+            if !owned || self.loose_pods.contains_key(&pod_key) {
+                continue;
+            }
+            let rv = self.next_resource_version();
+            if cascade {
+                self.batch
+                    .delete(KIND_POD, &record.namespace, &record.name, rv);
+            } else {
+                release(&mut pod, false);
+                self.batch.put(pod_record(&pod, rv));
+            }
+        }
+        let rv = self.next_resource_version();
+        self.batch
+            .delete(crate::objects::KIND_JOB, &namespace, entry.job.name(), rv);
+        let rv = self.next_resource_version();
+        self.batch.delete(
+            crate::objects::KIND_CONTROLLER,
+            &namespace,
+            entry.job.name(),
+            rv,
+        );
+    }
+}
+
+/// A pod leaves its Job: no tracking finalizer; orphaned pods also lose their owner.
+fn release(pod: &mut Pod, cascade: bool) {
+    if let Some(finalizers) = pod.metadata.finalizers.as_mut() {
+        finalizers.retain(|f| f != joblet_api::labels::TRACKING_FINALIZER);
+    }
+    if !cascade {
+        pod.metadata.owner_references = None;
+    }
+}
+
+fn mark_deleted(pod: &mut Pod, grace: Option<Duration>, now: Time) {
+    if pod.metadata.deletion_timestamp.is_none() {
+        pod.metadata.deletion_timestamp = Some(now.to_wire());
+    }
+    let grace = grace.map(|g| g.as_secs() as i64).or_else(|| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+    });
+    pod.metadata.deletion_grace_period_seconds = grace.or(Some(30));
+}
