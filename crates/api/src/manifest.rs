@@ -68,6 +68,29 @@ pub fn parse_jobs_with_warnings(
     Ok((jobs, warnings))
 }
 
+/// Decodes one API object from a request body's JSON as the API server does: a field of
+/// the wrong type names its path; fields the type does not have are listed
+/// (`unknown field "spec.x"`) for strict field validation or warnings.
+pub fn decode_object<T>(value: serde_json::Value) -> Result<(T, Vec<String>), String>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let object: T = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })?;
+    let mut unknown = Vec::new();
+    let input = serde_yaml::to_value(&value).unwrap_or(Value::Null);
+    let known = serde_yaml::to_value(&object).unwrap_or(Value::Null);
+    unknown_fields(&input, &known, "", &mut unknown);
+    Ok((object, unknown))
+}
+
 /// Fields of `input` that did not survive the round trip through the typed object.
 fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     match (input, known) {

@@ -37,6 +37,25 @@ struct Cli {
 enum Command {
     /// Run the batch/v1 Jobs of a manifest to their end, pods as local processes.
     Run(RunArgs),
+    /// Serve the Kubernetes API for Jobs over HTTPS, for kubectl and client libraries.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where objects, logs, credentials and the kubeconfig live (default:
+    /// $XDG_STATE_HOME/joblet/server, or ~/.local/state/joblet/server).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
+    listen: std::net::SocketAddr,
+    /// Base of the pod re-creation and container restart back-off (upstream: 10s).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
+    backoff_base: Duration,
+    /// Cap of the pod re-creation back-off (upstream: 10m); container restarts cap at half.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = duration::parse)]
+    backoff_max: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,7 +94,41 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
+        Command::Serve(args) => ExitCode::from(serve(args)),
     }
+}
+
+fn serve(args: ServeArgs) -> u8 {
+    let config = joblet_server::ServeConfig {
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| state_home().join("joblet").join("server")),
+        listen: args.listen,
+        backoff: BackoffConfig {
+            base_ms: args.backoff_base.as_millis() as i64,
+            max_ms: args.backoff_max.as_millis() as i64,
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+    runtime.block_on(async {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("joblet serve: shutting down");
+        };
+        match joblet_server::serve(config, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        }
+    })
 }
 
 fn read_input(file: &str) -> Result<String, String> {
@@ -132,14 +185,18 @@ fn admit_all(args: &RunArgs) -> Result<Vec<joblet_api::ValidJob>, String> {
     }
 }
 
-fn default_state_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
+fn state_home() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
             PathBuf::from(home).join(".local/state")
-        });
+        })
+}
+
+fn default_state_dir() -> PathBuf {
+    let base = state_home();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -274,7 +274,7 @@ impl Engine {
                 (self.runtime.running() == 0 && self.writer.pending_starts() == 0)
                     .then_some(Settled::Interrupted)
             } else {
-                self.settled().then_some(Settled::Done)
+                (!self.config.keep_running && self.settled()).then_some(Settled::Done)
             };
             // A pod's final report is queued before it leaves the runtime's table, so it
             // may still be unread here: go round once more to record it.

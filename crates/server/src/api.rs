@@ -1,0 +1,899 @@
+//! The HTTP API: routing of Kubernetes REST paths to reads from the watch cache and writes
+//! through the engine.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::Namespace;
+use joblet_api::{decode_object, prepare_for_update, validate_job_update};
+use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock};
+use serde_json::{json, Value};
+
+use crate::cache::{Cache, Entry};
+use crate::errors::ApiError;
+use crate::patch::{self, PatchType};
+use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
+use crate::selectors::Selector;
+use crate::table::{self, Include};
+use crate::{logs, openapi, watch};
+
+/// Request bodies above this are refused (the API server's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct AppState {
+    pub cache: Arc<Cache>,
+    pub engine: EngineHandle,
+    pub token: String,
+    pub log_dir: PathBuf,
+    /// `host:port` as discovery reports it.
+    pub address: String,
+}
+
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(state)
+}
+
+type Params = HashMap<String, String>;
+
+/// Where a request goes.
+enum Target {
+    Version,
+    Discovery {
+        group: Option<&'static str>,
+    },
+    OpenApiRoot,
+    OpenApi {
+        group: &'static str,
+    },
+    Collection {
+        resource: &'static Resource,
+        namespace: Option<String>,
+    },
+    Object {
+        resource: &'static Resource,
+        namespace: String,
+        name: String,
+        sub: Option<String>,
+    },
+}
+
+fn route(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["version"] => return Some(Target::Version),
+        ["api"] | ["apis"] => return Some(Target::Discovery { group: None }),
+        ["api", "v1"] => return Some(Target::Discovery { group: Some("") }),
+        ["apis", "batch", "v1"] => {
+            return Some(Target::Discovery {
+                group: Some("batch"),
+            })
+        }
+        ["openapi", "v3"] => return Some(Target::OpenApiRoot),
+        ["openapi", "v3", "api", "v1"] => return Some(Target::OpenApi { group: "" }),
+        ["openapi", "v3", "apis", "batch", "v1"] => {
+            return Some(Target::OpenApi { group: "batch" })
+        }
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", "batch", "v1", rest @ ..] => ("batch", rest),
+        _ => return None,
+    };
+    let object = |resource: &'static Resource, namespace: &str, name: &str, sub: Option<&str>| {
+        Some(Target::Object {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            sub: sub.map(str::to_string),
+        })
+    };
+    match rest {
+        [plural] => Some(Target::Collection {
+            resource: Resource::by_path(group, plural)?,
+            namespace: None,
+        }),
+        ["namespaces", name] if group.is_empty() => object(&NAMESPACES, "", name, None),
+        ["namespaces", name, "status"] if group.is_empty() => {
+            object(&NAMESPACES, "", name, Some("status"))
+        }
+        ["namespaces", namespace, plural] => {
+            let resource = Resource::by_path(group, plural).filter(|r| r.namespaced)?;
+            Some(Target::Collection {
+                resource,
+                namespace: Some(namespace.to_string()),
+            })
+        }
+        ["namespaces", namespace, plural, name] => {
+            let resource = Resource::by_path(group, plural).filter(|r| r.namespaced)?;
+            object(resource, namespace, name, None)
+        }
+        ["namespaces", namespace, plural, name, sub] => {
+            let resource = Resource::by_path(group, plural).filter(|r| r.namespaced)?;
+            if !resource.subresources.iter().any(|(s, _)| s == sub) {
+                return None;
+            }
+            object(resource, namespace, name, Some(sub))
+        }
+        _ => None,
+    }
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    if matches!(path.as_str(), "/readyz" | "/livez" | "/healthz") {
+        return "ok".into_response();
+    }
+    if !authorized(&state.token, request.headers()) {
+        return ApiError::unauthorized().into_response();
+    }
+    match handle(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Bearer token, compared in constant time.
+fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let params: Params = Query::try_from_uri(&parts.uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let target = route(parts.uri.path()).ok_or_else(ApiError::no_route)?;
+    let method = parts.method.clone();
+    let read_body = || async {
+        axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| ApiError::too_large())
+    };
+    match (target, method) {
+        (Target::Version, Method::GET) => Ok(json_response(StatusCode::OK, &resources::version())),
+        (Target::Discovery { group: None }, Method::GET) => {
+            let core = parts.uri.path().trim_matches('/') == "api";
+            if accept.contains("as=APIGroupDiscoveryList") {
+                let body = resources::aggregated(if core { "" } else { "batch" });
+                Ok((
+                    [(header::CONTENT_TYPE, resources::AGGREGATED_CONTENT_TYPE)],
+                    body.to_string(),
+                )
+                    .into_response())
+            } else if core {
+                Ok(json_response(
+                    StatusCode::OK,
+                    &resources::api_versions(&state.address),
+                ))
+            } else {
+                Ok(json_response(StatusCode::OK, &resources::api_group_list()))
+            }
+        }
+        (Target::Discovery { group: Some(group) }, Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            &resources::api_resource_list(group),
+        )),
+        (Target::OpenApiRoot, Method::GET) => Ok(json_response(StatusCode::OK, &openapi::root())),
+        (Target::OpenApi { group }, Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            &openapi::group_version(group),
+        )),
+        (
+            Target::Collection {
+                resource,
+                namespace,
+            },
+            method,
+        ) => {
+            let namespace = namespace.as_deref();
+            match method {
+                Method::GET if is_true(params.get("watch")) => {
+                    watch::start(state, resource, namespace, &params, &accept)
+                }
+                Method::GET => list(state, resource, namespace, &params, &accept),
+                Method::POST => {
+                    let body = read_body().await?;
+                    create(state, resource, namespace, &params, &parts.headers, &body).await
+                }
+                Method::DELETE => {
+                    let body = read_body().await?;
+                    delete_collection(state, resource, namespace, &params, &body).await
+                }
+                _ => Err(ApiError::method_not_allowed(format!(
+                    "{} is not supported on {}",
+                    parts.method,
+                    resource.qualified()
+                ))),
+            }
+        }
+        (
+            Target::Object {
+                resource,
+                namespace,
+                name,
+                sub,
+            },
+            method,
+        ) => {
+            let object = ObjectRef {
+                resource,
+                namespace,
+                name,
+            };
+            match (sub.as_deref(), method) {
+                (Some("log"), Method::GET) => logs::serve(state, &object, &params).await,
+                (Some("eviction"), Method::POST) => evict(state, &object).await,
+                (None | Some("status"), Method::GET) => get(state, &object, &params, &accept),
+                (None, Method::PUT) => {
+                    let body = read_body().await?;
+                    replace(state, &object, &params, &parts.headers, &body).await
+                }
+                (None, Method::PATCH) => {
+                    let body = read_body().await?;
+                    patch_object(state, &object, &params, &parts.headers, &body).await
+                }
+                (None, Method::DELETE) => {
+                    let body = read_body().await?;
+                    delete(state, &object, &params, &body).await
+                }
+                (Some("status"), _) => Err(ApiError::method_not_allowed(
+                    "status is written by joblet's controllers only",
+                )),
+                _ => Err(ApiError::method_not_allowed(format!(
+                    "{} is not supported on this resource",
+                    parts.method
+                ))),
+            }
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{} is not supported on this path",
+            parts.method
+        ))),
+    }
+}
+
+pub struct ObjectRef {
+    pub resource: &'static Resource,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn entry(&self, cache: &Cache) -> Result<Arc<Entry>, ApiError> {
+        cache
+            .get(self.resource.kind, &self.namespace, &self.name)
+            .ok_or_else(|| ApiError::not_found(self.resource, &self.name))
+    }
+}
+
+pub fn is_true(value: Option<&String>) -> bool {
+    value.is_some_and(|v| v == "true" || v == "1")
+}
+
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn raw_json_response(code: StatusCode, body: String, warnings: &[String]) -> Response {
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    for warning in warnings {
+        let text = format!("299 - {:?}", warning);
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+    response
+}
+
+pub fn wants_table(accept: &str) -> bool {
+    accept.contains("as=Table")
+}
+
+fn get(
+    state: &AppState,
+    object: &ObjectRef,
+    params: &Params,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let entry = object.entry(&state.cache)?;
+    if wants_table(accept) {
+        let include = Include::parse(params.get("includeObject").map(String::as_str));
+        let row = table::row(
+            object.resource,
+            &entry,
+            include,
+            SystemClock.now_timestamp(),
+        );
+        let body = table::table(
+            table::columns(object.resource),
+            vec![row],
+            entry.resource_version,
+            None,
+        );
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    Ok(raw_json_response(StatusCode::OK, entry.body.clone(), &[]))
+}
+
+/// `continue` tokens: the key the next page starts after.
+fn encode_continue(entry: &Entry) -> String {
+    use base64::Engine as _;
+    let raw = json!([entry.namespace, entry.name]).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    use base64::Engine as _;
+    let invalid = || ApiError::bad_request("continue key is not valid");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    serde_json::from_slice(&raw).map_err(|_| invalid())
+}
+
+pub fn selector(resource: &Resource, params: &Params) -> Result<Selector, ApiError> {
+    Selector::parse(
+        resource,
+        params.get("labelSelector").map(String::as_str),
+        params.get("fieldSelector").map(String::as_str),
+    )
+    .map_err(|e| {
+        ApiError::bad_request(format!(
+            "Unable to find \"{}/v1, Resource={}\" that match label selector \"{}\", field selector \"{}\": {e}",
+            resource.group,
+            resource.plural,
+            params.get("labelSelector").map_or("", String::as_str),
+            params.get("fieldSelector").map_or("", String::as_str),
+        ))
+    })
+}
+
+fn list(
+    state: &AppState,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &Params,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let selector = selector(resource, params)?;
+    let after = params
+        .get("continue")
+        .filter(|t| !t.is_empty())
+        .map(|t| decode_continue(t))
+        .transpose()?;
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let (items, rv, more) = state.cache.list(
+        resource.kind,
+        namespace,
+        after.as_ref(),
+        |e| selector.matches(e),
+        limit,
+    );
+    let next = more
+        .then(|| items.last().map(|e| encode_continue(e)))
+        .flatten();
+    if wants_table(accept) {
+        let include = Include::parse(params.get("includeObject").map(String::as_str));
+        let now = SystemClock.now_timestamp();
+        let rows = items
+            .iter()
+            .map(|e| table::row(resource, e, include, now))
+            .collect();
+        let body = table::table(table::columns(resource), rows, rv, next);
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    // Items are spliced in as stored: no parsing on the way out.
+    let mut body =
+        String::with_capacity(items.iter().map(|e| e.body.len() + 1).sum::<usize>() + 128);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next);
+    }
+    body.push_str(&format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        resource.kind,
+        resource.api_version(),
+        metadata
+    ));
+    for (i, entry) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&entry.body);
+    }
+    body.push_str("]}");
+    Ok(raw_json_response(StatusCode::OK, body, &[]))
+}
+
+/// The request body as JSON: JSON or YAML; protobuf is named with what to run instead.
+fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (joblet does not read protobuf: for `kubectl create job NAME --image=IMAGE -- CMD`, run `kubectl create job NAME --image=IMAGE --dry-run=client -o yaml -- CMD | kubectl apply -f -`)",
+        ));
+    }
+    let parsed = if content_type.starts_with("application/yaml") {
+        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))
+}
+
+/// Unknown fields: an error under `fieldValidation=Strict`, warnings by default.
+fn field_validation(params: &Params, unknown: Vec<String>) -> Result<Vec<String>, ApiError> {
+    match params.get("fieldValidation").map(String::as_str) {
+        Some("Strict") if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown.join(", ")
+        ))),
+        Some("Ignore") => Ok(Vec::new()),
+        _ => Ok(unknown),
+    }
+}
+
+fn decode_job(value: Value, params: &Params) -> Result<(Job, Vec<String>), ApiError> {
+    let (job, unknown) = decode_object::<Job>(value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Job in version \"v1\" cannot be handled as a Job: {e}"
+        ))
+    })?;
+    Ok((job, field_validation(params, unknown)?))
+}
+
+fn engine_error(resource: &Resource, name: &str, error: CommandError) -> ApiError {
+    match error {
+        CommandError::NotFound => ApiError::not_found(resource, name),
+        CommandError::AlreadyExists => ApiError::already_exists(resource, name),
+        CommandError::Conflict => ApiError::conflict(resource, name),
+        CommandError::NamespaceNotFound(ns) => ApiError::namespace_not_found(&ns),
+        CommandError::Forbidden => ApiError::forbidden(format!(
+            "{} \"{name}\" is forbidden: this namespace may not be deleted",
+            resource.qualified()
+        )),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+fn dry_run(params: &Params) -> bool {
+    params.get("dryRun").is_some_and(|v| v == "All")
+}
+
+async fn create(
+    state: &AppState,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let value = decode_body(headers, body)?;
+    match resource.kind {
+        "Job" => {
+            let (mut job, warnings) = decode_job(value, params)?;
+            let namespace = namespace.unwrap_or("default");
+            if job
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != namespace)
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            job.metadata.namespace = Some(namespace.to_string());
+            generate_name(&mut job.metadata);
+            let valid = admit(job).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
+            let name = valid.name().to_string();
+            let created = if dry_run(params) {
+                valid.object().clone()
+            } else {
+                state
+                    .engine
+                    .create_job(valid)
+                    .await
+                    .map_err(|e| engine_error(&JOBS, &name, e))?
+            };
+            Ok(raw_json_response(
+                StatusCode::CREATED,
+                serde_json::to_string(&created).expect("API objects serialize"),
+                &warnings,
+            ))
+        }
+        "Namespace" => {
+            let (namespace, unknown) = decode_object::<Namespace>(value).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Namespace in version \"v1\" cannot be handled as a Namespace: {e}"
+                ))
+            })?;
+            let warnings = field_validation(params, unknown)?;
+            let name = namespace.metadata.name.clone().unwrap_or_default();
+            if !joblet_api::validation::is_dns1123_label(&name) {
+                let invalid = joblet_api::Invalid {
+                    kind: "Namespace",
+                    name: name.clone(),
+                    errors: vec![if name.is_empty() {
+                        joblet_api::FieldError::required(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )
+                    } else {
+                        joblet_api::FieldError::invalid_str(
+                            "metadata.name",
+                            &name,
+                            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                        )
+                    }],
+                };
+                return Err(ApiError::invalid(&NAMESPACES, &invalid));
+            }
+            let created = state
+                .engine
+                .create_namespace(&name)
+                .await
+                .map_err(|e| engine_error(&NAMESPACES, &name, e))?;
+            Ok(raw_json_response(
+                StatusCode::CREATED,
+                serde_json::to_string(&created).expect("API objects serialize"),
+                &warnings,
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "joblet creates {} itself: pods come from Jobs, events from its controllers",
+            resource.plural
+        ))),
+    }
+}
+
+/// `metadata.generateName`: the prefix and five random characters, as the API server does.
+fn generate_name(
+    meta: &mut joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return;
+    }
+    if let Some(prefix) = meta.generate_name.as_deref() {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut bytes = [0u8; 5];
+        if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+            let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+        }
+        let suffix: String = bytes
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect();
+        meta.name = Some(format!("{prefix}{suffix}"));
+    }
+}
+
+/// Writes `new` over the stored Job `old` (rv `based_on`), as an update.
+async fn update_job(
+    state: &AppState,
+    old: &Job,
+    mut new: Job,
+    based_on: String,
+    params: &Params,
+) -> Result<Job, ApiError> {
+    prepare_for_update(old, &mut new);
+    let name = old.metadata.name.clone().unwrap_or_default();
+    let valid =
+        validate_job_update(old, &new).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
+    if dry_run(params) {
+        return Ok(valid.object().clone());
+    }
+    state
+        .engine
+        .update_job(valid, based_on)
+        .await
+        .map_err(|e| engine_error(&JOBS, &name, e))
+}
+
+fn stored_job(entry: &Entry) -> Result<Job, ApiError> {
+    serde_json::from_str(&entry.body).map_err(|e| ApiError::internal(format!("stored job: {e}")))
+}
+
+fn only_jobs(object: &ObjectRef, verb: &str) -> Result<(), ApiError> {
+    if object.resource.kind == "Job" {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(format!(
+            "joblet does not {verb} {}: they are kept by its controllers",
+            object.resource.plural
+        )))
+    }
+}
+
+async fn replace(
+    state: &AppState,
+    object: &ObjectRef,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    only_jobs(object, "replace")?;
+    let entry = object.entry(&state.cache)?;
+    let old = stored_job(&entry)?;
+    let (new, warnings) = decode_job(decode_body(headers, body)?, params)?;
+    if new.metadata.name.as_deref() != Some(object.name.as_str()) {
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
+    }
+    let based_on = new
+        .metadata
+        .resource_version
+        .clone()
+        .filter(|rv| !rv.is_empty())
+        .unwrap_or_else(|| entry.resource_version.to_string());
+    let updated = update_job(state, &old, new, based_on, params).await?;
+    Ok(raw_json_response(
+        StatusCode::OK,
+        serde_json::to_string(&updated).expect("API objects serialize"),
+        &warnings,
+    ))
+}
+
+async fn patch_object(
+    state: &AppState,
+    object: &ObjectRef,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    only_jobs(object, "patch")?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchType::from_content_type(content_type).ok_or_else(|| {
+        ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+        ))
+    })?;
+    // The controller writes status all the time: a patch is re-applied on a conflict.
+    for _ in 0..8 {
+        let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
+            if kind == PatchType::Apply {
+                let mut json_headers = headers.clone();
+                json_headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/yaml"),
+                );
+                let response = create(
+                    state,
+                    &JOBS,
+                    Some(&object.namespace),
+                    params,
+                    &json_headers,
+                    body,
+                )
+                .await?;
+                return Ok(response);
+            }
+            return Err(ApiError::not_found(&JOBS, &object.name));
+        };
+        let old = stored_job(&entry)?;
+        let mut value = entry.value();
+        patch::apply(kind, &mut value, body)
+            .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
+        let (new, warnings) = decode_job(value, params)?;
+        let precondition = new
+            .metadata
+            .resource_version
+            .clone()
+            .filter(|rv| *rv != entry.resource_version.to_string());
+        let based_on = precondition
+            .clone()
+            .unwrap_or_else(|| entry.resource_version.to_string());
+        match update_job(state, &old, new, based_on, params).await {
+            Ok(updated) => {
+                return Ok(raw_json_response(
+                    StatusCode::OK,
+                    serde_json::to_string(&updated).expect("API objects serialize"),
+                    &warnings,
+                ))
+            }
+            Err(error) if error.reason == "Conflict" && precondition.is_none() => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(ApiError::conflict(&JOBS, &object.name))
+}
+
+/// `DeleteOptions`, from the body (kubectl) or the query (Python client).
+struct DeleteOptions {
+    propagation: Option<String>,
+    grace: Option<i64>,
+}
+
+fn delete_options(params: &Params, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let propagation = from_body["propagationPolicy"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| params.get("propagationPolicy").cloned());
+    let grace = from_body["gracePeriodSeconds"].as_i64().or_else(|| {
+        params
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+    });
+    Ok(DeleteOptions { propagation, grace })
+}
+
+async fn delete(
+    state: &AppState,
+    object: &ObjectRef,
+    params: &Params,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let options = delete_options(params, body)?;
+    let entry = object.entry(&state.cache)?;
+    if dry_run(params) {
+        return Ok(raw_json_response(StatusCode::OK, entry.body.clone(), &[]));
+    }
+    let resource = object.resource;
+    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
+    match resource.kind {
+        "Job" => {
+            // The batch API orphans a Job's pods unless told otherwise; kubectl cascades.
+            let propagation = match options.propagation.as_deref() {
+                None | Some("Orphan") => Propagation::Orphan,
+                Some("Background") | Some("Foreground") => Propagation::Background,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    )))
+                }
+            };
+            let job = state
+                .engine
+                .delete_job(ns, name, propagation)
+                .await
+                .map_err(|e| engine_error(resource, name, e))?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": "batch", "kind": "jobs", "uid": job.metadata.uid},
+                }),
+            ))
+        }
+        "Pod" => {
+            let grace = options.grace.map(|g| Duration::from_secs(g.max(0) as u64));
+            let pod = state
+                .engine
+                .delete_pod(ns, name, grace, false)
+                .await
+                .map_err(|e| engine_error(resource, name, e))?;
+            Ok(raw_json_response(
+                StatusCode::OK,
+                serde_json::to_string(&pod).expect("API objects serialize"),
+                &[],
+            ))
+        }
+        "Namespace" => {
+            let mut deleted = state
+                .engine
+                .delete_namespace(name)
+                .await
+                .map_err(|e| engine_error(resource, name, e))?;
+            if let Some(status) = deleted.status.as_mut() {
+                status.phase = Some("Terminating".to_string());
+            }
+            Ok(raw_json_response(
+                StatusCode::OK,
+                serde_json::to_string(&deleted).expect("API objects serialize"),
+                &[],
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(
+            "events are kept by joblet's controllers",
+        )),
+    }
+}
+
+async fn delete_collection(
+    state: &AppState,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &Params,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let selector = selector(resource, params)?;
+    let (items, _, _) = state.cache.list(
+        resource.kind,
+        namespace,
+        None,
+        |e| selector.matches(e),
+        None,
+    );
+    for entry in &items {
+        let object = ObjectRef {
+            resource,
+            namespace: entry.namespace.clone(),
+            name: entry.name.clone(),
+        };
+        match delete(state, &object, params, body).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut body = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{}},\"items\":[",
+        resource.kind,
+        resource.api_version()
+    );
+    for (i, entry) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&entry.body);
+    }
+    body.push_str("]}");
+    Ok(raw_json_response(StatusCode::OK, body, &[]))
+}
+
+/// `POST pods/{name}/eviction`: the pod is deleted and marked disrupted.
+async fn evict(state: &AppState, object: &ObjectRef) -> Result<Response, ApiError> {
+    state
+        .engine
+        .delete_pod(&object.namespace, &object.name, None, true)
+        .await
+        .map_err(|e| engine_error(&PODS, &object.name, e))?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// A watch or log stream's body: chunks sent as they come.
+pub fn streaming(content_type: &'static str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}

@@ -1,0 +1,167 @@
+//! `joblet serve`: the engine behind a Kubernetes-compatible API over HTTPS, so kubectl and
+//! the client libraries work against it unchanged.
+
+mod api;
+mod cache;
+mod errors;
+mod logs;
+mod openapi;
+mod patch;
+mod resources;
+mod selectors;
+mod table;
+pub mod tls;
+mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use joblet_core::BackoffConfig;
+use joblet_driver::{Engine, EngineConfig, EngineError, Settled};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+pub use api::{router, AppState, MAX_BODY};
+pub use cache::Cache;
+
+pub struct ServeConfig {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub backoff: BackoffConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Credentials(#[from] tls::CredentialError),
+    #[error("another joblet is serving state directory {0}")]
+    Busy(String),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Holds the state directory for one server: a second one is refused at once.
+fn lock_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ServeError> {
+    let dir_error = |source| ServeError::StateDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(dir_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("serve.lock"))
+        .map_err(dir_error)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| ServeError::Busy(dir.display().to_string()))
+}
+
+/// An engine for the API: its Jobs recovered from `state_dir`, a cache fed by its writer.
+pub fn open_engine(
+    state_dir: &Path,
+    backoff: BackoffConfig,
+) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
+    let config = EngineConfig {
+        state_dir: state_dir.to_path_buf(),
+        backoff,
+        stream_logs: false,
+        keep_running: true,
+    };
+    let mut engine = Engine::open(config, Box::new(|_| {}))?;
+    engine.recover()?;
+    let handle = engine.handle();
+    // The cache is filled from the snapshot; the feed (registered in the same step, before
+    // anything else is written) brings every later commit.
+    let pending: Arc<Mutex<Option<Arc<Cache>>>> = Arc::new(Mutex::new(None));
+    let feed_target = pending.clone();
+    let (records, rv) = engine.snapshot_and_feed(Box::new(move |writes| {
+        if let Some(cache) = feed_target.lock().expect("cache slot").as_ref() {
+            cache.apply(writes);
+        }
+    }))?;
+    let cache = Arc::new(Cache::new(records, rv));
+    *pending.lock().expect("cache slot") = Some(cache.clone());
+    Ok((engine, cache, handle))
+}
+
+/// Serves until `shutdown` resolves; then stops accepting, lets requests in flight finish
+/// (streams get a few seconds), stops every pod and leaves the store consistent.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let _lock = lock_state_dir(&config.state_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServeError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    let credentials = tls::load_or_create(&config.state_dir, address)?;
+    let tls = TlsAcceptor::from(tls::server_config(&credentials)?);
+    let (mut engine, cache, handle) = open_engine(&config.state_dir, config.backoff)?;
+    let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
+    let state = Arc::new(AppState {
+        cache,
+        engine: handle,
+        token: credentials.token.clone(),
+        log_dir: config.state_dir.join("logs"),
+        address: address.to_string(),
+    });
+    let (stop_engine, engine_stop_rx) = mpsc::unbounded_channel();
+    let engine_task = tokio::spawn(async move { engine.run(engine_stop_rx).await });
+    eprintln!("joblet serve: listening on https://{address}");
+    println!("export KUBECONFIG={}", kubeconfig.display());
+
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let tls = tls.clone();
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(stream) = tls.accept(stream).await else { return };
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(3)) => {}
+    }
+    let _ = stop_engine.send(());
+    match engine_task.await {
+        Ok(Ok(Settled::Interrupted | Settled::Done)) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}

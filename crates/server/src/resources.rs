@@ -1,0 +1,244 @@
+//! The resources joblet serves, and how discovery describes them.
+
+use serde_json::{json, Value};
+
+pub struct Resource {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    /// "" for the core group.
+    pub group: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources and their verbs.
+    pub subresources: &'static [(&'static str, &'static [&'static str])],
+    /// Field selector names beyond `metadata.name`/`metadata.namespace`, and where they are.
+    pub field_paths: &'static [(&'static str, &'static str)],
+}
+
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+pub const JOBS: Resource = Resource {
+    kind: "Job",
+    plural: "jobs",
+    singular: "job",
+    group: "batch",
+    namespaced: true,
+    short_names: &[],
+    categories: &["all"],
+    subresources: &[("status", &["get", "patch", "update"])],
+    field_paths: &[("status.successful", "/status/succeeded")],
+};
+
+pub const PODS: Resource = Resource {
+    kind: "Pod",
+    plural: "pods",
+    singular: "pod",
+    group: "",
+    namespaced: true,
+    short_names: &["po"],
+    categories: &["all"],
+    subresources: &[
+        ("eviction", &["create"]),
+        ("log", &["get"]),
+        ("status", &["get", "patch", "update"]),
+    ],
+    field_paths: &[
+        ("status.phase", "/status/phase"),
+        ("spec.nodeName", "/spec/nodeName"),
+        ("spec.restartPolicy", "/spec/restartPolicy"),
+        ("status.podIP", "/status/podIP"),
+    ],
+};
+
+pub const EVENTS: Resource = Resource {
+    kind: "Event",
+    plural: "events",
+    singular: "event",
+    group: "",
+    namespaced: true,
+    short_names: &["ev"],
+    categories: &[],
+    subresources: &[],
+    field_paths: &[
+        ("involvedObject.kind", "/involvedObject/kind"),
+        ("involvedObject.namespace", "/involvedObject/namespace"),
+        ("involvedObject.name", "/involvedObject/name"),
+        ("involvedObject.uid", "/involvedObject/uid"),
+        ("involvedObject.apiVersion", "/involvedObject/apiVersion"),
+        (
+            "involvedObject.resourceVersion",
+            "/involvedObject/resourceVersion",
+        ),
+        ("involvedObject.fieldPath", "/involvedObject/fieldPath"),
+        ("reason", "/reason"),
+        ("reportingComponent", "/reportingComponent"),
+        ("source", "/source/component"),
+        ("type", "/type"),
+    ],
+};
+
+pub const NAMESPACES: Resource = Resource {
+    kind: "Namespace",
+    plural: "namespaces",
+    singular: "namespace",
+    group: "",
+    namespaced: false,
+    short_names: &["ns"],
+    categories: &[],
+    subresources: &[("status", &["get", "patch", "update"])],
+    field_paths: &[("status.phase", "/status/phase")],
+};
+
+/// In discovery order: `kubectl get all` lists pods before jobs, as on a cluster.
+pub const RESOURCES: [&Resource; 4] = [&NAMESPACES, &PODS, &EVENTS, &JOBS];
+
+impl Resource {
+    pub fn by_kind(kind: &str) -> Option<&'static Resource> {
+        RESOURCES.into_iter().find(|r| r.kind == kind)
+    }
+
+    pub fn by_path(group: &str, plural: &str) -> Option<&'static Resource> {
+        RESOURCES
+            .into_iter()
+            .find(|r| r.group == group && r.plural == plural)
+    }
+
+    pub fn api_version(&self) -> &'static str {
+        if self.group.is_empty() {
+            "v1"
+        } else {
+            "batch/v1"
+        }
+    }
+
+    /// `jobs.batch`, `pods`: how errors name the resource.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    fn in_group(group: &str) -> impl Iterator<Item = &'static Resource> + '_ {
+        RESOURCES.into_iter().filter(move |r| r.group == group)
+    }
+}
+
+pub const SERVER_MINOR: &str = "32";
+
+/// `/version`. The minor version picks the kubectl that the gcloud dispatcher runs.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": SERVER_MINOR,
+        "gitVersion": format!("v1.{SERVER_MINOR}.0-joblet.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// `/api` or `/apis` in the aggregated form (`APIGroupDiscoveryList`).
+pub fn aggregated(group: &str) -> Value {
+    let resources: Vec<Value> = Resource::in_group(group)
+        .map(|r| {
+            let kind = json!({"group": r.group, "version": "v1", "kind": r.kind});
+            json!({
+                "resource": r.plural,
+                "responseKind": kind,
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": VERBS,
+                "shortNames": r.short_names,
+                "categories": r.categories,
+                "subresources": r.subresources.iter().map(|(name, verbs)| json!({
+                    "subresource": name,
+                    "responseKind": kind,
+                    "verbs": verbs,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut metadata = json!({"creationTimestamp": null});
+    if !group.is_empty() {
+        metadata["name"] = json!(group);
+    }
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": [{
+            "metadata": metadata,
+            "versions": [{"version": "v1", "freshness": "Current", "resources": resources}],
+        }],
+    })
+}
+
+/// `/api` in the legacy form.
+pub fn api_versions(server: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server}],
+    })
+}
+
+/// `/apis` in the legacy form.
+pub fn api_group_list() -> Value {
+    let version = json!({"groupVersion": "batch/v1", "version": "v1"});
+    json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [{"name": "batch", "versions": [version], "preferredVersion": version}],
+    })
+}
+
+/// `/api/v1` or `/apis/batch/v1` (`APIResourceList`).
+pub fn api_resource_list(group: &str) -> Value {
+    let mut resources = Vec::new();
+    for r in Resource::in_group(group) {
+        resources.push(json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": VERBS,
+            "shortNames": r.short_names,
+            "categories": r.categories,
+        }));
+        for (sub, verbs) in r.subresources {
+            resources.push(json!({
+                "name": format!("{}/{sub}", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": verbs,
+            }));
+        }
+    }
+    let group_version = if group.is_empty() { "v1" } else { "batch/v1" };
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    })
+}

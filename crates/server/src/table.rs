@@ -1,0 +1,344 @@
+//! `Accept: application/json;as=Table;g=meta.k8s.io;v=v1`: rows rendered on the server with
+//! upstream's columns, so `kubectl get` prints what it prints against a cluster.
+
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use joblet_api::printers::{human_duration, job_row};
+use serde_json::{json, Value};
+
+use crate::cache::Entry;
+use crate::resources::Resource;
+
+/// What a row carries besides its cells (`includeObject`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn parse(value: Option<&str>) -> Include {
+        match value {
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            _ => Include::Metadata,
+        }
+    }
+}
+
+fn column(name: &str, type_: &str, format: &str, description: &str, priority: u8) -> Value {
+    json!({"name": name, "type": type_, "format": format, "description": description, "priority": priority})
+}
+
+pub fn columns(resource: &Resource) -> Value {
+    let name = column(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    );
+    let age = column(
+        "Age",
+        "string",
+        "",
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        0,
+    );
+    let columns = match resource.kind {
+        "Job" => vec![
+            name,
+            column("Status", "string", "", "Status of the job.", 0),
+            column("Completions", "string", "", "The desired number of successfully finished pods the job should be run with.", 0),
+            column("Duration", "string", "", "Time required to complete the job.", 0),
+            age,
+            column("Containers", "string", "", "Names of each container in the template.", 1),
+            column("Images", "string", "", "Images referenced by each container in the template.", 1),
+            column("Selector", "string", "", "A label query over pods that should match the pod count.", 1),
+        ],
+        "Pod" => vec![
+            name,
+            column("Ready", "string", "", "The aggregate readiness state of this pod for accepting traffic.", 0),
+            column("Status", "string", "", "The aggregate status of the containers in this pod.", 0),
+            column("Restarts", "integer", "", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+            age,
+            column("IP", "string", "", "IP address allocated to the pod.", 1),
+            column("Node", "string", "", "Name of the node this pod is assigned to.", 1),
+            column("Nominated Node", "string", "", "Name of the node this pod is nominated to.", 1),
+            column("Readiness Gates", "string", "", "The readiness gates of this pod.", 1),
+        ],
+        "Event" => vec![
+            column("Last Seen", "string", "", "Time when last event occurred.", 0),
+            column("Type", "string", "", "Type of this event (Normal, Warning).", 0),
+            column("Reason", "string", "", "Reason is why the action was taken.", 0),
+            column("Object", "string", "", "The object this Event is about.", 0),
+            column("Message", "string", "", "A human-readable description of the status of this operation.", 0),
+            column("Subobject", "string", "", "The subobject this Event is about.", 1),
+            column("Source", "string", "", "The component reporting this event.", 1),
+            column("First Seen", "string", "", "The first time this event was reported.", 1),
+            column("Count", "integer", "", "The number of times this event has occurred.", 1),
+            column("Name", "string", "name", "Name of the event.", 1),
+        ],
+        _ => vec![
+            name,
+            column("Status", "string", "", "The status of the namespace.", 0),
+            age,
+        ],
+    };
+    Value::Array(columns)
+}
+
+/// One row of the table: cells, and the object or its metadata.
+pub fn row(resource: &Resource, entry: &Entry, include: Include, now: Timestamp) -> Value {
+    let value = entry.value();
+    let cells = cells(resource, &value, now);
+    let mut row = json!({"cells": cells});
+    match include {
+        Include::None => {}
+        Include::Object => row["object"] = value,
+        Include::Metadata => {
+            row["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": value.get("metadata").cloned().unwrap_or(Value::Null),
+            })
+        }
+    }
+    row
+}
+
+pub fn table(
+    columns: Value,
+    rows: Vec<Value>,
+    resource_version: i64,
+    next: Option<String>,
+) -> Value {
+    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
+    match created {
+        Some(t) => human_duration(now.as_second() - t.as_second()),
+        None => "<unknown>".to_string(),
+    }
+}
+
+fn cells(resource: &Resource, value: &Value, now: Timestamp) -> Vec<Value> {
+    match resource.kind {
+        "Job" => match serde_json::from_value::<Job>(value.clone()) {
+            Ok(job) => job_cells(&job, now),
+            Err(_) => vec![json!(value["metadata"]["name"])],
+        },
+        "Pod" => match serde_json::from_value::<Pod>(value.clone()) {
+            Ok(pod) => pod_cells(&pod, now),
+            Err(_) => vec![json!(value["metadata"]["name"])],
+        },
+        "Event" => match serde_json::from_value::<Event>(value.clone()) {
+            Ok(event) => event_cells(&event, now),
+            Err(_) => vec![json!(value["metadata"]["name"])],
+        },
+        _ => match serde_json::from_value::<Namespace>(value.clone()) {
+            Ok(ns) => vec![
+                json!(ns.metadata.name.unwrap_or_default()),
+                json!(ns.status.and_then(|s| s.phase).unwrap_or_default()),
+                json!(age(
+                    ns.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+                    now
+                )),
+            ],
+            Err(_) => vec![json!(value["metadata"]["name"])],
+        },
+    }
+}
+
+fn job_cells(job: &Job, now: Timestamp) -> Vec<Value> {
+    let [name, status, completions, duration, age] = job_row(job, now);
+    let containers = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c.image.as_deref().unwrap_or(""))
+        .collect();
+    let selector = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .map(selector_string)
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![
+        json!(name),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        json!(age),
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(selector),
+    ]
+}
+
+fn selector_string(
+    selector: &joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for expression in selector.match_expressions.iter().flatten() {
+        let values = expression.values.clone().unwrap_or_default().join(",");
+        parts.push(match expression.operator.as_str() {
+            "In" => format!("{} in ({values})", expression.key),
+            "NotIn" => format!("{} notin ({values})", expression.key),
+            "Exists" => expression.key.clone(),
+            _ => format!("!{}", expression.key),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// The STATUS column as kubectl's pod printer computes it.
+pub fn pod_status(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let mut reason = status
+        .reason
+        .clone()
+        .or_else(|| status.phase.clone())
+        .unwrap_or_else(|| "Pending".to_string());
+    let init_total = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map_or(0, Vec::len);
+    let mut initializing = false;
+    for (i, container) in status.init_container_statuses.iter().flatten().enumerate() {
+        let state = container.state.clone().unwrap_or_default();
+        if let Some(terminated) = &state.terminated {
+            if terminated.exit_code == 0 {
+                continue;
+            }
+            reason = match (&terminated.reason, terminated.signal) {
+                (Some(r), _) if !r.is_empty() => format!("Init:{r}"),
+                (_, Some(signal)) if signal != 0 => format!("Init:Signal:{signal}"),
+                _ => format!("Init:ExitCode:{}", terminated.exit_code),
+            };
+        } else if let Some(waiting) = state
+            .waiting
+            .as_ref()
+            .filter(|w| w.reason.as_deref().is_some_and(|r| r != "PodInitializing"))
+        {
+            reason = format!("Init:{}", waiting.reason.clone().unwrap_or_default());
+        } else {
+            reason = format!("Init:{i}/{init_total}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for container in status.container_statuses.iter().flatten().rev() {
+            let state = container.state.clone().unwrap_or_default();
+            if let Some(r) = state.waiting.as_ref().and_then(|w| w.reason.clone()) {
+                reason = r;
+            } else if let Some(terminated) = &state.terminated {
+                reason = match (&terminated.reason, terminated.signal) {
+                    (Some(r), _) if !r.is_empty() => r.clone(),
+                    (_, Some(signal)) if signal != 0 => format!("Signal:{signal}"),
+                    _ => format!("ExitCode:{}", terminated.exit_code),
+                };
+            } else if container.ready && state.running.is_some() {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = "Running".to_string();
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() && status.reason.as_deref() != Some("NodeLost") {
+        reason = "Terminating".to_string();
+    }
+    reason
+}
+
+fn pod_cells(pod: &Pod, now: Timestamp) -> Vec<Value> {
+    let status = pod.status.clone().unwrap_or_default();
+    let total = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let statuses = status.container_statuses.clone().unwrap_or_default();
+    let ready = statuses
+        .iter()
+        .filter(|c| c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .count();
+    let restarts: i32 = statuses.iter().map(|c| c.restart_count).sum();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![
+        json!(pod.metadata.name.clone().unwrap_or_default()),
+        json!(format!("{ready}/{total}")),
+        json!(pod_status(pod)),
+        json!(restarts),
+        json!(age(
+            pod.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+            now
+        )),
+        json!(status.pod_ip.unwrap_or_else(|| "<none>".to_string())),
+        json!(node),
+        json!("<none>"),
+        json!("<none>"),
+    ]
+}
+
+fn event_cells(event: &Event, now: Timestamp) -> Vec<Value> {
+    let last = event
+        .last_timestamp
+        .as_ref()
+        .or(event.first_timestamp.as_ref())
+        .map(|t| &t.0)
+        .or(event.event_time.as_ref().map(|t| &t.0));
+    let first = event.first_timestamp.as_ref().map(|t| &t.0).or(last);
+    let object = &event.involved_object;
+    vec![
+        json!(age(last, now)),
+        json!(event.type_.clone().unwrap_or_default()),
+        json!(event.reason.clone().unwrap_or_default()),
+        json!(format!(
+            "{}/{}",
+            object.kind.clone().unwrap_or_default().to_lowercase(),
+            object.name.clone().unwrap_or_default()
+        )),
+        json!(event.message.clone().unwrap_or_default()),
+        json!(object.field_path.clone().unwrap_or_default()),
+        json!(event
+            .source
+            .as_ref()
+            .and_then(|s| s.component.clone())
+            .unwrap_or_default()),
+        json!(age(first, now)),
+        json!(event.count.unwrap_or(1)),
+        json!(event.metadata.name.clone().unwrap_or_default()),
+    ]
+}

@@ -1,0 +1,188 @@
+//! `?watch=true`: a chunked stream of JSON events, one per line, from the watch cache.
+//! A watch from resourceVersion `N` sees every change after `N`, in order; from `0` or
+//! none, first the current objects as ADDED. An object that stops matching the selectors
+//! is DELETED for that watcher, as on the API server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::response::Response;
+use joblet_driver::SystemClock;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::api::{is_true, selector, streaming, wants_table, AppState};
+use crate::cache::{Cache, Entry};
+use crate::errors::ApiError;
+use crate::resources::Resource;
+use crate::selectors::Selector;
+use crate::table::{self, Include};
+
+struct Watcher {
+    cache: Arc<Cache>,
+    resource: &'static Resource,
+    namespace: Option<String>,
+    selector: Selector,
+    table: Option<Include>,
+    columns_sent: bool,
+    tx: mpsc::Sender<Bytes>,
+}
+
+pub fn start(
+    state: &AppState,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &std::collections::HashMap<String, String>,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let selector = selector(resource, params)?;
+    let since = match params.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
+    };
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bookmarks = is_true(params.get("allowWatchBookmarks"));
+    let (tx, rx) = mpsc::channel(256);
+    let table = wants_table(accept)
+        .then(|| Include::parse(params.get("includeObject").map(String::as_str)));
+    let watcher = Watcher {
+        cache: state.cache.clone(),
+        resource,
+        namespace: namespace.map(str::to_string),
+        selector,
+        table,
+        columns_sent: false,
+        tx,
+    };
+    tokio::spawn(watcher.run(since, timeout, bookmarks));
+    Ok(streaming("application/json", rx))
+}
+
+impl Watcher {
+    async fn run(mut self, since: Option<i64>, timeout: Option<Duration>, bookmarks: bool) {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut latest = self.cache.subscribe();
+        let mut seen = match since {
+            Some(rv) => rv,
+            None => {
+                let namespace = self.namespace.clone();
+                let (items, rv, _) = self.cache.list(
+                    self.resource.kind,
+                    namespace.as_deref(),
+                    None,
+                    |e| self.selector.matches(e),
+                    None,
+                );
+                for entry in items {
+                    if !self.send("ADDED", &entry).await {
+                        return;
+                    }
+                }
+                rv
+            }
+        };
+        let mut bookmark = tokio::time::interval(Duration::from_secs(60));
+        bookmark.tick().await;
+        loop {
+            latest.borrow_and_update();
+            match self.cache.changes_after(seen) {
+                Err(too_old) => {
+                    let status =
+                        ApiError::gone(format!("too old resource version: {seen} ({})", too_old.0))
+                            .status();
+                    self.send_line(&json!({"type": "ERROR", "object": status}))
+                        .await;
+                    return;
+                }
+                Ok((changes, now)) => {
+                    for change in changes {
+                        if change.kind != self.resource.kind {
+                            continue;
+                        }
+                        let before = change.before.as_ref().filter(|e| self.visible(e));
+                        let after = change.after.as_ref().filter(|e| self.visible(e));
+                        let event = match (before, after, &change.after) {
+                            (None, Some(after), _) => Some(("ADDED", after.clone())),
+                            (Some(_), Some(after), _) => Some(("MODIFIED", after.clone())),
+                            (Some(_), None, Some(no_longer_matching)) => {
+                                Some(("DELETED", no_longer_matching.clone()))
+                            }
+                            (Some(_), None, None) => change.deleted.clone().map(|d| ("DELETED", d)),
+                            (None, None, _) => None,
+                        };
+                        if let Some((kind, entry)) = event {
+                            if !self.send(kind, &entry).await {
+                                return;
+                            }
+                        }
+                    }
+                    seen = now;
+                }
+            }
+            tokio::select! {
+                changed = latest.changed() => if changed.is_err() { return },
+                _ = self.tx.closed() => return,
+                _ = sleep_until(deadline) => return,
+                _ = bookmark.tick(), if bookmarks => {
+                    let event = json!({"type": "BOOKMARK", "object": {
+                        "kind": self.resource.kind,
+                        "apiVersion": self.resource.api_version(),
+                        "metadata": {"resourceVersion": seen.to_string()},
+                    }});
+                    if !self.send_line(&event).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn visible(&self, entry: &Entry) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| entry.namespace == ns)
+            && self.selector.matches(entry)
+    }
+
+    async fn send(&mut self, kind: &str, entry: &Entry) -> bool {
+        let object = match self.table {
+            Some(include) => {
+                let columns = if self.columns_sent {
+                    Value::Null
+                } else {
+                    table::columns(self.resource)
+                };
+                self.columns_sent = true;
+                let row = table::row(self.resource, entry, include, SystemClock.now_timestamp());
+                table::table(columns, vec![row], entry.resource_version, None)
+            }
+            // The stored JSON goes out as it is.
+            None => {
+                let line = format!("{{\"type\":\"{kind}\",\"object\":{}}}\n", entry.body);
+                return self.tx.send(Bytes::from(line)).await.is_ok();
+            }
+        };
+        self.send_line(&json!({"type": kind, "object": object}))
+            .await
+    }
+
+    async fn send_line(&self, event: &Value) -> bool {
+        let mut line = event.to_string();
+        line.push('\n');
+        self.tx.send(Bytes::from(line)).await.is_ok()
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
