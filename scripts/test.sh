@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
-# (redis-server; kubectl must already be on the machine image), then `cargo test`.
+# (redis-server, the Python kubernetes client; kubectl must already be on the machine
+# image), then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "error: python3 is not on PATH; the Python client test needs it" >&2
+  exit 1
+fi
+# The official Kubernetes Python client, for the client-library test.
+python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "error: kubectl is not on PATH; the kubectl end-to-end tests need the real kubectl" >&2
   exit 1

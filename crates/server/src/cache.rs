@@ -89,6 +89,7 @@ const HISTORY: usize = 100_000;
 pub struct Cache {
     inner: RwLock<Inner>,
     latest: watch::Sender<i64>,
+    history_limit: usize,
 }
 
 /// A watch asked to start before the oldest change still remembered.
@@ -126,7 +127,14 @@ impl Cache {
                 horizon: resource_version,
             }),
             latest: watch::channel(resource_version).0,
+            history_limit: HISTORY,
         }
+    }
+
+    /// Remembers only the last `limit` changes.
+    pub fn with_history_limit(mut self, limit: usize) -> Cache {
+        self.history_limit = limit;
+        self
     }
 
     /// Applies committed writes, in resourceVersion order.
@@ -185,7 +193,7 @@ impl Cache {
             }));
             inner.resource_version = inner.resource_version.max(rv);
         }
-        while inner.history.len() > HISTORY {
+        while inner.history.len() > self.history_limit {
             if let Some(old) = inner.history.pop_front() {
                 inner.horizon = old.resource_version;
             }
@@ -286,4 +294,78 @@ fn restamp(kind: &'static str, last: &Entry, rv: i64) -> Entry {
         rv,
         value.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(name: &str, rv: i64, phase: &str) -> Write {
+        Write::Put(Record {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            resource_version: rv,
+            body: format!(
+                r#"{{"metadata":{{"name":"{name}","resourceVersion":"{rv}","labels":{{"app":"x"}}}},"status":{{"phase":"{phase}"}}}}"#
+            ),
+        })
+    }
+
+    #[test]
+    fn changes_come_in_order_with_the_version_before_and_after() {
+        let cache = Cache::new(Vec::new(), 0);
+        cache.apply(vec![put("a", 1, "Pending"), put("b", 2, "Pending")]);
+        cache.apply(vec![
+            put("a", 3, "Running"),
+            Write::Delete {
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "b".into(),
+                resource_version: 4,
+            },
+        ]);
+        let (changes, rv) = cache.changes_after(1).unwrap();
+        assert_eq!(rv, 4);
+        let seen: Vec<(i64, bool, bool)> = changes
+            .iter()
+            .map(|c| (c.resource_version, c.before.is_some(), c.after.is_some()))
+            .collect();
+        assert_eq!(seen, [(2, false, true), (3, true, true), (4, true, false)]);
+        let deleted = changes[2].deleted.as_ref().unwrap();
+        assert_eq!(deleted.value()["metadata"]["resourceVersion"], "4");
+        assert_eq!(
+            changes[1].after.as_ref().unwrap().fields["status.phase"],
+            "Running"
+        );
+        let (items, _, _) = cache.list("Pod", Some("default"), None, |_| true, None);
+        assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn a_watch_from_before_the_remembered_window_is_too_old() {
+        let cache = Cache::new(Vec::new(), 0).with_history_limit(2);
+        cache.apply((1..=5).map(|rv| put("a", rv, "Running")).collect());
+        assert!(cache.changes_after(3).is_ok());
+        assert_eq!(cache.changes_after(2).unwrap_err().0, 3);
+    }
+
+    #[test]
+    fn pages_continue_after_the_last_key() {
+        let cache = Cache::new(Vec::new(), 0);
+        cache.apply(
+            (1..=5)
+                .map(|rv| put(&format!("p{rv}"), rv, "Running"))
+                .collect(),
+        );
+        let (first, _, more) = cache.list("Pod", Some("default"), None, |_| true, Some(2));
+        assert!(more);
+        let last = (first[1].namespace.clone(), first[1].name.clone());
+        let (rest, _, more) = cache.list("Pod", Some("default"), Some(&last), |_| true, None);
+        assert!(!more);
+        let names: Vec<&str> = first.iter().chain(&rest).map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["p1", "p2", "p3", "p4", "p5"]);
+        let (other, _, _) = cache.list("Pod", Some("elsewhere"), None, |_| true, None);
+        assert!(other.is_empty());
+    }
 }

@@ -1,0 +1,595 @@
+//! `joblet serve` driven by the real kubectl, as users drive a cluster.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{joblet, processes_with, scratch, Run};
+
+/// A running `joblet serve` on a free port, stopped (SIGTERM) when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub state: PathBuf,
+    pub kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Server {
+        Self::start_in(dir, &dir.join("state"))
+    }
+
+    pub fn start_in(dir: &Path, state: &Path) -> Server {
+        let mut child = joblet()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--backoff-base",
+                "200ms",
+            ])
+            .arg("--state-dir")
+            .arg(state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting joblet serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let kubeconfig = line
+            .trim()
+            .strip_prefix("export KUBECONFIG=")
+            .unwrap_or_else(|| panic!("joblet serve printed {line:?}"))
+            .into();
+        Server {
+            child: Some(child),
+            state: state.to_path_buf(),
+            kubeconfig,
+            cache: dir.join("kube-cache"),
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        self.kubectl_with(args, None)
+    }
+
+    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut command = Command::new("kubectl");
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", &self.cache)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("kubectl is on the machine image");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        Run {
+            output: child.wait_with_output().unwrap(),
+        }
+    }
+
+    /// `kubectl` that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.kubectl(args);
+        run.expect_code(0);
+        run.stdout()
+    }
+
+    pub fn apply(&self, manifest: &str) -> String {
+        let run = self.kubectl_with(&["apply", "-f", "-"], Some(manifest));
+        run.expect_code(0);
+        run.stdout()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; the exit status.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait().ok()?.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn job(name: &str, spec: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", {script:?}]
+"#
+    )
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kubectl_applies_a_job_and_monitors_it_as_on_a_cluster() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = job(
+        "hello",
+        "  completions: 3\n  parallelism: 2",
+        "echo hello from $HOSTNAME; sleep 0.3; echo bye",
+    );
+    assert_eq!(server.apply(&manifest), "job.batch/hello created\n");
+    assert_eq!(server.apply(&manifest), "job.batch/hello unchanged\n");
+    assert_eq!(
+        server.ok(&[
+            "wait",
+            "--for=condition=complete",
+            "job/hello",
+            "--timeout=30s"
+        ]),
+        "job.batch/hello condition met\n"
+    );
+    let table = server.ok(&["get", "jobs"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("hello") && lines[1].contains("Complete") && lines[1].contains("3/3"),
+        "{table}"
+    );
+    let wide = server.ok(&["get", "jobs", "-o", "wide"]);
+    assert!(
+        wide.contains("CONTAINERS")
+            && wide.contains("busybox")
+            && wide.contains("batch.kubernetes.io/controller-uid="),
+        "{wide}"
+    );
+    let job = server.json(&["get", "job", "hello"]);
+    assert_eq!(job["status"]["succeeded"], 3);
+    let conditions: Vec<&str> = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(conditions, ["SuccessCriteriaMet", "Complete"]);
+    assert_eq!(
+        server.ok(&["get", "job", "hello", "-o", "jsonpath={.status.succeeded}"]),
+        "3"
+    );
+    let yaml = server.ok(&["get", "job", "hello", "-o", "yaml"]);
+    assert!(
+        yaml.contains("kind: Job") && yaml.contains("completionMode: NonIndexed"),
+        "{yaml}"
+    );
+
+    let pods = server.ok(&["get", "pods", "-l", "job-name=hello"]);
+    assert_eq!(pods.lines().count(), 4, "{pods}");
+    assert!(
+        pods.lines()
+            .skip(1)
+            .all(|l| l.contains("0/1") && l.contains("Completed")),
+        "{pods}"
+    );
+    let name = server.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=hello",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    assert_eq!(
+        server.ok(&["logs", &name]),
+        format!("hello from {name}\nbye\n")
+    );
+    assert_eq!(
+        server.ok(&["logs", "-f", &name]),
+        format!("hello from {name}\nbye\n")
+    );
+    let by_job = server.kubectl(&["logs", "job/hello"]);
+    by_job.expect_code(0);
+    assert!(
+        by_job.stdout().starts_with("hello from hello-"),
+        "{}",
+        by_job.context()
+    );
+
+    // describe's column widths vary; compare words.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let describe = words(&server.ok(&["describe", "job", "hello"]));
+    for expected in [
+        "Pods Statuses: 0 Active (0 Ready) / 3 Succeeded / 0 Failed",
+        "Normal SuccessfulCreate",
+        "job-controller Created pod: hello-",
+        "Normal Completed",
+        "Job completed",
+    ] {
+        assert!(describe.contains(expected), "{expected:?} in\n{describe}");
+    }
+    let describe_pod = words(&server.ok(&["describe", "pod", &name]));
+    for expected in [
+        "Controlled By: Job/hello",
+        "Reason: Completed",
+        "Exit Code: 0",
+    ] {
+        assert!(
+            describe_pod.contains(expected),
+            "{expected:?} in\n{describe_pod}"
+        );
+    }
+
+    assert_eq!(
+        server.ok(&["delete", "job", "hello"]),
+        "job.batch \"hello\" deleted\n"
+    );
+    let gone = server.kubectl(&["get", "job", "hello"]);
+    assert_eq!(gone.code(), 1);
+    assert_eq!(
+        gone.stderr(),
+        "Error from server (NotFound): jobs.batch \"hello\" not found\n"
+    );
+    // kubectl cascades: the pods went with the Job.
+    let left = server.kubectl(&["get", "pods"]);
+    assert_eq!(
+        left.stderr(),
+        "No resources found in default namespace.\n",
+        "{}",
+        left.context()
+    );
+}
+
+#[test]
+fn get_jobs_watch_prints_a_row_per_change() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
+        .args(["get", "jobs", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.apply(&job("watched", "  completions: 2", "sleep 0.2"));
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/watched",
+        "--timeout=30s",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    watch.kill().unwrap();
+    let output = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
+    let rows: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("watched"))
+        .collect();
+    assert!(rows.iter().any(|r| r.contains("Running")), "{output}");
+    assert!(
+        rows.last().unwrap().contains("Complete") && rows.last().unwrap().contains("2/2"),
+        "{output}"
+    );
+}
+
+#[test]
+fn failures_read_as_on_a_cluster() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job(
+        "failer",
+        "  backoffLimit: 0",
+        "echo about to fail; exit 3",
+    ));
+    assert_eq!(
+        server.ok(&[
+            "wait",
+            "--for=condition=failed",
+            "job/failer",
+            "--timeout=30s"
+        ]),
+        "job.batch/failer condition met\n"
+    );
+    let failed = server.ok(&["get", "pods", "--field-selector=status.phase=Failed"]);
+    assert!(
+        failed
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("failer-") && l.contains("Error")),
+        "{failed}"
+    );
+    let none = server.kubectl(&["get", "pods", "--field-selector=status.phase=Running"]);
+    assert_eq!(none.stderr(), "No resources found in default namespace.\n");
+    let status = server.ok(&["get", "jobs"]);
+    assert!(
+        status.contains("Failed") && status.contains("0/1"),
+        "{status}"
+    );
+
+    let invalid = server.kubectl_with(
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: invalid}\nspec:\n  completions: -1\n  template:\n    spec:\n      containers: [{name: main, image: busybox, command: [\"true\"]}]\n"),
+    );
+    assert_eq!(invalid.code(), 1);
+    assert_eq!(
+        invalid.stderr(),
+        "The Job \"invalid\" is invalid: \n* spec.completions: Invalid value: -1: must be greater than or equal to 0\n* spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"\n"
+    );
+    let unknown = server.kubectl_with(
+        &["create", "-f", "-"],
+        Some(&job("strict", "  bogusField: 1", "true")),
+    );
+    assert_eq!(unknown.code(), 1);
+    assert!(
+        unknown.stderr().contains("Error from server (BadRequest): error when creating \"STDIN\": strict decoding error: unknown field \"spec.bogusField\""),
+        "{}",
+        unknown.context()
+    );
+    let missing = server.kubectl(&["delete", "job", "nope"]);
+    assert_eq!(
+        missing.stderr(),
+        "Error from server (NotFound): jobs.batch \"nope\" not found\n"
+    );
+    let duplicate = server.kubectl_with(&["create", "-f", "-"], Some(&job("failer", "", "true")));
+    assert!(duplicate.stderr().contains("Error from server (AlreadyExists): error when creating \"STDIN\": jobs.batch \"failer\" already exists"), "{}", duplicate.context());
+}
+
+#[test]
+fn patch_suspends_and_resumes_a_running_job() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let marker = format!("suspend-marker-{}", std::process::id());
+    server.apply(&job(
+        "pausable",
+        "  completions: 2\n  parallelism: 2",
+        &format!("export MARK={marker}; sleep 1"),
+    ));
+    wait_for("pods running", Duration::from_secs(10), || {
+        processes_with(&marker).len() >= 2
+    });
+    assert_eq!(
+        server.ok(&[
+            "patch",
+            "job",
+            "pausable",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#
+        ]),
+        "job.batch/pausable patched\n"
+    );
+    wait_for("pods stopped", Duration::from_secs(10), || {
+        processes_with(&marker).is_empty()
+    });
+    let job = server.json(&["get", "job", "pausable"]);
+    let suspended = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Suspended" && c["status"] == "True");
+    assert!(suspended, "{job}");
+    assert!(server.ok(&["get", "jobs"]).contains("Suspended"));
+    server.ok(&[
+        "patch",
+        "job",
+        "pausable",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/suspend","value":false}]"#,
+    ]);
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/pausable",
+        "--timeout=30s",
+    ]);
+    let job = server.json(&["get", "job", "pausable"]);
+    assert_eq!(job["status"]["succeeded"], 2);
+    // The template cannot change, as upstream.
+    let immutable = server.kubectl(&[
+        "patch",
+        "job",
+        "pausable",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"completions":5}}"#,
+    ]);
+    assert_eq!(
+        immutable.stderr(),
+        "The Job \"pausable\" is invalid: spec.completions: Invalid value: 5: field is immutable\n"
+    );
+}
+
+#[test]
+fn discovery_explain_namespaces_and_credentials() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let resources = server.ok(&["api-resources"]);
+    for row in [
+        ("jobs", "batch/v1", "Job"),
+        ("pods", "v1", "Pod"),
+        ("events", "v1", "Event"),
+    ] {
+        assert!(
+            resources.lines().any(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.first() == Some(&row.0)
+                    && cells.contains(&row.1)
+                    && cells.last() == Some(&row.2)
+            }),
+            "{row:?} in\n{resources}"
+        );
+    }
+    let explain = server.ok(&["explain", "job.spec.backoffLimit"]);
+    assert!(
+        explain.contains("FIELD: backoffLimit <integer>")
+            && explain.contains("Specifies the number of retries"),
+        "{explain}"
+    );
+
+    let namespace = server.kubectl_with(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n"),
+    );
+    assert_eq!(
+        namespace.stdout(),
+        "namespace/team-a created\n",
+        "{}",
+        namespace.context()
+    );
+    let created = server.kubectl(&["get", "ns", "team-a"]);
+    assert_eq!(created.code(), 0, "{}", created.context());
+    let missing = server.kubectl_with(
+        &["apply", "-n", "team-b", "-f", "-"],
+        Some(&job("x", "", "true")),
+    );
+    assert!(
+        missing.stderr().contains("namespaces \"team-b\" not found"),
+        "{}",
+        missing.context()
+    );
+
+    // Everything in the state directory is the owner's alone, the kubeconfig included.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["kubeconfig", "token", "pki/ca.key", "pki/server.key"] {
+        let mode = std::fs::metadata(server.state.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
+    }
+    // A wrong token is refused, as a cluster refuses it.
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
+    let wrong = dir.path().join("wrong-kubeconfig");
+    std::fs::write(&wrong, config.replace(token.trim(), "not-the-token")).unwrap();
+    let refused = Command::new("kubectl")
+        .env("KUBECONFIG", &wrong)
+        .env("KUBECACHEDIR", dir.path().join("other-cache"))
+        .args(["get", "jobs"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("You must be logged in to the server"),
+        "{refused:?}"
+    );
+    let ready = server.ok(&["get", "--raw", "/readyz"]);
+    assert_eq!(ready, "ok");
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let dir = scratch();
+    let _first = Server::start(dir.path());
+    let second = joblet()
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stderr),
+        format!(
+            "error: another joblet is serving state directory {}\n",
+            dir.path().join("state").display()
+        )
+    );
+}
+
+#[test]
+fn a_killed_server_resumes_its_jobs_on_restart() {
+    let dir = scratch();
+    let mut server = Server::start(dir.path());
+    server.apply(&job(
+        "resumable",
+        "  completions: 6\n  parallelism: 2\n  completionMode: Indexed",
+        "sleep 0.3",
+    ));
+    wait_for("two completions", Duration::from_secs(20), || {
+        server.json(&["get", "job", "resumable"])["status"]["succeeded"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 2
+    });
+    server.kill();
+    let before = dir.path().join("state");
+    let server = Server::start_in(dir.path(), &before);
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/resumable",
+        "--timeout=30s",
+    ]);
+    let job = server.json(&["get", "job", "resumable"]);
+    assert_eq!(job["status"]["succeeded"], 6, "{job}");
+    assert_eq!(job["status"]["completedIndexes"], "0-5", "{job}");
+}
+
+#[test]
+fn the_official_python_client_creates_lists_and_watches_a_job() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python_client.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&server.kubeconfig)
+        .output()
+        .expect("python3 runs (scripts/test.sh installs the kubernetes client)");
+    let run = Run { output };
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout(),
+        "created py-job 6\nlisted ['py-job']\nwatched py-job succeeded 2\nconditions ['SuccessCriteriaMet', 'Complete']\nlog from python\nagain 409 Conflict\nremaining []\n",
+        "{}",
+        run.context()
+    );
+}

@@ -1,0 +1,343 @@
+//! The HTTP API without sockets: requests straight into the router, a real engine behind.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use joblet_core::BackoffConfig;
+use joblet_server::{open_engine, router, AppState};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+struct App {
+    router: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    fn new() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let backoff = BackoffConfig {
+            base_ms: 100,
+            max_ms: 1000,
+        };
+        let (mut engine, cache, handle) = open_engine(dir.path(), backoff).unwrap();
+        let (_stop, stop_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _keep_open = _stop;
+            engine.run(stop_rx).await
+        });
+        let state = Arc::new(AppState {
+            cache,
+            engine: handle,
+            token: TOKEN.to_string(),
+            log_dir: dir.path().join("logs"),
+            address: "127.0.0.1:0".to_string(),
+        });
+        App {
+            router: router(state),
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, String, Vec<(String, String)>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        accept: &str,
+        body: Option<(&str, String)>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::ACCEPT, accept);
+        let body = match body {
+            Some((content_type, text)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                Body::from(text)
+            }
+            None => Body::empty(),
+        };
+        let (status, text, _) = self.send(request.body(body).unwrap()).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn job(name: &str, script: &str) -> String {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"completions": 2, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}]}}}
+    })
+    .to_string()
+}
+
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_needs_the_token_but_health_checks() {
+    let app = App::new();
+    let anonymous = Request::get(JOBS).body(Body::empty()).unwrap();
+    let (status, body, _) = app.send(anonymous).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (body["kind"].as_str(), body["reason"].as_str()),
+        (Some("Status"), Some("Unauthorized"))
+    );
+    let wrong = Request::get(JOBS)
+        .header(header::AUTHORIZATION, "Bearer nope")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(wrong).await.0, StatusCode::UNAUTHORIZED);
+    let ready = Request::get("/readyz").body(Body::empty()).unwrap();
+    assert_eq!(app.send(ready).await.1, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregated_discovery_is_served_with_its_content_type() {
+    let app = App::new();
+    let request = Request::get("/apis")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(
+            header::ACCEPT,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, headers) = app.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains(&(
+        "content-type".to_string(),
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList".to_string()
+    )));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let jobs = &body["items"][0]["versions"][0]["resources"][0];
+    assert_eq!(jobs["resource"], "jobs");
+    assert_eq!(jobs["categories"], json!(["all"]));
+    let (_, legacy) = app.call("GET", "/api", "application/json", None).await;
+    assert_eq!(legacy["kind"], "APIVersions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_job_is_read_listed_paged_and_watched_to_its_end() {
+    let app = App::new();
+    let (status, created) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("a", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["backoffLimit"], 6);
+    let created_rv: i64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, _) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("b", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, again) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("a", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(again["message"], "jobs.batch \"a\" already exists");
+
+    // A watch from the creation sees every change of `a` up to Complete, in order.
+    let watch = Request::get(format!(
+        "{JOBS}?watch=true&resourceVersion={created_rv}&fieldSelector=metadata.name%3Da"
+    ))
+    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+    .body(Body::empty())
+    .unwrap();
+    let response = app.router.clone().oneshot(watch).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    let mut last_rv = created_rv;
+    use futures_util::StreamExt;
+    while !text.contains("\"type\":\"Complete\"") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), body.next())
+            .await
+            .expect("the job completes")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["object"]["metadata"]["name"], "a", "{line}");
+        let rv: i64 = event["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(rv > last_rv, "in order: {text}");
+        last_rv = rv;
+    }
+
+    let (status, table) = app.call("GET", &format!("{JOBS}/a"), TABLE, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(table["kind"], "Table");
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (cells[0].as_str(), cells[1].as_str(), cells[2].as_str()),
+        (Some("a"), Some("Complete"), Some("2/2"))
+    );
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+
+    let (_, page) = app
+        .call("GET", &format!("{JOBS}?limit=1"), "application/json", None)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let next = page["metadata"]["continue"].as_str().unwrap().to_string();
+    let (_, rest) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?limit=1&continue={next}"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"][0]["metadata"]["name"], "b");
+    assert!(rest["metadata"]["continue"].is_null());
+
+    let (status, pods) = app
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/pods?labelSelector=job-name%3Da",
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pods["kind"], "PodList");
+    let (status, bad) = app
+        .call(
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.bogus%3D1",
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("field label not supported: spec.bogus"),
+        "{bad}"
+    );
+
+    let (status, deleted) = app
+        .call(
+            "DELETE",
+            &format!("{JOBS}/a"),
+            "application/json",
+            Some((
+                "application/json",
+                r#"{"propagationPolicy":"Background"}"#.into(),
+            )),
+        )
+        .await;
+    assert_eq!(
+        (status, deleted["status"].as_str()),
+        (StatusCode::OK, Some("Success"))
+    );
+    let (status, _) = app
+        .call("GET", &format!("{JOBS}/a"), "application/json", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_are_checked_before_anything_is_stored() {
+    let app = App::new();
+    let (status, invalid) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("Bad_Name", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid["reason"], "Invalid");
+    assert_eq!(invalid["details"]["causes"][0]["field"], "metadata.name");
+    let (status, typed) = app.call("POST", JOBS, "application/json", Some(("application/json", r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"x"},"spec":{"completions":"two"}}"#.into()))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        typed["message"].as_str().unwrap().starts_with(
+            "Job in version \"v1\" cannot be handled as a Job: spec.completions: invalid type"
+        ),
+        "{typed}"
+    );
+    let (status, protobuf) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/vnd.kubernetes.protobuf", "k8s\0".into())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(protobuf["message"]
+        .as_str()
+        .unwrap()
+        .contains("--dry-run=client -o yaml"));
+    let (status, garbage) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", "{not json".into())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{garbage}");
+    let big = "x".repeat(joblet_server::MAX_BODY + 1);
+    let (status, _) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", big)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, list) = app.call("GET", JOBS, "application/json", None).await;
+    assert_eq!(list["items"], json!([]));
+}
