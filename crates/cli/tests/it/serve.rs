@@ -593,3 +593,52 @@ fn the_official_python_client_creates_lists_and_watches_a_job() {
         run.context()
     );
 }
+
+#[test]
+fn an_evicted_pod_is_disrupted_and_a_failure_policy_can_ignore_it() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let marker = format!("evict-marker-{}", std::process::id());
+    let manifest = job(
+        "evictable",
+        "  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n      - action: Ignore\n        onPodConditions: [{type: DisruptionTarget}]",
+        &format!("export MARK={marker}; if [ -e {dir}/second ]; then exit 0; fi; touch {dir}/second; sleep 30", dir = dir.path().display()),
+    );
+    server.apply(&manifest);
+    wait_for("the first pod running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty()
+    });
+    let pod = server.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=evictable",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let eviction = dir.path().join("eviction.json");
+    std::fs::write(
+        &eviction,
+        format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#),
+    )
+    .unwrap();
+    let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
+    server.ok(&["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
+    // Without the Ignore rule, backoffLimit 0 would fail the Job on this pod.
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/evictable",
+        "--timeout=30s",
+    ]);
+    let job = server.json(&["get", "job", "evictable"]);
+    assert_eq!(
+        (
+            job["status"]["succeeded"].as_i64(),
+            job["status"]["failed"].as_i64()
+        ),
+        (Some(1), None),
+        "{job}"
+    );
+    assert!(processes_with(&marker).is_empty());
+}
