@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Cap of the pod re-creation back-off (upstream: 10m); container restarts cap at half.
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = duration::parse)]
     backoff_max: Duration,
+    /// How long the logs of deleted pods stay on disk in DIR/logs.
+    #[arg(long, value_name = "DUR", default_value = "24h", value_parser = duration::parse)]
+    log_retention: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +111,7 @@ fn serve(args: ServeArgs) -> u8 {
             base_ms: args.backoff_base.as_millis() as i64,
             max_ms: args.backoff_max.as_millis() as i64,
         },
+        log_retention: args.log_retention,
     };
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     runtime.block_on(async {

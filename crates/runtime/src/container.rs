@@ -272,7 +272,8 @@ fn spawn(
     let prefix = config
         .stream_logs
         .then(|| format!("[pod/{pod_name}/{}] ", ctx.container.name));
-    let output = tokio::spawn(copy_output(reader, path, prefix));
+    let clock = ctx.record.shared.clock.clone();
+    let output = tokio::spawn(copy_output(reader, path, prefix, clock));
     Ok((Pid::from_raw(child.id() as i32), exit_rx, output))
 }
 
@@ -289,10 +290,17 @@ fn spawn_error(program: &str, error: &std::io::Error) -> String {
     }
 }
 
-/// Copies a container's output to its log file (created on the first byte) and, when
-/// streaming, to stdout with the pod prefix on every line.
-async fn copy_output(mut pipe: pipe::Receiver, path: PathBuf, prefix: Option<String>) {
-    let mut log: Option<File> = None;
+/// Copies a container's output to its log file (created on the first byte) with the
+/// time of each piece beside it, and, when streaming, to stdout with the pod prefix on
+/// every line.
+async fn copy_output(
+    mut pipe: pipe::Receiver,
+    path: PathBuf,
+    prefix: Option<String>,
+    clock: Arc<dyn crate::Clock>,
+) {
+    let mut log: Option<(File, File)> = None;
+    let mut written: u64 = 0;
     let mut buf = vec![0u8; 8192];
     let mut partial: Vec<u8> = Vec::new();
     loop {
@@ -301,10 +309,19 @@ async fn copy_output(mut pipe: pipe::Receiver, path: PathBuf, prefix: Option<Str
             Ok(n) => n,
         };
         if log.is_none() {
-            log = File::options().create(true).append(true).open(&path).ok();
+            let open = |p: &std::path::Path| File::options().create(true).append(true).open(p);
+            log = open(&path)
+                .and_then(|file| Ok((file, open(&crate::log_times_path(&path))?)))
+                .ok();
         }
-        if let Some(file) = log.as_mut() {
+        if let Some((file, times)) = log.as_mut() {
+            let nanos = clock.now().as_nanosecond() as i64;
+            let mut entry = [0u8; 16];
+            entry[..8].copy_from_slice(&written.to_le_bytes());
+            entry[8..].copy_from_slice(&nanos.to_le_bytes());
+            let _ = times.write_all(&entry);
             let _ = file.write_all(&buf[..n]);
+            written += n as u64;
         }
         if let Some(prefix) = &prefix {
             partial.extend_from_slice(&buf[..n]);

@@ -196,6 +196,28 @@ pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart
     dir.join(format!("{namespace}_{pod}_{container}_{restart}.log"))
 }
 
+/// Beside each log, when each piece of it was read: 16 bytes per piece, the piece's offset
+/// in the log (u64) and the time in Unix nanoseconds (i64), little-endian. The log itself
+/// stays the container's output as written.
+pub fn log_times_path(log: &Path) -> PathBuf {
+    let mut path = log.as_os_str().to_owned();
+    path.push(".times");
+    PathBuf::from(path)
+}
+
+/// The pieces recorded in a log's times file: (offset, Unix nanoseconds), by offset.
+pub fn read_log_times(log: &Path) -> Vec<(u64, i64)> {
+    let bytes = std::fs::read(log_times_path(log)).unwrap_or_default();
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let offset = u64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
+            let nanos = i64::from_le_bytes(c[8..].try_into().expect("8 bytes"));
+            (offset, nanos)
+        })
+        .collect()
+}
+
 fn pod_key(pod: &Pod) -> (String, String) {
     (
         pod.metadata

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub backoff: BackoffConfig,
+    /// How long the logs of deleted pods stay on disk.
+    pub log_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,11 @@ pub async fn serve(
         log_dir: config.state_dir.join("logs"),
         address: address.to_string(),
     });
+    tokio::spawn(logs::sweep_forever(
+        state.cache.clone(),
+        state.log_dir.clone(),
+        config.log_retention,
+    ));
     let (stop_engine, engine_stop_rx) = mpsc::unbounded_channel();
     let engine_task = tokio::spawn(async move { engine.run(engine_stop_rx).await });
     eprintln!("joblet serve: listening on https://{address}");

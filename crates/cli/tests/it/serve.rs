@@ -237,6 +237,25 @@ fn kubectl_applies_a_job_and_monitors_it_as_on_a_cluster() {
         server.ok(&["logs", "-f", &name]),
         format!("hello from {name}\nbye\n")
     );
+    assert_eq!(server.ok(&["logs", &name, "--tail=1"]), "bye\n");
+    assert_eq!(
+        server.ok(&["logs", &name, "--since=1h"]),
+        format!("hello from {name}\nbye\n")
+    );
+    let stamped = server.ok(&["logs", &name, "--timestamps"]);
+    let created = &job["metadata"]["creationTimestamp"].as_str().unwrap()[..10];
+    for (line, text) in stamped
+        .lines()
+        .zip([format!("hello from {name}"), "bye".to_string()])
+    {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest, text);
+        // RFC 3339 with nanoseconds, as the kubelet writes: 2026-11-27T03:46:17.123456789Z
+        assert!(
+            time.starts_with(created) && time.len() == 30 && time.ends_with('Z'),
+            "{stamped}"
+        );
+    }
     let by_job = server.kubectl(&["logs", "job/hello"]);
     by_job.expect_code(0);
     assert!(
@@ -641,4 +660,20 @@ fn an_evicted_pod_is_disrupted_and_a_failure_policy_can_ignore_it() {
         "{job}"
     );
     assert!(processes_with(&marker).is_empty());
+}
+
+#[test]
+fn logs_follow_a_pod_from_before_it_starts_to_its_end() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job("streamer", "", "echo one; sleep 1; echo two"));
+    // Straight after apply: kubectl waits for the pod, the server for the container.
+    let started = Instant::now();
+    let followed = server.kubectl(&["logs", "-f", "job/streamer"]);
+    followed.expect_code(0);
+    assert_eq!(followed.stdout(), "one\ntwo\n");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "it followed the pod to its end"
+    );
 }
