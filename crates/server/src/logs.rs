@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,7 +130,7 @@ fn container_status(pod: &Pod, container: &str) -> Option<ContainerStatus> {
 }
 
 /// The log so far, with `sinceSeconds`, `timestamps`, `tailLines` and `limitBytes` applied.
-fn read_all(path: &PathBuf, request: &LogRequest) -> Vec<u8> {
+fn read_all(path: &Path, request: &LogRequest) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap_or_default();
     let mut out = Vec::new();
     let rest = lines(&bytes, 0, path, request, true, &mut out);
@@ -155,7 +155,7 @@ fn finish(mut out: Vec<u8>, request: &LogRequest) -> Vec<u8> {
 fn lines(
     bytes: &[u8],
     offset: u64,
-    path: &PathBuf,
+    path: &Path,
     request: &LogRequest,
     to_end: bool,
     out: &mut Vec<u8>,
@@ -307,7 +307,7 @@ pub async fn sweep_forever(cache: Arc<Cache>, dir: PathBuf, retention: Duration)
     }
 }
 
-fn sweep(cache: &Cache, dir: &PathBuf, retention: Duration) {
+fn sweep(cache: &Cache, dir: &Path, retention: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -393,9 +393,9 @@ mod tests {
         let cache = Cache::new(Vec::new(), 0);
         let log = dir.path().join("default_gone_main_0.log");
         std::fs::write(&log, "bye\n").unwrap();
-        sweep(&cache, &dir.path().to_path_buf(), Duration::from_secs(3600));
+        sweep(&cache, dir.path(), Duration::from_secs(3600));
         assert!(log.exists(), "kept during the retention");
-        sweep(&cache, &dir.path().to_path_buf(), Duration::ZERO);
+        sweep(&cache, dir.path(), Duration::ZERO);
         assert!(!log.exists());
     }
 }
