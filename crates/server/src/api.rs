@@ -322,19 +322,14 @@ fn get(
     let entry = object.entry(&state.cache)?;
     if wants_table(accept) {
         let include = Include::parse(params.get("includeObject").map(String::as_str));
-        let row = table::row(
-            object.resource,
-            &entry,
-            include,
-            SystemClock.now_timestamp(),
-        );
+        let row = table::row(&entry, include, SystemClock.now_timestamp());
         let body = table::table(
             table::columns(object.resource),
-            vec![row],
+            &[row],
             entry.resource_version,
             None,
         );
-        return Ok(json_response(StatusCode::OK, &body));
+        return Ok(raw_json_response(StatusCode::OK, body, &[]));
     }
     Ok(raw_json_response(StatusCode::OK, entry.body.clone(), &[]))
 }
@@ -402,12 +397,9 @@ fn list(
     if wants_table(accept) {
         let include = Include::parse(params.get("includeObject").map(String::as_str));
         let now = SystemClock.now_timestamp();
-        let rows = items
-            .iter()
-            .map(|e| table::row(resource, e, include, now))
-            .collect();
-        let body = table::table(table::columns(resource), rows, rv, next);
-        return Ok(json_response(StatusCode::OK, &body));
+        let rows: Vec<String> = items.iter().map(|e| table::row(e, include, now)).collect();
+        let body = table::table(table::columns(resource), &rows, rv, next);
+        return Ok(raw_json_response(StatusCode::OK, body, &[]));
     }
     // Items are spliced in as stored: no parsing on the way out.
     let mut body =

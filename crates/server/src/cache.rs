@@ -2,7 +2,10 @@
 //! the engine's writer after each commit. Reads and watches never touch the database.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 
 use joblet_store::{Record, Write};
 use serde_json::Value;
@@ -21,6 +24,20 @@ pub struct Entry {
     pub labels: BTreeMap<String, String>,
     /// The fields field selectors may name (`metadata.name`, `status.phase`, ...).
     pub fields: BTreeMap<&'static str, String>,
+    kind: &'static str,
+    /// Read once, when a table first needs it.
+    typed: OnceLock<Typed>,
+    metadata: OnceLock<String>,
+}
+
+/// An entry read into its API type.
+#[derive(Debug)]
+pub enum Typed {
+    Job(Box<Job>),
+    Pod(Box<Pod>),
+    Event(Box<Event>),
+    Namespace(Box<Namespace>),
+    Unreadable,
 }
 
 impl Entry {
@@ -54,11 +71,39 @@ impl Entry {
             body,
             labels,
             fields,
+            kind: resource.kind,
+            typed: OnceLock::new(),
+            metadata: OnceLock::new(),
         }
     }
 
     pub fn value(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn typed(&self) -> &Typed {
+        self.typed.get_or_init(|| {
+            let body = &self.body;
+            let typed = match self.kind {
+                "Job" => serde_json::from_str(body).map(|o| Typed::Job(Box::new(o))),
+                "Pod" => serde_json::from_str(body).map(|o| Typed::Pod(Box::new(o))),
+                "Event" => serde_json::from_str(body).map(|o| Typed::Event(Box::new(o))),
+                _ => serde_json::from_str(body).map(|o| Typed::Namespace(Box::new(o))),
+            };
+            typed.unwrap_or(Typed::Unreadable)
+        })
+    }
+
+    /// `metadata` as JSON text (for `PartialObjectMetadata`).
+    pub fn metadata(&self) -> &str {
+        self.metadata.get_or_init(|| {
+            let mut value = self.value();
+            value
+                .get_mut("metadata")
+                .map(Value::take)
+                .unwrap_or(Value::Null)
+                .to_string()
+        })
     }
 }
 

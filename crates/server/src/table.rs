@@ -2,12 +2,12 @@
 //! upstream's columns, so `kubectl get` prints what it prints against a cluster.
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use joblet_api::k8s_openapi::api::core::v1::{Event, Pod};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_api::printers::{human_duration, job_row};
 use serde_json::{json, Value};
 
-use crate::cache::Entry;
+use crate::cache::{Entry, Typed};
 use crate::resources::Resource;
 
 /// What a row carries besides its cells (`includeObject`).
@@ -91,75 +91,76 @@ pub fn columns(resource: &Resource) -> Value {
 }
 
 /// One row of the table: cells, and the object or its metadata.
-pub fn row(resource: &Resource, entry: &Entry, include: Include, now: Timestamp) -> Value {
-    let value = entry.value();
-    let cells = cells(resource, &value, now);
-    let mut row = json!({"cells": cells});
+pub fn row(entry: &Entry, include: Include, now: Timestamp) -> String {
+    let cells = match entry.typed() {
+        Typed::Job(job) => job_cells(job, now),
+        Typed::Pod(pod) => pod_cells(pod, now),
+        Typed::Event(event) => event_cells(event, now),
+        Typed::Namespace(ns) => vec![
+            json!(ns.metadata.name.clone().unwrap_or_default()),
+            json!(ns
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default()),
+            json!(age(
+                ns.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+                now
+            )),
+        ],
+        Typed::Unreadable => vec![json!(entry.name)],
+    };
+    // Written as text: rows are many, and building them as JSON values costs more than
+    // rendering them.
+    let mut row = format!("{{\"cells\":{}", Value::Array(cells));
     match include {
         Include::None => {}
-        Include::Object => row["object"] = value,
+        Include::Object => {
+            row.push_str(",\"object\":");
+            row.push_str(&entry.body);
+        }
         Include::Metadata => {
-            row["object"] = json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": value.get("metadata").cloned().unwrap_or(Value::Null),
-            })
+            row.push_str(
+                ",\"object\":{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+            );
+            row.push_str(entry.metadata());
+            row.push('}');
         }
     }
+    row.push('}');
     row
 }
 
+/// A Table (as JSON text) of rendered rows; `columns` is `null` in watch events after the
+/// first, as the API server sends them.
 pub fn table(
     columns: Value,
-    rows: Vec<Value>,
+    rows: &[String],
     resource_version: i64,
     next: Option<String>,
-) -> Value {
+) -> String {
     let mut metadata = json!({"resourceVersion": resource_version.to_string()});
     if let Some(next) = next {
         metadata["continue"] = json!(next);
     }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    let mut text = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2048);
+    text.push_str(&format!(
+        "{{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{metadata},\"columnDefinitions\":{columns},\"rows\":["
+    ));
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(row);
+    }
+    text.push_str("]}");
+    text
 }
 
 fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
     match created {
         Some(t) => human_duration(now.as_second() - t.as_second()),
         None => "<unknown>".to_string(),
-    }
-}
-
-fn cells(resource: &Resource, value: &Value, now: Timestamp) -> Vec<Value> {
-    match resource.kind {
-        "Job" => match serde_json::from_value::<Job>(value.clone()) {
-            Ok(job) => job_cells(&job, now),
-            Err(_) => vec![json!(value["metadata"]["name"])],
-        },
-        "Pod" => match serde_json::from_value::<Pod>(value.clone()) {
-            Ok(pod) => pod_cells(&pod, now),
-            Err(_) => vec![json!(value["metadata"]["name"])],
-        },
-        "Event" => match serde_json::from_value::<Event>(value.clone()) {
-            Ok(event) => event_cells(&event, now),
-            Err(_) => vec![json!(value["metadata"]["name"])],
-        },
-        _ => match serde_json::from_value::<Namespace>(value.clone()) {
-            Ok(ns) => vec![
-                json!(ns.metadata.name.unwrap_or_default()),
-                json!(ns.status.and_then(|s| s.phase).unwrap_or_default()),
-                json!(age(
-                    ns.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-                    now
-                )),
-            ],
-            Err(_) => vec![json!(value["metadata"]["name"])],
-        },
     }
 }
 

@@ -152,6 +152,7 @@ impl Watcher {
     }
 
     async fn send(&mut self, kind: &str, entry: &Entry) -> bool {
+        // The stored JSON (or the rendered row) goes out as it is.
         let object = match self.table {
             Some(include) => {
                 let columns = if self.columns_sent {
@@ -160,17 +161,13 @@ impl Watcher {
                     table::columns(self.resource)
                 };
                 self.columns_sent = true;
-                let row = table::row(self.resource, entry, include, SystemClock.now_timestamp());
-                table::table(columns, vec![row], entry.resource_version, None)
+                let row = table::row(entry, include, SystemClock.now_timestamp());
+                table::table(columns, &[row], entry.resource_version, None)
             }
-            // The stored JSON goes out as it is.
-            None => {
-                let line = format!("{{\"type\":\"{kind}\",\"object\":{}}}\n", entry.body);
-                return self.tx.send(Bytes::from(line)).await.is_ok();
-            }
+            None => entry.body.clone(),
         };
-        self.send_line(&json!({"type": kind, "object": object}))
-            .await
+        let line = format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n");
+        self.tx.send(Bytes::from(line)).await.is_ok()
     }
 
     async fn send_line(&self, event: &Value) -> bool {
