@@ -63,6 +63,11 @@ class Server:
             sys.exit(f"{method} {path}: {response.status} {data[:300]!r}")
         return json.loads(data)
 
+    def cpu_seconds(self):
+        """User + system CPU of the server so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
@@ -167,16 +172,18 @@ def watcher(server, counts, index, ready):
     conn.request("GET", "/api/v1/namespaces/default/pods?watch=true&resourceVersion=" + server.start_rv, headers=headers)
     response = conn.getresponse()
     ready.release()
-    events = 0
-    last = b""
-    while True:
+    events, pending, done = 0, b"", False
+    while not done:
         chunk = response.read1(1 << 20)
         if not chunk:
             break
-        events += chunk.count(b"\n")
-        if b'"batch.kubernetes.io/job-name":"stop"' in last + chunk:
-            break
-        last = chunk[-64:]
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if b'"job-name":"work"' in line:
+                events += 1
+            elif b'"job-name":"stop"' in line:
+                done = True
     counts[index] = events
 
 
@@ -206,7 +213,11 @@ def bench_watch(args, work):
                     threads.append(t)
                 for _ in range(args.watchers):
                     ready.acquire()
+            server_cpu = server.cpu_seconds()
+            client_cpu = time.process_time()
             wall = run_job(server, conn, "work", args.completions)
+            server_cpu = server.cpu_seconds() - server_cpu
+            client_cpu = time.process_time() - client_cpu
             if with_watchers:
                 # A last pod, to tell watchers the stream they need is over.
                 server.request(conn, "POST", "/apis/batch/v1/namespaces/default/jobs", job_body("stop", 1, 1))
@@ -215,10 +226,11 @@ def bench_watch(args, work):
                 if len(set(counts)) != 1:
                     sys.exit(f"watchers disagree: {sorted(set(counts))}")
                 watched.append(wall)
-                print(f"  with {args.watchers} watchers: {wall:.2f} s, each saw {counts[0]} events", flush=True)
+                print(f"  with {args.watchers} watchers: {wall:.2f} s, each saw {counts[0]} events; "
+                      f"CPU: server {server_cpu:.1f} s, watcher clients {client_cpu:.1f} s", flush=True)
             else:
                 alone.append(wall)
-                print(f"  no watcher: {wall:.2f} s", flush=True)
+                print(f"  no watcher: {wall:.2f} s; CPU: server {server_cpu:.1f} s", flush=True)
             server.stop()
             shutil.rmtree(state, ignore_errors=True)
         ratios.append(watched[-1] / alone[-1])

@@ -19,6 +19,9 @@ use crate::resources::Resource;
 use crate::selectors::Selector;
 use crate::table::{self, Include};
 
+/// A chunk is sent once this much is rendered, even mid-batch.
+const FLUSH_AT: usize = 256 * 1024;
+
 struct Watcher {
     cache: Arc<Cache>,
     resource: &'static Resource,
@@ -80,10 +83,15 @@ impl Watcher {
                     |e| self.selector.matches(e),
                     None,
                 );
+                let mut out = Vec::new();
                 for entry in items {
-                    if !self.send("ADDED", &entry).await {
+                    self.render("ADDED", &entry, &mut out);
+                    if out.len() >= FLUSH_AT && !self.flush(&mut out).await {
                         return;
                     }
+                }
+                if !self.flush(&mut out).await {
+                    return;
                 }
                 rv
             }
@@ -102,6 +110,8 @@ impl Watcher {
                     return;
                 }
                 Ok((changes, now)) => {
+                    // Everything that arrived since the last wake goes out in one chunk.
+                    let mut out = Vec::new();
                     for change in changes {
                         if change.kind != self.resource.kind {
                             continue;
@@ -118,10 +128,14 @@ impl Watcher {
                             (None, None, _) => None,
                         };
                         if let Some((kind, entry)) = event {
-                            if !self.send(kind, &entry).await {
+                            self.render(kind, &entry, &mut out);
+                            if out.len() >= FLUSH_AT && !self.flush(&mut out).await {
                                 return;
                             }
                         }
+                    }
+                    if !self.flush(&mut out).await {
+                        return;
                     }
                     seen = now;
                 }
@@ -151,9 +165,12 @@ impl Watcher {
             && self.selector.matches(entry)
     }
 
-    async fn send(&mut self, kind: &str, entry: &Entry) -> bool {
-        // The stored JSON (or the rendered row) goes out as it is.
-        let object = match self.table {
+    /// Appends one event line: the stored JSON (or the rendered row) as it is.
+    fn render(&mut self, kind: &str, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        match self.table {
             Some(include) => {
                 let columns = if self.columns_sent {
                     Value::Null
@@ -162,12 +179,21 @@ impl Watcher {
                 };
                 self.columns_sent = true;
                 let row = table::row(entry, include, SystemClock.now_timestamp());
-                table::table(columns, &[row], entry.resource_version, None)
+                let table = table::table(columns, &[row], entry.resource_version, None);
+                out.extend_from_slice(table.as_bytes());
             }
-            None => entry.body.clone(),
-        };
-        let line = format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n");
-        self.tx.send(Bytes::from(line)).await.is_ok()
+            None => out.extend_from_slice(entry.body.as_bytes()),
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// Sends what was rendered; false once the client is gone.
+    async fn flush(&self, out: &mut Vec<u8>) -> bool {
+        if out.is_empty() {
+            return true;
+        }
+        let chunk = Bytes::from(std::mem::take(out));
+        self.tx.send(chunk).await.is_ok()
     }
 
     async fn send_line(&self, event: &Value) -> bool {
