@@ -677,3 +677,90 @@ fn logs_follow_a_pod_from_before_it_starts_to_its_end() {
         "it followed the pod to its end"
     );
 }
+
+#[test]
+fn a_stopped_server_disrupts_its_pods_and_resumes_the_job() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let mut server = Server::start(dir.path());
+    let marker = format!("shutdown-marker-{}", std::process::id());
+    // The first attempt is cut by the shutdown; the policy ignores disruptions, so with
+    // backoffLimit 0 the Job still completes on the retry.
+    let manifest = job(
+        "survivor",
+        "  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n      - action: Ignore\n        onPodConditions: [{type: DisruptionTarget}]",
+        &format!("export MARK={marker}; if [ -e {dir}/again ]; then exit 0; fi; touch {dir}/again; sleep 30", dir = dir.path().display()),
+    );
+    server.apply(&manifest);
+    wait_for("the pod running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty()
+    });
+    assert_eq!(server.stop(), Some(0));
+    assert!(
+        processes_with(&marker).is_empty(),
+        "SIGTERM stops every pod"
+    );
+    let server = Server::start_in(dir.path(), &state);
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/survivor",
+        "--timeout=30s",
+    ]);
+    let job = server.json(&["get", "job", "survivor"]);
+    assert_eq!(
+        (
+            job["status"]["succeeded"].as_i64(),
+            job["status"]["failed"].as_i64()
+        ),
+        (Some(1), None),
+        "{job}"
+    );
+    let pods = server.json(&["get", "pods", "-l", "job-name=survivor"]);
+    let disrupted: Vec<&serde_json::Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet")
+        })
+        .collect();
+    assert_eq!(disrupted.len(), 1, "{pods}");
+}
+
+#[test]
+fn ttl_deletes_a_finished_job_and_delete_f_cascades() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job("shortlived", "  ttlSecondsAfterFinished: 1", "true"));
+    assert_eq!(
+        server.ok(&["wait", "--for=delete", "job/shortlived", "--timeout=30s"]),
+        "job.batch/shortlived condition met\n"
+    );
+    let pods = server.kubectl(&["get", "pods", "-l", "job-name=shortlived"]);
+    assert_eq!(pods.stderr(), "No resources found in default namespace.\n");
+
+    let file = dir.path().join("job.yaml");
+    std::fs::write(&file, job("from-file", "  completions: 2", "true")).unwrap();
+    let path = file.to_str().unwrap();
+    assert_eq!(
+        server.ok(&["create", "-f", path]),
+        "job.batch/from-file created\n"
+    );
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/from-file",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        server.ok(&["delete", "-f", path]),
+        "job.batch \"from-file\" deleted\n"
+    );
+    let pods = server.kubectl(&["get", "pods"]);
+    assert_eq!(pods.stderr(), "No resources found in default namespace.\n");
+}
