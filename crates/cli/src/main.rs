@@ -59,6 +59,9 @@ struct ServeArgs {
     /// How long the logs of deleted pods stay on disk in DIR/logs.
     #[arg(long, value_name = "DUR", default_value = "24h", value_parser = duration::parse)]
     log_retention: Duration,
+    /// How long events are kept (as the API server's --event-ttl).
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration::parse)]
+    event_ttl: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +115,7 @@ fn serve(args: ServeArgs) -> u8 {
             max_ms: args.backoff_max.as_millis() as i64,
         },
         log_retention: args.log_retention,
+        event_ttl: args.event_ttl,
     };
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     runtime.block_on(async {
@@ -225,6 +229,7 @@ fn run(args: RunArgs) -> u8 {
         },
         stream_logs: args.logs,
         keep_running: false,
+        event_ttl: None,
     };
     let view = if args.output.is_some() {
         display::View::Quiet

@@ -8,7 +8,7 @@ mod objects;
 mod recover;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub stream_logs: bool,
     /// Serve: never settle, and forget deleted Jobs (`run` stops once its Jobs settle).
     pub keep_running: bool,
+    /// How long events are kept (the API server's `--event-ttl`); `None`: for good.
+    pub event_ttl: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,8 @@ pub struct Engine {
     loose_pods: HashMap<JobKey, LoosePod>,
     /// Jobs deleted or expired during a `run`, for its report.
     removed: Vec<Job>,
+    /// When each stored event goes (serve only), oldest first.
+    expiring_events: VecDeque<(Time, String, String)>,
     commands: Option<mpsc::UnboundedReceiver<commands::Command>>,
     batch: Batch,
     to_start: Vec<Pod>,
@@ -175,6 +179,7 @@ impl Engine {
             namespaces: BTreeMap::new(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
+            expiring_events: VecDeque::new(),
             commands: None,
             batch: Batch::default(),
             to_start: Vec::new(),
@@ -267,6 +272,7 @@ impl Engine {
             let now = self.clock.now();
             if !interrupted {
                 self.sync_due(now);
+                self.expire_events(now);
             }
             self.flush();
             self.writer.error().map_err(EngineError::Write)?;
@@ -314,7 +320,12 @@ impl Engine {
     }
 
     fn next_wake(&self, now: Time) -> Option<Duration> {
-        let earliest = self.jobs.values().filter_map(|e| e.requeue_at).min();
+        let earliest = self
+            .jobs
+            .values()
+            .filter_map(|e| e.requeue_at)
+            .chain(self.expiring_events.front().map(|(at, _, _)| *at))
+            .min();
         let poll = (self.runtime.running() > 0
             && self.jobs.values().all(|e| e.state.status.is_finished()))
         .then_some(Duration::from_millis(5));
@@ -553,13 +564,37 @@ impl Engine {
 
     fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {
         let rv = self.next_resource_version();
-        self.batch.put(event_record(job, event, now, rv));
+        let record = event_record(job, event, now, rv);
+        if let Some(ttl) = self.config.event_ttl {
+            self.expiring_events.push_back((
+                now.plus_millis(ttl.as_millis() as i64),
+                record.namespace.clone(),
+                record.name.clone(),
+            ));
+        }
+        self.batch.put(record);
         (self.observer)(Notice::Event {
             namespace: job.namespace().to_string(),
             job: job.name().to_string(),
             event: event.clone(),
             at: now,
         });
+    }
+}
+
+impl Engine {
+    /// Deletes the events whose time is up: a long-running server would otherwise keep
+    /// every event forever.
+    fn expire_events(&mut self, now: Time) {
+        while self
+            .expiring_events
+            .front()
+            .is_some_and(|(at, _, _)| *at <= now)
+        {
+            let (_, namespace, name) = self.expiring_events.pop_front().expect("checked");
+            let rv = self.next_resource_version();
+            self.batch.delete(KIND_EVENT, &namespace, &name, rv);
+        }
     }
 }
 

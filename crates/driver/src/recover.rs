@@ -31,7 +31,21 @@ impl Engine {
         let jobs = store.list(KIND_JOB)?;
         let controllers = store.list(KIND_CONTROLLER)?;
         let pods = store.list(KIND_POD)?;
+        let events = store.list(crate::KIND_EVENT)?;
         drop(store);
+        if let Some(ttl) = self.config.event_ttl {
+            let mut expiring: Vec<(Time, String, String)> = events
+                .into_iter()
+                .filter_map(|r| {
+                    let event: joblet_api::k8s_openapi::api::core::v1::Event =
+                        serde_json::from_str(&r.body).ok()?;
+                    let at = Time::from_wire(event.metadata.creation_timestamp.as_ref()?);
+                    Some((at.plus_millis(ttl.as_millis() as i64), r.namespace, r.name))
+                })
+                .collect();
+            expiring.sort();
+            self.expiring_events = expiring.into();
+        }
         for record in namespaces {
             if let Ok(namespace) = serde_json::from_str::<Namespace>(&record.body) {
                 self.namespaces.insert(record.name, namespace);

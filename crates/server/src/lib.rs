@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub backoff: BackoffConfig,
     /// How long the logs of deleted pods stay on disk.
     pub log_retention: Duration,
+    /// How long events are kept (the API server's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +80,14 @@ fn lock_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ServeE
 pub fn open_engine(
     state_dir: &Path,
     backoff: BackoffConfig,
+    event_ttl: Duration,
 ) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
     let config = EngineConfig {
         state_dir: state_dir.to_path_buf(),
         backoff,
         stream_logs: false,
         keep_running: true,
+        event_ttl: Some(event_ttl),
     };
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
@@ -121,7 +125,8 @@ pub async fn serve(
     })?;
     let credentials = tls::load_or_create(&config.state_dir, address)?;
     let tls = TlsAcceptor::from(tls::server_config(&credentials)?);
-    let (mut engine, cache, handle) = open_engine(&config.state_dir, config.backoff)?;
+    let (mut engine, cache, handle) =
+        open_engine(&config.state_dir, config.backoff, config.event_ttl)?;
     let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
     let state = Arc::new(AppState {
         cache,

@@ -43,12 +43,12 @@ pub fn apply(kind: PatchType, target: &mut Value, patch: &[u8]) -> Result<(), St
         }
         PatchType::Strategic => {
             let patch: Value = serde_json::from_slice(patch).map_err(|e| e.to_string())?;
-            strategic_merge(target, &patch, "");
+            strategic_merge(target, &patch);
             Ok(())
         }
         PatchType::Apply => {
             let patch: Value = serde_yaml::from_slice(patch).map_err(|e| e.to_string())?;
-            strategic_merge(target, &patch, "");
+            strategic_merge(target, &patch);
             Ok(())
         }
     }
@@ -81,7 +81,7 @@ fn merges_primitives(field: &str) -> bool {
     field == "finalizers"
 }
 
-pub fn strategic_merge(target: &mut Value, patch: &Value, field: &str) {
+fn strategic_merge(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;
@@ -125,7 +125,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, field: &str) {
                 map.remove(key);
             }
             Value::Object(_) => {
-                strategic_merge(map.entry(key.clone()).or_insert(Value::Null), value, key);
+                strategic_merge(map.entry(key.clone()).or_insert(Value::Null), value);
             }
             Value::Array(items) => {
                 let slot = map.entry(key.clone()).or_insert(Value::Array(Vec::new()));
@@ -141,7 +141,6 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, field: &str) {
             reorder(items, &order, merge_key(&list));
         }
     }
-    let _ = field;
 }
 
 fn merge_list(slot: &mut Value, patch: &[Value], field: &str) {
@@ -187,10 +186,10 @@ fn merge_list(slot: &mut Value, patch: &[Value], field: &str) {
                 items.remove(i);
             }
             (None, true) => {}
-            (Some(i), false) => strategic_merge(&mut items[i], item, field),
+            (Some(i), false) => strategic_merge(&mut items[i], item),
             (None, false) => {
                 let mut fresh = Value::Null;
-                strategic_merge(&mut fresh, item, field);
+                strategic_merge(&mut fresh, item);
                 items.push(fresh);
             }
         }

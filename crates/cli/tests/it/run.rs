@@ -198,6 +198,10 @@ fn on_failure_restarts_the_container_in_place() {
     // One log file per container run, as `kubectl logs --previous` needs.
     let logs: Vec<_> = std::fs::read_dir(dir.path().join("state/logs"))
         .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
         .collect();
     assert_eq!(logs.len(), 3);
 }

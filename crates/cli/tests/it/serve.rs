@@ -21,6 +21,10 @@ impl Server {
     }
 
     pub fn start_in(dir: &Path, state: &Path) -> Server {
+        Self::start_with(dir, state, &[])
+    }
+
+    pub fn start_with(dir: &Path, state: &Path, extra: &[&str]) -> Server {
         let mut child = joblet()
             .args([
                 "serve",
@@ -31,6 +35,7 @@ impl Server {
             ])
             .arg("--state-dir")
             .arg(state)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -763,4 +768,26 @@ fn ttl_deletes_a_finished_job_and_delete_f_cascades() {
     );
     let pods = server.kubectl(&["get", "pods"]);
     assert_eq!(pods.stderr(), "No resources found in default namespace.\n");
+}
+
+#[test]
+fn events_go_after_the_event_ttl() {
+    let dir = scratch();
+    let server = Server::start_with(
+        dir.path(),
+        &dir.path().join("state"),
+        &["--event-ttl", "1s"],
+    );
+    server.apply(&job("noted", "", "true"));
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/noted",
+        "--timeout=30s",
+    ]);
+    let events = server.ok(&["get", "events"]);
+    assert!(events.contains("job/noted"), "{events}");
+    wait_for("events to expire", Duration::from_secs(10), || {
+        server.kubectl(&["get", "events"]).stderr() == "No resources found in default namespace.\n"
+    });
 }
