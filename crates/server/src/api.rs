@@ -22,7 +22,7 @@ use crate::patch::{self, PatchType};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
 use crate::selectors::Selector;
 use crate::table::{self, Include};
-use crate::{logs, openapi, watch};
+use crate::{logs, openapi, protobuf, watch};
 
 /// Request bodies above this are refused (the API server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -431,9 +431,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (joblet does not read protobuf: for `kubectl create job NAME --image=IMAGE -- CMD`, run `kubectl create job NAME --image=IMAGE --dry-run=client -o yaml -- CMD | kubectl apply -f -`)",
-        ));
+        return protobuf::decode(body).map_err(ApiError::unsupported_media_type);
     }
     let parsed = if content_type.starts_with("application/yaml") {
         serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())

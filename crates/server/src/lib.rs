@@ -7,6 +7,7 @@ mod errors;
 mod logs;
 mod openapi;
 mod patch;
+mod protobuf;
 mod resources;
 mod selectors;
 mod table;

@@ -316,10 +316,7 @@ async fn bodies_are_checked_before_anything_is_stored() {
         )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(protobuf["message"]
-        .as_str()
-        .unwrap()
-        .contains("--dry-run=client -o yaml"));
+    assert!(protobuf["message"].as_str().unwrap().contains("protobuf"));
     let (status, garbage) = app
         .call(
             "POST",

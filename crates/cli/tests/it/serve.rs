@@ -791,3 +791,101 @@ fn events_go_after_the_event_ttl() {
         server.kubectl(&["get", "events"]).stderr() == "No resources found in default namespace.\n"
     });
 }
+
+/// The recipe's "Monitor Jobs" commands, on the recipe's own example.
+#[test]
+fn the_recipes_monitor_commands_work_on_its_example() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
+        .args(["get", "jobs", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/image-resize.yaml"
+    );
+    assert_eq!(
+        server.ok(&["apply", "-f", example]),
+        "job.batch/image-resize created\n"
+    );
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/image-resize",
+        "--timeout=60s",
+    ]);
+    let jobs = server.ok(&["get", "jobs"]);
+    assert!(
+        jobs.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("image-resize") && l.contains("10/10")),
+        "{jobs}"
+    );
+    let pods = server.ok(&["get", "pods", "-l", "job-name=image-resize"]);
+    assert_eq!(
+        pods.lines().filter(|l| l.contains("Completed")).count(),
+        10,
+        "{pods}"
+    );
+    let failed = server.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=image-resize",
+        "--field-selector=status.phase=Failed",
+    ]);
+    assert_eq!(
+        failed.stderr(),
+        "No resources found in default namespace.\n"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    watch.kill().unwrap();
+    let watched = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
+    let last = watched
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("image-resize"));
+    assert!(
+        last.is_some_and(|l| l.contains("Complete") && l.contains("10/10")),
+        "{watched}"
+    );
+}
+
+/// The generator commands send protobuf bodies.
+#[test]
+fn kubectl_create_job_and_namespace_from_the_command_line() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        server.ok(&["create", "namespace", "team-c"]),
+        "namespace/team-c created\n"
+    );
+    assert_eq!(
+        server.ok(&[
+            "create",
+            "job",
+            "cj",
+            "-n",
+            "team-c",
+            "--image=busybox:1.36",
+            "--",
+            "echo",
+            "hi"
+        ]),
+        "job.batch/cj created\n"
+    );
+    server.ok(&[
+        "wait",
+        "-n",
+        "team-c",
+        "--for=condition=complete",
+        "job/cj",
+        "--timeout=30s",
+    ]);
+    assert_eq!(server.ok(&["logs", "-n", "team-c", "job/cj"]), "hi\n");
+}
