@@ -58,6 +58,18 @@ impl Server {
         }
     }
 
+    /// A kubectl left running (`-w`, `logs -f`); its output is read once it is killed.
+    pub fn background(&self, args: &[&str]) -> Child {
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", &self.cache)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl is on the machine image")
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Run {
         self.kubectl_with(args, None)
     }
@@ -317,14 +329,7 @@ fn kubectl_applies_a_job_and_monitors_it_as_on_a_cluster() {
 fn get_jobs_watch_prints_a_row_per_change() {
     let dir = scratch();
     let server = Server::start(dir.path());
-    let mut watch = Command::new("kubectl")
-        .env("KUBECONFIG", &server.kubeconfig)
-        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
-        .args(["get", "jobs", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = server.background(&["get", "jobs", "-w"]);
     server.apply(&job("watched", "  completions: 2", "sleep 0.2"));
     server.ok(&[
         "wait",
@@ -797,14 +802,7 @@ fn events_go_after_the_event_ttl() {
 fn the_recipes_monitor_commands_work_on_its_example() {
     let dir = scratch();
     let server = Server::start(dir.path());
-    let mut watch = Command::new("kubectl")
-        .env("KUBECONFIG", &server.kubeconfig)
-        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
-        .args(["get", "jobs", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = server.background(&["get", "jobs", "-w"]);
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/image-resize.yaml"
