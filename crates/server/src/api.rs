@@ -397,7 +397,7 @@ fn list(
     if wants_table(accept) {
         let include = Include::parse(params.get("includeObject").map(String::as_str));
         let now = SystemClock.now_timestamp();
-        let rows: Vec<String> = items.iter().map(|e| table::row(e, include, now)).collect();
+        let rows: Vec<Arc<str>> = items.iter().map(|e| table::row(e, include, now)).collect();
         let body = table::table(table::columns(resource), &rows, rv, next);
         return Ok(raw_json_response(StatusCode::OK, body, &[]));
     }

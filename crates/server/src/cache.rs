@@ -2,7 +2,7 @@
 //! the engine's writer after each commit. Reads and watches never touch the database.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::resources::{Resource, RESOURCES};
+use crate::table::Include;
 
 /// One stored version of an object.
 #[derive(Debug)]
@@ -28,7 +29,12 @@ pub struct Entry {
     /// Read once, when a table first needs it.
     typed: OnceLock<Typed>,
     metadata: OnceLock<String>,
+    /// The last table row rendered, for the second and form it was rendered for.
+    row: Mutex<Option<(RowKey, Arc<str>)>>,
 }
+
+/// A rendered table row is good for one second of the clock and one form.
+pub type RowKey = (i64, Include);
 
 /// An entry read into its API type.
 #[derive(Debug)]
@@ -74,6 +80,7 @@ impl Entry {
             kind: resource.kind,
             typed: OnceLock::new(),
             metadata: OnceLock::new(),
+            row: Mutex::new(None),
         }
     }
 
@@ -92,6 +99,17 @@ impl Entry {
             };
             typed.unwrap_or(Typed::Unreadable)
         })
+    }
+
+    pub fn cached_row(&self, key: RowKey) -> Option<Arc<str>> {
+        let row = self.row.lock().expect("row cache");
+        row.as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, r)| r.clone())
+    }
+
+    pub fn cache_row(&self, key: RowKey, row: Arc<str>) {
+        *self.row.lock().expect("row cache") = Some((key, row));
     }
 
     /// `metadata` as JSON text (for `PartialObjectMetadata`).

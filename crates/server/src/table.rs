@@ -5,13 +5,15 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{Event, Pod};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_api::printers::{human_duration, job_row};
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::cache::{Entry, Typed};
 use crate::resources::Resource;
 
 /// What a row carries besides its cells (`includeObject`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Include {
     None,
     Metadata,
@@ -91,7 +93,18 @@ pub fn columns(resource: &Resource) -> Value {
 }
 
 /// One row of the table: cells, and the object or its metadata.
-pub fn row(entry: &Entry, include: Include, now: Timestamp) -> String {
+pub fn row(entry: &Entry, include: Include, now: Timestamp) -> Arc<str> {
+    // Cells change with the clock only by the second: watchers of one change share a row.
+    let key = (now.as_second(), include);
+    if let Some(row) = entry.cached_row(key) {
+        return row;
+    }
+    let row: Arc<str> = render_row(entry, include, now).into();
+    entry.cache_row(key, row.clone());
+    row
+}
+
+fn render_row(entry: &Entry, include: Include, now: Timestamp) -> String {
     let cells = match entry.typed() {
         Typed::Job(job) => job_cells(job, now),
         Typed::Pod(pod) => pod_cells(pod, now),
@@ -135,7 +148,7 @@ pub fn row(entry: &Entry, include: Include, now: Timestamp) -> String {
 /// first, as the API server sends them.
 pub fn table(
     columns: Value,
-    rows: &[String],
+    rows: &[Arc<str>],
     resource_version: i64,
     next: Option<String>,
 ) -> String {
