@@ -134,9 +134,20 @@ impl Engine {
     }
 }
 
-/// The pod's processes are gone with the engine that ran them.
+/// The pod's processes were the engine's that stopped: any still running are ended (a
+/// killed engine leaves them running unwatched), and the pod is recorded as failed.
 fn mark_lost(pod: &mut Pod, now: Time) {
     let status = pod.status.get_or_insert_with(Default::default);
+    let containers = status.container_statuses.iter().flatten();
+    for container in containers.chain(status.init_container_statuses.iter().flatten()) {
+        let running = container.state.as_ref().and_then(|s| s.running.as_ref());
+        if let (Some(id), Some(started)) = (
+            container.container_id.as_deref(),
+            running.and_then(|r| r.started_at.as_ref()),
+        ) {
+            joblet_runtime::kill_leftover(id, started.0);
+        }
+    }
     status.phase = Some("Failed".to_string());
     for container in status.container_statuses.iter_mut().flatten() {
         if container

@@ -7,6 +7,7 @@
 
 mod container;
 pub mod env;
+mod leftover;
 mod reaper;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use container::{run_container, ContainerContext, Outcome};
+pub use leftover::kill_leftover;
 pub use reaper::Exit;
 use reaper::Reaper;
 

@@ -887,3 +887,37 @@ fn kubectl_create_job_and_namespace_from_the_command_line() {
     ]);
     assert_eq!(server.ok(&["logs", "-n", "team-c", "job/cj"]), "hi\n");
 }
+
+#[test]
+fn a_restart_after_sigkill_ends_the_pods_the_killed_server_left() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let mut server = Server::start(dir.path());
+    let marker = format!("orphan-marker-{}", std::process::id());
+    server.apply(&job(
+        "orphaned",
+        "  backoffLimit: 1",
+        &format!(
+            "if [ -e {dir}/again ]; then exit 0; fi; touch {dir}/again; export MARK={marker}; sleep 30",
+            dir = dir.path().display()
+        ),
+    ));
+    wait_for("the pod running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty()
+    });
+    server.kill();
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "a killed server leaves its pods running"
+    );
+    let server = Server::start_in(dir.path(), &state);
+    wait_for("the leftover pod ended", Duration::from_secs(10), || {
+        processes_with(&marker).is_empty()
+    });
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/orphaned",
+        "--timeout=30s",
+    ]);
+}
