@@ -330,7 +330,7 @@ fn get_jobs_watch_prints_a_row_per_change() {
     let dir = scratch();
     let server = Server::start(dir.path());
     let mut watch = server.background(&["get", "jobs", "-w"]);
-    server.apply(&job("watched", "  completions: 2", "sleep 0.2"));
+    server.apply(&job("watched", "  completions: 2", "sleep 1"));
     server.ok(&[
         "wait",
         "--for=condition=complete",
@@ -421,7 +421,7 @@ fn patch_suspends_and_resumes_a_running_job() {
     server.apply(&job(
         "pausable",
         "  completions: 2\n  parallelism: 2",
-        &format!("export MARK={marker}; sleep 1"),
+        &format!("export MARK={marker}; sleep 3"),
     ));
     wait_for("pods running", Duration::from_secs(10), || {
         processes_with(&marker).len() >= 2
