@@ -44,33 +44,3 @@ fn process_start(pid: i32) -> Option<i64> {
         .filter(|t| *t > 0)?;
     Some(boot + ticks / per_second)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::process::CommandExt;
-
-    #[test]
-    fn kills_the_group_it_started_and_nothing_else() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let id = format!("joblet://{}", child.id());
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let now = Timestamp::from_second(seconds).unwrap();
-        // Started an hour "later": another process that took the pid; left alone.
-        let later = Timestamp::from_second(now.as_second() + 3600).unwrap();
-        assert!(!kill_leftover(&id, later));
-        assert!(child.try_wait().unwrap().is_none());
-        assert!(kill_leftover(&id, now));
-        let status = child.wait().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9));
-        assert!(!kill_leftover("docker://abc", now));
-    }
-}
