@@ -75,20 +75,23 @@ pub fn decode_object<T>(value: serde_json::Value) -> Result<(T, Vec<String>), St
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let object: T = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        }
-    })?;
+    let object: T = serde_path_to_error::deserialize(&value).map_err(path_error)?;
     let mut unknown = Vec::new();
     let input = serde_yaml::to_value(&value).unwrap_or(Value::Null);
     let known = serde_yaml::to_value(&object).unwrap_or(Value::Null);
     unknown_fields(&input, &known, "", &mut unknown);
     Ok((object, unknown))
+}
+
+/// A decoding error with the path of the field it is about (`spec.completions: ...`).
+fn path_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> String {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if path == "." {
+        inner.to_string()
+    } else {
+        format!("{path}: {inner}")
+    }
 }
 
 /// Fields of `input` that did not survive the round trip through the typed object.
@@ -129,15 +132,7 @@ fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     match (api_version, kind) {
         ("batch/v1", "Job") => {
-            let job = serde_path_to_error::deserialize(value).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                }
-            })?;
+            let job = serde_path_to_error::deserialize(value).map_err(path_error)?;
             jobs.push(job);
             Ok(())
         }

@@ -235,9 +235,9 @@ impl Engine {
         EngineHandle { commands }
     }
 
-    /// Every object the API serves (Namespaces, Jobs, Pods, Events) and the current
-    /// resourceVersion; then every committed change goes to `feed`, in order.
-    pub fn snapshot_and_feed(&mut self, feed: Feed) -> Result<(Vec<Record>, i64), EngineError> {
+    /// Every object the API serves (Namespaces, Jobs, Pods, Events), committed, and the
+    /// resourceVersion they are current at.
+    pub fn snapshot(&mut self) -> Result<(Vec<Record>, i64), EngineError> {
         self.flush();
         self.writer.barrier().map_err(EngineError::Write)?;
         let store = self.store.lock().expect("store");
@@ -245,10 +245,14 @@ impl Engine {
         for kind in [KIND_NAMESPACE, KIND_JOB, KIND_POD, KIND_EVENT] {
             records.extend(store.list(kind)?);
         }
-        let rv = store.resource_version();
-        drop(store);
+        Ok((records, store.resource_version()))
+    }
+
+    /// From now on, every committed write also goes to `feed`, in order. Nothing is written
+    /// between a [`Engine::snapshot`] and this call but through the engine itself, so a
+    /// snapshot followed by the feed misses nothing.
+    pub fn feed(&mut self, feed: Feed) {
         self.writer.feed(feed);
-        Ok((records, rv))
     }
 
     /// The Jobs as the API server would show them, with status.
@@ -628,12 +632,15 @@ async fn sleep_until(wake: Option<Duration>) {
     }
 }
 
+/// Fills `bytes` from the kernel's random source.
+pub fn random_bytes(bytes: &mut [u8]) -> std::io::Result<()> {
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, bytes)
+}
+
 /// A random (version 4) UUID, as the API server gives every object.
 pub(crate) fn new_uid() -> String {
     let mut bytes = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    if random.is_err() {
+    if random_bytes(&mut bytes).is_err() {
         // No /dev/urandom: fall back to the clock and pid, still unique enough per machine.
         let seed = SystemClock.now().0 as u128 ^ ((std::process::id() as u128) << 64);
         bytes = seed.to_le_bytes();

@@ -119,16 +119,7 @@ fn write_forever(
                 Request::Feed(new) => feed = Some(new),
             }
         }
-        let writes = feed.is_some().then(|| batch.writes().to_vec());
-        let committed = store.lock().expect("store").commit(batch);
-        if let (Ok(()), Some(feed), Some(mut writes)) = (&committed, &feed, writes) {
-            // Watchers see changes in resourceVersion order.
-            writes.sort_by_key(Write::resource_version);
-            feed(writes);
-        }
-        for ack in acks {
-            ack(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        }
+        let committed = store.lock().expect("store").commit(&batch);
         let started = start.len();
         let cancelled = shared.cancelled.load(Ordering::SeqCst);
         if let Err(error) = &committed {
@@ -145,6 +136,17 @@ fn write_forever(
                     meta.name.as_deref().unwrap_or(""),
                 );
             }
+        }
+        // Pods start first: feeding the watch cache is not on their way. Replies come
+        // after, so whoever gets one reads the change.
+        if let (Ok(()), Some(feed)) = (&committed, &feed) {
+            let mut writes = batch.into_writes();
+            // Watchers see changes in resourceVersion order.
+            writes.sort_by_key(Write::resource_version);
+            feed(writes);
+        }
+        for ack in acks {
+            ack(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
         shared.pending_starts.fetch_sub(started, Ordering::SeqCst);
         for ack in barriers {

@@ -193,10 +193,9 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
             &resources::api_resource_list(group),
         )),
         (Target::OpenApiRoot, Method::GET) => Ok(json_response(StatusCode::OK, &openapi::root())),
-        (Target::OpenApi { group }, Method::GET) => Ok(json_response(
-            StatusCode::OK,
-            &openapi::group_version(group),
-        )),
+        (Target::OpenApi { group }, Method::GET) => {
+            Ok(json_response(StatusCode::OK, openapi::group_version(group)))
+        }
         (
             Target::Collection {
                 resource,
@@ -241,7 +240,12 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
             };
             match (sub.as_deref(), method) {
                 (Some("log"), Method::GET) => logs::serve(state, &object, &params).await,
-                (Some("eviction"), Method::POST) => evict(state, &object).await,
+                (Some("eviction"), Method::POST) => {
+                    // Read, though unused: answering before the body is read makes the
+                    // connection close under a client still writing it.
+                    read_body().await?;
+                    evict(state, &object).await
+                }
                 (None | Some("status"), Method::GET) => get(state, &object, &params, &accept),
                 (None, Method::PUT) => {
                     let body = read_body().await?;
@@ -401,18 +405,21 @@ fn list(
         let body = table::table(table::columns(resource), &rows, rv, next);
         return Ok(raw_json_response(StatusCode::OK, body, &[]));
     }
-    // Items are spliced in as stored: no parsing on the way out.
+    Ok(raw_json_response(
+        StatusCode::OK,
+        list_body(resource, &table::list_metadata(rv, next), &items),
+        &[],
+    ))
+}
+
+/// A `<Kind>List` with the items spliced in as stored: no parsing on the way out.
+fn list_body(resource: &Resource, metadata: &Value, items: &[Arc<Entry>]) -> String {
     let mut body =
         String::with_capacity(items.iter().map(|e| e.body.len() + 1).sum::<usize>() + 128);
-    let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(next) = next {
-        metadata["continue"] = json!(next);
-    }
     body.push_str(&format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{metadata},\"items\":[",
         resource.kind,
         resource.api_version(),
-        metadata
     ));
     for (i, entry) in items.iter().enumerate() {
         if i > 0 {
@@ -421,10 +428,10 @@ fn list(
         body.push_str(&entry.body);
     }
     body.push_str("]}");
-    Ok(raw_json_response(StatusCode::OK, body, &[]))
+    body
 }
 
-/// The request body as JSON: JSON or YAML; protobuf is named with what to run instead.
+/// The request body as JSON: JSON, YAML, or the protobuf of kubectl's generators.
 fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -577,9 +584,8 @@ fn generate_name(
     if let Some(prefix) = meta.generate_name.as_deref() {
         const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         let mut bytes = [0u8; 5];
-        if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-            let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-        }
+        // Without a random source the suffix is fixed; a clash is an AlreadyExists.
+        let _ = joblet_driver::random_bytes(&mut bytes);
         let suffix: String = bytes
             .iter()
             .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
@@ -846,19 +852,11 @@ async fn delete_collection(
             Err(e) => return Err(e),
         }
     }
-    let mut body = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{}},\"items\":[",
-        resource.kind,
-        resource.api_version()
-    );
-    for (i, entry) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&entry.body);
-    }
-    body.push_str("]}");
-    Ok(raw_json_response(StatusCode::OK, body, &[]))
+    Ok(raw_json_response(
+        StatusCode::OK,
+        list_body(resource, &json!({}), &items),
+        &[],
+    ))
 }
 
 /// `POST pods/{name}/eviction`: the pod is deleted and marked disrupted.

@@ -17,7 +17,7 @@ mod watch;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -93,17 +93,10 @@ pub fn open_engine(
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
     let handle = engine.handle();
-    // The cache is filled from the snapshot; the feed (registered in the same step, before
-    // anything else is written) brings every later commit.
-    let pending: Arc<Mutex<Option<Arc<Cache>>>> = Arc::new(Mutex::new(None));
-    let feed_target = pending.clone();
-    let (records, rv) = engine.snapshot_and_feed(Box::new(move |writes| {
-        if let Some(cache) = feed_target.lock().expect("cache slot").as_ref() {
-            cache.apply(writes);
-        }
-    }))?;
+    let (records, rv) = engine.snapshot()?;
     let cache = Arc::new(Cache::new(records, rv));
-    *pending.lock().expect("cache slot") = Some(cache.clone());
+    let fed = cache.clone();
+    engine.feed(Box::new(move |writes| fed.apply(writes)));
     Ok((engine, cache, handle))
 }
 

@@ -4,6 +4,8 @@
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use std::sync::OnceLock;
+
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
@@ -22,8 +24,15 @@ fn hash() -> &'static str {
     concat!("joblet-", env!("CARGO_PKG_VERSION"))
 }
 
-/// The document of one group-version (`""` for the core group, or `batch`).
-pub fn group_version(group: &str) -> Value {
+/// The document of one group-version (`""` for the core group, or `batch`), made once.
+pub fn group_version(group: &str) -> &'static Value {
+    static CORE: OnceLock<Value> = OnceLock::new();
+    static BATCH: OnceLock<Value> = OnceLock::new();
+    let slot = if group.is_empty() { &CORE } else { &BATCH };
+    slot.get_or_init(|| document(group))
+}
+
+fn document(group: &str) -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut top: Vec<(&Resource, Value)> = Vec::new();
     for resource in RESOURCES.into_iter().filter(|r| r.group == group) {

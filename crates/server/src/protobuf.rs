@@ -19,6 +19,8 @@ enum Kind {
 
 type Field = (u64, &'static str, Kind, bool);
 
+/// Messages read only as empty (zero values everywhere).
+const NO_FIELDS: &[Field] = &[];
 const OBJECT_META: &[Field] = &[
     (1, "name", Kind::String, false),
     (2, "generateName", Kind::String, false),
@@ -30,7 +32,6 @@ const ENV_VAR: &[Field] = &[
     (1, "name", Kind::String, false),
     (2, "value", Kind::String, false),
 ];
-const RESOURCES: &[Field] = &[];
 const CONTAINER: &[Field] = &[
     (1, "name", Kind::String, false),
     (2, "image", Kind::String, false),
@@ -38,7 +39,7 @@ const CONTAINER: &[Field] = &[
     (4, "args", Kind::String, true),
     (5, "workingDir", Kind::String, false),
     (7, "env", Kind::Message(ENV_VAR), true),
-    (8, "resources", Kind::Message(RESOURCES), false),
+    (8, "resources", Kind::Message(NO_FIELDS), false),
     (13, "terminationMessagePath", Kind::String, false),
     (14, "imagePullPolicy", Kind::String, false),
     (20, "terminationMessagePolicy", Kind::String, false),
@@ -65,17 +66,15 @@ const JOB_SPEC: &[Field] = &[
     (9, "completionMode", Kind::String, false),
     (10, "suspend", Kind::Bool, false),
 ];
-const STATUS: &[Field] = &[];
 const JOB: &[Field] = &[
     (1, "metadata", Kind::Message(OBJECT_META), false),
     (2, "spec", Kind::Message(JOB_SPEC), false),
-    (3, "status", Kind::Message(STATUS), false),
+    (3, "status", Kind::Message(NO_FIELDS), false),
 ];
-const NAMESPACE_SPEC: &[Field] = &[];
 const NAMESPACE: &[Field] = &[
     (1, "metadata", Kind::Message(OBJECT_META), false),
-    (2, "spec", Kind::Message(NAMESPACE_SPEC), false),
-    (3, "status", Kind::Message(STATUS), false),
+    (2, "spec", Kind::Message(NO_FIELDS), false),
+    (3, "status", Kind::Message(NO_FIELDS), false),
 ];
 
 /// The body as JSON, with `apiVersion` and `kind` from the envelope.

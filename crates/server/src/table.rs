@@ -144,6 +144,15 @@ fn render_row(entry: &Entry, include: Include, now: Timestamp) -> String {
     row
 }
 
+/// A list's `metadata`: the resourceVersion it is current at and where the next page starts.
+pub fn list_metadata(resource_version: i64, next: Option<String>) -> Value {
+    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next);
+    }
+    metadata
+}
+
 /// A Table (as JSON text) of rendered rows; `columns` is `null` in watch events after the
 /// first, as the API server sends them.
 pub fn table(
@@ -152,10 +161,7 @@ pub fn table(
     resource_version: i64,
     next: Option<String>,
 ) -> String {
-    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
-    if let Some(next) = next {
-        metadata["continue"] = json!(next);
-    }
+    let metadata = list_metadata(resource_version, next);
     let mut text = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2048);
     text.push_str(&format!(
         "{{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{metadata},\"columnDefinitions\":{columns},\"rows\":["

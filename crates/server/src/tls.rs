@@ -111,7 +111,7 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Credentials, Cre
     let key_pem = key.serialize_pem();
     write_private(&pki.join("server.crt"), &cert_pem)?;
     write_private(&pki.join("server.key"), &key_pem)?;
-    let token = read_or_create(&dir.join("token"), || Ok(random_token()))?
+    let token = read_or_create(&dir.join("token"), random_token)?
         .trim()
         .to_string();
     Ok(Credentials {
@@ -122,12 +122,11 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Credentials, Cre
     })
 }
 
-fn random_token() -> String {
+/// A bearer token; without a random source there is none (never a predictable one).
+fn random_token() -> Result<String, CredentialError> {
     let mut bytes = [0u8; 24];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    joblet_driver::random_bytes(&mut bytes).map_err(io_error(Path::new("/dev/urandom")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub fn server_config(credentials: &Credentials) -> Result<Arc<ServerConfig>, CredentialError> {

@@ -80,10 +80,6 @@ impl Batch {
         });
     }
 
-    pub fn writes(&self) -> &[Write] {
-        &self.writes
-    }
-
     pub fn into_writes(self) -> Vec<Write> {
         self.writes
     }
@@ -143,7 +139,7 @@ impl Store {
     }
 
     /// Commits a batch in one transaction.
-    pub fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+    pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -247,13 +243,13 @@ mod tests {
             batch.put(record(1, "Job", "a", "{\"v\":1}"));
             batch.put(record(2, "Pod", "p1", "{}"));
             batch.put(record(3, "Pod", "p2", "{}"));
-            store.commit(batch).unwrap();
+            store.commit(&batch).unwrap();
             let mut batch = Batch::default();
             batch.put(record(4, "Job", "a", "{\"v\":2}"));
             let mut later = Batch::default();
             later.delete("Pod", "default", "p1", 5);
             batch.append(later);
-            store.commit(batch).unwrap();
+            store.commit(&batch).unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(

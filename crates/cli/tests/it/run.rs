@@ -5,25 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn job(name: &str, spec: &str, command: &str) -> String {
-    format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {name}
-spec:
-{spec}
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          command: ["sh", "-c", {command:?}]
-"#
-    )
-}
-
 fn on_failure(manifest: String) -> String {
     manifest.replace("restartPolicy: Never", "restartPolicy: OnFailure")
 }

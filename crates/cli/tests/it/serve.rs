@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{joblet, processes_with, scratch, Run};
+use crate::util::{job, joblet, processes_with, scratch, Run};
 
 /// A running `joblet serve` on a free port, stopped (SIGTERM) when dropped.
 pub struct Server {
@@ -144,25 +144,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-pub fn job(name: &str, spec: &str, script: &str) -> String {
-    format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {name}
-spec:
-{spec}
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          command: ["sh", "-c", {script:?}]
-"#
-    )
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {

@@ -130,3 +130,24 @@ pub fn numbers(path: &Path) -> Vec<i64> {
         .filter_map(|l| l.trim().parse().ok())
         .collect()
 }
+
+/// A one-container Job (`restartPolicy: Never`) running `script` under `sh -c`; `spec`
+/// holds indented extra spec lines.
+pub fn job(name: &str, spec: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", {script:?}]
+"#
+    )
+}
