@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
-use joblet_driver::{admit, Engine, EngineConfig, Settled};
+use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
+use joblet_runtime::SupervisorCommand;
 
 /// Exit statuses of `joblet run`, documented in the README.
 mod exit {
@@ -39,6 +41,21 @@ enum Command {
     Run(RunArgs),
     /// Serve the Kubernetes API for Jobs over HTTPS, for kubectl and client libraries.
     Serve(ServeArgs),
+    /// The pods' supervisor of a state directory, started by `run` and `serve`.
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(clap::Args)]
+struct SuperviseArgs {
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    backoff_base: Duration,
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    backoff_max: Duration,
+    #[arg(long)]
+    logs: bool,
 }
 
 #[derive(clap::Args)]
@@ -101,21 +118,81 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Serve(args) => ExitCode::from(serve(args)),
+        Command::Supervise(args) => ExitCode::from(supervise(args)),
+    }
+}
+
+fn backoff(base: Duration, max: Duration) -> BackoffConfig {
+    BackoffConfig {
+        base_ms: base.as_millis() as i64,
+        max_ms: max.as_millis() as i64,
+    }
+}
+
+/// How `run` and `serve` start the supervisor of their state directory: this program.
+fn supervisor_command(
+    state_dir: &std::path::Path,
+    base: Duration,
+    max: Duration,
+    logs: bool,
+) -> Result<SupervisorCommand, String> {
+    let program = std::env::current_exe().map_err(|e| format!("error: finding joblet: {e}"))?;
+    let mut args = vec![
+        "supervise".to_string(),
+        "--state-dir".to_string(),
+        state_dir.display().to_string(),
+        format!("--backoff-base={}ms", base.as_millis()),
+        format!("--backoff-max={}ms", max.as_millis()),
+    ];
+    if logs {
+        args.push("--logs".to_string());
+    }
+    Ok(SupervisorCommand {
+        program,
+        args,
+        log: state_dir.join("supervisor.log"),
+        inherit_stdout: logs,
+    })
+}
+
+fn supervise(args: SuperviseArgs) -> u8 {
+    let backoff = backoff(args.backoff_base, args.backoff_max);
+    let config = joblet_driver::runtime_config(&args.state_dir, &backoff, args.logs);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("joblet supervise: starting the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    match runtime.block_on(joblet_runtime::supervise(&args.state_dir, config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("joblet supervise: {}: {e}", args.state_dir.display());
+            exit::FAILED
+        }
     }
 }
 
 fn serve(args: ServeArgs) -> u8 {
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| state_home().join("joblet").join("server"));
+    let supervisor =
+        match supervisor_command(&state_dir, args.backoff_base, args.backoff_max, false) {
+            Ok(command) => command,
+            Err(message) => {
+                eprintln!("{message}");
+                return exit::FAILED;
+            }
+        };
     let config = joblet_server::ServeConfig {
-        state_dir: args
-            .state_dir
-            .unwrap_or_else(|| state_home().join("joblet").join("server")),
+        state_dir,
         listen: args.listen,
-        backoff: BackoffConfig {
-            base_ms: args.backoff_base.as_millis() as i64,
-            max_ms: args.backoff_max.as_millis() as i64,
-        },
+        backoff: backoff(args.backoff_base, args.backoff_max),
         log_retention: args.log_retention,
         event_ttl: args.event_ttl,
+        supervisor,
     };
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     runtime.block_on(async {
@@ -152,7 +229,8 @@ fn read_input(file: &str) -> Result<String, String> {
 }
 
 /// Parses and validates every Job before anything runs: all or nothing.
-fn admit_all(args: &RunArgs) -> Result<Vec<joblet_api::ValidJob>, String> {
+/// The manifest's Jobs, each checked as the API server would on create.
+fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
     let text = read_input(&args.file)?;
     let source = if args.file == "-" {
         "stdin"
@@ -172,18 +250,18 @@ fn admit_all(args: &RunArgs) -> Result<Vec<joblet_api::ValidJob>, String> {
                 spec.suspend = Some(false);
             }
         }
-        match admit(job) {
-            Ok(job) => valid.push(job),
+        match admit(job.clone()) {
+            Ok(admitted) => valid.push((job, admitted)),
             Err(invalid) => errors.push(format!("error: {invalid}")),
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for job in &valid {
-        if !seen.insert((job.namespace().to_string(), job.name().to_string())) {
-            errors.push(format!(
-                "error: Job {:?} appears twice in {source}",
-                job.name()
-            ));
+    for (job, _) in &valid {
+        let meta = &job.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or_default();
+        if !seen.insert((namespace, name)) {
+            errors.push(format!("error: Job {name:?} appears twice in {source}"));
         }
     }
     if errors.is_empty() {
@@ -221,15 +299,27 @@ fn run(args: RunArgs) -> u8 {
         }
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let resuming = state_dir.join("state.db").exists();
+    // A run directory named by the user can be resumed: its pods outlive this process.
+    let supervisor = match &args.state_dir {
+        Some(dir) => {
+            match supervisor_command(dir, args.backoff_base, args.backoff_max, args.logs) {
+                Ok(command) => Some(command),
+                Err(message) => {
+                    eprintln!("{message}");
+                    return exit::FAILED;
+                }
+            }
+        }
+        None => None,
+    };
     let config = EngineConfig {
         state_dir,
-        backoff: BackoffConfig {
-            base_ms: args.backoff_base.as_millis() as i64,
-            max_ms: args.backoff_max.as_millis() as i64,
-        },
+        backoff: backoff(args.backoff_base, args.backoff_max),
         stream_logs: args.logs,
         keep_running: false,
         event_ttl: None,
+        supervisor,
     };
     let view = if args.output.is_some() {
         display::View::Quiet
@@ -249,7 +339,8 @@ fn run(args: RunArgs) -> u8 {
         }
     };
     runtime.block_on(async move {
-        let display = display::Display::new(view, &jobs);
+        let admitted: Vec<ValidJob> = jobs.iter().map(|(_, valid)| valid.clone()).collect();
+        let display = display::Display::new(view, &admitted);
         let mut engine = match Engine::open(config, display.observer()) {
             Ok(engine) => engine,
             Err(e) => {
@@ -257,11 +348,25 @@ fn run(args: RunArgs) -> u8 {
                 return exit::FAILED;
             }
         };
-        eprintln!("run directory: {}", engine.state_dir().display());
-        for job in jobs {
-            if let Err(e) = engine.create(job) {
+        if resuming {
+            if let Err(e) = engine.recover() {
                 eprintln!("error: {e}");
-                return exit::INVALID;
+                return exit::FAILED;
+            }
+        }
+        eprintln!("run directory: {}", engine.state_dir().display());
+        for (job, _) in jobs {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            match engine.create_or_resume(job) {
+                Ok(Admission::Created) => {}
+                Ok(Admission::Resumed) => eprintln!("job {name}: resumed"),
+                Ok(Admission::Updated) => {
+                    eprintln!("job {name}: resumed, with the manifest's changes")
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::INVALID;
+                }
             }
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

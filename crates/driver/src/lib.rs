@@ -19,7 +19,7 @@ use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
-use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig};
+use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
 use joblet_store::{Batch, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub keep_running: bool,
     /// How long events are kept (the API server's `--event-ttl`); `None`: for good.
     pub event_ttl: Option<Duration>,
+    /// Pods run under a supervisor process started so, which outlives the engine (else
+    /// they are the engine's children and end with it).
+    pub supervisor: Option<SupervisorCommand>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +57,6 @@ pub enum EngineError {
     Invalid(#[from] Invalid),
     #[error("state database: {0}")]
     Write(String),
-    #[error("job {namespace}/{name} already exists in state directory {dir}")]
-    AlreadyExists {
-        namespace: String,
-        name: String,
-        dir: String,
-    },
 }
 
 /// What the engine tells whoever watches it (the CLI's progress view or event lines).
@@ -108,6 +105,17 @@ struct JobEntry {
     unwritten_pods: HashSet<String>,
 }
 
+/// What [`Engine::create_or_resume`] did with a manifest's Job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Created,
+    /// The state directory held the same Job: it goes on.
+    Resumed,
+    /// The state directory held the Job with other values of its mutable fields
+    /// (parallelism, suspend, deadlines...): it goes on with the manifest's.
+    Updated,
+}
+
 /// How the engine stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settled {
@@ -137,6 +145,9 @@ pub struct Engine {
     commands: Option<mpsc::UnboundedReceiver<commands::Command>>,
     batch: Batch,
     to_start: Vec<Pod>,
+    /// Pods whose final status is in `batch`: the supervisor may forget them once it is
+    /// committed.
+    to_acknowledge: Vec<JobKey>,
     observer: Box<dyn FnMut(Notice) + Send>,
 }
 
@@ -154,15 +165,12 @@ impl Engine {
         let store = Store::open(&config.state_dir.join("state.db"))?;
         let clock = Arc::new(SystemClock);
         let (tx, updates) = mpsc::unbounded_channel();
-        // The kubelet's crash-loop back-off (10 s to 5 min) scales with the controller's
-        // (10 s to 10 min): the same base, half the cap.
-        let runtime_config = RuntimeConfig {
-            log_dir: config.state_dir.join("logs"),
-            restart_backoff_base: Duration::from_millis(config.backoff.base_ms as u64),
-            restart_backoff_max: Duration::from_millis(config.backoff.max_ms as u64 / 2),
-            stream_logs: config.stream_logs,
-        };
-        let runtime = Runtime::new(runtime_config, clock.clone(), tx).map_err(dir_error)?;
+        let runtime_config = runtime_config(&config.state_dir, &config.backoff, config.stream_logs);
+        let runtime = match &config.supervisor {
+            Some(command) => Runtime::supervised(&config.state_dir, command.clone(), tx),
+            None => Runtime::new(runtime_config, clock.clone(), tx),
+        }
+        .map_err(dir_error)?;
         let next_resource_version = store.resource_version();
         let store = Arc::new(Mutex::new(store));
         let writer = writer::Writer::start(store.clone(), runtime.clone());
@@ -183,6 +191,7 @@ impl Engine {
             commands: None,
             batch: Batch::default(),
             to_start: Vec::new(),
+            to_acknowledge: Vec::new(),
             observer,
         })
     }
@@ -191,27 +200,40 @@ impl Engine {
         &self.config.state_dir
     }
 
-    /// Stores an admitted Job; the controller picks it up on the next [`Engine::run`].
-    pub fn create(&mut self, job: ValidJob) -> Result<(), EngineError> {
-        let key = (job.namespace().to_string(), job.name().to_string());
-        let exists = self.jobs.contains_key(&key)
-            || self
-                .store
-                .lock()
-                .expect("store")
-                .list(KIND_JOB)?
-                .iter()
-                .any(|r| r.namespace == key.0 && r.name == key.1);
-        if exists {
-            return Err(EngineError::AlreadyExists {
-                namespace: key.0,
-                name: key.1,
-                dir: self.config.state_dir.display().to_string(),
-            });
+    /// Stores a Job read from a manifest (prepared as on create); the controller picks it
+    /// up on the next [`Engine::run`]. If the state directory already holds a Job of that
+    /// name, a run is being resumed: the manifest is applied to it as an update, so its
+    /// counted pods stay counted, and a change to an immutable field (the pod template, for
+    /// one) is refused with the API server's error.
+    pub fn create_or_resume(&mut self, job: Job) -> Result<Admission, EngineError> {
+        let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
+        let key = (
+            namespace.to_string(),
+            job.metadata.name.clone().unwrap_or_default(),
+        );
+        let Some(entry) = self.jobs.get_mut(&key) else {
+            let valid = admit(job)?;
+            self.insert_new_job(key, valid);
+            self.flush();
+            self.writer.barrier().map_err(EngineError::Write)?;
+            return Ok(Admission::Created);
+        };
+        let stored = job_object(entry);
+        let mut new = job;
+        let created = stored.metadata.creation_timestamp.as_ref();
+        let created = created.map_or_else(|| self.clock.now_timestamp(), |t| t.0);
+        prepare_for_create(&mut new, entry.job.uid(), created);
+        joblet_api::prepare_for_update(&stored, &mut new);
+        let valid = joblet_api::validate_job_update(&stored, &new)?;
+        if valid.object().spec == entry.job.object().spec {
+            return Ok(Admission::Resumed);
         }
-        self.insert_new_job(key, job);
+        entry.job = valid;
+        entry.dirty = true;
+        entry.unwritten = true;
         self.flush();
-        self.writer.barrier().map_err(EngineError::Write)
+        self.writer.barrier().map_err(EngineError::Write)?;
+        Ok(Admission::Updated)
     }
 
     fn insert_new_job(&mut self, key: JobKey, job: ValidJob) {
@@ -470,6 +492,9 @@ impl Engine {
     /// A status change reported by the runtime (the node's kubelet).
     fn apply_update(&mut self, update: PodUpdate) {
         let pod_key = (update.namespace, update.name);
+        if matches!(update.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            self.to_acknowledge.push(pod_key.clone());
+        }
         let Some(job_key) = self.pod_owner.get(&pod_key).cloned() else {
             self.apply_loose_update(pod_key, update.status);
             return;
@@ -527,10 +552,24 @@ impl Engine {
             }
         }
         self.next_resource_version = rv;
+        let mut acks: Vec<writer::Ack> = Vec::new();
+        if !self.to_acknowledge.is_empty() {
+            let (runtime, pods) = (
+                self.runtime.clone(),
+                std::mem::take(&mut self.to_acknowledge),
+            );
+            acks.push(Box::new(move |committed| {
+                if committed.is_ok() {
+                    for (namespace, name) in pods {
+                        runtime.acknowledge(&namespace, &name);
+                    }
+                }
+            }));
+        }
         self.writer.submit(
             std::mem::take(&mut self.batch),
             std::mem::take(&mut self.to_start),
-            Vec::new(),
+            acks,
         );
     }
 
@@ -599,6 +638,22 @@ impl Engine {
             let rv = self.next_resource_version();
             self.batch.delete(KIND_EVENT, &namespace, &name, rv);
         }
+    }
+}
+
+/// How pods of a state directory run, for an engine or its supervisor. The kubelet's
+/// crash-loop back-off (10 s to 5 min) scales with the controller's (10 s to 10 min): the
+/// same base, half the cap.
+pub fn runtime_config(
+    state_dir: &Path,
+    backoff: &BackoffConfig,
+    stream_logs: bool,
+) -> RuntimeConfig {
+    RuntimeConfig {
+        log_dir: state_dir.join("logs"),
+        restart_backoff_base: Duration::from_millis(backoff.base_ms as u64),
+        restart_backoff_max: Duration::from_millis(backoff.max_ms as u64 / 2),
+        stream_logs,
     }
 }
 

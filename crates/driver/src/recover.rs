@@ -3,21 +3,12 @@
 use std::collections::{HashMap, HashSet};
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, Namespace, Pod, PodCondition,
-};
+use joblet_api::k8s_openapi::api::core::v1::{Namespace, Pod};
 use joblet_api::validate_job;
 use joblet_core::{BackoffRecord, JobState, PodView, Status, Time};
-use joblet_runtime::Disruption;
 
 use crate::objects::{pod_record, ControllerState, KIND_CONTROLLER};
 use crate::{Engine, EngineError, JobEntry, JobKey, PodEntry, KIND_JOB, KIND_NAMESPACE, KIND_POD};
-
-/// What a node that lost its pods records (reason as the kubelet's, see README).
-const PROCESSES_LOST: Disruption = Disruption {
-    reason: "TerminationByKubelet",
-    message: "joblet stopped while the pod was running; its processes were lost",
-};
 
 impl Engine {
     /// Loads every stored Namespace and Job with its pods, so that the controller goes on
@@ -102,12 +93,24 @@ impl Engine {
                 continue;
             };
             let mut view = PodView::from_pod(&pod);
-            let lost = !view.phase.is_terminal();
+            let unfinished = !view.phase.is_terminal();
+            let (namespace, name) = (record.namespace.as_str(), record.name.as_str());
+            // Running on under the supervisor, or ended while nobody watched: its reports
+            // are on their way.
+            let adopted = unfinished && self.runtime.adopted(namespace, name);
+            let lost =
+                unfinished && !adopted && (self.config.supervisor.is_none() || started(&pod));
             if lost {
-                mark_lost(&mut pod, now);
+                let status = pod.status.get_or_insert_with(Default::default);
+                joblet_runtime::mark_lost(status, &now.to_wire());
                 view = PodView::from_pod(&pod);
                 let rv = self.next_resource_version();
                 self.batch.put(pod_record(&pod, rv));
+            } else if unfinished && !adopted {
+                // Recorded, and the engine stopped before handing it over: it starts now,
+                // once.
+                self.runtime.reserve(namespace, name);
+                self.to_start.push(pod.clone());
             }
             let owner = pod
                 .metadata
@@ -117,7 +120,7 @@ impl Engine {
                 .find_map(|owner| owners.get(&owner.uid))
                 .cloned();
             let Some(job_key) = owner else { continue };
-            if !view.tracked && !lost {
+            if !view.tracked && !unfinished {
                 // Finished and counted: only the store keeps it.
                 continue;
             }
@@ -134,56 +137,7 @@ impl Engine {
     }
 }
 
-/// The pod's processes were the engine's that stopped: any still running are ended (a
-/// killed engine leaves them running unwatched), and the pod is recorded as failed.
-fn mark_lost(pod: &mut Pod, now: Time) {
-    let status = pod.status.get_or_insert_with(Default::default);
-    let containers = status.container_statuses.iter().flatten();
-    for container in containers.chain(status.init_container_statuses.iter().flatten()) {
-        let running = container.state.as_ref().and_then(|s| s.running.as_ref());
-        if let (Some(id), Some(started)) = (
-            container.container_id.as_deref(),
-            running.and_then(|r| r.started_at.as_ref()),
-        ) {
-            joblet_runtime::kill_leftover(id, started.0);
-        }
-    }
-    status.phase = Some("Failed".to_string());
-    for container in status.container_statuses.iter_mut().flatten() {
-        if container
-            .state
-            .as_ref()
-            .is_some_and(|s| s.terminated.is_some())
-        {
-            continue;
-        }
-        // What the kubelet reports for a container it cannot find any more.
-        container.ready = false;
-        container.state = Some(ContainerState {
-            terminated: Some(ContainerStateTerminated {
-                exit_code: 137,
-                reason: Some("ContainerStatusUnknown".to_string()),
-                message: Some(
-                    "The container could not be located when the pod was terminated".to_string(),
-                ),
-                finished_at: Some(now.to_wire()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
-    for condition in conditions.iter_mut() {
-        if condition.type_ == "Ready" || condition.type_ == "ContainersReady" {
-            condition.status = "False".to_string();
-        }
-    }
-    conditions.push(PodCondition {
-        type_: "DisruptionTarget".to_string(),
-        status: "True".to_string(),
-        reason: Some(PROCESSES_LOST.reason.to_string()),
-        message: Some(PROCESSES_LOST.message.to_string()),
-        last_transition_time: Some(now.to_wire()),
-        ..Default::default()
-    });
+/// Whether a supervisor ever reported the pod: it then has a start time.
+fn started(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|s| s.start_time.is_some())
 }

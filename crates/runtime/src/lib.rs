@@ -8,7 +8,10 @@
 mod container;
 pub mod env;
 mod leftover;
+mod lost;
 mod reaper;
+mod supervised;
+mod supervisor;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +26,11 @@ use tokio::task::JoinSet;
 
 use container::{run_container, ContainerContext, Outcome};
 pub use leftover::kill_leftover;
+pub use lost::mark_lost;
 pub use reaper::Exit;
 use reaper::Reaper;
+pub use supervised::SupervisorCommand;
+pub use supervisor::supervise;
 
 /// The wall clock, given by whoever owns time (the driver), so tests can fake it.
 pub trait Clock: Send + Sync {
@@ -91,20 +97,125 @@ struct Shared {
     pods: Mutex<HashMap<(String, String), StopSender>>,
 }
 
+/// Where pods run: in this process, or under a supervisor process that outlives it.
 #[derive(Clone)]
-pub struct Runtime {
-    shared: Arc<Shared>,
+pub struct Runtime(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    InProcess(Local),
+    Supervised(Arc<supervised::Client>),
 }
 
 impl Runtime {
-    /// Must be called within a Tokio runtime, where the pods' tasks will run.
+    /// Pods as children of this process: they end with it. Must be called within a Tokio
+    /// runtime, where the pods' tasks will run.
     pub fn new(
         config: RuntimeConfig,
         clock: Arc<dyn Clock>,
         updates: mpsc::UnboundedSender<PodUpdate>,
     ) -> std::io::Result<Self> {
+        Ok(Runtime(Backend::InProcess(Local::new(
+            config, clock, updates,
+        )?)))
+    }
+
+    /// Pods under the supervisor of `dir` (started with `command` if none runs), which
+    /// outlives this process. The pods it already holds are reported first, as updates;
+    /// [`Runtime::adopted`] tells which they were.
+    pub fn supervised(
+        dir: &Path,
+        command: SupervisorCommand,
+        updates: mpsc::UnboundedSender<PodUpdate>,
+    ) -> std::io::Result<Self> {
+        let client = supervised::Client::connect(dir, command, updates)?;
+        Ok(Runtime(Backend::Supervised(client)))
+    }
+
+    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one. May be
+    /// called from any thread.
+    pub fn start(&self, pod: Pod) {
+        match &self.0 {
+            Backend::InProcess(local) => local.start(pod),
+            Backend::Supervised(client) => client.start(pod),
+        }
+    }
+
+    /// Announces a pod that will be started: a stop requested before its start is kept,
+    /// and the pod then never runs. Counts as running until started and ended, or forgotten.
+    pub fn reserve(&self, namespace: &str, name: &str) {
+        match &self.0 {
+            Backend::InProcess(local) => {
+                local.reserve(namespace, name);
+            }
+            Backend::Supervised(client) => client.reserve(namespace, name),
+        }
+    }
+
+    /// Drops a reserved pod that will not be started after all.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        match &self.0 {
+            Backend::InProcess(local) => local.forget(namespace, name),
+            Backend::Supervised(client) => client.forget(namespace, name),
+        }
+    }
+
+    /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
+    /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). A `disruption`
+    /// adds the `DisruptionTarget` condition to the pod's final status. Unknown or already
+    /// finished pods are ignored.
+    pub fn stop(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        disruption: Option<Disruption>,
+    ) {
+        match &self.0 {
+            Backend::InProcess(local) => local.stop(namespace, name, grace, disruption),
+            Backend::Supervised(client) => client.stop(namespace, name, grace, disruption),
+        }
+    }
+
+    /// The pod's final status is recorded for good: a supervisor may forget it.
+    pub fn acknowledge(&self, namespace: &str, name: &str) {
+        if let Backend::Supervised(client) = &self.0 {
+            client.acknowledge(namespace, name);
+        }
+    }
+
+    /// Whether the supervisor held this pod when this runtime connected to it: a pod that
+    /// ran on while no engine watched, or finished then.
+    pub fn adopted(&self, namespace: &str, name: &str) -> bool {
+        match &self.0 {
+            Backend::InProcess(_) => false,
+            Backend::Supervised(client) => client.adopted(namespace, name),
+        }
+    }
+
+    /// Pods whose processes have not all ended yet.
+    pub fn running(&self) -> usize {
+        match &self.0 {
+            Backend::InProcess(local) => local.running(),
+            Backend::Supervised(client) => client.running(),
+        }
+    }
+}
+
+/// Pods run by this process's own tasks; also what a supervisor runs.
+#[derive(Clone)]
+pub(crate) struct Local {
+    shared: Arc<Shared>,
+}
+
+impl Local {
+    pub(crate) fn new(
+        config: RuntimeConfig,
+        clock: Arc<dyn Clock>,
+        updates: mpsc::UnboundedSender<PodUpdate>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.log_dir)?;
-        Ok(Runtime {
+        Ok(Local {
             shared: Arc::new(Shared {
                 config,
                 handle: tokio::runtime::Handle::current(),
@@ -116,9 +227,7 @@ impl Runtime {
         })
     }
 
-    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one. May be
-    /// called from any thread.
-    pub fn start(&self, pod: Pod) {
+    pub(crate) fn start(&self, pod: Pod) {
         let key = pod_key(&pod);
         let stop_tx = self.reserve(&key.0, &key.1);
         let stop_rx = stop_tx.subscribe();
@@ -128,9 +237,7 @@ impl Runtime {
             .spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
     }
 
-    /// Announces a pod that will be started: a stop requested before its start is kept,
-    /// and the pod then never runs. Counts as running until started and ended, or forgotten.
-    pub fn reserve(&self, namespace: &str, name: &str) -> StopSender {
+    pub(crate) fn reserve(&self, namespace: &str, name: &str) -> StopSender {
         let key = (namespace.to_string(), name.to_string());
         self.shared
             .pods
@@ -141,17 +248,12 @@ impl Runtime {
             .clone()
     }
 
-    /// Drops a reserved pod that will not be started after all.
-    pub fn forget(&self, namespace: &str, name: &str) {
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
         self.shared.pods.lock().expect("pod table").remove(&key);
     }
 
-    /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
-    /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). A `disruption`
-    /// adds the `DisruptionTarget` condition to the pod's final status. Unknown or already
-    /// finished pods are ignored.
-    pub fn stop(
+    pub(crate) fn stop(
         &self,
         namespace: &str,
         name: &str,
@@ -176,20 +278,8 @@ impl Runtime {
         }
     }
 
-    /// Pods whose processes have not all ended yet.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.shared.pods.lock().expect("pod table").len()
-    }
-
-    /// The log file of one run (`restart` = restart count) of a container.
-    pub fn log_path(&self, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {
-        log_path(
-            &self.shared.config.log_dir,
-            namespace,
-            pod,
-            container,
-            restart,
-        )
     }
 }
 

@@ -79,7 +79,8 @@ impl Harness {
     }
 
     fn log(&self, pod: &str, container: &str, restart: i32) -> String {
-        std::fs::read_to_string(self.runtime.log_path("default", pod, container, restart))
+        let dir = self.dir.path().join("logs");
+        std::fs::read_to_string(crate::log_path(&dir, "default", pod, container, restart))
             .unwrap_or_default()
     }
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use joblet_core::BackoffConfig;
 use joblet_driver::{Engine, EngineConfig, EngineError, Settled};
+use joblet_runtime::SupervisorCommand;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -38,6 +39,8 @@ pub struct ServeConfig {
     pub log_retention: Duration,
     /// How long events are kept (the API server's `--event-ttl`).
     pub event_ttl: Duration,
+    /// How to start the pods' supervisor, which outlives the server.
+    pub supervisor: SupervisorCommand,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +81,12 @@ fn lock_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ServeE
 }
 
 /// An engine for the API: its Jobs recovered from `state_dir`, a cache fed by its writer.
+/// Pods run under `supervisor` if given, else as the engine's children.
 pub fn open_engine(
     state_dir: &Path,
     backoff: BackoffConfig,
     event_ttl: Duration,
+    supervisor: Option<SupervisorCommand>,
 ) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
     let config = EngineConfig {
         state_dir: state_dir.to_path_buf(),
@@ -89,6 +94,7 @@ pub fn open_engine(
         stream_logs: false,
         keep_running: true,
         event_ttl: Some(event_ttl),
+        supervisor,
     };
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
@@ -119,8 +125,12 @@ pub async fn serve(
     })?;
     let credentials = tls::load_or_create(&config.state_dir, address)?;
     let tls = TlsAcceptor::from(tls::server_config(&credentials)?);
-    let (mut engine, cache, handle) =
-        open_engine(&config.state_dir, config.backoff, config.event_ttl)?;
+    let (mut engine, cache, handle) = open_engine(
+        &config.state_dir,
+        config.backoff,
+        config.event_ttl,
+        Some(config.supervisor.clone()),
+    )?;
     let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
     let state = Arc::new(AppState {
         cache,

@@ -23,8 +23,13 @@ impl App {
             base_ms: 100,
             max_ms: 1000,
         };
-        let (mut engine, cache, handle) =
-            open_engine(dir.path(), backoff, std::time::Duration::from_secs(3600)).unwrap();
+        let (mut engine, cache, handle) = open_engine(
+            dir.path(),
+            backoff,
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .unwrap();
         let (_stop, stop_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let _keep_open = _stop;

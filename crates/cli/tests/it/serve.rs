@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{job, joblet, processes_with, scratch, Run};
+use crate::util::{assert_none_left, job, joblet, processes_with, scratch, Run};
 
 /// A running `joblet serve` on a free port, stopped (SIGTERM) when dropped.
 pub struct Server {
@@ -870,10 +870,46 @@ fn kubectl_create_job_and_namespace_from_the_command_line() {
 }
 
 #[test]
-fn a_restart_after_sigkill_ends_the_pods_the_killed_server_left() {
+fn pods_outlive_a_killed_server_and_the_next_one_adopts_them() {
     let dir = scratch();
     let state = dir.path().join("state");
     let mut server = Server::start(dir.path());
+    let marker = format!("adopted-marker-{}", std::process::id());
+    server.apply(&job(
+        "adopted",
+        "  backoffLimit: 0",
+        &format!(
+            "echo run >> {dir}/runs; export MARK={marker}; echo started; sleep 1.5; echo finished",
+            dir = dir.path().display()
+        ),
+    ));
+    wait_for("the pod running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty()
+    });
+    server.kill();
+    let mut server = Server::start_in(dir.path(), &state);
+    server.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/adopted",
+        "--timeout=30s",
+    ]);
+    let job = server.json(&["get", "job", "adopted"]);
+    assert_eq!(job["status"]["succeeded"], 1);
+    assert_eq!(job["status"].get("failed"), None, "{job}");
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    assert_eq!(runs, "run\n", "the pod ran once");
+    assert_eq!(server.ok(&["logs", "job/adopted"]), "started\nfinished\n");
+    // Once the server stops, so does the supervisor: nothing is left behind.
+    assert_eq!(server.stop(), Some(0));
+    assert_none_left(&state.display().to_string());
+}
+
+#[test]
+fn a_killed_supervisor_fails_its_pods_as_a_failed_node_does() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let server = Server::start(dir.path());
     let marker = format!("orphan-marker-{}", std::process::id());
     server.apply(&job(
         "orphaned",
@@ -886,19 +922,39 @@ fn a_restart_after_sigkill_ends_the_pods_the_killed_server_left() {
     wait_for("the pod running", Duration::from_secs(10), || {
         !processes_with(&marker).is_empty()
     });
-    server.kill();
-    assert!(
-        !processes_with(&marker).is_empty(),
-        "a killed server leaves its pods running"
-    );
-    let server = Server::start_in(dir.path(), &state);
-    wait_for("the leftover pod ended", Duration::from_secs(10), || {
-        processes_with(&marker).is_empty()
-    });
+    let supervisor: Vec<i32> = processes_with(&state.display().to_string())
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|arg| arg == b"supervise")
+        })
+        .collect();
+    assert_eq!(supervisor.len(), 1, "one supervisor per state directory");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_none_left(&marker);
     server.ok(&[
         "wait",
         "--for=condition=complete",
         "job/orphaned",
         "--timeout=30s",
     ]);
+    let job = server.json(&["get", "job", "orphaned"]);
+    assert_eq!(job["status"]["failed"], 1);
+    let pods = server.json(&["get", "pods", "-l", "job-name=orphaned"]);
+    let lost = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["status"]["phase"] == "Failed")
+        .expect("the lost pod is recorded failed");
+    let disrupted = lost["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "DisruptionTarget" && c["status"] == "True");
+    assert!(disrupted, "{lost}");
 }

@@ -1,0 +1,345 @@
+//! The engine's side of the supervisor: the runtime's calls become requests on the
+//! supervisor's socket, its reports become [`PodUpdate`]s. If the supervisor dies, a new
+//! one is started; pods the old one ran and the new one does not know of are recorded
+//! lost (failed, with `DisruptionTarget`), as a failed node's are.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::mpsc;
+
+use crate::supervisor::{
+    is_terminal, restore_finish_times, socket_path, Report, Request, WireStop,
+};
+use crate::{mark_lost, Disruption, PodUpdate};
+
+/// How long a supervisor that was just started may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to start the supervisor: this program, with these arguments (it must call
+/// [`crate::supervise`] on the same directory).
+#[derive(Clone, Debug)]
+pub struct SupervisorCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Where its standard error goes.
+    pub log: PathBuf,
+    /// Its standard output is the caller's (for streamed logs), else none.
+    pub inherit_stdout: bool,
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct PodSlot {
+    /// Handed to the supervisor (else only reserved).
+    started: bool,
+    /// A stop asked for before the start.
+    stop: Option<WireStop>,
+    /// The last status the supervisor reported.
+    last: Option<PodStatus>,
+}
+
+struct Connection {
+    stream: UnixStream,
+    /// What the supervisor held when this connection began.
+    adopted: HashSet<Key>,
+}
+
+pub(crate) struct Client {
+    dir: PathBuf,
+    command: SupervisorCommand,
+    updates: mpsc::UnboundedSender<PodUpdate>,
+    pods: Mutex<HashMap<Key, PodSlot>>,
+    connection: Mutex<Connection>,
+}
+
+impl Client {
+    pub(crate) fn connect(
+        dir: &Path,
+        command: SupervisorCommand,
+        updates: mpsc::UnboundedSender<PodUpdate>,
+    ) -> std::io::Result<Arc<Client>> {
+        let (stream, reader, adopted) = open(dir, &command)?;
+        let client = Arc::new(Client {
+            dir: dir.to_path_buf(),
+            command,
+            updates,
+            pods: Mutex::new(HashMap::new()),
+            connection: Mutex::new(Connection {
+                stream,
+                adopted: HashSet::new(),
+            }),
+        });
+        client.take_sync(adopted);
+        let reading = client.clone();
+        std::thread::Builder::new()
+            .name("joblet-supervised".to_string())
+            .spawn(move || reading.read_forever(reader))?;
+        Ok(client)
+    }
+
+    /// Takes the pods a (new) supervisor holds, as this client's.
+    fn take_sync(&self, sync: Vec<PodUpdate>) {
+        let mut pods = self.pods.lock().expect("pod table");
+        let mut adopted = HashSet::new();
+        for update in sync {
+            let key = (update.namespace.clone(), update.name.clone());
+            adopted.insert(key.clone());
+            if !is_terminal(&update.status) {
+                let slot = pods.entry(key).or_default();
+                slot.started = true;
+                slot.last = Some(update.status.clone());
+            }
+            let _ = self.updates.send(update);
+        }
+        self.connection.lock().expect("connection").adopted = adopted;
+    }
+
+    fn send(&self, request: &Request) {
+        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        line.push(b'\n');
+        // A failed write means the supervisor died: the reader sees it and recovers.
+        let _ = self
+            .connection
+            .lock()
+            .expect("connection")
+            .stream
+            .write_all(&line);
+    }
+
+    pub(crate) fn start(&self, pod: Pod) {
+        let namespace = pod.metadata.namespace.clone().unwrap_or("default".into());
+        let key = (namespace, pod.metadata.name.clone().unwrap_or_default());
+        let mut pods = self.pods.lock().expect("pod table");
+        let slot = pods.entry(key).or_default();
+        slot.started = true;
+        let request = Request::Start {
+            pod: Box::new(pod),
+            stop: slot.stop,
+        };
+        // Sent under the table's lock: a stop cannot overtake the start.
+        self.send(&request);
+    }
+
+    pub(crate) fn reserve(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.pods.lock().expect("pod table").entry(key).or_default();
+    }
+
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.pods.lock().expect("pod table").remove(&key);
+    }
+
+    pub(crate) fn stop(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        disruption: Option<Disruption>,
+    ) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut pods = self.pods.lock().expect("pod table");
+        let Some(slot) = pods.get_mut(&key) else {
+            return;
+        };
+        let stop = WireStop::new(grace, disruption);
+        if slot.started {
+            self.send(&Request::Stop {
+                namespace: key.0,
+                name: key.1,
+                stop,
+            });
+        } else {
+            slot.stop = Some(slot.stop.map_or(stop, |earlier| earlier.merge(stop)));
+        }
+    }
+
+    pub(crate) fn acknowledge(&self, namespace: &str, name: &str) {
+        self.send(&Request::Acknowledge {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        });
+    }
+
+    pub(crate) fn adopted(&self, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        self.connection
+            .lock()
+            .expect("connection")
+            .adopted
+            .contains(&key)
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.pods.lock().expect("pod table").len()
+    }
+
+    fn read_forever(self: Arc<Client>, mut reader: BufReader<UnixStream>) {
+        loop {
+            while let Some(report) = read_report(&mut reader) {
+                if let Some(update) = pod_update(report) {
+                    self.report(update);
+                }
+            }
+            // The supervisor died. A new one knows the ends it recorded; the rest are lost.
+            match open(&self.dir, &self.command) {
+                Ok((stream, next, sync)) => {
+                    self.connection.lock().expect("connection").stream = stream;
+                    let known: HashSet<Key> = sync
+                        .iter()
+                        .map(|u| (u.namespace.clone(), u.name.clone()))
+                        .collect();
+                    self.take_sync(sync);
+                    self.lose_started(|key| !known.contains(key));
+                    reader = next;
+                }
+                Err(error) => {
+                    eprintln!("joblet: the pod supervisor cannot be restarted: {error}");
+                    self.lose_started(|_| true);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Passes on a status; a final one takes the pod out of the table, under its lock, so
+    /// whoever sees nothing running finds the report queued.
+    fn report(&self, update: PodUpdate) {
+        let key = (update.namespace.clone(), update.name.clone());
+        let mut pods = self.pods.lock().expect("pod table");
+        if is_terminal(&update.status) {
+            pods.remove(&key);
+        } else if let Some(slot) = pods.get_mut(&key) {
+            slot.last = Some(update.status.clone());
+        }
+        let _ = self.updates.send(update);
+    }
+
+    fn lose_started(&self, lost: impl Fn(&Key) -> bool) {
+        let now = Time(crate::supervisor::now());
+        let mut pods = self.pods.lock().expect("pod table");
+        let keys: Vec<Key> = pods
+            .iter()
+            .filter(|(key, slot)| slot.started && lost(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            let slot = pods.remove(&key).expect("listed");
+            let mut status = slot.last.unwrap_or_default();
+            mark_lost(&mut status, &now);
+            let _ = self.updates.send(PodUpdate {
+                namespace: key.0,
+                name: key.1,
+                status,
+            });
+        }
+    }
+}
+
+fn pod_update(report: Report) -> Option<PodUpdate> {
+    match report {
+        Report::Update {
+            namespace,
+            name,
+            mut status,
+            finished_at,
+        } => {
+            restore_finish_times(&mut status, &finished_at);
+            Some(PodUpdate {
+                namespace,
+                name,
+                status: *status,
+            })
+        }
+        Report::Synced => None,
+    }
+}
+
+/// The next report, or `None` once the supervisor is gone.
+fn read_report(reader: &mut BufReader<UnixStream>) -> Option<Report> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => match serde_json::from_str(&line) {
+                Ok(report) => return Some(report),
+                Err(error) => eprintln!("joblet: ignoring a supervisor report: {error}"),
+            },
+        }
+    }
+}
+
+/// Connects to the supervisor of `dir`, starting one if none listens, and reads what it
+/// holds.
+fn open(
+    dir: &Path,
+    command: &SupervisorCommand,
+) -> std::io::Result<(UnixStream, BufReader<UnixStream>, Vec<PodUpdate>)> {
+    let socket = socket_path(dir);
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut spawned: Option<std::process::Child> = None;
+    let stream = loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => {}
+        }
+        let exited = match spawned.as_mut() {
+            Some(child) => child.try_wait()?.is_some(),
+            None => true,
+        };
+        if exited {
+            // (Again, if the last one left just before we came: it found nobody.)
+            spawned = Some(spawn(command)?);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(child) = spawned {
+        // Reaped when it ends, so that it leaves no zombie behind while we run.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+    }
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut sync = Vec::new();
+    loop {
+        match read_report(&mut reader) {
+            Some(Report::Synced) => break,
+            Some(report) => sync.extend(pod_update(report)),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the pod supervisor closed the connection",
+                ))
+            }
+        }
+    }
+    Ok((stream, reader, sync))
+}
+
+/// Starts a supervisor in a process group of its own: a Ctrl-C meant for the engine does
+/// not reach it, nor its pods.
+fn spawn(command: &SupervisorCommand) -> std::io::Result<std::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&command.log)?;
+    let mut process = Command::new(&command.program);
+    process.args(&command.args).stdin(Stdio::null()).stderr(log);
+    if !command.inherit_stdout {
+        process.stdout(Stdio::null());
+    }
+    process.process_group(0).spawn()
+}

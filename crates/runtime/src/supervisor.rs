@@ -1,0 +1,383 @@
+//! The supervisor: one process per state directory that owns the pods' process groups and
+//! logs, as containerd does for a node, so that pods outlive the engine that asked for
+//! them. The engine talks to it over `DIR/supervisor.sock`, a line of JSON per message.
+//!
+//! A pod's final status is written to `DIR/exits/` before it is reported, and removed
+//! once the engine acknowledges that it recorded it: whatever dies in between, the next
+//! engine learns how the pod ended. The supervisor leaves once no engine is connected and
+//! no pod runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
+
+/// How long a new supervisor waits for the engine that started it.
+const FIRST_CLIENT_WAIT: Duration = Duration::from_secs(10);
+
+/// What the engine asks.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub(crate) enum Request {
+    /// Starts a pod; `stop` is a stop asked for before the start (the pod never runs).
+    Start {
+        pod: Box<Pod>,
+        stop: Option<WireStop>,
+    },
+    Stop {
+        namespace: String,
+        name: String,
+        stop: WireStop,
+    },
+    Acknowledge {
+        namespace: String,
+        name: String,
+    },
+}
+
+/// What the supervisor tells: every status change of its pods; on connection, first the
+/// last status of every pod it holds, then `Synced`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub(crate) enum Report {
+    Update {
+        namespace: String,
+        name: String,
+        status: Box<PodStatus>,
+        /// Containers' `finishedAt` in Unix nanoseconds: the API's times are whole
+        /// seconds, and the controller's back-off counts from the precise one.
+        #[serde(default)]
+        finished_at: Vec<i64>,
+    },
+    Synced,
+}
+
+/// The terminated containers' finish times (init containers first), in nanoseconds.
+fn finish_times(status: &PodStatus) -> Vec<i64> {
+    terminated_states(status)
+        .map(|finished| finished.map_or(0, |t| t.0.as_nanosecond() as i64))
+        .collect()
+}
+
+fn terminated_states(status: &PodStatus) -> impl Iterator<Item = Option<&Time>> {
+    let init = status.init_container_statuses.iter().flatten();
+    init.chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .map(|t| t.finished_at.as_ref())
+}
+
+/// Puts back the precise finish times of [`finish_times`] into a status read off the wire.
+pub(crate) fn restore_finish_times(status: &mut PodStatus, times: &[i64]) {
+    let init = status.init_container_statuses.iter_mut().flatten();
+    let terminated = init
+        .chain(status.container_statuses.iter_mut().flatten())
+        .filter_map(|c| c.state.as_mut()?.terminated.as_mut());
+    for (state, nanos) in terminated.zip(times) {
+        if let (Some(finished), Ok(precise)) = (
+            state.finished_at.as_mut(),
+            Timestamp::from_nanosecond(i128::from(*nanos)),
+        ) {
+            // Only a time that the wire rounded: a status edited since is left as it is.
+            if finished.0.as_second() == precise.as_second() {
+                finished.0 = precise;
+            }
+        }
+    }
+}
+
+/// A [`StopRequest`] on the wire; a disruption by its reason (the known ones only).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireStop {
+    grace_ms: Option<u64>,
+    disruption: Option<usize>,
+}
+
+const KNOWN_DISRUPTIONS: [Disruption; 2] = [Disruption::NODE_SHUTDOWN, Disruption::EVICTION];
+
+impl WireStop {
+    pub(crate) fn new(grace: Option<Duration>, disruption: Option<Disruption>) -> WireStop {
+        WireStop {
+            grace_ms: grace.map(|g| g.as_millis().min(u64::MAX as u128) as u64),
+            disruption: disruption.and_then(|d| KNOWN_DISRUPTIONS.iter().position(|k| *k == d)),
+        }
+    }
+
+    fn grace(self) -> Option<Duration> {
+        self.grace_ms.map(Duration::from_millis)
+    }
+
+    fn disruption(self) -> Option<Disruption> {
+        self.disruption
+            .and_then(|i| KNOWN_DISRUPTIONS.get(i).copied())
+    }
+
+    /// Merges a later stop into an earlier one, as the runtime does.
+    pub(crate) fn merge(self, later: WireStop) -> WireStop {
+        let merged = StopRequest {
+            grace: self.grace().unwrap_or(Duration::MAX),
+            disruption: self.disruption(),
+        };
+        let grace = merged.grace.min(later.grace().unwrap_or(Duration::MAX));
+        WireStop::new(
+            (grace != Duration::MAX).then_some(grace),
+            merged.disruption.or(later.disruption()),
+        )
+    }
+}
+
+pub(crate) fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("supervisor.sock")
+}
+
+fn exits_dir(dir: &Path) -> PathBuf {
+    dir.join("exits")
+}
+
+fn exit_path(dir: &Path, namespace: &str, name: &str) -> PathBuf {
+    // `_` cannot occur in Kubernetes names, so this cannot collide.
+    exits_dir(dir).join(format!("{namespace}_{name}.json"))
+}
+
+pub(crate) fn now() -> Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::new(now.as_secs() as i64, now.subsec_nanos() as i32).unwrap_or_default()
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+}
+
+type Key = (String, String);
+
+struct Supervisor {
+    dir: PathBuf,
+    runtime: Local,
+    updates: mpsc::UnboundedReceiver<PodUpdate>,
+    /// The last status of every pod not yet acknowledged as finished.
+    held: HashMap<Key, PodUpdate>,
+}
+
+/// Runs the supervisor of `dir` until no engine is connected and no pod runs. Returns at
+/// once if another supervisor serves `dir`. Must run within a Tokio runtime.
+pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()> {
+    std::fs::create_dir_all(exits_dir(dir))?;
+    let lock = std::fs::File::create(dir.join("supervisor.lock"))?;
+    let Ok(_lock) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    else {
+        return Ok(());
+    };
+    let socket = socket_path(dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    let (tx, updates) = mpsc::unbounded_channel();
+    let mut supervisor = Supervisor {
+        dir: dir.to_path_buf(),
+        runtime: Local::new(config, Arc::new(SystemClock), tx)?,
+        updates,
+        held: load_exits(dir),
+    };
+    let mut waited_for_first = false;
+    loop {
+        let idle = !waited_for_first || supervisor.runtime.running() == 0;
+        let wait = if waited_for_first {
+            Duration::ZERO
+        } else {
+            FIRST_CLIENT_WAIT
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                waited_for_first = true;
+                if let Ok((stream, _)) = accepted {
+                    supervisor.serve(stream).await;
+                }
+            }
+            Some(update) = supervisor.updates.recv() => supervisor.record(update),
+            _ = tokio::time::sleep(wait), if idle && supervisor.updates.is_empty() => {
+                if waited_for_first {
+                    break;
+                }
+                waited_for_first = true;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Final statuses that no engine acknowledged, from an earlier supervisor.
+fn load_exits(dir: &Path) -> HashMap<Key, PodUpdate> {
+    let mut held = HashMap::new();
+    for entry in std::fs::read_dir(exits_dir(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        // A file cut short by a crash is dropped: its pod was not reported finished.
+        match serde_json::from_str::<Report>(&text) {
+            Ok(Report::Update {
+                namespace,
+                name,
+                mut status,
+                finished_at,
+            }) => {
+                restore_finish_times(&mut status, &finished_at);
+                let update = PodUpdate {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    status: *status,
+                };
+                held.insert((namespace, name), update);
+            }
+            _ => {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    held
+}
+
+fn report(update: &PodUpdate) -> Report {
+    Report::Update {
+        namespace: update.namespace.clone(),
+        name: update.name.clone(),
+        status: Box::new(update.status.clone()),
+        finished_at: finish_times(&update.status),
+    }
+}
+
+pub(crate) fn is_terminal(status: &PodStatus) -> bool {
+    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+}
+
+impl Supervisor {
+    /// Keeps the pod's last status; a final one is written down before anyone hears of it.
+    fn record(&mut self, update: PodUpdate) {
+        if is_terminal(&update.status) {
+            let path = exit_path(&self.dir, &update.namespace, &update.name);
+            let text = serde_json::to_string(&report(&update)).expect("statuses serialize");
+            let temporary = path.with_extension("tmp");
+            let written =
+                std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+            if let Err(error) = written {
+                eprintln!(
+                    "joblet supervisor: recording the end of {}: {error}",
+                    update.name
+                );
+            }
+        }
+        self.held
+            .insert((update.namespace.clone(), update.name.clone()), update);
+    }
+
+    /// Serves one engine until it disconnects.
+    async fn serve(&mut self, stream: UnixStream) {
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let mut out = BufWriter::new(write);
+        let mut sync: Vec<Report> = self.held.values().map(report).collect();
+        sync.push(Report::Synced);
+        if send(&mut out, &sync).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => self.carry_out(&line),
+                    _ => return,
+                },
+                Some(update) = self.updates.recv() => {
+                    let mut reports = vec![report(&update)];
+                    self.record(update);
+                    while let Ok(update) = self.updates.try_recv() {
+                        reports.push(report(&update));
+                        self.record(update);
+                    }
+                    if send(&mut out, &reports).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn carry_out(&mut self, line: &str) {
+        let request = match serde_json::from_str::<Request>(line) {
+            Ok(request) => request,
+            Err(error) => {
+                eprintln!("joblet supervisor: ignoring a request: {error}");
+                return;
+            }
+        };
+        match request {
+            Request::Start { pod, stop } => {
+                let meta = &pod.metadata;
+                let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+                let name = meta.name.clone().unwrap_or_default();
+                if self.held.contains_key(&(namespace.clone(), name.clone())) {
+                    return; // Already started: a pod runs once.
+                }
+                if let Some(stop) = stop {
+                    self.runtime.reserve(&namespace, &name);
+                    self.runtime
+                        .stop(&namespace, &name, stop.grace(), stop.disruption());
+                }
+                let status = pod.status.clone().unwrap_or_default();
+                self.held.insert(
+                    (namespace.clone(), name.clone()),
+                    PodUpdate {
+                        namespace,
+                        name,
+                        status,
+                    },
+                );
+                self.runtime.start(*pod);
+            }
+            Request::Stop {
+                namespace,
+                name,
+                stop,
+            } => self
+                .runtime
+                .stop(&namespace, &name, stop.grace(), stop.disruption()),
+            Request::Acknowledge { namespace, name } => {
+                let key = (namespace, name);
+                if self.held.get(&key).is_some_and(|u| is_terminal(&u.status)) {
+                    self.held.remove(&key);
+                    let _ = std::fs::remove_file(exit_path(&self.dir, &key.0, &key.1));
+                }
+            }
+        }
+    }
+}
+
+async fn send(
+    out: &mut BufWriter<tokio::net::unix::OwnedWriteHalf>,
+    reports: &[Report],
+) -> std::io::Result<()> {
+    for report in reports {
+        let mut line = serde_json::to_vec(report).expect("reports serialize");
+        line.push(b'\n');
+        out.write_all(&line).await?;
+    }
+    out.flush().await
+}
