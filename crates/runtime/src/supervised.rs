@@ -289,18 +289,21 @@ fn open(
     let socket = socket_path(dir);
     let deadline = Instant::now() + START_TIMEOUT;
     let mut spawned: Option<std::process::Child> = None;
-    let stream = loop {
-        match UnixStream::connect(&socket) {
-            Ok(stream) => break stream,
-            Err(error) if Instant::now() > deadline => return Err(error),
-            Err(_) => {}
+    let opened = loop {
+        let error = match UnixStream::connect(&socket).and_then(read_sync) {
+            Ok(opened) => break opened,
+            Err(error) => error,
+        };
+        if Instant::now() > deadline {
+            return Err(error);
         }
         let exited = match spawned.as_mut() {
             Some(child) => child.try_wait()?.is_some(),
             None => true,
         };
         if exited {
-            // (Again, if the last one left just before we came: it found nobody.)
+            // None listens, or the last one was leaving as we came (it had nothing to
+            // do): another one is started; it waits for the last one to be gone.
             spawned = Some(spawn(command)?);
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -312,11 +315,18 @@ fn open(
             let _ = child.wait();
         });
     }
+    Ok(opened)
+}
+
+/// Reads what a supervisor holds, up to `Synced`.
+fn read_sync(
+    stream: UnixStream,
+) -> std::io::Result<(UnixStream, BufReader<UnixStream>, Vec<PodUpdate>)> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut sync = Vec::new();
     loop {
         match read_report(&mut reader) {
-            Some(Report::Synced) => break,
+            Some(Report::Synced) => return Ok((stream, reader, sync)),
             Some(report) => sync.extend(pod_update(report)),
             None => {
                 return Err(std::io::Error::new(
@@ -326,7 +336,6 @@ fn open(
             }
         }
     }
-    Ok((stream, reader, sync))
 }
 
 /// Starts a supervisor in a process group of its own: a Ctrl-C meant for the engine does

@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
 
+/// How long a new supervisor waits for one that is leaving.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a new supervisor waits for the engine that started it.
 const FIRST_CLIENT_WAIT: Duration = Duration::from_secs(10);
 
@@ -178,10 +181,17 @@ struct Supervisor {
 /// once if another supervisor serves `dir`. Must run within a Tokio runtime.
 pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()> {
     std::fs::create_dir_all(exits_dir(dir))?;
-    let lock = std::fs::File::create(dir.join("supervisor.lock"))?;
-    let Ok(_lock) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-    else {
-        return Ok(());
+    let mut lock = std::fs::File::create(dir.join("supervisor.lock"))?;
+    // One supervisor per directory. One that is leaving is waited for a moment; one that
+    // stays serves, and this one is not needed.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let _lock = loop {
+        match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => break locked,
+            Err(_) if std::time::Instant::now() > deadline => return Ok(()),
+            Err((file, _)) => lock = file,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let socket = socket_path(dir);
     let _ = std::fs::remove_file(&socket);

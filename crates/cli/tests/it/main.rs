@@ -1,5 +1,6 @@
 //! End-to-end tests of the `joblet` binary on real processes.
 
+mod crash;
 mod examples;
 mod run;
 mod serve;

@@ -45,11 +45,12 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let kubeconfig = line
-            .trim()
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("joblet serve printed {line:?}"))
-            .into();
+        let Some(kubeconfig) = line.trim().strip_prefix("export KUBECONFIG=") else {
+            let output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("joblet serve printed {line:?}, and on stderr:\n{stderr}");
+        };
+        let kubeconfig = kubeconfig.into();
         Server {
             child: Some(child),
             state: state.to_path_buf(),
