@@ -20,6 +20,7 @@ use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
+pub use joblet_store::CrashPoint;
 use joblet_store::{Batch, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -55,7 +56,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(#[from] Invalid),
-    #[error("state database: {0}")]
+    /// A failed commit, as the store words it.
+    #[error("{0}")]
     Write(String),
 }
 
@@ -200,6 +202,15 @@ impl Engine {
         &self.config.state_dir
     }
 
+    /// Simulates a crash at the `nth` commit from now (crash tests): that commit and every
+    /// later one fail, and the engine stops as it does on any write error.
+    pub fn crash_at_commit(&self, nth: u64, point: CrashPoint) {
+        self.store
+            .lock()
+            .expect("store")
+            .crash_at_commit(nth, point);
+    }
+
     /// Stores a Job read from a manifest (prepared as on create); the controller picks it
     /// up on the next [`Engine::run`]. If the state directory already holds a Job of that
     /// name, a run is being resumed: the manifest is applied to it as an update, so its
@@ -322,6 +333,7 @@ impl Engine {
                     }
                 }
                 _ = sleep_until(wake) => {}
+                () = self.writer.failed() => {}
                 Some(command) = next_command(&mut self.commands), if !interrupted => {
                     self.carry_out(command, self.clock.now());
                 }

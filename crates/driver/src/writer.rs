@@ -32,6 +32,8 @@ struct Shared {
     /// After an interrupt, queued pods are recorded but never started.
     cancelled: AtomicBool,
     error: Mutex<Option<String>>,
+    /// Woken when a commit fails: the engine must stop, even if nothing else would wake it.
+    failed: tokio::sync::Notify,
 }
 
 pub(crate) struct Writer {
@@ -83,6 +85,11 @@ impl Writer {
         }
     }
 
+    /// Resolves once a commit has failed.
+    pub async fn failed(&self) {
+        self.shared.failed.notified().await;
+    }
+
     pub fn pending_starts(&self) -> usize {
         self.shared.pending_starts.load(Ordering::SeqCst)
     }
@@ -125,6 +132,7 @@ fn write_forever(
         if let Err(error) = &committed {
             // Nothing recorded may run; the engine stops on this error.
             *shared.error.lock().expect("writer error") = Some(error.to_string());
+            shared.failed.notify_one();
         }
         for pod in start {
             if committed.is_ok() && !cancelled {

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -80,10 +80,12 @@ impl Client {
             }),
         });
         client.take_sync(adopted);
-        let reading = client.clone();
+        // The reader holds the client weakly: once the engine drops it, the connection
+        // closes (see `Drop`) and the reader ends.
+        let reading = Arc::downgrade(&client);
         std::thread::Builder::new()
             .name("joblet-supervised".to_string())
-            .spawn(move || reading.read_forever(reader))?;
+            .spawn(move || read_forever(&reading, reader))?;
         Ok(client)
     }
 
@@ -184,34 +186,6 @@ impl Client {
         self.pods.lock().expect("pod table").len()
     }
 
-    fn read_forever(self: Arc<Client>, mut reader: BufReader<UnixStream>) {
-        loop {
-            while let Some(report) = read_report(&mut reader) {
-                if let Some(update) = pod_update(report) {
-                    self.report(update);
-                }
-            }
-            // The supervisor died. A new one knows the ends it recorded; the rest are lost.
-            match open(&self.dir, &self.command) {
-                Ok((stream, next, sync)) => {
-                    self.connection.lock().expect("connection").stream = stream;
-                    let known: HashSet<Key> = sync
-                        .iter()
-                        .map(|u| (u.namespace.clone(), u.name.clone()))
-                        .collect();
-                    self.take_sync(sync);
-                    self.lose_started(|key| !known.contains(key));
-                    reader = next;
-                }
-                Err(error) => {
-                    eprintln!("joblet: the pod supervisor cannot be restarted: {error}");
-                    self.lose_started(|_| true);
-                    return;
-                }
-            }
-        }
-    }
-
     /// Passes on a status; a final one takes the pod out of the table, under its lock, so
     /// whoever sees nothing running finds the report queued.
     fn report(&self, update: PodUpdate) {
@@ -243,6 +217,48 @@ impl Client {
                 status,
             });
         }
+    }
+}
+
+/// Passes the supervisor's reports on while the client lives; if the supervisor dies, a
+/// new one is started: it knows the ends the old one recorded, the rest are lost.
+fn read_forever(client: &Weak<Client>, mut reader: BufReader<UnixStream>) {
+    loop {
+        while let Some(report) = read_report(&mut reader) {
+            let Some(client) = client.upgrade() else {
+                return;
+            };
+            if let Some(update) = pod_update(report) {
+                client.report(update);
+            }
+        }
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        match open(&client.dir, &client.command) {
+            Ok((stream, next, sync)) => {
+                client.connection.lock().expect("connection").stream = stream;
+                let known: HashSet<Key> = sync
+                    .iter()
+                    .map(|u| (u.namespace.clone(), u.name.clone()))
+                    .collect();
+                client.take_sync(sync);
+                client.lose_started(|key| !known.contains(key));
+                reader = next;
+            }
+            Err(error) => {
+                eprintln!("joblet: the pod supervisor cannot be restarted: {error}");
+                client.lose_started(|_| true);
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let connection = self.connection.get_mut().expect("connection");
+        let _ = connection.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -15,6 +15,17 @@ pub enum StoreError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("state database: simulated crash")]
+    Crashed,
+}
+
+/// Where a simulated crash strikes a commit, for crash tests of the code above the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The process dies before the transaction commits: nothing of it is stored.
+    BeforeCommit,
+    /// The process dies right after the commit, before anyone hears of it.
+    AfterCommit,
 }
 
 /// One stored object.
@@ -88,6 +99,9 @@ impl Batch {
 pub struct Store {
     conn: Connection,
     resource_version: i64,
+    /// A simulated crash: at which commit (counting from 1 when set), and where.
+    crash: Option<(u64, CrashPoint)>,
+    commits: u64,
 }
 
 // A rowid table: bodies of a kilobyte or more are what WITHOUT ROWID handles badly.
@@ -129,6 +143,8 @@ impl Store {
         Ok(Store {
             conn,
             resource_version: stored.unwrap_or(0),
+            crash: None,
+            commits: 0,
         })
     }
 
@@ -138,11 +154,33 @@ impl Store {
         self.resource_version
     }
 
+    /// Simulates a crash at the `nth` commit from now: it and every later one fail (with
+    /// [`StoreError::Crashed`]), as if the process had died there.
+    pub fn crash_at_commit(&mut self, nth: u64, point: CrashPoint) {
+        self.commits = 0;
+        self.crash = Some((nth.max(1), point));
+    }
+
     /// Commits a batch in one transaction.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
+        self.commits += 1;
+        match self.crash {
+            Some((nth, _)) if self.commits > nth => Err(StoreError::Crashed),
+            Some((nth, CrashPoint::BeforeCommit)) if self.commits == nth => {
+                Err(StoreError::Crashed)
+            }
+            Some((nth, CrashPoint::AfterCommit)) if self.commits == nth => {
+                self.write(batch)?;
+                Err(StoreError::Crashed)
+            }
+            _ => self.write(batch),
+        }
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         for write in &batch.writes {
             self.resource_version = self.resource_version.max(write.resource_version());
         }
