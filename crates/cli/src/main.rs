@@ -111,6 +111,10 @@ struct RunArgs {
     /// Start Jobs that the manifest marks `suspend: true` instead of leaving them suspended.
     #[arg(long)]
     resume: bool,
+    /// Re-run the indexes that did not succeed of the failed Indexed Jobs in the state
+    /// directory, with a fresh failure budget, in the same Jobs' history.
+    #[arg(long, requires = "state_dir")]
+    retry_failed: bool,
 }
 
 fn main() -> ExitCode {
@@ -357,8 +361,9 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("run directory: {}", engine.state_dir().display());
         for (job, _) in jobs {
             let name = job.metadata.name.clone().unwrap_or_default();
+            let namespace = job.metadata.namespace.clone().unwrap_or("default".into());
             match engine.create_or_resume(job) {
-                Ok(Admission::Created) => {}
+                Ok(Admission::Created) => continue,
                 Ok(Admission::Resumed) => eprintln!("job {name}: resumed"),
                 Ok(Admission::Updated) => {
                     eprintln!("job {name}: resumed, with the manifest's changes")
@@ -366,6 +371,12 @@ fn run(args: RunArgs) -> u8 {
                 Err(e) => {
                     eprintln!("error: {e}");
                     return exit::INVALID;
+                }
+            }
+            if args.retry_failed {
+                match engine.retry_failed(&namespace, &name) {
+                    Ok(message) => eprintln!("job {name}: {message}"),
+                    Err(e) => eprintln!("{e}"),
                 }
             }
         }

@@ -7,6 +7,7 @@ pub mod naming;
 pub mod pod;
 pub mod policy;
 pub mod reconcile;
+pub mod retry;
 pub mod status;
 pub mod time;
 
@@ -14,5 +15,6 @@ pub use backoff::{BackoffConfig, BackoffRecord};
 pub use build::{build_pod, PodToCreate};
 pub use pod::{ContainerExit, PodPhase, PodView};
 pub use reconcile::{reconcile, ttl_expiry, Event, EventType, JobState, Reconciliation};
+pub use retry::{retry_failed, RetryRefused};
 pub use status::{Condition, ConditionType, Status};
 pub use time::Time;

@@ -56,6 +56,11 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(#[from] Invalid),
+    #[error("job {name}: nothing to retry: {reason}")]
+    RetryRefused {
+        name: String,
+        reason: joblet_core::RetryRefused,
+    },
     /// A failed commit, as the store words it.
     #[error("{0}")]
     Write(String),
@@ -245,6 +250,37 @@ impl Engine {
         self.flush();
         self.writer.barrier().map_err(EngineError::Write)?;
         Ok(Admission::Updated)
+    }
+
+    /// Re-runs the indexes of a failed Indexed Job that did not succeed, with a fresh
+    /// failure budget (`joblet run --retry-failed`); the retry is recorded as an event.
+    /// Returns the event's message.
+    pub fn retry_failed(&mut self, namespace: &str, name: &str) -> Result<String, EngineError> {
+        let key = (namespace.to_string(), name.to_string());
+        let Some(mut entry) = self.jobs.remove(&key) else {
+            return Err(EngineError::RetryRefused {
+                name: name.to_string(),
+                reason: joblet_core::RetryRefused::NotFailed,
+            });
+        };
+        let retried = joblet_core::retry_failed(&entry.job, &entry.state);
+        let message = match retried {
+            Ok((state, event)) => {
+                entry.state = state;
+                entry.dirty = true;
+                entry.unwritten = true;
+                self.record_event(&entry.job, &event, self.clock.now());
+                Ok(event.message)
+            }
+            Err(reason) => Err(EngineError::RetryRefused {
+                name: name.to_string(),
+                reason,
+            }),
+        };
+        self.jobs.insert(key, entry);
+        self.flush();
+        self.writer.barrier().map_err(EngineError::Write)?;
+        message
     }
 
     fn insert_new_job(&mut self, key: JobKey, job: ValidJob) {
