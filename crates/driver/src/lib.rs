@@ -608,9 +608,7 @@ impl Engine {
             );
             acks.push(Box::new(move |committed| {
                 if committed.is_ok() {
-                    for (namespace, name) in pods {
-                        runtime.acknowledge(&namespace, &name);
-                    }
+                    runtime.acknowledge(pods);
                 }
             }));
         }

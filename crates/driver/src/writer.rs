@@ -134,10 +134,10 @@ fn write_forever(
             *shared.error.lock().expect("writer error") = Some(error.to_string());
             shared.failed.notify_one();
         }
-        for pod in start {
-            if committed.is_ok() && !cancelled {
-                runtime.start(pod);
-            } else {
+        if committed.is_ok() && !cancelled {
+            runtime.start(start);
+        } else {
+            for pod in start {
                 let meta = &pod.metadata;
                 runtime.forget(
                     meta.namespace.as_deref().unwrap_or("default"),

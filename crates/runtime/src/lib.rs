@@ -132,12 +132,12 @@ impl Runtime {
         Ok(Runtime(Backend::Supervised(client)))
     }
 
-    /// Starts a pod; its status arrives as [`PodUpdate`]s until a terminal one. May be
+    /// Starts pods; their status arrives as [`PodUpdate`]s until a terminal one. May be
     /// called from any thread.
-    pub fn start(&self, pod: Pod) {
+    pub fn start(&self, pods: Vec<Pod>) {
         match &self.0 {
-            Backend::InProcess(local) => local.start(pod),
-            Backend::Supervised(client) => client.start(pod),
+            Backend::InProcess(local) => pods.into_iter().for_each(|pod| local.start(pod)),
+            Backend::Supervised(client) => client.start(pods),
         }
     }
 
@@ -177,10 +177,11 @@ impl Runtime {
         }
     }
 
-    /// The pod's final status is recorded for good: a supervisor may forget it.
-    pub fn acknowledge(&self, namespace: &str, name: &str) {
+    /// These pods' final statuses (namespace, name) are recorded for good: a supervisor may
+    /// forget them.
+    pub fn acknowledge(&self, pods: Vec<(String, String)>) {
         if let Backend::Supervised(client) = &self.0 {
-            client.acknowledge(namespace, name);
+            client.acknowledge(pods);
         }
     }
 

@@ -17,7 +17,7 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 
 use crate::supervisor::{
-    is_terminal, restore_finish_times, socket_path, Report, Request, WireStop,
+    is_terminal, json_line, pod_update, socket_path, Report, Request, WireStop,
 };
 use crate::{mark_lost, Disruption, PodUpdate};
 
@@ -107,29 +107,36 @@ impl Client {
     }
 
     fn send(&self, request: &Request) {
-        let mut line = serde_json::to_vec(request).expect("requests serialize");
-        line.push(b'\n');
+        self.write(&json_line(request));
+    }
+
+    fn write(&self, lines: &[u8]) {
         // A failed write means the supervisor died: the reader sees it and recovers.
         let _ = self
             .connection
             .lock()
             .expect("connection")
             .stream
-            .write_all(&line);
+            .write_all(lines);
     }
 
-    pub(crate) fn start(&self, pod: Pod) {
-        let namespace = pod.metadata.namespace.clone().unwrap_or("default".into());
-        let key = (namespace, pod.metadata.name.clone().unwrap_or_default());
+    /// Starts pods, in one write to the supervisor.
+    pub(crate) fn start(&self, batch: Vec<Pod>) {
         let mut pods = self.pods.lock().expect("pod table");
-        let slot = pods.entry(key).or_default();
-        slot.started = true;
-        let request = Request::Start {
-            pod: Box::new(pod),
-            stop: slot.stop,
-        };
+        let mut lines = Vec::new();
+        for pod in batch {
+            let namespace = pod.metadata.namespace.clone().unwrap_or("default".into());
+            let key = (namespace, pod.metadata.name.clone().unwrap_or_default());
+            let slot = pods.entry(key).or_default();
+            slot.started = true;
+            let request = Request::Start {
+                pod: Box::new(pod),
+                stop: slot.stop,
+            };
+            lines.extend(json_line(&request));
+        }
         // Sent under the table's lock: a stop cannot overtake the start.
-        self.send(&request);
+        self.write(&lines);
     }
 
     pub(crate) fn reserve(&self, namespace: &str, name: &str) {
@@ -166,11 +173,8 @@ impl Client {
         }
     }
 
-    pub(crate) fn acknowledge(&self, namespace: &str, name: &str) {
-        self.send(&Request::Acknowledge {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        });
+    pub(crate) fn acknowledge(&self, pods: Vec<(String, String)>) {
+        self.send(&Request::Acknowledge { pods });
     }
 
     pub(crate) fn adopted(&self, namespace: &str, name: &str) -> bool {
@@ -259,25 +263,6 @@ impl Drop for Client {
     fn drop(&mut self) {
         let connection = self.connection.get_mut().expect("connection");
         let _ = connection.stream.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-fn pod_update(report: Report) -> Option<PodUpdate> {
-    match report {
-        Report::Update {
-            namespace,
-            name,
-            mut status,
-            finished_at,
-        } => {
-            restore_finish_times(&mut status, &finished_at);
-            Some(PodUpdate {
-                namespace,
-                name,
-                status: *status,
-            })
-        }
-        Report::Synced => None,
     }
 }
 

@@ -2,12 +2,14 @@
 //! logs, as containerd does for a node, so that pods outlive the engine that asked for
 //! them. The engine talks to it over `DIR/supervisor.sock`, a line of JSON per message.
 //!
-//! A pod's final status is written to `DIR/exits/` before it is reported, and removed
-//! once the engine acknowledges that it recorded it: whatever dies in between, the next
-//! engine learns how the pod ended. The supervisor leaves once no engine is connected and
-//! no pod runs.
+//! A pod's final status is appended to the journal `DIR/exits.journal` before it is
+//! reported, and the engine's acknowledgement that it recorded it is appended after: whatever
+//! dies in between, the next engine learns how the pod ended. The journal is rewritten with
+//! only the unacknowledged ends when it grows. The supervisor leaves once no engine is
+//! connected and no pod runs.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,10 +44,16 @@ pub(crate) enum Request {
         name: String,
         stop: WireStop,
     },
-    Acknowledge {
-        namespace: String,
-        name: String,
-    },
+    /// These pods' final statuses are recorded by the engine: they may be forgotten.
+    Acknowledge { pods: Vec<(String, String)> },
+}
+
+/// A line of the journal: a pod's end, or the acknowledgement of ends.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JournalLine {
+    Exit(Report),
+    Acknowledged(Request),
 }
 
 /// What the supervisor tells: every status change of its pods; on connection, first the
@@ -143,14 +151,12 @@ pub(crate) fn socket_path(dir: &Path) -> PathBuf {
     dir.join("supervisor.sock")
 }
 
-fn exits_dir(dir: &Path) -> PathBuf {
-    dir.join("exits")
+fn journal_path(dir: &Path) -> PathBuf {
+    dir.join("exits.journal")
 }
 
-fn exit_path(dir: &Path, namespace: &str, name: &str) -> PathBuf {
-    // `_` cannot occur in Kubernetes names, so this cannot collide.
-    exits_dir(dir).join(format!("{namespace}_{name}.json"))
-}
+/// Past this size, the journal is rewritten with the unacknowledged ends only.
+const JOURNAL_COMPACT_BYTES: u64 = 4 << 20;
 
 pub(crate) fn now() -> Timestamp {
     let now = std::time::SystemTime::now()
@@ -175,12 +181,16 @@ struct Supervisor {
     updates: mpsc::UnboundedReceiver<PodUpdate>,
     /// The last status of every pod not yet acknowledged as finished.
     held: HashMap<Key, PodUpdate>,
+    journal: std::fs::File,
+    journal_bytes: u64,
+    /// Journal lines not yet written: written before the reports they precede.
+    unwritten: Vec<u8>,
 }
 
 /// Runs the supervisor of `dir` until no engine is connected and no pod runs. Returns at
 /// once if another supervisor serves `dir`. Must run within a Tokio runtime.
 pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()> {
-    std::fs::create_dir_all(exits_dir(dir))?;
+    std::fs::create_dir_all(dir)?;
     let mut lock = std::fs::File::create(dir.join("supervisor.lock"))?;
     // One supervisor per directory. One that is leaving is waited for a moment; one that
     // stays serves, and this one is not needed.
@@ -201,8 +211,12 @@ pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()>
         dir: dir.to_path_buf(),
         runtime: Local::new(config, Arc::new(SystemClock), tx)?,
         updates,
-        held: load_exits(dir),
+        held: load_journal(dir),
+        journal: open_journal(dir)?,
+        journal_bytes: 0,
+        unwritten: Vec::new(),
     };
+    supervisor.compact();
     let mut waited_for_first = false;
     loop {
         let idle = !waited_for_first || supervisor.runtime.running() == 0;
@@ -218,7 +232,10 @@ pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()>
                     supervisor.serve(stream).await;
                 }
             }
-            Some(update) = supervisor.updates.recv() => supervisor.record(update),
+            Some(update) = supervisor.updates.recv() => {
+                supervisor.record(update);
+                supervisor.write_journal();
+            }
             _ = tokio::time::sleep(wait), if idle && supervisor.updates.is_empty() => {
                 if waited_for_first {
                     break;
@@ -227,43 +244,76 @@ pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()>
             }
         }
     }
+    supervisor.compact();
     let _ = std::fs::remove_file(&socket);
+    eprintln!(
+        "joblet supervise: leaving, nothing left to run; peak RSS {} KiB",
+        peak_rss_kib().unwrap_or(0)
+    );
     Ok(())
 }
 
+/// This process's peak resident memory (`VmHWM`), for the log.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn open_journal(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal_path(dir))
+}
+
 /// Final statuses that no engine acknowledged, from an earlier supervisor.
-fn load_exits(dir: &Path) -> HashMap<Key, PodUpdate> {
+fn load_journal(dir: &Path) -> HashMap<Key, PodUpdate> {
     let mut held = HashMap::new();
-    for entry in std::fs::read_dir(exits_dir(dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        // A file cut short by a crash is dropped: its pod was not reported finished.
-        match serde_json::from_str::<Report>(&text) {
-            Ok(Report::Update {
-                namespace,
-                name,
-                mut status,
-                finished_at,
-            }) => {
-                restore_finish_times(&mut status, &finished_at);
-                let update = PodUpdate {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    status: *status,
-                };
-                held.insert((namespace, name), update);
+    let text = std::fs::read_to_string(journal_path(dir)).unwrap_or_default();
+    // A line cut short by a crash is skipped: its pod was not reported finished.
+    for line in text.lines() {
+        match serde_json::from_str::<JournalLine>(line) {
+            Ok(JournalLine::Exit(report)) => {
+                if let Some(update) = pod_update(report) {
+                    held.insert((update.namespace.clone(), update.name.clone()), update);
+                }
             }
-            _ => {
-                let _ = std::fs::remove_file(entry.path());
+            Ok(JournalLine::Acknowledged(Request::Acknowledge { pods })) => {
+                for key in pods {
+                    held.remove(&key);
+                }
             }
+            _ => {}
         }
     }
     held
+}
+
+/// A status report as a [`PodUpdate`], its precise finish times put back.
+pub(crate) fn pod_update(report: Report) -> Option<PodUpdate> {
+    match report {
+        Report::Update {
+            namespace,
+            name,
+            mut status,
+            finished_at,
+        } => {
+            restore_finish_times(&mut status, &finished_at);
+            Some(PodUpdate {
+                namespace,
+                name,
+                status: *status,
+            })
+        }
+        Report::Synced => None,
+    }
+}
+
+pub(crate) fn json_line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(value).expect("supervisor messages serialize");
+    line.push(b'\n');
+    line
 }
 
 fn report(update: &PodUpdate) -> Report {
@@ -280,23 +330,48 @@ pub(crate) fn is_terminal(status: &PodStatus) -> bool {
 }
 
 impl Supervisor {
-    /// Keeps the pod's last status; a final one is written down before anyone hears of it.
+    /// Keeps the pod's last status; a final one goes to the journal, which is written before
+    /// anyone hears of it (see [`Supervisor::write_journal`]).
     fn record(&mut self, update: PodUpdate) {
         if is_terminal(&update.status) {
-            let path = exit_path(&self.dir, &update.namespace, &update.name);
-            let text = serde_json::to_string(&report(&update)).expect("statuses serialize");
-            let temporary = path.with_extension("tmp");
-            let written =
-                std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
-            if let Err(error) = written {
-                eprintln!(
-                    "joblet supervisor: recording the end of {}: {error}",
-                    update.name
-                );
-            }
+            self.unwritten.extend(json_line(&report(&update)));
         }
         self.held
             .insert((update.namespace.clone(), update.name.clone()), update);
+    }
+
+    fn write_journal(&mut self) {
+        if self.unwritten.is_empty() {
+            return;
+        }
+        if let Err(error) = self.journal.write_all(&self.unwritten) {
+            eprintln!("joblet supervise: writing the journal: {error}");
+        }
+        self.journal_bytes += self.unwritten.len() as u64;
+        self.unwritten.clear();
+        if self.journal_bytes > JOURNAL_COMPACT_BYTES {
+            self.compact();
+        }
+    }
+
+    /// Rewrites the journal with the unacknowledged ends only.
+    fn compact(&mut self) {
+        let mut text = Vec::new();
+        for update in self.held.values().filter(|u| is_terminal(&u.status)) {
+            text.extend(json_line(&report(update)));
+        }
+        let path = journal_path(&self.dir);
+        let temporary = path.with_extension("tmp");
+        let rewritten = std::fs::write(&temporary, &text)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .and_then(|()| open_journal(&self.dir));
+        match rewritten {
+            Ok(journal) => {
+                self.journal = journal;
+                self.journal_bytes = text.len() as u64;
+            }
+            Err(error) => eprintln!("joblet supervise: rewriting the journal: {error}"),
+        }
     }
 
     /// Serves one engine until it disconnects.
@@ -312,7 +387,10 @@ impl Supervisor {
         loop {
             tokio::select! {
                 line = lines.next_line() => match line {
-                    Ok(Some(line)) => self.carry_out(&line),
+                    Ok(Some(line)) => {
+                        self.carry_out(&line);
+                        self.write_journal();
+                    }
                     _ => return,
                 },
                 Some(update) = self.updates.recv() => {
@@ -322,6 +400,7 @@ impl Supervisor {
                         reports.push(report(&update));
                         self.record(update);
                     }
+                    self.write_journal();
                     if send(&mut out, &reports).await.is_err() {
                         return;
                     }
@@ -369,11 +448,17 @@ impl Supervisor {
             } => self
                 .runtime
                 .stop(&namespace, &name, stop.grace(), stop.disruption()),
-            Request::Acknowledge { namespace, name } => {
-                let key = (namespace, name);
-                if self.held.get(&key).is_some_and(|u| is_terminal(&u.status)) {
-                    self.held.remove(&key);
-                    let _ = std::fs::remove_file(exit_path(&self.dir, &key.0, &key.1));
+            Request::Acknowledge { pods } => {
+                let mut acknowledged = Vec::new();
+                for key in pods {
+                    if self.held.get(&key).is_some_and(|u| is_terminal(&u.status)) {
+                        self.held.remove(&key);
+                        acknowledged.push(key);
+                    }
+                }
+                if !acknowledged.is_empty() {
+                    let line = json_line(&Request::Acknowledge { pods: acknowledged });
+                    self.unwritten.extend(line);
                 }
             }
         }
@@ -385,9 +470,7 @@ async fn send(
     reports: &[Report],
 ) -> std::io::Result<()> {
     for report in reports {
-        let mut line = serde_json::to_vec(report).expect("reports serialize");
-        line.push(b'\n');
-        out.write_all(&line).await?;
+        out.write_all(&json_line(report)).await?;
     }
     out.flush().await
 }

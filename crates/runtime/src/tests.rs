@@ -102,9 +102,9 @@ fn process_exists(pid: i32) -> bool {
 #[tokio::test]
 async fn a_succeeding_container_logs_and_reports_its_environment() {
     let mut h = harness(false);
-    h.runtime.start(pod("ok", json!({"restartPolicy": "Never", "hostname": "job-3", "containers": [
+    h.runtime.start(vec![pod("ok", json!({"restartPolicy": "Never", "hostname": "job-3", "containers": [
         {"name": "main", "image": "x", "command": ["sh", "-c", "echo out $HOSTNAME $(GREETING); echo err >&2"],
-         "env": [{"name": "GREETING", "value": "hello"}]}]})));
+         "env": [{"name": "GREETING", "value": "hello"}]}]}))]);
     let status = h.finish("ok").await;
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     let t = terminated(main_status(&status));
@@ -115,17 +115,17 @@ async fn a_succeeding_container_logs_and_reports_its_environment() {
 #[tokio::test]
 async fn exit_codes_and_signal_deaths_are_reported_like_the_kubelet() {
     let mut h = harness(false);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "three",
         json!({"restartPolicy": "Never", "containers": [shell("main", "exit 3")]}),
-    ));
+    )]);
     let status = h.finish("three").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert_eq!(terminated(main_status(&status)).exit_code, 3);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "killed",
         json!({"restartPolicy": "Never", "containers": [shell("main", "kill -9 $$$$")]}),
-    ));
+    )]);
     let status = h.finish("killed").await;
     let t = terminated(main_status(&status));
     assert_eq!((t.exit_code, t.signal), (137, Some(9)));
@@ -134,11 +134,11 @@ async fn exit_codes_and_signal_deaths_are_reported_like_the_kubelet() {
 #[tokio::test]
 async fn a_command_that_cannot_start_fails_the_container_with_a_reason() {
     let mut h = harness(false);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "missing",
         json!({"restartPolicy": "Never", "containers": [
         {"name": "main", "image": "x", "command": ["no-such-command-joblet"]}]}),
-    ));
+    )]);
     let status = h.finish("missing").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     let t = terminated(main_status(&status));
@@ -155,11 +155,11 @@ async fn a_command_that_cannot_start_fails_the_container_with_a_reason() {
 #[tokio::test]
 async fn stop_escalates_to_sigkill_after_the_grace_period() {
     let mut h = harness(false);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "stubborn",
         json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
         "containers": [shell("main", "trap '' TERM; sleep 60 & wait; sleep 60")]}),
-    ));
+    )]);
     h.wait_running("stubborn").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = Instant::now();
@@ -179,10 +179,10 @@ async fn nothing_outlives_the_main_process() {
     let mut h = harness(false);
     let pid_file = h.dir.path().join("bg.pid");
     let script = format!("sleep 300 & echo $! > {}", pid_file.display());
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "bg",
         json!({"restartPolicy": "Never", "containers": [shell("main", &script)]}),
-    ));
+    )]);
     h.finish("bg").await;
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -208,10 +208,10 @@ async fn on_failure_restarts_in_place_with_back_off() {
         "if [ -e {m} ]; then echo second; exit 0; fi; touch {m}; echo first; exit 1",
         m = marker.display()
     );
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "flaky",
         json!({"restartPolicy": "OnFailure", "containers": [shell("main", &script)]}),
-    ));
+    )]);
     let status = h.finish("flaky").await;
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     let main = main_status(&status);
@@ -237,9 +237,9 @@ async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
     let mut h = harness(false);
     let file = h.dir.path().join("order");
     let f = file.display();
-    h.runtime.start(pod("ordered", json!({"restartPolicy": "Never",
+    h.runtime.start(vec![pod("ordered", json!({"restartPolicy": "Never",
         "initContainers": [shell("init1", &format!("echo init1 >> {f}")), shell("init2", &format!("echo init2 >> {f}"))],
-        "containers": [shell("a", &format!("echo main >> {f}")), shell("b", "true")]})));
+        "containers": [shell("a", &format!("echo main >> {f}")), shell("b", "true")]}))]);
     assert_eq!(
         h.finish("ordered").await.phase.as_deref(),
         Some("Succeeded")
@@ -248,8 +248,8 @@ async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
         std::fs::read_to_string(&file).unwrap(),
         "init1\ninit2\nmain\n"
     );
-    h.runtime.start(pod("bad-init", json!({"restartPolicy": "Never",
-        "initContainers": [shell("init", "exit 2")], "containers": [shell("main", &format!("echo never >> {f}"))]})));
+    h.runtime.start(vec![pod("bad-init", json!({"restartPolicy": "Never",
+        "initContainers": [shell("init", "exit 2")], "containers": [shell("main", &format!("echo never >> {f}"))]}))]);
     let status = h.finish("bad-init").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert!(
@@ -261,11 +261,11 @@ async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
 #[tokio::test]
 async fn pod_active_deadline_fails_the_pod() {
     let mut h = harness(false);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "slow",
         json!({"restartPolicy": "Never", "activeDeadlineSeconds": 1,
         "containers": [shell("main", "sleep 30")]}),
-    ));
+    )]);
     let status = h.finish("slow").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
@@ -283,10 +283,10 @@ async fn a_pod_stopped_before_it_starts_never_runs() {
         "a reserved pod counts until it ends"
     );
     let script = format!("touch {}", marker.display());
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "early",
         json!({"restartPolicy": "Never", "containers": [shell("main", &script)]}),
-    ));
+    )]);
     let status = h.finish("early").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     assert!(!marker.exists());
@@ -296,10 +296,10 @@ async fn a_pod_stopped_before_it_starts_never_runs() {
 #[tokio::test]
 async fn a_disruption_leaves_its_condition_on_the_pod() {
     let mut h = harness(false);
-    h.runtime.start(pod(
+    h.runtime.start(vec![pod(
         "evicted",
         json!({"restartPolicy": "Never", "containers": [shell("main", "sleep 30")]}),
-    ));
+    )]);
     h.wait_running("evicted").await;
     h.runtime.stop(
         "default",
