@@ -884,11 +884,16 @@ fn pods_outlive_a_killed_server_and_the_next_one_adopts_them() {
             dir = dir.path().display()
         ),
     ));
-    wait_for("the pod running", Duration::from_secs(10), || {
-        !processes_with(&marker).is_empty()
+    let long = format!("adopted-long-{}", std::process::id());
+    server.apply(&job("long", "", &format!("export MARK={long}; sleep 60")));
+    wait_for("the pods running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty() && !processes_with(&long).is_empty()
     });
     server.kill();
     let mut server = Server::start_in(dir.path(), &state);
+    // An adopted pod is still the server's to stop.
+    server.ok(&["delete", "job", "long"]);
+    assert_none_left(&long);
     server.ok(&[
         "wait",
         "--for=condition=complete",
