@@ -288,6 +288,17 @@ fn open(
     command: &SupervisorCommand,
 ) -> std::io::Result<(UnixStream, BufReader<UnixStream>, Vec<PodUpdate>)> {
     let socket = socket_path(dir);
+    // What a Unix socket's address holds (sun_path, with its final NUL).
+    if socket.as_os_str().len() > 107 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the path of its pod supervisor's socket, {}, is longer than a Unix socket \
+                 address allows (107 bytes): use a shorter state directory path",
+                socket.display()
+            ),
+        ));
+    }
     let deadline = Instant::now() + START_TIMEOUT;
     let mut spawned: Option<std::process::Child> = None;
     let opened = loop {
@@ -298,8 +309,14 @@ fn open(
         if Instant::now() > deadline {
             return Err(error);
         }
-        let exited = match spawned.as_mut() {
-            Some(child) => child.try_wait()?.is_some(),
+        let exited = match spawned.as_mut().map(std::process::Child::try_wait) {
+            Some(Ok(Some(status))) if !status.success() => {
+                return Err(std::io::Error::other(format!(
+                    "the pod supervisor failed ({status}); see {}",
+                    command.log.display()
+                )));
+            }
+            Some(waited) => waited?.is_some(),
             None => true,
         };
         if exited {

@@ -92,3 +92,31 @@ fn retry_failed_reruns_only_the_indexes_that_did_not_succeed() {
     );
     assert_eq!(lines(&dir.path().join("ran")).len(), 6);
 }
+
+#[test]
+fn a_state_directory_too_long_for_the_supervisor_socket_is_refused_clearly() {
+    let dir = scratch();
+    let state = dir.path().join("d".repeat(120));
+    let output = crate::util::joblet()
+        .args(["run", "-f", "-", "--state-dir"])
+        .arg(&state)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(job("long", "", "true").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is longer than a Unix socket address allows (107 bytes)"),
+        "{stderr}"
+    );
+}
