@@ -48,18 +48,18 @@ struct PodSlot {
     last: Option<PodStatus>,
 }
 
-struct Connection {
-    stream: UnixStream,
-    /// What the supervisor held when this connection began.
-    adopted: HashSet<Key>,
-}
-
+/// Locks are taken in one order, `stream` before `pods`, and the reader takes only `pods`
+/// (and `adopted`): a write that waits for the supervisor to read never holds up the reader,
+/// which the supervisor may be waiting for.
 pub(crate) struct Client {
     dir: PathBuf,
     command: SupervisorCommand,
     updates: mpsc::UnboundedSender<PodUpdate>,
+    /// The connection's writing side; held across a write so requests keep their order.
+    stream: Mutex<UnixStream>,
     pods: Mutex<HashMap<Key, PodSlot>>,
-    connection: Mutex<Connection>,
+    /// What the supervisor held when the connection began.
+    adopted: Mutex<HashSet<Key>>,
 }
 
 impl Client {
@@ -73,11 +73,9 @@ impl Client {
             dir: dir.to_path_buf(),
             command,
             updates,
+            stream: Mutex::new(stream),
             pods: Mutex::new(HashMap::new()),
-            connection: Mutex::new(Connection {
-                stream,
-                adopted: HashSet::new(),
-            }),
+            adopted: Mutex::new(HashSet::new()),
         });
         client.take_sync(adopted);
         // The reader holds the client weakly: once the engine drops it, the connection
@@ -91,8 +89,8 @@ impl Client {
 
     /// Takes the pods a (new) supervisor holds, as this client's.
     fn take_sync(&self, sync: Vec<PodUpdate>) {
-        let mut pods = self.pods.lock().expect("pod table");
         let mut adopted = HashSet::new();
+        let mut pods = self.pods.lock().expect("pod table");
         for update in sync {
             let key = (update.namespace.clone(), update.name.clone());
             adopted.insert(key.clone());
@@ -103,27 +101,23 @@ impl Client {
             }
             let _ = self.updates.send(update);
         }
-        self.connection.lock().expect("connection").adopted = adopted;
+        drop(pods);
+        *self.adopted.lock().expect("adopted") = adopted;
     }
 
     fn send(&self, request: &Request) {
-        self.write(&json_line(request));
-    }
-
-    fn write(&self, lines: &[u8]) {
-        // A failed write means the supervisor died: the reader sees it and recovers.
-        let _ = self
-            .connection
-            .lock()
-            .expect("connection")
-            .stream
-            .write_all(lines);
+        write(
+            &mut self.stream.lock().expect("stream"),
+            &json_line(request),
+        );
     }
 
     /// Starts pods, in one write to the supervisor.
     pub(crate) fn start(&self, batch: Vec<Pod>) {
-        let mut pods = self.pods.lock().expect("pod table");
+        // The stream first: a stop cannot overtake the start.
+        let mut stream = self.stream.lock().expect("stream");
         let mut lines = Vec::new();
+        let mut pods = self.pods.lock().expect("pod table");
         for pod in batch {
             let namespace = pod.metadata.namespace.clone().unwrap_or("default".into());
             let key = (namespace, pod.metadata.name.clone().unwrap_or_default());
@@ -135,8 +129,8 @@ impl Client {
             };
             lines.extend(json_line(&request));
         }
-        // Sent under the table's lock: a stop cannot overtake the start.
-        self.write(&lines);
+        drop(pods);
+        write(&mut stream, &lines);
     }
 
     pub(crate) fn reserve(&self, namespace: &str, name: &str) {
@@ -157,20 +151,23 @@ impl Client {
         disruption: Option<Disruption>,
     ) {
         let key = (namespace.to_string(), name.to_string());
+        let mut stream = self.stream.lock().expect("stream");
         let mut pods = self.pods.lock().expect("pod table");
         let Some(slot) = pods.get_mut(&key) else {
             return;
         };
         let stop = WireStop::new(grace, disruption);
-        if slot.started {
-            self.send(&Request::Stop {
-                namespace: key.0,
-                name: key.1,
-                stop,
-            });
-        } else {
+        if !slot.started {
             slot.stop = Some(slot.stop.map_or(stop, |earlier| earlier.merge(stop)));
+            return;
         }
+        drop(pods);
+        let request = Request::Stop {
+            namespace: key.0,
+            name: key.1,
+            stop,
+        };
+        write(&mut stream, &json_line(&request));
     }
 
     pub(crate) fn acknowledge(&self, pods: Vec<(String, String)>) {
@@ -179,11 +176,7 @@ impl Client {
 
     pub(crate) fn adopted(&self, namespace: &str, name: &str) -> bool {
         let key = (namespace.to_string(), name.to_string());
-        self.connection
-            .lock()
-            .expect("connection")
-            .adopted
-            .contains(&key)
+        self.adopted.lock().expect("adopted").contains(&key)
     }
 
     pub(crate) fn running(&self) -> usize {
@@ -241,7 +234,7 @@ fn read_forever(client: &Weak<Client>, mut reader: BufReader<UnixStream>) {
         };
         match open(&client.dir, &client.command) {
             Ok((stream, next, sync)) => {
-                client.connection.lock().expect("connection").stream = stream;
+                *client.stream.lock().expect("stream") = stream;
                 let known: HashSet<Key> = sync
                     .iter()
                     .map(|u| (u.namespace.clone(), u.name.clone()))
@@ -261,9 +254,15 @@ fn read_forever(client: &Weak<Client>, mut reader: BufReader<UnixStream>) {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        let connection = self.connection.get_mut().expect("connection");
-        let _ = connection.stream.shutdown(std::net::Shutdown::Both);
+        let stream = self.stream.get_mut().expect("stream");
+        let _ = stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// Writes requests; a failed write means the supervisor died, which the reader sees and
+/// recovers from.
+fn write(stream: &mut UnixStream, lines: &[u8]) {
+    let _ = stream.write_all(lines);
 }
 
 /// The next report, or `None` once the supervisor is gone.
