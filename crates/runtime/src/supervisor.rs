@@ -474,3 +474,79 @@ async fn send(
     }
     out.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(name: &str, nanos: i128) -> PodUpdate {
+        let status: PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Failed",
+            "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 3}}}],
+        }))
+        .unwrap();
+        let mut update = PodUpdate {
+            namespace: "default".into(),
+            name: name.into(),
+            status,
+        };
+        let terminated = update.status.container_statuses.as_mut().unwrap()[0]
+            .state
+            .as_mut()
+            .unwrap()
+            .terminated
+            .as_mut()
+            .unwrap();
+        terminated.finished_at = Some(Time(Timestamp::from_nanosecond(nanos).unwrap()));
+        update
+    }
+
+    fn finish_time(update: &PodUpdate) -> Timestamp {
+        terminated_states(&update.status).next().unwrap().unwrap().0
+    }
+
+    #[test]
+    fn a_finish_time_crosses_the_wire_to_the_nanosecond() {
+        let update = finished("p", 1_800_000_000_123_456_789);
+        let line = json_line(&report(&update));
+        let wire: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let text = wire["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+            .as_str()
+            .unwrap();
+        assert!(
+            !text.contains(".123"),
+            "the API's form is whole seconds: {text}"
+        );
+        let back = pod_update(serde_json::from_slice(&line).unwrap()).unwrap();
+        assert_eq!(finish_time(&back), finish_time(&update));
+    }
+
+    #[test]
+    fn the_journal_keeps_the_unacknowledged_ends_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        text.extend(json_line(&report(&finished("a", 1_000_000_000))));
+        text.extend(json_line(&report(&finished("b", 2_000_000_000))));
+        text.extend(json_line(&Request::Acknowledge {
+            pods: vec![("default".into(), "a".into())],
+        }));
+        let torn = json_line(&report(&finished("c", 3_000_000_000)));
+        text.extend(&torn[..torn.len() / 2]);
+        std::fs::write(journal_path(dir.path()), text).unwrap();
+        let held = load_journal(dir.path());
+        let names: Vec<&str> = held.keys().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn stops_merge_as_the_runtime_merges_them() {
+        let first = WireStop::new(Some(Duration::from_secs(30)), None);
+        let second = WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN));
+        let merged = first.merge(second);
+        assert_eq!(merged.grace(), Some(Duration::ZERO));
+        assert_eq!(merged.disruption(), Some(Disruption::NODE_SHUTDOWN));
+        let unbounded = WireStop::new(None, Some(Disruption::EVICTION));
+        assert_eq!(unbounded.merge(unbounded).grace(), None);
+    }
+}
