@@ -169,7 +169,8 @@ fn supervise(args: SuperviseArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    match runtime.block_on(joblet_runtime::supervise(&args.state_dir, config)) {
+    let clock = std::sync::Arc::new(joblet_driver::SystemClock);
+    match runtime.block_on(joblet_runtime::supervise(&args.state_dir, config, clock)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("joblet supervise: {}: {e}", args.state_dir.display());
@@ -359,10 +360,12 @@ fn run(args: RunArgs) -> u8 {
             }
         }
         eprintln!("run directory: {}", engine.state_dir().display());
-        for (job, _) in jobs {
-            let name = job.metadata.name.clone().unwrap_or_default();
-            let namespace = job.metadata.namespace.clone().unwrap_or("default".into());
-            match engine.create_or_resume(job) {
+        for (manifest, admitted) in jobs {
+            let (namespace, name) = (
+                admitted.namespace().to_string(),
+                admitted.name().to_string(),
+            );
+            match engine.create_or_resume(admitted, manifest) {
                 Ok(Admission::Created) => continue,
                 Ok(Admission::Resumed) => eprintln!("job {name}: resumed"),
                 Ok(Admission::Updated) => {

@@ -172,10 +172,14 @@ impl Engine {
         let store = Store::open(&config.state_dir.join("state.db"))?;
         let clock = Arc::new(SystemClock);
         let (tx, updates) = mpsc::unbounded_channel();
-        let runtime_config = runtime_config(&config.state_dir, &config.backoff, config.stream_logs);
         let runtime = match &config.supervisor {
-            Some(command) => Runtime::supervised(&config.state_dir, command.clone(), tx),
-            None => Runtime::new(runtime_config, clock.clone(), tx),
+            Some(command) => {
+                Runtime::supervised(&config.state_dir, command.clone(), clock.clone(), tx)
+            }
+            None => {
+                let local = runtime_config(&config.state_dir, &config.backoff, config.stream_logs);
+                Runtime::new(local, clock.clone(), tx)
+            }
         }
         .map_err(dir_error)?;
         let next_resource_version = store.resource_version();
@@ -216,26 +220,28 @@ impl Engine {
             .crash_at_commit(nth, point);
     }
 
-    /// Stores a Job read from a manifest (prepared as on create); the controller picks it
-    /// up on the next [`Engine::run`]. If the state directory already holds a Job of that
-    /// name, a run is being resumed: the manifest is applied to it as an update, so its
-    /// counted pods stay counted, and a change to an immutable field (the pod template, for
-    /// one) is refused with the API server's error.
-    pub fn create_or_resume(&mut self, job: Job) -> Result<Admission, EngineError> {
-        let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
+    /// Stores a Job of a manifest, `admitted` as on create (see [`admit`]); the controller
+    /// picks it up on the next [`Engine::run`]. If the state directory already holds a Job
+    /// of that name, a run is being resumed: the `manifest` is applied to it as an update,
+    /// so its counted pods stay counted, and a change to an immutable field (the pod
+    /// template, for one) is refused with the API server's error.
+    pub fn create_or_resume(
+        &mut self,
+        admitted: ValidJob,
+        manifest: Job,
+    ) -> Result<Admission, EngineError> {
         let key = (
-            namespace.to_string(),
-            job.metadata.name.clone().unwrap_or_default(),
+            admitted.namespace().to_string(),
+            admitted.name().to_string(),
         );
         let Some(entry) = self.jobs.get_mut(&key) else {
-            let valid = admit(job)?;
-            self.insert_new_job(key, valid);
+            self.insert_new_job(key, admitted);
             self.flush();
             self.writer.barrier().map_err(EngineError::Write)?;
             return Ok(Admission::Created);
         };
         let stored = job_object(entry);
-        let mut new = job;
+        let mut new = manifest;
         let created = stored.metadata.creation_timestamp.as_ref();
         let created = created.map_or_else(|| self.clock.now_timestamp(), |t| t.0);
         prepare_for_create(&mut new, entry.job.uid(), created);
@@ -539,8 +545,9 @@ impl Engine {
 
     /// A status change reported by the runtime (the node's kubelet).
     fn apply_update(&mut self, update: PodUpdate) {
+        let is_final = update.is_final();
         let pod_key = (update.namespace, update.name);
-        if matches!(update.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        if is_final {
             self.to_acknowledge.push(pod_key.clone());
         }
         let Some(job_key) = self.pod_owner.get(&pod_key).cloned() else {

@@ -76,7 +76,10 @@ async fn engine_life(
     // Waits for the last supervisor if it still runs pods; serves otherwise.
     let supervised = runtime_config(state, &backoff(), false);
     let supervisor_dir = state.to_path_buf();
-    tokio::spawn(async move { joblet_runtime::supervise(&supervisor_dir, supervised).await });
+    tokio::spawn(async move {
+        let clock = std::sync::Arc::new(joblet_driver::SystemClock);
+        joblet_runtime::supervise(&supervisor_dir, supervised, clock).await
+    });
     let mut engine = Engine::open(config(state), Box::new(|_| {})).unwrap();
     if let Some((nth, point)) = crash {
         engine.crash_at_commit(nth, point);
@@ -85,7 +88,8 @@ async fn engine_life(
         eprintln!("recover: {e}");
         return None;
     }
-    if let Err(e) = engine.create_or_resume(job(dir)) {
+    let admitted = joblet_driver::admit(job(dir)).unwrap();
+    if let Err(e) = engine.create_or_resume(admitted, job(dir)) {
         eprintln!("create: {e}");
         return None;
     }

@@ -56,6 +56,13 @@ pub struct PodUpdate {
     pub status: PodStatus,
 }
 
+impl PodUpdate {
+    /// The pod's last status: Succeeded or Failed.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+}
+
 /// A pod being stopped, and whether Kubernetes would call it a disruption.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopRequest {
@@ -72,6 +79,21 @@ pub struct Disruption {
 }
 
 impl Disruption {
+    /// Adds the `DisruptionTarget` condition to a pod's status.
+    pub(crate) fn mark(self, status: &mut PodStatus, now: &Time) {
+        status
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(PodCondition {
+                type_: "DisruptionTarget".to_string(),
+                status: "True".to_string(),
+                reason: Some(self.reason.to_string()),
+                message: Some(self.message.to_string()),
+                last_transition_time: Some(now.clone()),
+                ..Default::default()
+            });
+    }
+
     /// What the kubelet records on a graceful node shutdown; joblet's own shutdown is one.
     pub const NODE_SHUTDOWN: Disruption = Disruption {
         reason: "TerminationByKubelet",
@@ -126,9 +148,10 @@ impl Runtime {
     pub fn supervised(
         dir: &Path,
         command: SupervisorCommand,
+        clock: Arc<dyn Clock>,
         updates: mpsc::UnboundedSender<PodUpdate>,
     ) -> std::io::Result<Self> {
-        let client = supervised::Client::connect(dir, command, updates)?;
+        let client = supervised::Client::connect(dir, command, clock, updates)?;
         Ok(Runtime(Backend::Supervised(client)))
     }
 
@@ -482,16 +505,7 @@ async fn run_pod(
         set_condition(s, "Ready", false, &now);
         set_condition(s, "ContainersReady", false, &now);
         if let Some(disruption) = disruption {
-            s.conditions
-                .get_or_insert_with(Vec::new)
-                .push(PodCondition {
-                    type_: "DisruptionTarget".to_string(),
-                    status: "True".to_string(),
-                    reason: Some(disruption.reason.to_string()),
-                    message: Some(disruption.message.to_string()),
-                    last_transition_time: Some(now.clone()),
-                    ..Default::default()
-                });
+            disruption.mark(s, &now);
         }
     });
     drop(table);

@@ -2,9 +2,7 @@
 //! them) was killed. What is left of them is ended, and they are recorded as failed and
 //! disrupted, as the pods of a failed node are.
 
-use joblet_api::k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, PodCondition, PodStatus,
-};
+use joblet_api::k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{kill_leftover, Disruption};
@@ -57,12 +55,5 @@ pub fn mark_lost(status: &mut PodStatus, now: &Time) {
             condition.status = "False".to_string();
         }
     }
-    conditions.push(PodCondition {
-        type_: "DisruptionTarget".to_string(),
-        status: "True".to_string(),
-        reason: Some(PROCESSES_LOST.reason.to_string()),
-        message: Some(PROCESSES_LOST.message.to_string()),
-        last_transition_time: Some(now.clone()),
-        ..Default::default()
-    });
+    PROCESSES_LOST.mark(status, now);
 }

@@ -16,10 +16,8 @@ use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 
-use crate::supervisor::{
-    is_terminal, json_line, pod_update, socket_path, Report, Request, WireStop,
-};
-use crate::{mark_lost, Disruption, PodUpdate};
+use crate::supervisor::{json_line, pod_update, socket_path, Report, Request, WireStop};
+use crate::{mark_lost, Clock, Disruption, PodUpdate};
 
 /// How long a supervisor that was just started may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +52,7 @@ struct PodSlot {
 pub(crate) struct Client {
     dir: PathBuf,
     command: SupervisorCommand,
+    clock: Arc<dyn Clock>,
     updates: mpsc::UnboundedSender<PodUpdate>,
     /// The connection's writing side; held across a write so requests keep their order.
     stream: Mutex<UnixStream>,
@@ -66,12 +65,14 @@ impl Client {
     pub(crate) fn connect(
         dir: &Path,
         command: SupervisorCommand,
+        clock: Arc<dyn Clock>,
         updates: mpsc::UnboundedSender<PodUpdate>,
     ) -> std::io::Result<Arc<Client>> {
         let (stream, reader, adopted) = open(dir, &command)?;
         let client = Arc::new(Client {
             dir: dir.to_path_buf(),
             command,
+            clock,
             updates,
             stream: Mutex::new(stream),
             pods: Mutex::new(HashMap::new()),
@@ -94,7 +95,7 @@ impl Client {
         for update in sync {
             let key = (update.namespace.clone(), update.name.clone());
             adopted.insert(key.clone());
-            if !is_terminal(&update.status) {
+            if !update.is_final() {
                 let slot = pods.entry(key).or_default();
                 slot.started = true;
                 slot.last = Some(update.status.clone());
@@ -188,7 +189,7 @@ impl Client {
     fn report(&self, update: PodUpdate) {
         let key = (update.namespace.clone(), update.name.clone());
         let mut pods = self.pods.lock().expect("pod table");
-        if is_terminal(&update.status) {
+        if update.is_final() {
             pods.remove(&key);
         } else if let Some(slot) = pods.get_mut(&key) {
             slot.last = Some(update.status.clone());
@@ -197,7 +198,7 @@ impl Client {
     }
 
     fn lose_started(&self, lost: impl Fn(&Key) -> bool) {
-        let now = Time(crate::supervisor::now());
+        let now = Time(self.clock.now());
         let mut pods = self.pods.lock().expect("pod table");
         let keys: Vec<Key> = pods
             .iter()

@@ -18,11 +18,11 @@ use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
+use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig};
 
 /// How long a new supervisor waits for one that is leaving.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -106,7 +106,7 @@ pub(crate) fn restore_finish_times(status: &mut PodStatus, times: &[i64]) {
     }
 }
 
-/// A [`StopRequest`] on the wire; a disruption by its reason (the known ones only).
+/// A [`crate::StopRequest`] on the wire; a disruption by its reason (the known ones only).
 #[derive(Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct WireStop {
@@ -133,17 +133,17 @@ impl WireStop {
             .and_then(|i| KNOWN_DISRUPTIONS.get(i).copied())
     }
 
-    /// Merges a later stop into an earlier one, as the runtime does.
+    /// Merges a later stop into an earlier one, as the runtime does: the shorter grace
+    /// (none is unbounded), the first disruption.
     pub(crate) fn merge(self, later: WireStop) -> WireStop {
-        let merged = StopRequest {
-            grace: self.grace().unwrap_or(Duration::MAX),
-            disruption: self.disruption(),
+        let grace_ms = match (self.grace_ms, later.grace_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let grace = merged.grace.min(later.grace().unwrap_or(Duration::MAX));
-        WireStop::new(
-            (grace != Duration::MAX).then_some(grace),
-            merged.disruption.or(later.disruption()),
-        )
+        WireStop {
+            grace_ms,
+            disruption: self.disruption.or(later.disruption),
+        }
     }
 }
 
@@ -157,21 +157,6 @@ fn journal_path(dir: &Path) -> PathBuf {
 
 /// Past this size, the journal is rewritten with the unacknowledged ends only.
 const JOURNAL_COMPACT_BYTES: u64 = 4 << 20;
-
-pub(crate) fn now() -> Timestamp {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(now.as_secs() as i64, now.subsec_nanos() as i32).unwrap_or_default()
-}
-
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        now()
-    }
-}
 
 type Key = (String, String);
 
@@ -189,7 +174,11 @@ struct Supervisor {
 
 /// Runs the supervisor of `dir` until no engine is connected and no pod runs. Returns at
 /// once if another supervisor serves `dir`. Must run within a Tokio runtime.
-pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()> {
+pub async fn supervise(
+    dir: &Path,
+    config: RuntimeConfig,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut lock = std::fs::File::create(dir.join("supervisor.lock"))?;
     // One supervisor per directory. One that is leaving is waited for a moment; one that
@@ -209,7 +198,7 @@ pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()>
     let (tx, updates) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
         dir: dir.to_path_buf(),
-        runtime: Local::new(config, Arc::new(SystemClock), tx)?,
+        runtime: Local::new(config, clock, tx)?,
         updates,
         held: load_journal(dir),
         journal: open_journal(dir)?,
@@ -217,30 +206,21 @@ pub async fn supervise(dir: &Path, config: RuntimeConfig) -> std::io::Result<()>
         unwritten: Vec::new(),
     };
     supervisor.compact();
-    let mut waited_for_first = false;
-    loop {
-        let idle = !waited_for_first || supervisor.runtime.running() == 0;
-        let wait = if waited_for_first {
-            Duration::ZERO
-        } else {
-            FIRST_CLIENT_WAIT
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                waited_for_first = true;
-                if let Ok((stream, _)) = accepted {
-                    supervisor.serve(stream).await;
+    // The engine that started this supervisor connects at once; nothing runs before it.
+    if let Ok(Ok((stream, _))) = tokio::time::timeout(FIRST_CLIENT_WAIT, listener.accept()).await {
+        supervisor.serve(stream).await;
+        // No engine connected: record the ends until nothing runs, or serve the next one.
+        while supervisor.runtime.running() > 0 || !supervisor.updates.is_empty() {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        supervisor.serve(stream).await;
+                    }
                 }
-            }
-            Some(update) = supervisor.updates.recv() => {
-                supervisor.record(update);
-                supervisor.write_journal();
-            }
-            _ = tokio::time::sleep(wait), if idle && supervisor.updates.is_empty() => {
-                if waited_for_first {
-                    break;
+                Some(update) = supervisor.updates.recv() => {
+                    supervisor.record(update);
+                    supervisor.write_journal();
                 }
-                waited_for_first = true;
             }
         }
     }
@@ -325,19 +305,18 @@ fn report(update: &PodUpdate) -> Report {
     }
 }
 
-pub(crate) fn is_terminal(status: &PodStatus) -> bool {
-    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-}
-
 impl Supervisor {
-    /// Keeps the pod's last status; a final one goes to the journal, which is written before
-    /// anyone hears of it (see [`Supervisor::write_journal`]).
-    fn record(&mut self, update: PodUpdate) {
-        if is_terminal(&update.status) {
-            self.unwritten.extend(json_line(&report(&update)));
+    /// Keeps the pod's last status and returns its report line; a final one also goes to
+    /// the journal, which is written before anyone hears of it (see
+    /// [`Supervisor::write_journal`]).
+    fn record(&mut self, update: PodUpdate) -> Vec<u8> {
+        let line = json_line(&report(&update));
+        if update.is_final() {
+            self.unwritten.extend_from_slice(&line);
         }
         self.held
             .insert((update.namespace.clone(), update.name.clone()), update);
+        line
     }
 
     fn write_journal(&mut self) {
@@ -357,7 +336,7 @@ impl Supervisor {
     /// Rewrites the journal with the unacknowledged ends only.
     fn compact(&mut self) {
         let mut text = Vec::new();
-        for update in self.held.values().filter(|u| is_terminal(&u.status)) {
+        for update in self.held.values().filter(|u| u.is_final()) {
             text.extend(json_line(&report(update)));
         }
         let path = journal_path(&self.dir);
@@ -376,12 +355,15 @@ impl Supervisor {
 
     /// Serves one engine until it disconnects.
     async fn serve(&mut self, stream: UnixStream) {
-        let (read, write) = stream.into_split();
+        let (read, mut out) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
-        let mut out = BufWriter::new(write);
-        let mut sync: Vec<Report> = self.held.values().map(report).collect();
-        sync.push(Report::Synced);
-        if send(&mut out, &sync).await.is_err() {
+        let mut sync: Vec<u8> = self
+            .held
+            .values()
+            .flat_map(|u| json_line(&report(u)))
+            .collect();
+        sync.extend(json_line(&Report::Synced));
+        if out.write_all(&sync).await.is_err() {
             return;
         }
         loop {
@@ -394,14 +376,12 @@ impl Supervisor {
                     _ => return,
                 },
                 Some(update) = self.updates.recv() => {
-                    let mut reports = vec![report(&update)];
-                    self.record(update);
+                    let mut reports = self.record(update);
                     while let Ok(update) = self.updates.try_recv() {
-                        reports.push(report(&update));
-                        self.record(update);
+                        reports.extend(self.record(update));
                     }
                     self.write_journal();
-                    if send(&mut out, &reports).await.is_err() {
+                    if out.write_all(&reports).await.is_err() {
                         return;
                     }
                 }
@@ -451,7 +431,7 @@ impl Supervisor {
             Request::Acknowledge { pods } => {
                 let mut acknowledged = Vec::new();
                 for key in pods {
-                    if self.held.get(&key).is_some_and(|u| is_terminal(&u.status)) {
+                    if self.held.get(&key).is_some_and(|u| u.is_final()) {
                         self.held.remove(&key);
                         acknowledged.push(key);
                     }
@@ -463,16 +443,6 @@ impl Supervisor {
             }
         }
     }
-}
-
-async fn send(
-    out: &mut BufWriter<tokio::net::unix::OwnedWriteHalf>,
-    reports: &[Report],
-) -> std::io::Result<()> {
-    for report in reports {
-        out.write_all(&json_line(report)).await?;
-    }
-    out.flush().await
 }
 
 #[cfg(test)]

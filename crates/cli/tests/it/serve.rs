@@ -116,6 +116,12 @@ impl Server {
         run.stdout()
     }
 
+    /// `kubectl wait --for=condition=complete job/NAME`, within 30 s.
+    pub fn wait_complete(&self, job: &str) {
+        let job = format!("job/{job}");
+        self.ok(&["wait", "--for=condition=complete", &job, "--timeout=30s"]);
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -313,12 +319,7 @@ fn get_jobs_watch_prints_a_row_per_change() {
     let server = Server::start(dir.path());
     let mut watch = server.background(&["get", "jobs", "-w"]);
     server.apply(&job("watched", "  completions: 2", "sleep 1"));
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/watched",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("watched");
     std::thread::sleep(Duration::from_millis(300));
     watch.kill().unwrap();
     let output = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
@@ -437,12 +438,7 @@ fn patch_suspends_and_resumes_a_running_job() {
         "-p",
         r#"[{"op":"replace","path":"/spec/suspend","value":false}]"#,
     ]);
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/pausable",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("pausable");
     let job = server.json(&["get", "job", "pausable"]);
     assert_eq!(job["status"]["succeeded"], 2);
     // The template cannot change, as upstream.
@@ -574,12 +570,7 @@ fn a_killed_server_resumes_its_jobs_on_restart() {
     server.kill();
     let before = dir.path().join("state");
     let server = Server::start_in(dir.path(), &before);
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/resumable",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("resumable");
     let job = server.json(&["get", "job", "resumable"]);
     assert_eq!(job["status"]["succeeded"], 6, "{job}");
     assert_eq!(job["status"]["completedIndexes"], "0-5", "{job}");
@@ -636,12 +627,7 @@ fn an_evicted_pod_is_disrupted_and_a_failure_policy_can_ignore_it() {
     let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
     server.ok(&["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
     // Without the Ignore rule, backoffLimit 0 would fail the Job on this pod.
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/evictable",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("evictable");
     let job = server.json(&["get", "job", "evictable"]);
     assert_eq!(
         (
@@ -693,12 +679,7 @@ fn a_stopped_server_disrupts_its_pods_and_resumes_the_job() {
         "SIGTERM stops every pod"
     );
     let server = Server::start_in(dir.path(), &state);
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/survivor",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("survivor");
     let job = server.json(&["get", "job", "survivor"]);
     assert_eq!(
         (
@@ -743,12 +724,7 @@ fn ttl_deletes_a_finished_job_and_delete_f_cascades() {
         server.ok(&["create", "-f", path]),
         "job.batch/from-file created\n"
     );
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/from-file",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("from-file");
     assert_eq!(
         server.ok(&["delete", "-f", path]),
         "job.batch \"from-file\" deleted\n"
@@ -766,12 +742,7 @@ fn events_go_after_the_event_ttl() {
         &["--event-ttl", "1s"],
     );
     server.apply(&job("noted", "", "true"));
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/noted",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("noted");
     let events = server.ok(&["get", "events"]);
     assert!(events.contains("job/noted"), "{events}");
     wait_for("events to expire", Duration::from_secs(10), || {
@@ -894,12 +865,7 @@ fn pods_outlive_a_killed_server_and_the_next_one_adopts_them() {
     // An adopted pod is still the server's to stop.
     server.ok(&["delete", "job", "long"]);
     assert_none_left(&long);
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/adopted",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("adopted");
     let job = server.json(&["get", "job", "adopted"]);
     assert_eq!(job["status"]["succeeded"], 1);
     assert_eq!(job["status"].get("failed"), None, "{job}");
@@ -942,12 +908,7 @@ fn a_killed_supervisor_fails_its_pods_as_a_failed_node_does() {
     )
     .unwrap();
     assert_none_left(&marker);
-    server.ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/orphaned",
-        "--timeout=30s",
-    ]);
+    server.wait_complete("orphaned");
     let job = server.json(&["get", "job", "orphaned"]);
     assert_eq!(job["status"]["failed"], 1);
     let pods = server.json(&["get", "pods", "-l", "job-name=orphaned"]);
