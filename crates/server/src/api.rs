@@ -14,9 +14,10 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
 use joblet_api::{decode_object, prepare_for_update, validate_job_update};
 use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cache::{Cache, Entry};
+use crate::cache::{Cache, Entry, Key};
 use crate::errors::ApiError;
 use crate::patch::{self, PatchType};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
@@ -338,20 +339,29 @@ fn get(
     Ok(raw_json_response(StatusCode::OK, entry.body.clone(), &[]))
 }
 
-/// `continue` tokens: the key the next page starts after.
-fn encode_continue(entry: &Entry) -> String {
-    use base64::Engine as _;
-    let raw = json!([entry.namespace, entry.name]).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+/// A `continue` token: the key the next page starts after, and the resourceVersion of the
+/// list's first page, which later pages show the objects at (`-1`: as they are now).
+#[derive(Serialize, Deserialize)]
+struct Continue {
+    rv: i64,
+    start: Key,
 }
 
-fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
-    use base64::Engine as _;
-    let invalid = || ApiError::bad_request("continue key is not valid");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    serde_json::from_slice(&raw).map_err(|_| invalid())
+impl Continue {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let raw = serde_json::to_string(self).expect("a token serializes");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode(token: &str) -> Result<Continue, ApiError> {
+        use base64::Engine as _;
+        let invalid = || ApiError::bad_request("continue key is not valid");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
+        serde_json::from_slice(&raw).map_err(|_| invalid())
+    }
 }
 
 pub fn selector(resource: &Resource, params: &Params) -> Result<Selector, ApiError> {
@@ -379,24 +389,51 @@ fn list(
     accept: &str,
 ) -> Result<Response, ApiError> {
     let selector = selector(resource, params)?;
-    let after = params
+    let token = params
         .get("continue")
         .filter(|t| !t.is_empty())
-        .map(|t| decode_continue(t))
+        .map(|t| Continue::decode(t))
         .transpose()?;
+    if token.is_some()
+        && params
+            .get("resourceVersion")
+            .is_some_and(|rv| !rv.is_empty() && rv != "0")
+    {
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
+    }
     let limit = params
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
-    let (items, rv, more) = state.cache.list(
-        resource.kind,
-        namespace,
-        after.as_ref(),
-        |e| selector.matches(e),
-        limit,
-    );
-    let next = more
-        .then(|| items.last().map(|e| encode_continue(e)))
+    let after = token.as_ref().map(|t| &t.start);
+    let at = token.as_ref().map(|t| t.rv).filter(|rv| *rv >= 0);
+    let page = state
+        .cache
+        .page(resource.kind, namespace, after, |e| selector.matches(e), limit, at)
+        .map_err(|_| {
+            let rest = Continue {
+                rv: -1,
+                start: after.cloned().unwrap_or_default(),
+            };
+            ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            )
+            .with_continue(rest.encode())
+        })?;
+    let (items, rv) = (page.items, page.resource_version);
+    let next = page
+        .more
+        .then(|| {
+            items.last().map(|e| {
+                Continue {
+                    rv: token.as_ref().map_or(rv, |t| t.rv),
+                    start: (e.namespace.clone(), e.name.clone()),
+                }
+                .encode()
+            })
+        })
         .flatten();
     if wants_table(accept) {
         let include = Include::parse(params.get("includeObject").map(String::as_str));
@@ -833,13 +870,9 @@ async fn delete_collection(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let selector = selector(resource, params)?;
-    let (items, _, _) = state.cache.list(
-        resource.kind,
-        namespace,
-        None,
-        |e| selector.matches(e),
-        None,
-    );
+    let (items, _) = state
+        .cache
+        .list(resource.kind, namespace, |e| selector.matches(e));
     for entry in &items {
         let object = ObjectRef {
             resource,

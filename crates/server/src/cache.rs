@@ -136,7 +136,7 @@ pub struct Change {
     pub deleted: Option<Arc<Entry>>,
 }
 
-type Key = (String, String);
+pub type Key = (String, String);
 
 struct Inner {
     resource_version: i64,
@@ -158,6 +158,15 @@ pub struct Cache {
 /// A watch asked to start before the oldest change still remembered.
 #[derive(Debug)]
 pub struct TooOld(pub i64);
+
+/// One page of a list.
+pub struct Page {
+    pub items: Vec<Arc<Entry>>,
+    /// The resourceVersion the page shows the objects at.
+    pub resource_version: i64,
+    /// Whether objects past the page's last one remain.
+    pub more: bool,
+}
 
 impl Cache {
     /// Holds `records`, current at `resource_version`.
@@ -279,49 +288,84 @@ impl Cache {
             .cloned()
     }
 
-    /// The objects of a kind (in one namespace, if given) in key order, starting after
-    /// `after`, that `keep` accepts; and the resourceVersion they are current at.
+    /// Every current object of a kind (in one namespace, if given) that `keep` accepts, in
+    /// key order; and the resourceVersion they are current at.
     pub fn list(
         &self,
         kind: &str,
         namespace: Option<&str>,
-        after: Option<&(String, String)>,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> (Vec<Arc<Entry>>, i64) {
+        let page = self
+            .page(kind, namespace, None, keep, None, None)
+            .expect("the current objects are always at hand");
+        (page.items, page.resource_version)
+    }
+
+    /// One page of a list: the objects of a kind (in one namespace, if given) in key order,
+    /// starting after `after`, that `keep` accepts, as they were at resourceVersion `at`
+    /// (now, if `None`), so that the pages of one list are one snapshot, as upstream's
+    /// `continue` gives. `at` must not be older than the remembered changes.
+    pub fn page(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        after: Option<&Key>,
         keep: impl Fn(&Entry) -> bool,
         limit: Option<usize>,
-    ) -> (Vec<Arc<Entry>>, i64, bool) {
+        at: Option<i64>,
+    ) -> Result<Page, TooOld> {
         let inner = self.inner.read().expect("cache");
-        let Some(objects) = inner.objects.get(kind) else {
-            return (Vec::new(), inner.resource_version, false);
-        };
-        let range: Box<dyn Iterator<Item = (&Key, &Arc<Entry>)>> = match (after, namespace) {
-            (Some(key), _) => Box::new(objects.range::<Key, _>((
-                std::ops::Bound::Excluded(key.clone()),
-                std::ops::Bound::Unbounded,
-            ))),
-            (None, Some(ns)) => {
-                Box::new(objects.range::<Key, _>((ns.to_string(), String::new())..))
+        let empty = BTreeMap::new();
+        let objects = inner.objects.get(kind).unwrap_or(&empty);
+        let at = at.filter(|at| *at < inner.resource_version);
+        if at.is_some_and(|at| at < inner.horizon) {
+            return Err(TooOld(inner.horizon));
+        }
+        // Objects changed since `at`: their version then (the one before the first change
+        // after it), `None` for those that did not exist yet.
+        let mut then: BTreeMap<Key, Option<Arc<Entry>>> = BTreeMap::new();
+        if let Some(at) = at {
+            let start = inner.history.partition_point(|c| c.resource_version <= at);
+            for change in inner.history.range(start..).filter(|c| c.kind == kind) {
+                let Some(entry) = change.before.as_ref().or(change.after.as_ref()) else {
+                    continue;
+                };
+                then.entry((entry.namespace.clone(), entry.name.clone()))
+                    .or_insert_with(|| change.before.clone());
             }
-            (None, None) => Box::new(objects.iter()),
-        };
+        }
+        let mut now = key_range(objects, namespace, after).peekable();
+        let mut changed = key_range(&then, namespace, after).peekable();
         let mut items = Vec::new();
         let mut more = false;
-        for (key, entry) in range {
-            if namespace.is_some_and(|ns| key.0 != ns) {
-                if namespace.is_some_and(|ns| key.0.as_str() > ns) {
-                    break;
+        loop {
+            let entry = match (now.peek(), changed.peek()) {
+                (None, None) => break,
+                (Some((key, _)), Some((changed_key, _))) if key < changed_key => {
+                    now.next().map(|(_, e)| e.clone())
                 }
+                (Some((key, _)), Some((changed_key, _))) if key == changed_key => {
+                    now.next();
+                    changed.next().and_then(|(_, e)| e.clone())
+                }
+                (Some(_), None) => now.next().map(|(_, e)| e.clone()),
+                (_, Some(_)) => changed.next().and_then(|(_, e)| e.clone()),
+            };
+            let Some(entry) = entry.filter(|e| keep(e)) else {
                 continue;
-            }
-            if !keep(entry) {
-                continue;
-            }
+            };
             if limit.is_some_and(|l| items.len() >= l) {
                 more = true;
                 break;
             }
-            items.push(entry.clone());
+            items.push(entry);
         }
-        (items, inner.resource_version, more)
+        Ok(Page {
+            items,
+            resource_version: at.unwrap_or(inner.resource_version),
+            more,
+        })
     }
 
     /// The changes after `since`, and the resourceVersion they bring the reader to.
@@ -341,6 +385,23 @@ impl Cache {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()
     }
+}
+
+/// The entries of `map` in key order, after `after`, in `namespace` if given.
+fn key_range<'a, V>(
+    map: &'a BTreeMap<Key, V>,
+    namespace: Option<&'a str>,
+    after: Option<&Key>,
+) -> impl Iterator<Item = (&'a Key, &'a V)> {
+    use std::ops::Bound;
+    let start = match (after, namespace) {
+        (Some(key), _) => Bound::Excluded(key.clone()),
+        (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+        (None, None) => Bound::Unbounded,
+    };
+    map.range::<Key, _>((start, Bound::Unbounded))
+        .skip_while(move |(key, _)| namespace.is_some_and(|ns| key.0.as_str() < ns))
+        .take_while(move |(key, _)| namespace.is_none_or(|ns| key.0 == ns))
 }
 
 /// The last version of a deleted object, carrying the deletion's resourceVersion.
@@ -401,7 +462,7 @@ mod tests {
             changes[1].after.as_ref().unwrap().fields["status.phase"],
             "Running"
         );
-        let (items, _, _) = cache.list("Pod", Some("default"), None, |_| true, None);
+        let (items, _) = cache.list("Pod", Some("default"), |_| true);
         assert_eq!(items.len(), 1);
     }
 
@@ -413,6 +474,10 @@ mod tests {
         assert_eq!(cache.changes_after(2).unwrap_err().0, 3);
     }
 
+    fn names(page: &Page) -> Vec<&str> {
+        page.items.iter().map(|e| e.name.as_str()).collect()
+    }
+
     #[test]
     fn pages_continue_after_the_last_key() {
         let cache = Cache::new(Vec::new(), 0);
@@ -421,14 +486,87 @@ mod tests {
                 .map(|rv| put(&format!("p{rv}"), rv, "Running"))
                 .collect(),
         );
-        let (first, _, more) = cache.list("Pod", Some("default"), None, |_| true, Some(2));
-        assert!(more);
-        let last = (first[1].namespace.clone(), first[1].name.clone());
-        let (rest, _, more) = cache.list("Pod", Some("default"), Some(&last), |_| true, None);
-        assert!(!more);
-        let names: Vec<&str> = first.iter().chain(&rest).map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["p1", "p2", "p3", "p4", "p5"]);
-        let (other, _, _) = cache.list("Pod", Some("elsewhere"), None, |_| true, None);
+        let first = cache
+            .page("Pod", Some("default"), None, |_| true, Some(2), None)
+            .unwrap();
+        assert!(first.more);
+        let last = (
+            first.items[1].namespace.clone(),
+            first.items[1].name.clone(),
+        );
+        let rest = cache
+            .page("Pod", Some("default"), Some(&last), |_| true, None, None)
+            .unwrap();
+        assert!(!rest.more);
+        assert_eq!(names(&first), ["p1", "p2"]);
+        assert_eq!(names(&rest), ["p3", "p4", "p5"]);
+        let (other, _) = cache.list("Pod", Some("elsewhere"), |_| true);
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn a_later_page_shows_the_objects_as_they_were_at_the_first() {
+        let cache = Cache::new(Vec::new(), 0);
+        cache.apply(
+            (1..=4)
+                .map(|rv| put(&format!("p{rv}"), rv, "Pending"))
+                .collect(),
+        );
+        let first = cache
+            .page("Pod", None, None, |_| true, Some(1), None)
+            .unwrap();
+        assert_eq!((names(&first), first.resource_version), (vec!["p1"], 4));
+        // After the first page: p2 changes, p3 goes, p25 and p5 come.
+        cache.apply(vec![
+            put("p2", 5, "Running"),
+            Write::Delete {
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "p3".into(),
+                resource_version: 6,
+            },
+            put("p25", 7, "Pending"),
+            put("p5", 8, "Pending"),
+            put("p2", 9, "Succeeded"),
+        ]);
+        let after = ("default".to_string(), "p1".to_string());
+        let rest = cache
+            .page("Pod", None, Some(&after), |_| true, None, Some(4))
+            .unwrap();
+        assert_eq!(names(&rest), ["p2", "p3", "p4"]);
+        assert_eq!(rest.resource_version, 4);
+        assert_eq!(rest.items[0].fields["status.phase"], "Pending");
+        let pending = cache
+            .page(
+                "Pod",
+                None,
+                Some(&after),
+                |e| e.fields["status.phase"] == "Pending",
+                Some(1),
+                Some(4),
+            )
+            .unwrap();
+        assert_eq!((names(&pending), pending.more), (vec!["p2"], true));
+        let now = cache
+            .page("Pod", None, Some(&after), |_| true, None, None)
+            .unwrap();
+        assert_eq!(names(&now), ["p2", "p25", "p4", "p5"]);
+        assert_eq!(now.resource_version, 9);
+    }
+
+    #[test]
+    fn a_page_older_than_the_remembered_changes_is_too_old() {
+        let cache = Cache::new(Vec::new(), 0).with_history_limit(2);
+        cache.apply((1..=5).map(|rv| put("a", rv, "Running")).collect());
+        assert!(cache
+            .page("Pod", None, None, |_| true, None, Some(3))
+            .is_ok());
+        assert_eq!(
+            cache
+                .page("Pod", None, None, |_| true, None, Some(2))
+                .err()
+                .map(|e| e.0),
+            Some(3)
+        );
     }
 }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// For an expired `continue`: the token that goes on with the objects as they are now.
+    pub list_continue: Option<String>,
 }
 
 impl ApiError {
@@ -23,11 +25,17 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_continue: None,
         }
     }
 
     fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
+        self
+    }
+
+    pub fn with_continue(mut self, token: String) -> Self {
+        self.list_continue = Some(token);
         self
     }
 
@@ -149,6 +157,9 @@ impl ApiError {
         });
         if let Some(details) = &self.details {
             status["details"] = details.clone();
+        }
+        if let Some(token) = &self.list_continue {
+            status["metadata"]["continue"] = json!(token);
         }
         status
     }

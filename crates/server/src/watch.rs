@@ -76,13 +76,11 @@ impl Watcher {
             Some(rv) => rv,
             None => {
                 let namespace = self.namespace.clone();
-                let (items, rv, _) = self.cache.list(
-                    self.resource.kind,
-                    namespace.as_deref(),
-                    None,
-                    |e| self.selector.matches(e),
-                    None,
-                );
+                let (items, rv) = self
+                    .cache
+                    .list(self.resource.kind, namespace.as_deref(), |e| {
+                        self.selector.matches(e)
+                    });
                 let mut out = Vec::new();
                 for entry in items {
                     self.render("ADDED", &entry, &mut out);

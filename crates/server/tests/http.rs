@@ -98,6 +98,15 @@ fn job(name: &str, script: &str) -> String {
     .to_string()
 }
 
+fn item_names(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect()
+}
+
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
@@ -288,6 +297,80 @@ async fn a_created_job_is_read_listed_paged_and_watched_to_its_end() {
         .call("GET", &format!("{JOBS}/a"), "application/json", None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_of_one_list_show_one_moment() {
+    let app = App::new();
+    let create = |name: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .call(
+                    "POST",
+                    JOBS,
+                    "application/json",
+                    Some(("application/json", job(name, "true"))),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    };
+    for name in ["a", "b", "c"] {
+        create(name).await;
+    }
+    let (_, first) = app
+        .call("GET", &format!("{JOBS}?limit=1"), "application/json", None)
+        .await;
+    assert_eq!(first["items"][0]["metadata"]["name"], "a");
+    let first_rv = first["metadata"]["resourceVersion"].clone();
+    let next = first["metadata"]["continue"].as_str().unwrap().to_string();
+
+    // Between the pages: b is deleted, bb created, and the Jobs' pods change them.
+    let (status, _) = app
+        .call("DELETE", &format!("{JOBS}/b"), "application/json", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    create("bb").await;
+
+    let (status, rest) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?continue={next}"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(item_names(&rest), ["b", "c"]);
+    assert_eq!(rest["metadata"]["resourceVersion"], first_rv);
+    assert!(rest["metadata"]["continue"].is_null());
+
+    let (_, now) = app.call("GET", JOBS, "application/json", None).await;
+    assert_eq!(item_names(&now), ["a", "bb", "c"]);
+
+    let (status, refused) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?continue={next}&resourceVersion=5"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused["message"],
+        "specifying resource version is not allowed when using continue"
+    );
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?continue=bogus"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]
