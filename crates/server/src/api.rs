@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use joblet_api::{decode_object, prepare_for_update, validate_job_update};
 use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use crate::patch::{self, PatchType};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
 use crate::selectors::Selector;
 use crate::table::{self, Include};
-use crate::{logs, openapi, protobuf, watch};
+use crate::{logs, managed, openapi, protobuf, watch};
 
 /// Request bodies above this are refused (the API server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -212,7 +213,17 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
                 Method::GET => list(state, resource, namespace, &params, &accept),
                 Method::POST => {
                     let body = read_body().await?;
-                    create(state, resource, namespace, &params, &parts.headers, &body).await
+                    let write = Write::Update(field_manager(&params, &parts.headers));
+                    create(
+                        state,
+                        resource,
+                        namespace,
+                        &params,
+                        &parts.headers,
+                        &body,
+                        write,
+                    )
+                    .await
                 }
                 Method::DELETE => {
                     let body = read_body().await?;
@@ -524,6 +535,46 @@ fn dry_run(params: &Params) -> bool {
     params.get("dryRun").is_some_and(|v| v == "All")
 }
 
+/// Who writes, and how: what the managed fields of the written Job record.
+enum Write {
+    /// A create, update or non-apply patch by this manager.
+    Update(String),
+    /// A server-side apply by this manager.
+    Apply { manager: String, force: bool },
+}
+
+/// The manager named by `fieldManager`, or else the client's name from its User-Agent.
+fn field_manager(params: &Params, headers: &HeaderMap) -> String {
+    params.get("fieldManager").cloned().unwrap_or_else(|| {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        managed::manager_from_user_agent(agent)
+    })
+}
+
+impl Write {
+    fn apply(params: &Params) -> Result<Write, ApiError> {
+        let manager = params
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                )
+            })?;
+        Ok(Write::Apply {
+            manager: manager.clone(),
+            force: is_true(params.get("force")),
+        })
+    }
+}
+
+fn to_value(job: &Job) -> Value {
+    serde_json::to_value(job).expect("API objects serialize")
+}
+
 async fn create(
     state: &AppState,
     resource: &'static Resource,
@@ -531,6 +582,7 @@ async fn create(
     params: &Params,
     headers: &HeaderMap,
     body: &Bytes,
+    write: Write,
 ) -> Result<Response, ApiError> {
     let value = decode_body(headers, body)?;
     match resource.kind {
@@ -549,6 +601,29 @@ async fn create(
             }
             job.metadata.namespace = Some(namespace.to_string());
             generate_name(&mut job.metadata);
+            let now = SystemClock.now_timestamp();
+            // The creator owns what it set and the defaults, not the generated selector.
+            job.metadata.managed_fields = Some(match write {
+                Write::Update(manager) => {
+                    let mut defaulted = job.clone();
+                    joblet_api::defaults::apply_defaults(&mut defaulted);
+                    managed::after_update(&Value::Null, &to_value(&defaulted), &[], &manager, now)
+                }
+                Write::Apply { manager, .. } => {
+                    let config = to_value(&job);
+                    managed::apply(
+                        &Value::Null,
+                        &config,
+                        config.clone(),
+                        &[],
+                        &manager,
+                        true,
+                        now,
+                    )
+                    .map(|(_, entries)| entries)
+                    .expect("a forced apply has no conflicts")
+                }
+            });
             let valid = admit(job).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
             let name = valid.name().to_string();
             let created = if dry_run(params) {
@@ -631,6 +706,13 @@ fn generate_name(
     }
 }
 
+/// The managed fields of an updated Job: those after a change by a manager, or those an
+/// apply worked out.
+enum ManagedFields {
+    ChangedBy(String),
+    Applied(Vec<ManagedFieldsEntry>),
+}
+
 /// Writes `new` over the stored Job `old` (rv `based_on`), as an update.
 async fn update_job(
     state: &AppState,
@@ -638,8 +720,20 @@ async fn update_job(
     mut new: Job,
     based_on: String,
     params: &Params,
+    managed_fields: ManagedFields,
 ) -> Result<Job, ApiError> {
     prepare_for_update(old, &mut new);
+    let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
+    new.metadata.managed_fields = Some(match managed_fields {
+        ManagedFields::ChangedBy(manager) => managed::after_update(
+            &to_value(old),
+            &to_value(&new),
+            entries,
+            &manager,
+            SystemClock.now_timestamp(),
+        ),
+        ManagedFields::Applied(entries) => entries,
+    });
     let name = old.metadata.name.clone().unwrap_or_default();
     let valid =
         validate_job_update(old, &new).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
@@ -690,7 +784,8 @@ async fn replace(
         .clone()
         .filter(|rv| !rv.is_empty())
         .unwrap_or_else(|| entry.resource_version.to_string());
-    let updated = update_job(state, &old, new, based_on, params).await?;
+    let managed_fields = ManagedFields::ChangedBy(field_manager(params, headers));
+    let updated = update_job(state, &old, new, based_on, params, managed_fields).await?;
     Ok(raw_json_response(
         StatusCode::OK,
         serde_json::to_string(&updated).expect("API objects serialize"),
@@ -715,32 +810,52 @@ async fn patch_object(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
         ))
     })?;
+    let write = match kind {
+        PatchType::Apply => Write::apply(params)?,
+        _ => Write::Update(field_manager(params, headers)),
+    };
     // The controller writes status all the time: a patch is re-applied on a conflict.
     for _ in 0..8 {
         let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
-            if kind == PatchType::Apply {
-                let mut json_headers = headers.clone();
-                json_headers.insert(
+            if let Write::Apply { manager, force } = write {
+                let mut yaml_headers = headers.clone();
+                yaml_headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/yaml"),
                 );
-                let response = create(
+                let write = Write::Apply { manager, force };
+                return create(
                     state,
                     &JOBS,
                     Some(&object.namespace),
                     params,
-                    &json_headers,
+                    &yaml_headers,
                     body,
+                    write,
                 )
-                .await?;
-                return Ok(response);
+                .await;
             }
             return Err(ApiError::not_found(&JOBS, &object.name));
         };
         let old = stored_job(&entry)?;
-        let mut value = entry.value();
+        let live = entry.value();
+        let mut value = live.clone();
         patch::apply(kind, &mut value, body)
             .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
+        let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
+        let managed_fields = match &write {
+            Write::Update(manager) => ManagedFields::ChangedBy(manager.clone()),
+            Write::Apply { manager, force } => {
+                let config = patch::apply_configuration(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                let now = SystemClock.now_timestamp();
+                let (pruned, entries) =
+                    managed::apply(&live, &config, value, entries, manager, *force, now)
+                        .map_err(|conflicts| ApiError::apply_conflict(&conflicts))?;
+                value = pruned;
+                ManagedFields::Applied(entries)
+            }
+        };
         let (new, warnings) = decode_job(value, params)?;
         let precondition = new
             .metadata
@@ -750,7 +865,7 @@ async fn patch_object(
         let based_on = precondition
             .clone()
             .unwrap_or_else(|| entry.resource_version.to_string());
-        match update_job(state, &old, new, based_on, params).await {
+        match update_job(state, &old, new, based_on, params, managed_fields).await {
             Ok(updated) => {
                 return Ok(raw_json_response(
                     StatusCode::OK,

@@ -95,6 +95,23 @@ impl ApiError {
         )
     }
 
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+    }
+
+    /// An apply that would change fields other managers own.
+    pub fn apply_conflict(conflicts: &crate::managed::Conflicts) -> Self {
+        let causes: Vec<Value> = conflicts
+            .0
+            .iter()
+            .map(|(manager, field)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager}"), "field": field})
+            })
+            .collect();
+        Self::new(StatusCode::CONFLICT, "Conflict", conflicts.message())
+            .with_details(json!({"causes": causes}))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }

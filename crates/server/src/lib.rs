@@ -5,6 +5,7 @@ mod api;
 mod cache;
 mod errors;
 mod logs;
+mod managed;
 mod openapi;
 mod patch;
 mod protobuf;

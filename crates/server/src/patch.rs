@@ -47,15 +47,19 @@ pub fn apply(kind: PatchType, target: &mut Value, patch: &[u8]) -> Result<(), St
             Ok(())
         }
         PatchType::Apply => {
-            let patch: Value = serde_yaml::from_slice(patch).map_err(|e| e.to_string())?;
-            strategic_merge(target, &patch);
+            strategic_merge(target, &apply_configuration(patch)?);
             Ok(())
         }
     }
 }
 
+/// The body of a server-side apply: the applied configuration, YAML or JSON.
+pub fn apply_configuration(body: &[u8]) -> Result<Value, String> {
+    serde_yaml::from_slice(body).map_err(|e| e.to_string())
+}
+
 /// The merge key of a list field of the Kubernetes types, by the field's name.
-fn merge_key(field: &str) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -77,7 +81,7 @@ fn merge_key(field: &str) -> Option<&'static str> {
 }
 
 /// Lists of strings merged as sets rather than replaced.
-fn merges_primitives(field: &str) -> bool {
+pub(crate) fn merges_primitives(field: &str) -> bool {
     field == "finalizers"
 }
 

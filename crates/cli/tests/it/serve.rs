@@ -457,6 +457,76 @@ fn patch_suspends_and_resumes_a_running_job() {
 }
 
 #[test]
+fn server_side_apply_owns_fields_drops_what_it_stops_applying_and_reports_conflicts() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = |labels: &str, parallelism: u32| {
+        job(
+            "owned",
+            &format!("  suspend: true\n  parallelism: {parallelism}"),
+            "true",
+        )
+        .replace(
+            "  name: owned\n",
+            &format!("  name: owned\n  labels:\n{labels}"),
+        )
+    };
+    let apply = |manifest: String, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "-f", "-"];
+        args.extend(extra);
+        server.kubectl_with(&args, Some(&manifest))
+    };
+    let first = apply(manifest("    app: x\n    tier: batch\n", 2), &[]);
+    first.expect_code(0);
+    assert_eq!(first.stdout(), "job.batch/owned serverside-applied\n");
+    server.ok(&[
+        "patch",
+        "job",
+        "owned",
+        "-p",
+        r#"{"spec":{"parallelism":3}}"#,
+    ]);
+
+    // The next apply no longer sets `tier`, and sets parallelism, which kubectl-patch owns.
+    let refused = apply(manifest("    app: x\n", 2), &[]);
+    refused.expect_code(1);
+    let stderr = refused.stderr();
+    assert!(
+        stderr.starts_with(
+            "error: Apply failed with 1 conflict: conflict with \"kubectl-patch\" using batch/v1 at "
+        ) && stderr.contains(": .spec.parallelism\n"),
+        "{stderr}"
+    );
+    let unchanged = server.json(&["get", "job", "owned"]);
+    assert_eq!(unchanged["spec"]["parallelism"], 3);
+    assert_eq!(unchanged["metadata"]["labels"]["tier"], "batch");
+
+    apply(manifest("    app: x\n", 2), &["--force-conflicts"]).expect_code(0);
+    let job = server.json(&["get", "job", "owned", "--show-managed-fields"]);
+    assert_eq!(job["spec"]["parallelism"], 2);
+    assert_eq!(job["metadata"]["labels"], serde_json::json!({"app": "x"}));
+    let managers: Vec<(&str, &str)> = job["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap(),
+                e["operation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // kubectl-patch owned only parallelism, which the forced apply took.
+    assert_eq!(managers, [("kubectl", "Apply")]);
+    let owned = &job["metadata"]["managedFields"][0]["fieldsV1"];
+    assert_eq!(
+        owned["f:metadata"]["f:labels"],
+        serde_json::json!({".": {}, "f:app": {}})
+    );
+    assert_eq!(owned["f:spec"]["f:parallelism"], serde_json::json!({}));
+}
+
+#[test]
 fn discovery_explain_namespaces_and_credentials() {
     let dir = scratch();
     let server = Server::start(dir.path());

@@ -1,0 +1,654 @@
+//! `metadata.managedFields`: which manager owns which fields of a Job, as the API server's
+//! field manager (structured-merge-diff) keeps it. Server-side apply uses it to remove the
+//! fields a manager stopped applying and to refuse changing fields another manager owns.
+//!
+//! A field is named by its path of steps as in `fieldsV1`: `f:name` for a field, `k:{...}`
+//! for an item of a list merged by key, `v:...` for an item of a set. A path names a field
+//! owned as a whole (a leaf, or an atomic list), or the node of a map or list item itself
+//! (`.` in `fieldsV1`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    FieldsV1, ManagedFieldsEntry, Time,
+};
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use crate::patch::{merge_key, merges_primitives};
+
+type Path = Vec<String>;
+
+/// The owned paths of an object, each with its value (`None`: a map or list item's node).
+type Fields = BTreeMap<Path, Option<Value>>;
+
+/// Object fields that are maps (each key owned apart, and the map itself), not structs.
+const MAPS: &[&str] = &[
+    "labels",
+    "annotations",
+    "matchLabels",
+    "nodeSelector",
+    "limits",
+    "requests",
+    "overhead",
+];
+
+/// What the field manager never tracks: identity and bookkeeping set by the server, and the
+/// status, which the main resource's writes do not touch.
+const UNTRACKED_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// How a manager wrote: server-side apply, or any other write (create, update, patch).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// One manager's fields.
+struct Owner {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Option<Time>,
+    fields: BTreeSet<Path>,
+}
+
+/// An apply that would change fields other managers own.
+#[derive(Debug, PartialEq)]
+pub struct Conflicts(pub Vec<(String, String)>);
+
+impl Conflicts {
+    /// The message and per-field causes of upstream's `409 Conflict`.
+    pub fn message(&self) -> String {
+        if let [(manager, path)] = self.0.as_slice() {
+            return format!("Apply failed with 1 conflict: conflict with {manager}: {path}");
+        }
+        let mut by_manager: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (manager, path) in &self.0 {
+            by_manager.entry(manager).or_default().push(path);
+        }
+        let mut lines = Vec::new();
+        for (manager, paths) in by_manager {
+            lines.push(format!("conflicts with {manager}:"));
+            lines.extend(paths.iter().map(|p| format!("- {p}")));
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            self.0.len(),
+            lines.join("\n")
+        )
+    }
+}
+
+/// The managed fields after a create, update or patch by `manager` that turned `old` (Null
+/// for a create) into `new`: the manager owns what it changed, others lose it.
+pub fn after_update(
+    old: &Value,
+    new: &Value,
+    entries: &[ManagedFieldsEntry],
+    manager: &str,
+    now: Timestamp,
+) -> Vec<ManagedFieldsEntry> {
+    let mut owners = owners(entries);
+    let (changed, removed) = compare(&fields(old), &fields(new));
+    for owner in &mut owners {
+        owner
+            .fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
+    }
+    let owner = owner_entry(&mut owners, manager, Operation::Update, now);
+    owner.fields.extend(changed);
+    encode(owners)
+}
+
+/// Server-side apply of `config` by `manager` onto `live`: the merged object (`merged`, the
+/// live object with the configuration merged in) without the fields `manager` applied last
+/// time and no longer applies unless another manager owns them, and the managed fields after
+/// it. Changing a field another manager owns is a conflict unless `force` takes it.
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    mut merged: Value,
+    entries: &[ManagedFieldsEntry],
+    manager: &str,
+    force: bool,
+    now: Timestamp,
+) -> Result<(Value, Vec<ManagedFieldsEntry>), Conflicts> {
+    let mut owners = owners(entries);
+    let applied: BTreeSet<Path> = fields(config).into_keys().collect();
+    let last: BTreeSet<Path> = owners
+        .iter()
+        .find(|o| o.manager == manager && o.operation == Operation::Apply.as_str())
+        .map(|o| o.fields.clone())
+        .unwrap_or_default();
+    let kept: BTreeSet<&Path> = owners
+        .iter()
+        .filter(|o| !(o.manager == manager && o.operation == Operation::Apply.as_str()))
+        .flat_map(|o| o.fields.iter())
+        .chain(&applied)
+        .collect();
+    for path in last.iter().filter(|p| !kept.contains(p)) {
+        // A node goes only if nobody keeps anything beneath it.
+        if !kept.iter().any(|k| k.starts_with(path)) {
+            remove(&mut merged, path);
+        }
+    }
+    let (changed, removed) = compare(&fields(live), &fields(&merged));
+    let mut conflicts = Vec::new();
+    for owner in &mut owners {
+        if owner.manager == manager && owner.operation == Operation::Apply.as_str() {
+            continue;
+        }
+        let taken: Vec<&Path> = owner.fields.intersection(&changed).collect();
+        if !force {
+            conflicts.extend(taken.iter().map(|p| (describe(owner), display(p))));
+        }
+        owner
+            .fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
+    }
+    if !conflicts.is_empty() {
+        return Err(Conflicts(conflicts));
+    }
+    let owner = owner_entry(&mut owners, manager, Operation::Apply, now);
+    owner.fields = applied;
+    Ok((merged, encode(owners)))
+}
+
+/// The manager of a write that names none: the client's name from its User-Agent, as the
+/// API server takes it (`kubectl/v1.34.0 (linux/amd64) ...` is `kubectl`).
+pub fn manager_from_user_agent(user_agent: &str) -> String {
+    user_agent.split('/').next().unwrap_or("").to_string()
+}
+
+fn describe(owner: &Owner) -> String {
+    let mut text = format!("{:?}", owner.manager);
+    if owner.operation == Operation::Update.as_str() {
+        text.push_str(&format!(" using {}", owner.api_version));
+        if let Some(time) = &owner.time {
+            text.push_str(&format!(" at {}", time.0.strftime("%Y-%m-%dT%H:%M:%SZ")));
+        }
+    }
+    text
+}
+
+/// A path as the API server prints it: `.spec.template.spec.containers[name="main"].image`.
+fn display(path: &Path) -> String {
+    let mut text = String::new();
+    for step in path {
+        if let Some(field) = step.strip_prefix("f:") {
+            text.push('.');
+            text.push_str(field);
+        } else if let Some(key) = step.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
+            let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            text.push_str(&format!("[{}]", parts.join(",")));
+        } else if let Some(value) = step.strip_prefix("v:") {
+            text.push_str(&format!("[={value}]"));
+        }
+    }
+    text
+}
+
+fn owner_entry<'a>(
+    owners: &'a mut Vec<Owner>,
+    manager: &str,
+    operation: Operation,
+    now: Timestamp,
+) -> &'a mut Owner {
+    let index = match owners
+        .iter()
+        .position(|o| o.manager == manager && o.operation == operation.as_str())
+    {
+        Some(index) => index,
+        None => {
+            owners.push(Owner {
+                manager: manager.to_string(),
+                operation: operation.as_str().to_string(),
+                api_version: "batch/v1".to_string(),
+                time: None,
+                fields: BTreeSet::new(),
+            });
+            owners.len() - 1
+        }
+    };
+    let owner = &mut owners[index];
+    owner.time = Some(Time(now));
+    owner
+}
+
+fn owners(entries: &[ManagedFieldsEntry]) -> Vec<Owner> {
+    entries
+        .iter()
+        .map(|entry| {
+            let mut fields = BTreeSet::new();
+            if let Some(FieldsV1(tree)) = &entry.fields_v1 {
+                decode_tree(tree, &mut Vec::new(), &mut fields);
+            }
+            Owner {
+                manager: entry.manager.clone().unwrap_or_default(),
+                operation: entry.operation.clone().unwrap_or_default(),
+                api_version: entry
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| "batch/v1".into()),
+                time: entry.time.clone(),
+                fields,
+            }
+        })
+        .collect()
+}
+
+/// The entries in upstream's order (Apply before Update, then oldest first), without the
+/// managers left with nothing.
+fn encode(owners: Vec<Owner>) -> Vec<ManagedFieldsEntry> {
+    let mut owners: Vec<Owner> = owners
+        .into_iter()
+        .filter(|o| !o.fields.is_empty())
+        .collect();
+    owners.sort_by(|a, b| {
+        (&a.operation, a.time.as_ref().map(|t| t.0), &a.manager).cmp(&(
+            &b.operation,
+            b.time.as_ref().map(|t| t.0),
+            &b.manager,
+        ))
+    });
+    owners
+        .into_iter()
+        .map(|owner| ManagedFieldsEntry {
+            api_version: Some(owner.api_version),
+            fields_type: Some("FieldsV1".to_string()),
+            fields_v1: Some(FieldsV1(encode_tree(&owner.fields))),
+            manager: Some(owner.manager),
+            operation: Some(owner.operation),
+            subresource: None,
+            time: owner.time,
+        })
+        .collect()
+}
+
+fn encode_tree(paths: &BTreeSet<Path>) -> Value {
+    let mut root = Map::new();
+    for path in paths {
+        let mut node = &mut root;
+        for step in path {
+            node = node
+                .entry(step.clone())
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("fieldsV1 nodes are objects");
+        }
+    }
+    // A path that is both owned and has owned paths beneath it is marked with `.`.
+    for path in paths {
+        if let Some(Value::Object(node)) = lookup_mut(&mut root, path) {
+            if !node.is_empty() {
+                node.insert(".".to_string(), Value::Object(Map::new()));
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+fn lookup_mut<'a>(root: &'a mut Map<String, Value>, path: &Path) -> Option<&'a mut Value> {
+    let (first, rest) = path.split_first()?;
+    let mut node = root.get_mut(first)?;
+    for step in rest {
+        node = node.get_mut(step)?;
+    }
+    Some(node)
+}
+
+fn decode_tree(tree: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
+    let Value::Object(children) = tree else {
+        return;
+    };
+    if children.is_empty() && !path.is_empty() {
+        out.insert(path.clone());
+    }
+    for (step, child) in children {
+        if step == "." {
+            out.insert(path.clone());
+            continue;
+        }
+        path.push(step.clone());
+        decode_tree(child, path, out);
+        path.pop();
+    }
+}
+
+/// The owned paths of a Job object with their values.
+fn fields(object: &Value) -> Fields {
+    let mut out = Fields::new();
+    let Value::Object(top) = object else {
+        return out;
+    };
+    for (key, value) in top {
+        let mut path = vec![format!("f:{key}")];
+        match key.as_str() {
+            "apiVersion" | "kind" | "status" => {}
+            "metadata" => {
+                if let Value::Object(meta) = value {
+                    for (field, value) in meta {
+                        if !UNTRACKED_METADATA.contains(&field.as_str()) {
+                            path.push(format!("f:{field}"));
+                            walk(value, field, &mut path, &mut out);
+                            path.pop();
+                        }
+                    }
+                }
+            }
+            _ => walk(value, key, &mut path, &mut out),
+        }
+    }
+    out
+}
+
+fn walk(value: &Value, field: &str, path: &mut Path, out: &mut Fields) {
+    match value {
+        Value::Object(map) if MAPS.contains(&field) => {
+            out.insert(path.clone(), None);
+            for (key, value) in map {
+                path.push(format!("f:{key}"));
+                out.insert(path.clone(), Some(value.clone()));
+                path.pop();
+            }
+        }
+        Value::Object(map) if !map.is_empty() => {
+            for (key, value) in map {
+                path.push(format!("f:{key}"));
+                walk(value, key, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) if merge_key(field).is_some() && items.iter().all(Value::is_object) => {
+            let key = merge_key(field).expect("checked above");
+            for item in items {
+                let mut id = Map::new();
+                id.insert(
+                    key.to_string(),
+                    item.get(key).cloned().unwrap_or(Value::Null),
+                );
+                path.push(format!("k:{}", Value::Object(id)));
+                out.insert(path.clone(), None);
+                walk_item(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) if merges_primitives(field) => {
+            for item in items {
+                path.push(format!("v:{item}"));
+                out.insert(path.clone(), Some(item.clone()));
+                path.pop();
+            }
+        }
+        other => {
+            out.insert(path.clone(), Some(other.clone()));
+        }
+    }
+}
+
+fn walk_item(item: &Value, path: &mut Path, out: &mut Fields) {
+    if let Value::Object(map) = item {
+        for (key, value) in map {
+            path.push(format!("f:{key}"));
+            walk(value, key, path, out);
+            path.pop();
+        }
+    }
+}
+
+/// The paths added or changed from `old` to `new`, and those removed.
+fn compare(old: &Fields, new: &Fields) -> (BTreeSet<Path>, BTreeSet<Path>) {
+    let changed = new
+        .iter()
+        .filter(|(path, value)| old.get(*path) != Some(*value))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|path| !new.contains_key(*path))
+        .cloned()
+        .collect();
+    (changed, removed)
+}
+
+/// Removes the node at `path` from `object`, if it is there.
+fn remove(object: &mut Value, path: &Path) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = object;
+    for step in parents {
+        let next = match step_into(node, step) {
+            Some(next) => next,
+            None => return,
+        };
+        node = next;
+    }
+    if let (Some(field), Value::Object(map)) = (last.strip_prefix("f:"), &mut *node) {
+        map.remove(field);
+    } else if let Value::Array(items) = node {
+        items.retain(|item| !matches_step(item, last));
+    }
+}
+
+fn step_into<'a>(node: &'a mut Value, step: &str) -> Option<&'a mut Value> {
+    match step.strip_prefix("f:") {
+        Some(field) => node.get_mut(field),
+        None => node
+            .as_array_mut()?
+            .iter_mut()
+            .find(|item| matches_step(item, step)),
+    }
+}
+
+fn matches_step(item: &Value, step: &str) -> bool {
+    if let Some(key) = step.strip_prefix("k:") {
+        let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+            return false;
+        };
+        return key.iter().all(|(k, v)| item.get(k) == Some(v));
+    }
+    if let Some(value) = step.strip_prefix("v:") {
+        return serde_json::from_str::<Value>(value).is_ok_and(|v| v == *item);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn job(parallelism: i64, labels: Value) -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "uid": "u", "labels": labels},
+            "spec": {"parallelism": parallelism, "template": {"spec": {"containers": [
+                {"name": "main", "image": "busybox", "command": ["true"]}]}}},
+            "status": {"active": 1}})
+    }
+
+    fn tree(entries: &[ManagedFieldsEntry], manager: &str) -> Value {
+        entries
+            .iter()
+            .find(|e| e.manager.as_deref() == Some(manager))
+            .and_then(|e| e.fields_v1.clone())
+            .map(|f| f.0)
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn a_create_owns_every_field_set_but_identity_and_status() {
+        let created = job(2, json!({"app": "x"}));
+        let entries = after_update(&Value::Null, &created, &[], "kubectl-create", at(0));
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].operation.as_deref(), Some("Update"));
+        assert_eq!(
+            tree(&entries, "kubectl-create"),
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {"f:parallelism": {}, "f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"main\"}": {".": {}, "f:command": {}, "f:image": {}, "f:name": {}}
+                }}}}
+            })
+        );
+        // fieldsV1 reads back as the same fields.
+        let owners = owners(&entries);
+        assert_eq!(
+            encode_tree(&owners[0].fields),
+            tree(&entries, "kubectl-create")
+        );
+    }
+
+    #[test]
+    fn an_update_takes_the_fields_it_changes_from_their_owner() {
+        let created = job(2, json!({"app": "x"}));
+        let entries = after_update(&Value::Null, &created, &[], "kubectl-create", at(0));
+        let scaled = job(5, json!({"app": "x"}));
+        let entries = after_update(&created, &scaled, &entries, "kubectl-patch", at(1));
+        assert_eq!(
+            tree(&entries, "kubectl-patch"),
+            json!({"f:spec": {"f:parallelism": {}}})
+        );
+        assert!(tree(&entries, "kubectl-create")["f:spec"]
+            .get("f:parallelism")
+            .is_none());
+    }
+
+    #[test]
+    fn apply_removes_what_it_no_longer_applies_and_keeps_what_others_own() {
+        let config = |labels: Value| {
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": labels},
+                "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}})
+        };
+        let first = config(json!({"app": "x", "tier": "batch"}));
+        let (live, entries) =
+            apply(&Value::Null, &first, first.clone(), &[], "me", false, at(0)).unwrap();
+        // Another manager adds a label.
+        let mut other = live.clone();
+        other["metadata"]["labels"]["team"] = json!("data");
+        let entries = after_update(&live, &other, &entries, "kubectl-label", at(1));
+        // The next apply drops `tier`: it goes; `team` stays, owned by kubectl-label.
+        let second = config(json!({"app": "x"}));
+        let mut merged = other.clone();
+        merged["metadata"]["labels"] = json!({"app": "x", "tier": "batch", "team": "data"});
+        let (result, entries) =
+            apply(&other, &second, merged, &entries, "me", false, at(2)).unwrap();
+        assert_eq!(
+            result["metadata"]["labels"],
+            json!({"app": "x", "team": "data"})
+        );
+        assert_eq!(
+            tree(&entries, "me")["f:metadata"],
+            json!({"f:labels": {".": {}, "f:app": {}}})
+        );
+        assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    }
+
+    #[test]
+    fn apply_changing_a_field_another_manager_owns_conflicts_unless_forced() {
+        let created = job(2, json!({}));
+        let entries = after_update(&Value::Null, &created, &[], "kubectl-create", at(0));
+        let config = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"parallelism": 3}});
+        let merged = job(3, json!({}));
+        let conflicts = apply(
+            &created,
+            &config,
+            merged.clone(),
+            &entries,
+            "me",
+            false,
+            at(1),
+        )
+        .unwrap_err();
+        assert_eq!(
+            conflicts.message(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-create\" using batch/v1 at 2027-01-15T08:00:00Z: .spec.parallelism"
+        );
+        let (_, entries) = apply(&created, &config, merged, &entries, "me", true, at(1)).unwrap();
+        assert_eq!(
+            tree(&entries, "me"),
+            json!({"f:spec": {"f:parallelism": {}}})
+        );
+        assert!(tree(&entries, "kubectl-create")["f:spec"]
+            .get("f:parallelism")
+            .is_none());
+        // Applying a value equal to the owner's is no conflict: the field is shared.
+        let same = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"parallelism": 2}});
+        let entries = after_update(&Value::Null, &created, &[], "kubectl-create", at(0));
+        let (_, entries) = apply(
+            &created,
+            &same,
+            created.clone(),
+            &entries,
+            "me",
+            false,
+            at(1),
+        )
+        .unwrap();
+        assert_eq!(
+            tree(&entries, "kubectl-create")["f:spec"]["f:parallelism"],
+            json!({})
+        );
+    }
+
+    #[test]
+    fn several_conflicts_are_listed_by_manager() {
+        let conflicts = Conflicts(vec![
+            ("\"b\"".into(), ".spec.x".into()),
+            ("\"a\"".into(), ".spec.y".into()),
+            ("\"b\"".into(), ".spec.z".into()),
+        ]);
+        assert_eq!(
+            conflicts.message(),
+            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.y\nconflicts with \"b\":\n- .spec.x\n- .spec.z"
+        );
+    }
+
+    #[test]
+    fn paths_print_as_the_api_server_prints_them() {
+        let path: Path = vec![
+            "f:spec".into(),
+            "f:template".into(),
+            "f:spec".into(),
+            "f:containers".into(),
+            "k:{\"name\":\"main\"}".into(),
+            "f:image".into(),
+        ];
+        assert_eq!(
+            display(&path),
+            ".spec.template.spec.containers[name=\"main\"].image"
+        );
+        assert_eq!(
+            manager_from_user_agent("kubectl/v1.34.1 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
+    }
+}
