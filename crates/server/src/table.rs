@@ -176,6 +176,15 @@ pub fn table(
     text
 }
 
+/// What `table` makes of one row with no columns, written straight into a watch stream's
+/// buffer: the form of every watch event after the first, so the commonest by far.
+pub fn write_watch_row(out: &mut impl std::fmt::Write, row: &str, resource_version: i64) {
+    let _ = write!(
+        out,
+        "{{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{{\"resourceVersion\":\"{resource_version}\"}},\"columnDefinitions\":null,\"rows\":[{row}]}}"
+    );
+}
+
 fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
     match created {
         Some(t) => human_duration(now.as_second() - t.as_second()),
@@ -361,4 +370,18 @@ fn event_cells(event: &Event, now: Timestamp) -> Vec<Value> {
         json!(event.count.unwrap_or(1)),
         json!(event.metadata.name.clone().unwrap_or_default()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_row_is_the_one_row_table_without_columns() {
+        let row: Arc<str> =
+            r#"{"cells":["a","Running"],"object":{"kind":"PartialObjectMetadata"}}"#.into();
+        let mut written = String::new();
+        write_watch_row(&mut written, &row, 42);
+        assert_eq!(written, table(Value::Null, &[row], 42, None));
+    }
 }

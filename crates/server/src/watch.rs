@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::response::Response;
+use bytes::BytesMut;
 use joblet_driver::SystemClock;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -20,7 +21,11 @@ use crate::selectors::Selector;
 use crate::table::{self, Include};
 
 /// A chunk is sent once this much is rendered, even mid-batch.
-const FLUSH_AT: usize = 256 * 1024;
+const FLUSH_AT: usize = 48 * 1024;
+/// Chunks are cut from buffers of this size, each reused once the chunks cut from it are
+/// written: allocating (and page-faulting) a buffer per chunk cost the server more than
+/// encrypting them.
+const BUFFER: usize = 64 * 1024;
 
 struct Watcher {
     cache: Arc<Cache>,
@@ -29,6 +34,7 @@ struct Watcher {
     selector: Selector,
     table: Option<Include>,
     columns_sent: bool,
+    out: BytesMut,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -52,7 +58,8 @@ pub fn start(
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs);
     let bookmarks = is_true(params.get("allowWatchBookmarks"));
-    let (tx, rx) = mpsc::channel(256);
+    // Few chunks wait for a slow client: the cache's history is what it catches up from.
+    let (tx, rx) = mpsc::channel(4);
     let table = wants_table(accept)
         .then(|| Include::parse(params.get("includeObject").map(String::as_str)));
     let watcher = Watcher {
@@ -62,6 +69,7 @@ pub fn start(
         selector,
         table,
         columns_sent: false,
+        out: BytesMut::with_capacity(BUFFER),
         tx,
     };
     tokio::spawn(watcher.run(since, timeout, bookmarks));
@@ -81,14 +89,13 @@ impl Watcher {
                     .list(self.resource.kind, namespace.as_deref(), |e| {
                         self.selector.matches(e)
                     });
-                let mut out = Vec::new();
                 for entry in items {
-                    self.render("ADDED", &entry, &mut out);
-                    if out.len() >= FLUSH_AT && !self.flush(&mut out).await {
+                    self.render("ADDED", &entry);
+                    if self.out.len() >= FLUSH_AT && !self.flush().await {
                         return;
                     }
                 }
-                if !self.flush(&mut out).await {
+                if !self.flush().await {
                     return;
                 }
                 rv
@@ -109,7 +116,6 @@ impl Watcher {
                 }
                 Ok((changes, now)) => {
                     // Everything that arrived since the last wake goes out in one chunk.
-                    let mut out = Vec::new();
                     for change in changes {
                         if change.kind != self.resource.kind {
                             continue;
@@ -126,13 +132,13 @@ impl Watcher {
                             (None, None, _) => None,
                         };
                         if let Some((kind, entry)) = event {
-                            self.render(kind, &entry, &mut out);
-                            if out.len() >= FLUSH_AT && !self.flush(&mut out).await {
+                            self.render(kind, &entry);
+                            if self.out.len() >= FLUSH_AT && !self.flush().await {
                                 return;
                             }
                         }
                     }
-                    if !self.flush(&mut out).await {
+                    if !self.flush().await {
                         return;
                     }
                     seen = now;
@@ -164,21 +170,22 @@ impl Watcher {
     }
 
     /// Appends one event line: the stored JSON (or the rendered row) as it is.
-    fn render(&mut self, kind: &str, entry: &Entry, out: &mut Vec<u8>) {
+    fn render(&mut self, kind: &str, entry: &Entry) {
+        let out = &mut self.out;
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.table {
             Some(include) => {
-                let columns = if self.columns_sent {
-                    Value::Null
-                } else {
-                    table::columns(self.resource)
-                };
-                self.columns_sent = true;
                 let row = table::row(entry, include, SystemClock.now_timestamp());
-                let table = table::table(columns, &[row], entry.resource_version, None);
-                out.extend_from_slice(table.as_bytes());
+                if self.columns_sent {
+                    table::write_watch_row(out, &row, entry.resource_version);
+                } else {
+                    let columns = table::columns(self.resource);
+                    let table = table::table(columns, &[row], entry.resource_version, None);
+                    out.extend_from_slice(table.as_bytes());
+                    self.columns_sent = true;
+                }
             }
             None => out.extend_from_slice(entry.body.as_bytes()),
         }
@@ -186,11 +193,15 @@ impl Watcher {
     }
 
     /// Sends what was rendered; false once the client is gone.
-    async fn flush(&self, out: &mut Vec<u8>) -> bool {
-        if out.is_empty() {
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
             return true;
         }
-        let chunk = Bytes::from(std::mem::take(out));
+        let chunk = self.out.split().freeze();
+        if self.out.capacity() < FLUSH_AT / 4 {
+            // Takes back the buffer if its chunks are written, else starts a new one.
+            self.out.reserve(BUFFER);
+        }
         self.tx.send(chunk).await.is_ok()
     }
 
