@@ -2,7 +2,8 @@
 """`joblet serve` under load: list time with many objects stored, and watchers' cost.
 
 Usage: python3 bench/serve.py [--jobs 1000] [--pods-per-job 100] [--watchers 100]
-                              [--completions 10000] [--skip-list] [--skip-watch]
+                              [--completions 10000] [--skip-list] [--skip-watch] [--table]
+                              [--runs-watch 2] [--spinners]
 
 1. List: a state directory with JOBS finished Jobs and JOBS*PODS_PER_JOB pods is made from a
    real Job and its pods (run through the server, then copied under new names into the
@@ -12,8 +13,10 @@ Usage: python3 bench/serve.py [--jobs 1000] [--pods-per-job 100] [--watchers 100
    kubectl's own start, ~0.1-0.2 s).
 2. Watch: a Job of COMPLETIONS pods (`true`, parallelism 100) runs once with no watcher and
    once with WATCHERS clients watching all pods (full objects, as client libraries do; with
-   --table, Table rows as `kubectl get pods -w` asks for), in alternation; each watcher counts the events it got and all must agree with the store.
-   Prints the wall-time ratio.
+   --table, Table rows as `kubectl get pods -w` asks for), in alternation; each watcher is a
+   process of its own that counts the events it got, and all must agree. Prints the wall-time
+   ratios, with the watchers at normal priority and under SCHED_IDLE.
+3. With --spinners, the control: the same Job beside processes that only spin.
 """
 
 import argparse
@@ -265,6 +268,35 @@ def bench_watch(args, work):
               f"{statistics.median(alone):.2f} s; goal < 1.20x)", flush=True)
 
 
+def bench_spinners(args, work):
+    """The control for the watch case: the same Job beside processes that only spin and
+    never touch the server, at the lowest priorities Linux has. What they cost the Job is
+    what any client on these two cores costs it."""
+    cases = [("alone", None), ("1 spinner at nice 19", ["nice", "-n", "19"]),
+             ("2 spinners under SCHED_IDLE", ["chrt", "-i", "0"])]
+    walls = {name: [] for name, _ in cases}
+    for run in range(args.runs_watch):
+        for name, prefix in cases:
+            count = 2 if prefix and prefix[0] == "chrt" else 1
+            spinners = [subprocess.Popen(prefix + [sys.executable, "-c", "while True: pass"])
+                        for _ in range(count if prefix else 0)]
+            state = work / f"spin-{run}"
+            shutil.rmtree(state, ignore_errors=True)
+            server = Server(state)
+            wall = run_job(server, server.connection(), "work", args.completions)
+            server.stop()
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+            shutil.rmtree(state, ignore_errors=True)
+            walls[name].append(wall)
+            print(f"  {name}: {wall:.2f} s", flush=True)
+    for name, _ in cases[1:]:
+        ratios = [w / a for w, a in zip(walls[name], walls["alone"])]
+        print(f"{args.completions}-completion Job beside {name} / alone: {statistics.median(ratios):.2f}x",
+              flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
@@ -277,6 +309,8 @@ def main():
                         help="watchers ask for Table rows, as `kubectl get pods -w` does")
     parser.add_argument("--skip-list", action="store_true")
     parser.add_argument("--skip-watch", action="store_true")
+    parser.add_argument("--spinners", action="store_true",
+                        help="also the control: the Job beside processes that only spin")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     work = Path(tempfile.mkdtemp(prefix="joblet-bench-serve-"))
@@ -285,6 +319,8 @@ def main():
             bench_list(args, work)
         if not args.skip_watch:
             bench_watch(args, work)
+        if args.spinners:
+            bench_spinners(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
