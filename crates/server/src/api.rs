@@ -722,8 +722,14 @@ async fn update_job(
     params: &Params,
     managed_fields: ManagedFields,
 ) -> Result<Job, ApiError> {
+    // Managed fields sent with an update replace the recorded ones, as upstream takes them
+    // (kubectl rewrites them so when it moves an object from client-side apply to SSA).
+    let sent = new.metadata.managed_fields.take().filter(|m| !m.is_empty());
     prepare_for_update(old, &mut new);
-    let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
+    let entries = sent
+        .as_deref()
+        .or(old.metadata.managed_fields.as_deref())
+        .unwrap_or_default();
     new.metadata.managed_fields = Some(match managed_fields {
         ManagedFields::ChangedBy(manager) => managed::after_update(
             &to_value(old),

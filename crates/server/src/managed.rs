@@ -153,15 +153,21 @@ pub fn apply(
             remove(&mut merged, path);
         }
     }
-    let (changed, removed) = compare(&fields(live), &fields(&merged));
+    let live_fields = fields(live);
+    let (changed, removed) = compare(&live_fields, &fields(&merged));
+    let upgraded = upgraded_from_client_side_apply(live, &live_fields, manager);
     let mut conflicts = Vec::new();
     for owner in &mut owners {
         if owner.manager == manager && owner.operation == Operation::Apply.as_str() {
             continue;
         }
-        let taken: Vec<&Path> = owner.fields.intersection(&changed).collect();
+        let taken = owner.fields.intersection(&changed);
         if !force {
-            conflicts.extend(taken.iter().map(|p| (describe(owner), display(p))));
+            conflicts.extend(
+                taken
+                    .filter(|p| !upgraded.contains(*p))
+                    .map(|p| (describe(owner), display(p))),
+            );
         }
         owner
             .fields
@@ -174,6 +180,32 @@ pub fn apply(
     owner.fields = applied;
     Ok((merged, encode(owners)))
 }
+
+/// The fields `kubectl apply --server-side` may take without a conflict from an object
+/// managed by client-side apply, as upstream's field manager lets it: those of the
+/// `last-applied-configuration` annotation that still hold the value applied then.
+fn upgraded_from_client_side_apply(
+    live: &Value,
+    live_fields: &Fields,
+    manager: &str,
+) -> BTreeSet<Path> {
+    if manager != "kubectl" {
+        return BTreeSet::new();
+    }
+    let Some(last_applied) = live["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return BTreeSet::new();
+    };
+    fields(&last_applied)
+        .into_iter()
+        .filter(|(path, value)| live_fields.get(path) == Some(value))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The manager of a write that names none: the client's name from its User-Agent, as the
 /// API server takes it (`kubectl/v1.34.0 (linux/amd64) ...` is `kubectl`).
@@ -617,6 +649,37 @@ mod tests {
             tree(&entries, "kubectl-create")["f:spec"]["f:parallelism"],
             json!({})
         );
+    }
+
+    #[test]
+    fn kubectl_takes_over_from_client_side_apply_what_the_annotation_still_holds() {
+        let last_applied = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j"}, "spec": {"parallelism": 2, "suspend": true}});
+        let mut live = job(2, json!({}));
+        live["spec"]["suspend"] = json!(false);
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: last_applied.to_string()});
+        let entries = after_update(&Value::Null, &live, &[], "kubectl-client-side-apply", at(0));
+        let config = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"parallelism": 4, "suspend": true}});
+        let mut merged = live.clone();
+        merged["spec"]["parallelism"] = json!(4);
+        merged["spec"]["suspend"] = json!(true);
+        // parallelism still holds the applied 2: taken; suspend was changed since: a conflict.
+        let conflicts = apply(
+            &live,
+            &config,
+            merged.clone(),
+            &entries,
+            "kubectl",
+            false,
+            at(1),
+        )
+        .unwrap_err();
+        assert_eq!(conflicts.0.len(), 1);
+        assert_eq!(conflicts.0[0].1, ".spec.suspend");
+        // Another manager name gets no such upgrade.
+        let other = apply(&live, &config, merged, &entries, "mine", false, at(1)).unwrap_err();
+        assert_eq!(other.0.len(), 2);
     }
 
     #[test]

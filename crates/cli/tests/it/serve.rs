@@ -502,10 +502,13 @@ fn server_side_apply_owns_fields_drops_what_it_stops_applying_and_reports_confli
     assert_eq!(unchanged["metadata"]["labels"]["tier"], "batch");
 
     apply(manifest("    app: x\n", 2), &["--force-conflicts"]).expect_code(0);
-    let job = server.json(&["get", "job", "owned", "--show-managed-fields"]);
-    assert_eq!(job["spec"]["parallelism"], 2);
-    assert_eq!(job["metadata"]["labels"], serde_json::json!({"app": "x"}));
-    let managers: Vec<(&str, &str)> = job["metadata"]["managedFields"]
+    let owned_job = server.json(&["get", "job", "owned", "--show-managed-fields"]);
+    assert_eq!(owned_job["spec"]["parallelism"], 2);
+    assert_eq!(
+        owned_job["metadata"]["labels"],
+        serde_json::json!({"app": "x"})
+    );
+    let managers: Vec<(&str, &str)> = owned_job["metadata"]["managedFields"]
         .as_array()
         .unwrap()
         .iter()
@@ -518,12 +521,35 @@ fn server_side_apply_owns_fields_drops_what_it_stops_applying_and_reports_confli
         .collect();
     // kubectl-patch owned only parallelism, which the forced apply took.
     assert_eq!(managers, [("kubectl", "Apply")]);
-    let owned = &job["metadata"]["managedFields"][0]["fieldsV1"];
+    let owned = &owned_job["metadata"]["managedFields"][0]["fieldsV1"];
     assert_eq!(
         owned["f:metadata"]["f:labels"],
         serde_json::json!({".": {}, "f:app": {}})
     );
     assert_eq!(owned["f:spec"]["f:parallelism"], serde_json::json!({}));
+
+    // A Job managed by client-side apply moves to server-side apply without conflicts on
+    // what it last applied, as kubectl and the API server do it.
+    let client_side = job("moved", "  suspend: true\n  parallelism: 2", "true");
+    server.apply(&client_side);
+    let moved = server.kubectl_with(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&client_side.replace("parallelism: 2", "parallelism: 4")),
+    );
+    moved.expect_code(0);
+    let moved_job = server.json(&["get", "job", "moved", "--show-managed-fields"]);
+    assert_eq!(moved_job["spec"]["parallelism"], 4);
+    let managers: Vec<&str> = moved_job["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert!(
+        !managers.contains(&"kubectl-client-side-apply"),
+        "{managers:?}"
+    );
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
 }
 
 #[test]
