@@ -818,6 +818,11 @@ async fn patch_object(
     })?;
     let write = match kind {
         PatchType::Apply => Write::apply(params)?,
+        _ if params.contains_key("force") => {
+            return Err(ApiError::unprocessable(
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+            ))
+        }
         _ => Write::Update(field_manager(params, headers)),
     };
     // The controller writes status all the time: a patch is re-applied on a conflict.

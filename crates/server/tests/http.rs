@@ -374,6 +374,61 @@ async fn the_pages_of_one_list_show_one_moment() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn patch_options_are_checked_as_the_api_server_checks_them() {
+    let app = App::new();
+    let (status, _) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("p", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let patch = |query: &'static str, content_type: &'static str, body: &'static str| {
+        let app = &app;
+        async move {
+            let uri = format!("{JOBS}/p{query}");
+            let body = Some((content_type, body.to_string()));
+            app.call("PATCH", &uri, "application/json", body).await
+        }
+    };
+    const APPLY: &str = "application/apply-patch+yaml";
+    let config = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"p"},"spec":{"parallelism":2}}"#;
+    let (status, refused) = patch("", APPLY, config).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    let merge = r#"{"spec":{"parallelism":2}}"#;
+    let (status, refused) = patch("?force=true", "application/merge-patch+json", merge).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+    );
+    // The creator owns the defaulted parallelism: taking it needs force.
+    let (status, conflict) = patch("?fieldManager=tester", APPLY, config).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        conflict["details"]["causes"][0]["field"],
+        ".spec.parallelism"
+    );
+    let (status, applied) = patch("?fieldManager=tester&force=true", APPLY, config).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    assert_eq!(applied["spec"]["parallelism"], 2);
+    let managers: Vec<&str> = applied["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    // The creator named no manager and sent no User-Agent: upstream records it as "".
+    assert_eq!(managers, ["tester", ""]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bodies_are_checked_before_anything_is_stored() {
     let app = App::new();
     let (status, invalid) = app
