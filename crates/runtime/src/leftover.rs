@@ -9,8 +9,8 @@ use nix::unistd::Pid;
 /// How far a process's start may be from the container's recorded `startedAt`.
 const START_SLACK_SECONDS: i64 = 2;
 
-/// Kills the process group of a container started at `started_at`, if its leader still
-/// runs and is that process (not a later one with the same pid). True if one was killed.
+/// Kills the process group of a container started at `started_at`, if it is still that
+/// container's (not a later process's with the same pid). True if one was killed.
 pub fn kill_leftover(container_id: &str, started_at: Timestamp) -> bool {
     let Some(pid) = container_id
         .strip_prefix("joblet://")
@@ -19,20 +19,36 @@ pub fn kill_leftover(container_id: &str, started_at: Timestamp) -> bool {
     else {
         return false;
     };
-    let Some(started) = process_start(pid) else {
-        return false;
+    let started_at = started_at.as_second();
+    let ours = match process_stat(pid) {
+        Some(leader) => (leader.start - started_at).abs() <= START_SLACK_SECONDS,
+        // The leader ended and what it started may live on in its group. The kernel does
+        // not hand out a pid while a group of that id lives, so the group is the
+        // container's; its members must also have started after the container did.
+        None => {
+            let members = group_members(pid);
+            !members.is_empty()
+                && members
+                    .iter()
+                    .all(|m| m.start >= started_at - START_SLACK_SECONDS)
+        }
     };
-    if (started - started_at.as_second()).abs() > START_SLACK_SECONDS {
-        return false;
-    }
-    killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+    ours && killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
 }
 
-/// When a process started, in Unix seconds: boot time plus its start in clock ticks.
-fn process_start(pid: i32) -> Option<i64> {
+/// What `/proc/<pid>/stat` says of a process that matters here.
+struct ProcessStat {
+    group: i32,
+    /// When it started, in Unix seconds.
+    start: i64,
+}
+
+fn process_stat(pid: i32) -> Option<ProcessStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: state is field 3, start time 22.
+    // Fields after the command name, which may hold spaces: state is field 3, the process
+    // group 5, the start time (in clock ticks since boot) 22.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let group: i32 = fields.get(2)?.parse().ok()?;
     let ticks: i64 = fields.get(19)?.parse().ok()?;
     let boot: i64 = std::fs::read_to_string("/proc/stat")
         .ok()?
@@ -42,5 +58,21 @@ fn process_start(pid: i32) -> Option<i64> {
         .ok()
         .flatten()
         .filter(|t| *t > 0)?;
-    Some(boot + ticks / per_second)
+    Some(ProcessStat {
+        group,
+        start: boot + ticks / per_second,
+    })
+}
+
+/// The processes of process group `group`.
+fn group_members(group: i32) -> Vec<ProcessStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(process_stat)
+        .filter(|p| p.group == group)
+        .collect()
 }
