@@ -298,13 +298,8 @@ fn encode(owners: Vec<Owner>) -> Vec<ManagedFieldsEntry> {
         .into_iter()
         .filter(|o| !o.fields.is_empty())
         .collect();
-    owners.sort_by(|a, b| {
-        (&a.operation, a.time.as_ref().map(|t| t.0), &a.manager).cmp(&(
-            &b.operation,
-            b.time.as_ref().map(|t| t.0),
-            &b.manager,
-        ))
-    });
+    sort(&mut owners);
+    cap_update_managers(&mut owners);
     owners
         .into_iter()
         .map(|owner| ManagedFieldsEntry {
@@ -317,6 +312,58 @@ fn encode(owners: Vec<Owner>) -> Vec<ManagedFieldsEntry> {
             time: owner.time,
         })
         .collect()
+}
+
+fn sort(owners: &mut [Owner]) {
+    owners.sort_by(|a, b| {
+        (&a.operation, a.time.as_ref().map(|t| t.0), &a.manager).cmp(&(
+            &b.operation,
+            b.time.as_ref().map(|t| t.0),
+            &b.manager,
+        ))
+    });
+}
+
+/// Upstream keeps at most ten Update managers: the oldest are merged into one named
+/// `ancient-changes`, which takes the time of the newest it holds. `owners` are sorted.
+fn cap_update_managers(owners: &mut Vec<Owner>) {
+    const MAX_UPDATE_MANAGERS: usize = 10;
+    const ANCIENT: &str = "ancient-changes";
+    let update = Operation::Update.as_str();
+    let updates: Vec<usize> = (0..owners.len())
+        .filter(|i| owners[*i].operation == update)
+        .collect();
+    let mut left = updates.len();
+    let Some(&oldest) = updates.first() else {
+        return;
+    };
+    let mut bucket = owners
+        .iter()
+        .position(|o| o.manager == ANCIENT && o.operation == update);
+    let mut merged = BTreeSet::new();
+    for &i in &updates[1..] {
+        if left <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let into = *bucket.get_or_insert_with(|| {
+            owners[oldest].manager = ANCIENT.to_string();
+            oldest
+        });
+        if i == into {
+            continue;
+        }
+        let fields = std::mem::take(&mut owners[i].fields);
+        owners[into].fields.extend(fields);
+        owners[into].time = owners[i].time.clone();
+        merged.insert(i);
+        left -= 1;
+    }
+    let mut index = 0;
+    owners.retain(|_| {
+        index += 1;
+        !merged.contains(&(index - 1))
+    });
+    sort(owners);
 }
 
 fn encode_tree(paths: &BTreeSet<Path>) -> Value {
@@ -680,6 +727,42 @@ mod tests {
         // Another manager name gets no such upgrade.
         let other = apply(&live, &config, merged, &entries, "mine", false, at(1)).unwrap_err();
         assert_eq!(other.0.len(), 2);
+    }
+
+    #[test]
+    fn the_oldest_of_more_than_ten_update_managers_become_ancient_changes() {
+        let mut object = job(1, json!({}));
+        let mut entries = Vec::new();
+        for n in 0..12 {
+            let mut next = object.clone();
+            next["metadata"]["labels"][format!("l{n}")] = json!("x");
+            entries = after_update(&object, &next, &entries, &format!("m{n}"), at(n));
+            object = next;
+        }
+        let managers: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.manager.as_deref())
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                "ancient-changes",
+                "m3",
+                "m4",
+                "m5",
+                "m6",
+                "m7",
+                "m8",
+                "m9",
+                "m10",
+                "m11"
+            ]
+        );
+        let ancient = &entries[0];
+        assert_eq!(ancient.time, Some(Time(at(2))));
+        let labels = &tree(&entries, "ancient-changes")["f:metadata"]["f:labels"];
+        // The labels map itself was there before: none of them owns it.
+        assert_eq!(labels, &json!({"f:l0": {}, "f:l1": {}, "f:l2": {}}));
     }
 
     #[test]
