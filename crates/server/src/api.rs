@@ -602,12 +602,15 @@ async fn create(
             job.metadata.namespace = Some(namespace.to_string());
             generate_name(&mut job.metadata);
             let now = SystemClock.now_timestamp();
-            // The creator owns what it set and the defaults, not the generated selector.
+            // The creator owns what it set and the defaults, not the generated selector;
+            // managed fields sent along are kept beside it, as upstream keeps them.
+            let sent = job.metadata.managed_fields.take().unwrap_or_default();
             job.metadata.managed_fields = Some(match write {
                 Write::Update(manager) => {
                     let mut defaulted = job.clone();
                     joblet_api::defaults::apply_defaults(&mut defaulted);
-                    managed::after_update(&Value::Null, &to_value(&defaulted), &[], &manager, now)
+                    let created = to_value(&defaulted);
+                    managed::after_update(&Value::Null, &created, &sent, &manager, now)
                 }
                 Write::Apply { manager, .. } => {
                     let config = to_value(&job);
@@ -615,7 +618,7 @@ async fn create(
                         &Value::Null,
                         &config,
                         config.clone(),
-                        &[],
+                        &sent,
                         &manager,
                         true,
                         now,

@@ -426,6 +426,28 @@ async fn patch_options_are_checked_as_the_api_server_checks_them() {
         .collect();
     // The creator named no manager and sent no User-Agent: upstream records it as "".
     assert_eq!(managers, ["tester", ""]);
+
+    // Managed fields sent with a create are kept beside the creator's.
+    let mut sent: Value = serde_json::from_str(&job("q", "true")).unwrap();
+    sent["metadata"]["managedFields"] = json!([{"manager": "elsewhere", "operation": "Update",
+        "apiVersion": "batch/v1", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": {"f:annotations": {"f:note": {}}}}}]);
+    let (status, created) = app
+        .call(
+            "POST",
+            &format!("{JOBS}?fieldManager=creator"),
+            "application/json",
+            Some(("application/json", sent.to_string())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let managers: Vec<&str> = created["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["elsewhere", "creator"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
