@@ -98,6 +98,15 @@ fn job(name: &str, script: &str) -> String {
     .to_string()
 }
 
+fn manager_names(object: &Value) -> Vec<&str> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect()
+}
+
 fn item_names(list: &Value) -> Vec<&str> {
     list["items"]
         .as_array()
@@ -418,12 +427,7 @@ async fn patch_options_are_checked_as_the_api_server_checks_them() {
     let (status, applied) = patch("?fieldManager=tester&force=true", APPLY, config).await;
     assert_eq!(status, StatusCode::OK, "{applied}");
     assert_eq!(applied["spec"]["parallelism"], 2);
-    let managers: Vec<&str> = applied["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["manager"].as_str().unwrap())
-        .collect();
+    let managers = manager_names(&applied);
     // The creator named no manager and sent no User-Agent: upstream records it as "".
     assert_eq!(managers, ["tester", ""]);
 
@@ -441,12 +445,7 @@ async fn patch_options_are_checked_as_the_api_server_checks_them() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let managers: Vec<&str> = created["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["manager"].as_str().unwrap())
-        .collect();
+    let managers = manager_names(&created);
     assert_eq!(managers, ["elsewhere", "creator"]);
 }
 
