@@ -19,9 +19,14 @@ pub fn kill_leftover(container_id: &str, started_at: Timestamp) -> bool {
     else {
         return false;
     };
+    let Some(clock) = BootClock::read() else {
+        return false;
+    };
     let started_at = started_at.as_second();
     let ours = match process_stat(pid) {
-        Some(leader) => (leader.start - started_at).abs() <= START_SLACK_SECONDS,
+        Some(leader) => {
+            (clock.seconds(leader.start_ticks) - started_at).abs() <= START_SLACK_SECONDS
+        }
         // The leader ended and what it started may live on in its group. The kernel does
         // not hand out a pid while a group of that id lives, so the group is the
         // container's; its members must also have started after the container did.
@@ -30,7 +35,7 @@ pub fn kill_leftover(container_id: &str, started_at: Timestamp) -> bool {
             !members.is_empty()
                 && members
                     .iter()
-                    .all(|m| m.start >= started_at - START_SLACK_SECONDS)
+                    .all(|m| clock.seconds(m.start_ticks) >= started_at - START_SLACK_SECONDS)
         }
     };
     ours && killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
@@ -39,29 +44,46 @@ pub fn kill_leftover(container_id: &str, started_at: Timestamp) -> bool {
 /// What `/proc/<pid>/stat` says of a process that matters here.
 struct ProcessStat {
     group: i32,
-    /// When it started, in Unix seconds.
-    start: i64,
+    /// When it started, in clock ticks since boot.
+    start_ticks: i64,
 }
 
 fn process_stat(pid: i32) -> Option<ProcessStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may hold spaces: state is field 3, the process
-    // group 5, the start time (in clock ticks since boot) 22.
+    // group 5, the start time 22.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let group: i32 = fields.get(2)?.parse().ok()?;
-    let ticks: i64 = fields.get(19)?.parse().ok()?;
-    let boot: i64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)?;
     Some(ProcessStat {
-        group,
-        start: boot + ticks / per_second,
+        group: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
     })
+}
+
+/// Turns a process's start in clock ticks since boot into Unix seconds.
+struct BootClock {
+    boot: i64,
+    ticks_per_second: i64,
+}
+
+impl BootClock {
+    fn read() -> Option<BootClock> {
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)?;
+        Some(BootClock {
+            boot,
+            ticks_per_second,
+        })
+    }
+
+    fn seconds(&self, ticks: i64) -> i64 {
+        self.boot + ticks / self.ticks_per_second
+    }
 }
 
 /// The processes of process group `group`.

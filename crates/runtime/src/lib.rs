@@ -70,6 +70,16 @@ pub struct StopRequest {
     pub disruption: Option<Disruption>,
 }
 
+impl StopRequest {
+    /// A later stop merged into this one: the shorter grace, the first disruption.
+    pub fn merge(self, later: StopRequest) -> StopRequest {
+        StopRequest {
+            grace: self.grace.min(later.grace),
+            disruption: self.disruption.or(later.disruption),
+        }
+    }
+}
+
 /// The `DisruptionTarget` condition a stopped pod gets, as the kubelet or the API server
 /// sets it (pod failure policies match on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,15 +296,12 @@ impl Local {
     ) {
         let key = (namespace.to_string(), name.to_string());
         if let Some(tx) = self.shared.pods.lock().expect("pod table").get(&key) {
-            let grace = grace.unwrap_or(Duration::MAX);
+            let request = StopRequest {
+                grace: grace.unwrap_or(Duration::MAX),
+                disruption,
+            };
             tx.send_if_modified(|current| {
-                let merged = match *current {
-                    Some(existing) => StopRequest {
-                        grace: existing.grace.min(grace),
-                        disruption: existing.disruption.or(disruption),
-                    },
-                    None => StopRequest { grace, disruption },
-                };
+                let merged = current.map_or(request, |earlier| earlier.merge(request));
                 let changed = *current != Some(merged);
                 *current = Some(merged);
                 changed

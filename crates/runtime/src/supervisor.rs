@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig};
+use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
 
 /// How long a new supervisor waits for one that is leaving.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -133,16 +133,17 @@ impl WireStop {
             .and_then(|i| KNOWN_DISRUPTIONS.get(i).copied())
     }
 
-    /// Merges a later stop into an earlier one, as the runtime does: the shorter grace
-    /// (none is unbounded), the first disruption.
+    /// Merges a later stop into an earlier one, by the runtime's rule (no grace is unbounded).
     pub(crate) fn merge(self, later: WireStop) -> WireStop {
-        let grace_ms = match (self.grace_ms, later.grace_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        WireStop {
-            grace_ms,
-            disruption: self.disruption.or(later.disruption),
+        let merged = self.request().merge(later.request());
+        let grace = (merged.grace != Duration::MAX).then_some(merged.grace);
+        WireStop::new(grace, merged.disruption)
+    }
+
+    fn request(self) -> StopRequest {
+        StopRequest {
+            grace: self.grace().unwrap_or(Duration::MAX),
+            disruption: self.disruption(),
         }
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::cache::{Cache, Entry, Key};
 use crate::errors::ApiError;
-use crate::patch::{self, PatchType};
+use crate::patch::{Patch, PatchType};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
 use crate::selectors::Selector;
 use crate::table::{self, Include};
@@ -828,16 +828,17 @@ async fn patch_object(
         }
         _ => Write::Update(field_manager(params, headers)),
     };
+    let patch = Patch::parse(kind, body)
+        .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
     // The controller writes status all the time: a patch is re-applied on a conflict.
     for _ in 0..8 {
         let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
-            if let Write::Apply { manager, force } = write {
+            if let Write::Apply { .. } = write {
                 let mut yaml_headers = headers.clone();
                 yaml_headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/yaml"),
                 );
-                let write = Write::Apply { manager, force };
                 return create(
                     state,
                     &JOBS,
@@ -854,20 +855,21 @@ async fn patch_object(
         let old = stored_job(&entry)?;
         let live = entry.value();
         let mut value = live.clone();
-        patch::apply(kind, &mut value, body)
+        patch
+            .apply_to(&mut value)
             .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
         let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
-        let managed_fields = match &write {
-            Write::Update(manager) => ManagedFields::ChangedBy(manager.clone()),
-            Write::Apply { manager, force } => {
-                let config = patch::apply_configuration(body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        let managed_fields = match (&write, &patch) {
+            (Write::Apply { manager, force }, Patch::Apply(config)) => {
                 let now = SystemClock.now_timestamp();
                 let (pruned, entries) =
-                    managed::apply(&live, &config, value, entries, manager, *force, now)
+                    managed::apply(&live, config, value, entries, manager, *force, now)
                         .map_err(|conflicts| ApiError::apply_conflict(&conflicts))?;
                 value = pruned;
                 ManagedFields::Applied(entries)
+            }
+            (Write::Update(manager), _) | (Write::Apply { manager, .. }, _) => {
+                ManagedFields::ChangedBy(manager.clone())
             }
         };
         let (new, warnings) = decode_job(value, params)?;

@@ -73,6 +73,12 @@ struct Owner {
     fields: BTreeSet<Path>,
 }
 
+impl Owner {
+    fn is(&self, manager: &str, operation: Operation) -> bool {
+        self.manager == manager && self.operation == operation.as_str()
+    }
+}
+
 /// An apply that would change fields other managers own.
 #[derive(Debug, PartialEq)]
 pub struct Conflicts(pub Vec<(String, String)>);
@@ -138,12 +144,12 @@ pub fn apply(
     let applied: BTreeSet<Path> = fields(config).into_keys().collect();
     let last: BTreeSet<Path> = owners
         .iter()
-        .find(|o| o.manager == manager && o.operation == Operation::Apply.as_str())
+        .find(|o| o.is(manager, Operation::Apply))
         .map(|o| o.fields.clone())
         .unwrap_or_default();
     let kept: BTreeSet<&Path> = owners
         .iter()
-        .filter(|o| !(o.manager == manager && o.operation == Operation::Apply.as_str()))
+        .filter(|o| !o.is(manager, Operation::Apply))
         .flat_map(|o| o.fields.iter())
         .chain(&applied)
         .collect();
@@ -158,7 +164,7 @@ pub fn apply(
     let upgraded = upgraded_from_client_side_apply(live, &live_fields, manager);
     let mut conflicts = Vec::new();
     for owner in &mut owners {
-        if owner.manager == manager && owner.operation == Operation::Apply.as_str() {
+        if owner.is(manager, Operation::Apply) {
             continue;
         }
         let taken = owner.fields.intersection(&changed);
@@ -248,10 +254,7 @@ fn owner_entry<'a>(
     operation: Operation,
     now: Timestamp,
 ) -> &'a mut Owner {
-    let index = match owners
-        .iter()
-        .position(|o| o.manager == manager && o.operation == operation.as_str())
-    {
+    let index = match owners.iter().position(|o| o.is(manager, operation)) {
         Some(index) => index,
         None => {
             owners.push(Owner {
@@ -325,7 +328,8 @@ fn sort(owners: &mut [Owner]) {
 }
 
 /// Upstream keeps at most ten Update managers: the oldest are merged into one named
-/// `ancient-changes`, which takes the time of the newest it holds. `owners` are sorted.
+/// `ancient-changes`, which takes the time of the newest it holds. `owners` are sorted and
+/// none is empty.
 fn cap_update_managers(owners: &mut Vec<Owner>) {
     const MAX_UPDATE_MANAGERS: usize = 10;
     const ANCIENT: &str = "ancient-changes";
@@ -337,10 +341,7 @@ fn cap_update_managers(owners: &mut Vec<Owner>) {
     let Some(&oldest) = updates.first() else {
         return;
     };
-    let mut bucket = owners
-        .iter()
-        .position(|o| o.manager == ANCIENT && o.operation == update);
-    let mut merged = BTreeSet::new();
+    let mut bucket = owners.iter().position(|o| o.is(ANCIENT, Operation::Update));
     for &i in &updates[1..] {
         if left <= MAX_UPDATE_MANAGERS {
             break;
@@ -355,14 +356,10 @@ fn cap_update_managers(owners: &mut Vec<Owner>) {
         let fields = std::mem::take(&mut owners[i].fields);
         owners[into].fields.extend(fields);
         owners[into].time = owners[i].time.clone();
-        merged.insert(i);
         left -= 1;
     }
-    let mut index = 0;
-    owners.retain(|_| {
-        index += 1;
-        !merged.contains(&(index - 1))
-    });
+    // The merged ones are left empty (no owner was before: `encode` drops those).
+    owners.retain(|o| !o.fields.is_empty());
     sort(owners);
 }
 

@@ -28,34 +28,46 @@ impl PatchType {
     }
 }
 
-/// Applies `patch` (the request body) to `target`.
-pub fn apply(kind: PatchType, target: &mut Value, patch: &[u8]) -> Result<(), String> {
-    match kind {
-        PatchType::Json => {
-            let operations: json_patch::Patch =
-                serde_json::from_slice(patch).map_err(|e| e.to_string())?;
-            json_patch::patch(target, &operations).map_err(|e| e.to_string())
-        }
-        PatchType::Merge => {
-            let patch: Value = serde_json::from_slice(patch).map_err(|e| e.to_string())?;
-            json_patch::merge(target, &patch);
-            Ok(())
-        }
-        PatchType::Strategic => {
-            let patch: Value = serde_json::from_slice(patch).map_err(|e| e.to_string())?;
-            strategic_merge(target, &patch);
-            Ok(())
-        }
-        PatchType::Apply => {
-            strategic_merge(target, &apply_configuration(patch)?);
-            Ok(())
-        }
-    }
+/// A PATCH body, read once (a patch is re-applied when the object changed meanwhile).
+pub enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Value),
+    /// Server-side apply: the applied configuration, YAML or JSON.
+    Apply(Value),
 }
 
-/// The body of a server-side apply: the applied configuration, YAML or JSON.
-pub fn apply_configuration(body: &[u8]) -> Result<Value, String> {
-    serde_yaml::from_slice(body).map_err(|e| e.to_string())
+impl Patch {
+    pub fn parse(kind: PatchType, body: &[u8]) -> Result<Patch, String> {
+        let json = || serde_json::from_slice::<Value>(body).map_err(|e| e.to_string());
+        Ok(match kind {
+            PatchType::Json => {
+                Patch::Json(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+            }
+            PatchType::Merge => Patch::Merge(json()?),
+            PatchType::Strategic => Patch::Strategic(json()?),
+            PatchType::Apply => {
+                Patch::Apply(serde_yaml::from_slice(body).map_err(|e| e.to_string())?)
+            }
+        })
+    }
+
+    /// Applies the patch to `target`.
+    pub fn apply_to(&self, target: &mut Value) -> Result<(), String> {
+        match self {
+            Patch::Json(operations) => {
+                json_patch::patch(target, operations).map_err(|e| e.to_string())
+            }
+            Patch::Merge(patch) => {
+                json_patch::merge(target, patch);
+                Ok(())
+            }
+            Patch::Strategic(patch) | Patch::Apply(patch) => {
+                strategic_merge(target, patch);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The merge key of a list field of the Kubernetes types, by the field's name.
@@ -228,6 +240,10 @@ fn without_directives(map: &Map<String, Value>) -> Map<String, Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> Result<(), String> {
+        Patch::parse(kind, body)?.apply_to(target)
+    }
 
     fn smp(target: Value, patch: Value) -> Value {
         let mut target = target;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::response::Response;
 use bytes::BytesMut;
+use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_driver::SystemClock;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -89,8 +90,9 @@ impl Watcher {
                     .list(self.resource.kind, namespace.as_deref(), |e| {
                         self.selector.matches(e)
                     });
+                let now = SystemClock.now_timestamp();
                 for entry in items {
-                    self.render("ADDED", &entry);
+                    self.render("ADDED", &entry, now);
                     if self.out.len() >= FLUSH_AT && !self.flush().await {
                         return;
                     }
@@ -114,8 +116,9 @@ impl Watcher {
                         .await;
                     return;
                 }
-                Ok((changes, now)) => {
+                Ok((changes, current)) => {
                     // Everything that arrived since the last wake goes out in one chunk.
+                    let now = SystemClock.now_timestamp();
                     for change in changes {
                         if change.kind != self.resource.kind {
                             continue;
@@ -132,7 +135,7 @@ impl Watcher {
                             (None, None, _) => None,
                         };
                         if let Some((kind, entry)) = event {
-                            self.render(kind, &entry);
+                            self.render(kind, &entry, now);
                             if self.out.len() >= FLUSH_AT && !self.flush().await {
                                 return;
                             }
@@ -141,7 +144,7 @@ impl Watcher {
                     if !self.flush().await {
                         return;
                     }
-                    seen = now;
+                    seen = current;
                 }
             }
             tokio::select! {
@@ -170,14 +173,15 @@ impl Watcher {
     }
 
     /// Appends one event line: the stored JSON (or the rendered row) as it is.
-    fn render(&mut self, kind: &str, entry: &Entry) {
+    /// `now` is the time table rows are rendered at (their ages).
+    fn render(&mut self, kind: &str, entry: &Entry, now: Timestamp) {
         let out = &mut self.out;
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.table {
             Some(include) => {
-                let row = table::row(entry, include, SystemClock.now_timestamp());
+                let row = table::row(entry, include, now);
                 if self.columns_sent {
                     table::write_watch_row(out, &row, entry.resource_version);
                 } else {
