@@ -79,6 +79,11 @@ struct ServeArgs {
     /// How long events are kept (as the API server's --event-ttl).
     #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration::parse)]
     event_ttl: Duration,
+    /// On SIGTERM or Ctrl-C, stop every pod as a node shutdown does (recorded Failed with
+    /// DisruptionTarget). Without it, a stopped server leaves its pods running under the
+    /// supervisor and the next `serve` adopts them, as a restart should.
+    #[arg(long)]
+    stop_pods_on_exit: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,18 +203,25 @@ fn serve(args: ServeArgs) -> u8 {
         log_retention: args.log_retention,
         event_ttl: args.event_ttl,
         supervisor,
+        stop_pods_on_exit: args.stop_pods_on_exit,
+    };
+    let leaving = if args.stop_pods_on_exit {
+        "stopping every pod"
+    } else {
+        "pods run on under the supervisor"
     };
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     runtime.block_on(async {
         let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+            let mut hangup = signal(SignalKind::hangup()).expect("installing the SIGHUP handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                _ = hangup.recv() => {}
             }
-            eprintln!("joblet serve: shutting down");
+            eprintln!("joblet serve: shutting down; {leaving}");
         };
         match joblet_server::serve(config, shutdown).await {
             Ok(()) => 0,
@@ -344,6 +356,13 @@ fn run(args: RunArgs) -> u8 {
         }
     };
     runtime.block_on(async move {
+        // Before anything runs: a signal from here on stops the pods, none abandons them.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let first_signal = std::sync::Arc::new(std::sync::OnceLock::new());
+        if let Err(e) = forward_stop_signals(tx, first_signal.clone()) {
+            eprintln!("error: installing signal handlers: {e}");
+            return exit::FAILED;
+        }
         let admitted: Vec<ValidJob> = jobs.iter().map(|(_, valid)| valid.clone()).collect();
         let display = display::Display::new(view, &admitted);
         let mut engine = match Engine::open(config, display.observer()) {
@@ -383,14 +402,6 @@ fn run(args: RunArgs) -> u8 {
                 }
             }
         }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
         let settled = match engine.run(rx).await {
             Ok(settled) => settled,
             Err(e) => {
@@ -403,11 +414,42 @@ fn run(args: RunArgs) -> u8 {
         if let Some(format) = args.output {
             print_objects(&finished, format);
         }
-        if settled == Settled::Interrupted {
-            return exit::INTERRUPTED;
+        if settled != Settled::Done {
+            // 128 + the signal's number, as a shell reports a process it ended.
+            return first_signal
+                .get()
+                .map_or(exit::INTERRUPTED, |signal| 128 + signal);
         }
         outcome(&finished)
     })
+}
+
+/// SIGINT, SIGTERM and SIGHUP each ask `run` to stop its pods (what Ctrl-C, a CI timeout,
+/// systemd or a closed terminal send); a second one kills them at once. The first
+/// signal's number is kept for the exit status.
+fn forward_stop_signals(
+    stop: tokio::sync::mpsc::UnboundedSender<joblet_driver::Shutdown>,
+    first: std::sync::Arc<std::sync::OnceLock<u8>>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), 2),
+        (SignalKind::terminate(), 15),
+        (SignalKind::hangup(), 1),
+    ];
+    for (kind, number) in kinds {
+        let mut signals = signal(kind)?;
+        let (stop, first) = (stop.clone(), first.clone());
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                let _ = first.set(number);
+                if stop.send(joblet_driver::Shutdown::StopPods).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 fn outcome(jobs: &[Job]) -> u8 {

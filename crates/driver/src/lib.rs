@@ -123,6 +123,17 @@ pub enum Admission {
     Updated,
 }
 
+/// What a request to stop the engine asks of its pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop every pod first, as a node shutdown does (a second request kills at once).
+    StopPods,
+    /// Leave the pods running under the supervisor for the next engine to adopt, as a
+    /// restart of the control plane leaves a node's pods. Without a supervisor the pods
+    /// are the engine's children and cannot outlive it: they are stopped.
+    LeavePods,
+}
+
 /// How the engine stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settled {
@@ -130,6 +141,9 @@ pub enum Settled {
     Done,
     /// Shutdown was requested; every pod has been stopped.
     Interrupted,
+    /// Shutdown was requested; everything is committed and the pods run on under the
+    /// supervisor.
+    LeftRunning,
 }
 
 pub struct Engine {
@@ -337,11 +351,11 @@ impl Engine {
         jobs
     }
 
-    /// Runs the controller and node loops until every Job has settled, or `shutdown`
-    /// resolves (then every pod is stopped first; a second shutdown kills at once).
+    /// Runs the controller and node loops until every Job has settled, or a [`Shutdown`]
+    /// arrives.
     pub async fn run(
         &mut self,
-        mut shutdown: mpsc::UnboundedReceiver<()>,
+        mut shutdown: mpsc::UnboundedReceiver<Shutdown>,
     ) -> Result<Settled, EngineError> {
         let mut interrupted = false;
         loop {
@@ -379,7 +393,12 @@ impl Engine {
                 Some(command) = next_command(&mut self.commands), if !interrupted => {
                     self.carry_out(command, self.clock.now());
                 }
-                Some(()) = shutdown.recv() => {
+                Some(request) = shutdown.recv() => {
+                    if request == Shutdown::LeavePods && self.config.supervisor.is_some() && !interrupted {
+                        self.flush();
+                        self.writer.barrier().map_err(EngineError::Write)?;
+                        return Ok(Settled::LeftRunning);
+                    }
                     let grace = interrupted.then_some(Duration::ZERO);
                     interrupted = true;
                     self.stop_all(grace);

@@ -96,7 +96,7 @@ async fn engine_life(
     let (_keep, shutdown) = tokio::sync::mpsc::unbounded_channel();
     match engine.run(shutdown).await {
         Ok(Settled::Done) => Some(engine.jobs()[0].status.clone().unwrap()),
-        Ok(Settled::Interrupted) => unreachable!("never interrupted"),
+        Ok(Settled::Interrupted | Settled::LeftRunning) => unreachable!("never interrupted"),
         Err(e) => {
             eprintln!("run: {e}");
             None

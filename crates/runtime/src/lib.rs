@@ -312,6 +312,17 @@ impl Local {
     pub(crate) fn running(&self) -> usize {
         self.shared.pods.lock().expect("pod table").len()
     }
+
+    /// Stops every pod, as [`Local::stop`] stops one.
+    pub(crate) fn stop_all(&self, disruption: Option<Disruption>) {
+        let keys: Vec<(String, String)> = {
+            let pods = self.shared.pods.lock().expect("pod table");
+            pods.keys().cloned().collect()
+        };
+        for (namespace, name) in keys {
+            self.stop(&namespace, &name, None, disruption);
+        }
+    }
 }
 
 pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {

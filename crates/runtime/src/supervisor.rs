@@ -7,6 +7,10 @@
 //! dies in between, the next engine learns how the pod ended. The journal is rewritten with
 //! only the unacknowledged ends when it grows. The supervisor leaves once no engine is
 //! connected and no pod runs.
+//!
+//! SIGTERM or SIGINT to the supervisor (its pid is in `DIR/supervisor.pid`) is a node
+//! shutdown: every pod is stopped within its grace period and recorded disrupted, pods
+//! started after it are stopped at once, and it leaves once nothing runs.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -171,6 +175,35 @@ struct Supervisor {
     journal_bytes: u64,
     /// Journal lines not yet written: written before the reports they precede.
     unwritten: Vec<u8>,
+    /// A node shutdown was asked for (SIGTERM or SIGINT).
+    shutting_down: bool,
+    shutdown_signals: ShutdownSignals,
+}
+
+/// SIGTERM and SIGINT, the signals that shut a node down. SIGHUP is ignored: a closed
+/// terminal must not take the pods with it.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    _hangup: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            _hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// Runs the supervisor of `dir` until no engine is connected and no pod runs. Returns at
@@ -193,9 +226,12 @@ pub async fn supervise(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let shutdown_signals = ShutdownSignals::install()?;
     let socket = socket_path(dir);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
+    let pid_file = dir.join("supervisor.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
     let (tx, updates) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
         dir: dir.to_path_buf(),
@@ -205,6 +241,8 @@ pub async fn supervise(
         journal: open_journal(dir)?,
         journal_bytes: 0,
         unwritten: Vec::new(),
+        shutting_down: false,
+        shutdown_signals,
     };
     supervisor.compact();
     // The engine that started this supervisor connects at once; nothing runs before it.
@@ -213,7 +251,7 @@ pub async fn supervise(
         // No engine connected: record the ends until nothing runs, or serve the next one.
         while supervisor.runtime.running() > 0 || !supervisor.updates.is_empty() {
             tokio::select! {
-                accepted = listener.accept() => {
+                accepted = listener.accept(), if !supervisor.shutting_down => {
                     if let Ok((stream, _)) = accepted {
                         supervisor.serve(stream).await;
                     }
@@ -222,11 +260,15 @@ pub async fn supervise(
                     supervisor.record(update);
                     supervisor.write_journal();
                 }
+                () = supervisor.shutdown_signals.recv(), if !supervisor.shutting_down => {
+                    supervisor.shut_down();
+                }
             }
         }
     }
     supervisor.compact();
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&pid_file);
     eprintln!(
         "joblet supervise: leaving, nothing left to run; peak RSS {} KiB",
         peak_rss_kib().unwrap_or(0)
@@ -354,7 +396,15 @@ impl Supervisor {
         }
     }
 
-    /// Serves one engine until it disconnects.
+    /// A node shutdown: every pod is stopped within its grace period, recorded disrupted.
+    fn shut_down(&mut self) {
+        eprintln!("joblet supervise: shutting down, stopping every pod");
+        self.shutting_down = true;
+        self.runtime.stop_all(Some(Disruption::NODE_SHUTDOWN));
+    }
+
+    /// Serves one engine until it disconnects, or, after a shutdown, until nothing runs
+    /// (the engine then starts a new supervisor, as pods go to a node that came back).
     async fn serve(&mut self, stream: UnixStream) {
         let (read, mut out) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
@@ -385,6 +435,15 @@ impl Supervisor {
                     if out.write_all(&reports).await.is_err() {
                         return;
                     }
+                    if self.shutting_down && self.runtime.running() == 0 {
+                        return;
+                    }
+                }
+                () = self.shutdown_signals.recv(), if !self.shutting_down => {
+                    self.shut_down();
+                    if self.runtime.running() == 0 {
+                        return;
+                    }
                 }
             }
         }
@@ -406,6 +465,14 @@ impl Supervisor {
                 if self.held.contains_key(&(namespace.clone(), name.clone())) {
                     return; // Already started: a pod runs once.
                 }
+                // After a shutdown, a pod is stopped before it runs.
+                let shutdown = self
+                    .shutting_down
+                    .then(|| WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN)));
+                let stop = match (stop, shutdown) {
+                    (Some(asked), Some(shutdown)) => Some(asked.merge(shutdown)),
+                    (asked, shutdown) => asked.or(shutdown),
+                };
                 if let Some(stop) = stop {
                     self.runtime.reserve(&namespace, &name);
                     self.runtime

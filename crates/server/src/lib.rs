@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use joblet_core::BackoffConfig;
-use joblet_driver::{Engine, EngineConfig, EngineError, Settled};
+use joblet_driver::{Engine, EngineConfig, EngineError, Settled, Shutdown};
 use joblet_runtime::SupervisorCommand;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -42,6 +42,9 @@ pub struct ServeConfig {
     pub event_ttl: Duration,
     /// How to start the pods' supervisor, which outlives the server.
     pub supervisor: SupervisorCommand,
+    /// On shutdown, stop every pod as a node shutdown does; else they run on under the
+    /// supervisor and the next server adopts them.
+    pub stop_pods_on_exit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +111,8 @@ pub fn open_engine(
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets requests in flight finish
-/// (streams get a few seconds), stops every pod and leaves the store consistent.
+/// (streams get a few seconds), commits, and leaves the pods running under the supervisor
+/// (or stops them first, with `stop_pods_on_exit`).
 pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
@@ -175,9 +179,13 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(3)) => {}
     }
-    let _ = stop_engine.send(());
+    let _ = stop_engine.send(if config.stop_pods_on_exit {
+        Shutdown::StopPods
+    } else {
+        Shutdown::LeavePods
+    });
     match engine_task.await {
-        Ok(Ok(Settled::Interrupted | Settled::Done)) => Ok(()),
+        Ok(Ok(Settled::Interrupted | Settled::Done | Settled::LeftRunning)) => Ok(()),
         Ok(Err(error)) => Err(error.into()),
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }

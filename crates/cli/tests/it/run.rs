@@ -402,10 +402,11 @@ fn no_process_outlives_its_pod() {
     assert_none_left(&marker);
 }
 
-#[test]
-fn ctrl_c_stops_every_pod_and_exits_130() {
+/// `joblet run` of two long pods, stopped by `signal`: it must stop both pods, record them
+/// disrupted, and exit `128 + signal`. With `state_dir`, the pods run under the supervisor.
+fn a_signal_stops_every_pod(signal: nix::sys::signal::Signal, state_dir: bool) {
     let dir = scratch();
-    let marker = format!("int-marker-{}", std::process::id());
+    let marker = format!("signal-marker-{signal}-{state_dir}-{}", std::process::id());
     let file = dir.path().join("job.yaml");
     std::fs::write(
         &file,
@@ -416,30 +417,33 @@ fn ctrl_c_stops_every_pod_and_exits_130() {
         ),
     )
     .unwrap();
-    let mut child = joblet()
-        .args(["run", "-f"])
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = joblet();
+    command.args(["run", "-f"]).arg(&file);
+    if state_dir {
+        command.arg("--state-dir").arg(dir.path().join("state"));
+    } else {
+        command.env("XDG_STATE_HOME", dir.path().join("xdg"));
+    }
+    let mut child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     // Two pods, each a shell and its sleep.
     while processes_with(&marker).len() < 4 {
         assert!(Instant::now() < deadline, "pods never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(128 + signal as i32));
     assert_none_left(&marker);
+    let db = if state_dir {
+        dir.path().join("state/state.db")
+    } else {
+        let runs = dir.path().join("xdg/joblet");
+        let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
+        run.path().join("state.db")
+    };
     // Stopping joblet is a node shutdown: the pods record the disruption, as a kubelet would.
-    let db = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+    let db = rusqlite::Connection::open(db).unwrap();
     let bodies: Vec<String> = db
         .prepare("SELECT body FROM objects WHERE kind = 'Pod'")
         .unwrap()
@@ -451,13 +455,24 @@ fn ctrl_c_stops_every_pod_and_exits_130() {
     for body in bodies {
         let pod: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(pod["status"]["phase"], "Failed");
-        let disrupted = pod["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet");
-        assert!(disrupted, "{pod}");
+        assert!(crate::util::disrupted_by_node_shutdown(&pod), "{pod}");
     }
+}
+
+#[test]
+fn ctrl_c_stops_every_pod_and_exits_130() {
+    a_signal_stops_every_pod(nix::sys::signal::Signal::SIGINT, true);
+}
+
+#[test]
+fn sigterm_stops_every_pod_and_exits_143() {
+    a_signal_stops_every_pod(nix::sys::signal::Signal::SIGTERM, false);
+    a_signal_stops_every_pod(nix::sys::signal::Signal::SIGTERM, true);
+}
+
+#[test]
+fn sighup_stops_every_pod_and_exits_129() {
+    a_signal_stops_every_pod(nix::sys::signal::Signal::SIGHUP, false);
 }
 
 #[test]

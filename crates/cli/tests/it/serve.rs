@@ -148,9 +148,38 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops a server still running, and then its supervisor (a node shutdown), so that no
+    /// test leaves pods behind. One already stopped or killed by the test is left as it is:
+    /// its pods may be the next server's.
     fn drop(&mut self) {
-        self.stop();
+        if self.stop().is_some() {
+            stop_supervisor(&self.state);
+        }
     }
+}
+
+/// SIGTERM to the state directory's supervisor, if one runs; waits until it has left.
+pub fn stop_supervisor(state: &Path) {
+    let Ok(text) = std::fs::read_to_string(state.join("supervisor.pid")) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+        return;
+    }
+    wait_for("the supervisor to leave", Duration::from_secs(40), || {
+        nix::sys::signal::kill(pid, None).is_err() || is_zombie(pid.as_raw())
+    });
+}
+
+fn is_zombie(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .is_some_and(|s| s.trim_start().starts_with('Z'))
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -753,10 +782,60 @@ fn logs_follow_a_pod_from_before_it_starts_to_its_end() {
 }
 
 #[test]
-fn a_stopped_server_disrupts_its_pods_and_resumes_the_job() {
+fn a_restarted_server_kills_no_pod_and_the_job_goes_on() {
     let dir = scratch();
     let state = dir.path().join("state");
     let mut server = Server::start(dir.path());
+    let marker = format!("restart-marker-{}", std::process::id());
+    server.apply(&job(
+        "restarted",
+        "  completions: 12\n  parallelism: 4\n  completionMode: Indexed\n  backoffLimit: 0",
+        &format!(
+            "export MARK={marker}; echo $JOB_COMPLETION_INDEX >> {dir}/runs; echo begin $JOB_COMPLETION_INDEX; sleep 1; echo end $JOB_COMPLETION_INDEX",
+            dir = dir.path().display()
+        ),
+    ));
+    wait_for(
+        "a completion and pods running",
+        Duration::from_secs(20),
+        || {
+            let job = server.json(&["get", "job", "restarted"]);
+            job["status"]["succeeded"].as_i64().unwrap_or(0) >= 1
+                && !processes_with(&marker).is_empty()
+        },
+    );
+    assert_eq!(server.stop(), Some(0));
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the pods run on after SIGTERM"
+    );
+    let server = Server::start_in(dir.path(), &state);
+    server.wait_complete("restarted");
+    let job = server.json(&["get", "job", "restarted"]);
+    assert_eq!(job["status"]["succeeded"], 12, "{job}");
+    assert_eq!(job["status"].get("failed"), None, "no pod failed: {job}");
+    let mut runs = crate::util::numbers(&dir.path().join("runs"));
+    runs.sort();
+    assert_eq!(runs, (0..12).collect::<Vec<i64>>(), "every index ran once");
+    let pods = server.json(&["get", "pods", "-l", "job-name=restarted"]);
+    for pod in pods["items"].as_array().unwrap() {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            server.ok(&["logs", name]),
+            format!("begin {index}\nend {index}\n"),
+            "the log of {name} is whole"
+        );
+    }
+}
+
+#[test]
+fn a_server_stopped_with_stop_pods_on_exit_disrupts_its_pods_and_resumes_the_job() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let mut server = Server::start_with(dir.path(), &state, &["--stop-pods-on-exit"]);
     let marker = format!("shutdown-marker-{}", std::process::id());
     // The first attempt is cut by the shutdown; the policy ignores disruptions, so with
     // backoffLimit 0 the Job still completes on the retry.
@@ -772,7 +851,7 @@ fn a_stopped_server_disrupts_its_pods_and_resumes_the_job() {
     assert_eq!(server.stop(), Some(0));
     assert!(
         processes_with(&marker).is_empty(),
-        "SIGTERM stops every pod"
+        "SIGTERM with --stop-pods-on-exit stops every pod"
     );
     let server = Server::start_in(dir.path(), &state);
     server.wait_complete("survivor");
@@ -790,13 +869,7 @@ fn a_stopped_server_disrupts_its_pods_and_resumes_the_job() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet")
-        })
+        .filter(|p| crate::util::disrupted_by_node_shutdown(p))
         .collect();
     assert_eq!(disrupted.len(), 1, "{pods}");
 }
@@ -1020,4 +1093,35 @@ fn a_killed_supervisor_fails_its_pods_as_a_failed_node_does() {
         .iter()
         .any(|c| c["type"] == "DisruptionTarget" && c["status"] == "True");
     assert!(disrupted, "{lost}");
+}
+
+#[test]
+fn sigterm_to_the_supervisor_is_a_node_shutdown() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let mut server = Server::start(dir.path());
+    let marker = format!("node-shutdown-marker-{}", std::process::id());
+    server.apply(&job(
+        "stranded",
+        "  backoffLimit: 0",
+        &format!("export MARK={marker}; sleep 60"),
+    ));
+    wait_for("the pod running", Duration::from_secs(10), || {
+        !processes_with(&marker).is_empty()
+    });
+    assert_eq!(server.stop(), Some(0));
+    assert!(!processes_with(&marker).is_empty(), "left running");
+    stop_supervisor(&state);
+    assert_none_left(&marker);
+    let server = Server::start_in(dir.path(), &state);
+    server.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/stranded",
+        "--timeout=30s",
+    ]);
+    let pods = server.json(&["get", "pods", "-l", "job-name=stranded"]);
+    let pod = &pods["items"][0];
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
+    assert!(crate::util::disrupted_by_node_shutdown(pod), "{pod}");
 }

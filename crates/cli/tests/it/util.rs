@@ -151,3 +151,13 @@ spec:
 "#
     )
 }
+
+/// Whether a pod carries the `DisruptionTarget` condition a kubelet sets on a node
+/// shutdown (reason `TerminationByKubelet`).
+pub fn disrupted_by_node_shutdown(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet")
+}
