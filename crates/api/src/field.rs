@@ -49,7 +49,7 @@ impl FieldError {
     }
 
     pub fn invalid_str(path: impl Into<String>, value: &str, detail: &str) -> Self {
-        Self::invalid(path, format!("{value:?}"), detail)
+        Self::invalid(path, go_quote(value), detail)
     }
 
     pub fn invalid_no_value(path: impl Into<String>, detail: &str) -> Self {
@@ -100,6 +100,33 @@ impl FieldError {
             FieldErrorKind::TooMany { .. } => "FieldValueTooMany",
         }
     }
+}
+
+/// A string as Go's `%q` writes it (what `field.Invalid` shows): control characters as
+/// `\n`, `\t` or `\x00`, printable text as it is.
+pub fn go_quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\u{7}' => quoted.push_str("\\a"),
+            '\u{8}' => quoted.push_str("\\b"),
+            '\u{c}' => quoted.push_str("\\f"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            '\u{b}' => quoted.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                quoted.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 impl fmt::Display for FieldError {

@@ -753,6 +753,13 @@ fn validate_container<'a>(
         let env_path = format!("{path}.env[{j}]");
         if env.name.is_empty() {
             errors.push(FieldError::required(format!("{env_path}.name"), ""));
+        } else if !is_relaxed_env_var_name(&env.name) {
+            // Upstream's relaxed rule (GA in 1.34); a NUL could not reach a process anyway.
+            errors.push(FieldError::invalid_str(
+                format!("{env_path}.name"),
+                &env.name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
         }
         let Some(source) = &env.value_from else {
             continue;
@@ -789,6 +796,11 @@ fn validate_container<'a>(
             )),
         }
     }
+}
+
+/// apimachinery's `IsRelaxedEnvVarName`: printable ASCII but `=`.
+fn is_relaxed_env_var_name(name: &str) -> bool {
+    name.chars().all(|c| (' '..='~').contains(&c) && c != '=')
 }
 
 pub fn is_dns1123_label(s: &str) -> bool {
@@ -854,6 +866,30 @@ spec:
     #[test]
     fn base_is_valid() {
         assert_eq!(errors_for(json!({})), Vec::<String>::new());
+    }
+
+    #[test]
+    fn env_var_names_are_printable_ascii_without_equals() {
+        let with_env = |name: &str| {
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox",
+                "command": ["true"], "env": [{"name": name, "value": "x"}]}]}}}})
+        };
+        assert_eq!(errors_for(with_env("my.env-name 1!")), Vec::<String>::new());
+        let detail = "a valid environment variable name must consist only of printable ASCII characters other than '='";
+        assert_eq!(
+            first_error(with_env("A\u{0}B")),
+            format!("spec.template.spec.containers[0].env[0].name: Invalid value: \"A\\x00B\": {detail}")
+        );
+        assert_eq!(
+            first_error(with_env("A=B")),
+            format!(
+                "spec.template.spec.containers[0].env[0].name: Invalid value: \"A=B\": {detail}"
+            )
+        );
+        assert_eq!(
+            first_error(with_env("é")),
+            format!("spec.template.spec.containers[0].env[0].name: Invalid value: \"é\": {detail}")
+        );
     }
 
     #[test]

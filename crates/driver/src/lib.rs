@@ -390,6 +390,7 @@ impl Engine {
                 }
                 _ = sleep_until(wake) => {}
                 () = self.writer.failed() => {}
+                () = self.writer.starts_done() => {}
                 Some(command) = next_command(&mut self.commands), if !interrupted => {
                     self.carry_out(command, self.clock.now());
                 }

@@ -34,6 +34,9 @@ struct Shared {
     error: Mutex<Option<String>>,
     /// Woken when a commit fails: the engine must stop, even if nothing else would wake it.
     failed: tokio::sync::Notify,
+    /// Woken when the last pending start is done: an engine waiting to settle must look
+    /// again, even if the pods it started sent nothing yet (or ended before it looked).
+    starts_done: tokio::sync::Notify,
 }
 
 pub(crate) struct Writer {
@@ -88,6 +91,11 @@ impl Writer {
     /// Resolves once a commit has failed.
     pub async fn failed(&self) {
         self.shared.failed.notified().await;
+    }
+
+    /// Resolves once every pod handed over has been started (or dropped).
+    pub async fn starts_done(&self) {
+        self.shared.starts_done.notified().await;
     }
 
     pub fn pending_starts(&self) -> usize {
@@ -156,7 +164,9 @@ fn write_forever(
         for ack in acks {
             ack(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
-        shared.pending_starts.fetch_sub(started, Ordering::SeqCst);
+        if started > 0 && shared.pending_starts.fetch_sub(started, Ordering::SeqCst) == started {
+            shared.starts_done.notify_one();
+        }
         for ack in barriers {
             let _ = ack.send(());
         }

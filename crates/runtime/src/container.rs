@@ -12,8 +12,7 @@ use joblet_api::k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
 };
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
@@ -23,7 +22,7 @@ use tokio::task::JoinHandle;
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 use crate::env::{command_line, container_env};
-use crate::reaper::Exit;
+use crate::reaper::{Exit, Group, Reaper};
 use crate::{log_path, set_condition, PodRecord, StopRequest};
 
 pub(crate) struct ContainerContext {
@@ -53,7 +52,7 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
         }
         let started = ctx.record.now();
         let (exit, reason, message) = match spawn(&ctx, &argv, &env, restarts) {
-            Ok((pid, exit_rx, output)) => {
+            Ok((group, exit_rx, output)) => {
                 let pod_containers = ctx.pod.spec.as_ref().map_or(0, |s| s.containers.len());
                 let init = ctx.init;
                 let state = ContainerState {
@@ -67,7 +66,7 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
                     status.state = Some(state);
                     status.ready = !init;
                     status.started = Some(true);
-                    status.container_id = Some(format!("joblet://{pid}"));
+                    status.container_id = Some(format!("joblet://{}", group.leader));
                     if !init {
                         s.phase = Some("Running".to_string());
                         let all_running =
@@ -81,7 +80,8 @@ pub(crate) async fn run_container(mut ctx: ContainerContext) -> Outcome {
                         }
                     }
                 });
-                let exit = wait(pid, exit_rx, &mut ctx.stop, ctx.default_grace).await;
+                let reaper = ctx.record.shared.reaper.clone();
+                let exit = wait(&reaper, group, exit_rx, &mut ctx.stop, ctx.default_grace).await;
                 // The log is complete before the exit is reported. The group is dead by
                 // now; only a process that left it (setsid) could hold the pipe open.
                 let abort = output.abort_handle();
@@ -217,7 +217,7 @@ fn spawn(
     argv: &[String],
     env: &[(String, String)],
     restarts: i32,
-) -> Result<(Pid, oneshot::Receiver<Exit>, JoinHandle<()>), String> {
+) -> Result<(Group, oneshot::Receiver<Exit>, JoinHandle<()>), String> {
     let Some(program) = argv.first() else {
         return Err("no command given: joblet does not read image entrypoints".to_string());
     };
@@ -268,13 +268,13 @@ fn spawn(
         .stderr(Stdio::from(write_err));
     let spawned = ctx.record.shared.reaper.spawn(&mut command);
     drop(command); // closes our copies of the pipe's write end
-    let (child, exit_rx) = spawned.map_err(|e| spawn_error(program, &e))?;
+    let (_child, exit_rx, group) = spawned.map_err(|e| spawn_error(program, &e))?;
     let prefix = config
         .stream_logs
         .then(|| format!("[pod/{pod_name}/{}] ", ctx.container.name));
     let clock = ctx.record.shared.clock.clone();
     let output = tokio::spawn(copy_output(reader, path, prefix, clock));
-    Ok((Pid::from_raw(child.id() as i32), exit_rx, output))
+    Ok((group, exit_rx, output))
 }
 
 fn spawn_error(program: &str, error: &std::io::Error) -> String {
@@ -370,10 +370,11 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> Stop
 }
 
 /// Waits for the main process; on a stop request sends SIGTERM to the group and SIGKILL
-/// after the grace period. When the main process ends, whatever it left in its group is
-/// killed, as a container's PID namespace dies with its init process.
+/// after the grace period. When the main process ends, the reaper kills whatever it left
+/// in its group, as a container's PID namespace dies with its init process.
 async fn wait(
-    pid: Pid,
+    reaper: &Reaper,
+    group: Group,
     mut exit_rx: oneshot::Receiver<Exit>,
     stop: &mut watch::Receiver<Option<StopRequest>>,
     default_grace: Duration,
@@ -382,20 +383,18 @@ async fn wait(
         code: 128 + Signal::SIGKILL as i32,
         signal: Some(Signal::SIGKILL as i32),
     };
-    let exit = tokio::select! {
+    tokio::select! {
         exit = &mut exit_rx => exit.unwrap_or(lost),
         request = stop_requested(stop) => {
-            let _ = killpg(pid, Signal::SIGTERM);
+            reaper.signal_group(group, Signal::SIGTERM);
             let grace = request.grace.min(default_grace);
             tokio::select! {
                 exit = &mut exit_rx => exit.unwrap_or(lost),
                 _ = tokio::time::sleep(grace) => {
-                    let _ = killpg(pid, Signal::SIGKILL);
+                    reaper.signal_group(group, Signal::SIGKILL);
                     exit_rx.await.unwrap_or(lost)
                 }
             }
         }
-    };
-    let _ = killpg(pid, Signal::SIGKILL);
-    exit
+    }
 }

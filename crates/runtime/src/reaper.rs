@@ -1,8 +1,15 @@
-//! One thread reaps every child with `waitpid(-1)` and hands each exit status to whoever
-//! waits for that pid. One blocking wait per exit costs far less than waking every waiter
-//! on each SIGCHLD, which is what makes thousands of short pods a second affordable.
+//! One thread reaps every child and hands each exit status to whoever waits for that pid.
+//! One blocking wait per exit costs far less than waking every waiter on each SIGCHLD,
+//! which is what makes thousands of short pods a second affordable.
 //!
 //! The reaper owns all children of the process: nothing else in it may wait for children.
+//!
+//! A child's process group is signalled only while the child is unreaped: a zombie keeps
+//! its pid, and so its group's id, from being handed out again. Once reaped, the number may
+//! name a new pod's group, and a late `killpg` would hit it. So the reaper looks at an exit
+//! first without collecting it (`WNOWAIT`), kills what the child left in its group, and
+//! only then reaps it; and [`Reaper::signal_group`] signals a group only while its leader
+//! is unreaped.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,7 +17,8 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Condvar, Mutex};
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
@@ -25,12 +33,20 @@ pub struct Exit {
 struct Table {
     /// Spawns under way whose child is not registered yet.
     spawning: usize,
-    /// Live children and who waits for each. With `spawning`, this is what keeps the
-    /// reaper awake: a failed spawn's child may be reaped by the C library itself, so a
-    /// plain count of spawned children would drift.
-    waiters: HashMap<i32, oneshot::Sender<Exit>>,
-    /// Exits reaped before their waiter was registered.
-    early: HashMap<i32, Exit>,
+    /// Live children, each with its spawn's serial and who waits for it. With `spawning`,
+    /// this is what keeps the reaper awake: a failed spawn's child may be reaped by the C
+    /// library itself, so a plain count of spawned children would drift.
+    waiters: HashMap<i32, (u64, oneshot::Sender<Exit>)>,
+    /// Serials tell two children with the same pid apart.
+    next_serial: u64,
+}
+
+/// The process group a spawned child leads, told apart from a later group with the same
+/// number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub leader: Pid,
+    serial: u64,
 }
 
 #[derive(Clone)]
@@ -57,25 +73,42 @@ impl Reaper {
         reaper
     }
 
-    /// Spawns `command` and returns the child with a receiver for its exit.
-    pub fn spawn(&self, command: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
+    /// Spawns `command` and returns the child, a receiver for its exit, and the group it
+    /// leads (if `command` makes it a group leader).
+    pub fn spawn(
+        &self,
+        command: &mut Command,
+    ) -> io::Result<(Child, oneshot::Receiver<Exit>, Group)> {
         let (lock, wake) = &*self.shared;
         lock.lock().expect("reaper table").spawning += 1;
-        wake.notify_one();
+        wake.notify_all();
         let spawned = command.spawn();
         let mut table = lock.lock().expect("reaper table");
         table.spawning -= 1;
-        let child = spawned?;
-        let (tx, rx) = oneshot::channel();
-        match table.early.remove(&(child.id() as i32)) {
-            Some(exit) => {
-                let _ = tx.send(exit);
-            }
-            None => {
-                table.waiters.insert(child.id() as i32, tx);
-            }
-        }
-        Ok((child, rx))
+        let registered = spawned.map(|child| {
+            let (tx, rx) = oneshot::channel();
+            let serial = table.next_serial;
+            table.next_serial += 1;
+            table.waiters.insert(child.id() as i32, (serial, tx));
+            let leader = Pid::from_raw(child.id() as i32);
+            (child, rx, Group { leader, serial })
+        });
+        drop(table);
+        // The reaper may hold a child's exit until it knows whether the child is ours.
+        wake.notify_all();
+        registered
+    }
+
+    /// Sends `signal` to `group` if its leader has not been reaped: then the group is still
+    /// the one it leads. False if it was.
+    pub fn signal_group(&self, group: Group, signal: Signal) -> bool {
+        let (lock, _) = &*self.shared;
+        let table = lock.lock().expect("reaper table");
+        let unreaped = table
+            .waiters
+            .get(&group.leader.as_raw())
+            .is_some_and(|(serial, _)| *serial == group.serial);
+        unreaped && killpg(group.leader, signal).is_ok()
     }
 }
 
@@ -85,20 +118,16 @@ fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
         {
             let mut table = lock.lock().expect("reaper table");
             while table.spawning == 0 && table.waiters.is_empty() {
-                table.early.clear();
                 table = wake.wait(table).expect("reaper table");
             }
         }
-        let (pid, exit) = match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, Exit { code, signal: None }),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => (
-                pid,
-                Exit {
-                    code: 128 + signal as i32,
-                    signal: Some(signal as i32),
-                },
-            ),
-            Ok(_) | Err(Errno::EINTR) => continue,
+        // Which child ended, without collecting it yet.
+        let pid = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(status) => match status.pid() {
+                Some(pid) => pid,
+                None => continue,
+            },
+            Err(Errno::EINTR) => continue,
             Err(_) => {
                 // ECHILD: no child exists. Either a spawn has not forked yet, or the
                 // waited-for children were reaped elsewhere: their waiters see a lost exit.
@@ -112,13 +141,73 @@ fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
             }
         };
         let mut table = lock.lock().expect("reaper table");
-        match table.waiters.remove(&pid.as_raw()) {
-            Some(tx) => {
-                let _ = tx.send(exit);
-            }
-            None => {
-                table.early.insert(pid.as_raw(), exit);
-            }
+        // A child that ended before its spawn returned is registered in a moment; one
+        // whose exec failed is collected by the C library instead, and is not ours to touch.
+        while table.spawning > 0 && !table.waiters.contains_key(&pid.as_raw()) {
+            table = wake.wait(table).expect("reaper table");
         }
+        let waiter = table.waiters.remove(&pid.as_raw());
+        if waiter.is_some() {
+            // Still a zombie, so its pid names no other group: end what it left behind.
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Exit { code, signal: None },
+            Ok(WaitStatus::Signaled(_, signal, _)) => Exit {
+                code: 128 + signal as i32,
+                signal: Some(signal as i32),
+            },
+            // Collected elsewhere (a failed spawn): its waiter, if any, sees a lost exit.
+            Ok(_) | Err(_) => continue,
+        };
+        if let Some((_, waiter)) = waiter {
+            let _ = waiter.send(exit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    /// Makes the kernel hand out `pid` to the next process (root only).
+    fn next_pid_is(pid: i32) {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1))
+            .expect("this test sets /proc/sys/kernel/ns_last_pid: run it as root");
+    }
+
+    #[test]
+    fn a_reaped_childs_group_number_is_never_signalled_even_when_a_new_group_has_it() {
+        let reaper = Reaper::get();
+        for _ in 0..20 {
+            let mut first = Command::new("true");
+            first.process_group(0);
+            let (_, exit, ended) = reaper.spawn(&mut first).unwrap();
+            let reused = ended.leader;
+            assert_eq!(exit.blocking_recv().unwrap().code, 0);
+            // A new group under the number of the one that ended (if no other process
+            // took the number first).
+            next_pid_is(reused.as_raw());
+            let mut second = Command::new("sleep");
+            second.arg("30").process_group(0);
+            let (_, newcomer_exit, newcomer) = reaper.spawn(&mut second).unwrap();
+            if newcomer.leader != reused {
+                assert!(reaper.signal_group(newcomer, Signal::SIGKILL));
+                let _ = newcomer_exit.blocking_recv();
+                continue;
+            }
+            // What a late stop of the first container would do.
+            assert!(!reaper.signal_group(ended, Signal::SIGKILL));
+            assert!(
+                nix::sys::signal::kill(newcomer.leader, None).is_ok(),
+                "the new group was not touched"
+            );
+            assert!(reaper.signal_group(newcomer, Signal::SIGKILL));
+            assert_eq!(newcomer_exit.blocking_recv().unwrap().code, 137);
+            return;
+        }
+        panic!("the kernel never handed out the same pid again");
     }
 }
