@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn job(yaml: &str) -> Job {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_json::from_value(crate::yaml::document(yaml).unwrap()).unwrap()
     }
 
     #[test]

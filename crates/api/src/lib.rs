@@ -10,12 +10,15 @@ pub mod printers;
 pub mod update;
 pub mod valid;
 pub mod validation;
+pub mod yaml;
 
 pub use defaults::prepare_for_create;
 pub use field::{FieldError, Invalid};
 pub use indexset::IndexSet;
 pub use k8s_openapi;
-pub use manifest::{decode_object, parse_jobs, parse_jobs_with_warnings, ManifestError};
+pub use manifest::{
+    decode_object, parse_jobs, parse_jobs_with_warnings, FieldValidation, ManifestError,
+};
 pub use update::{prepare_for_update, validate_job_update};
 pub use valid::ValidJob;
 pub use validation::validate_job;

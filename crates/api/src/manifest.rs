@@ -1,11 +1,11 @@
 //! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`.
 
 use k8s_openapi::api::batch::v1::Job;
-use serde_yaml::Value;
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
-    /// Malformed YAML or JSON; serde_yaml's message carries the line and column.
+    /// Malformed YAML or JSON; the message carries the line and column.
     #[error("{source_name}: {message}")]
     Syntax {
         source_name: String,
@@ -21,25 +21,52 @@ pub enum ManifestError {
     Empty { source_name: String },
 }
 
-/// Parses every Job in `text`. `source_name` names the input in error messages.
-pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
-    parse_jobs_with_warnings(source_name, text).map(|(jobs, _)| jobs)
+/// What becomes of fields a type does not have: kubectl's `--validate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// An error (`strict decoding error: unknown field "spec.completion"`), as
+    /// `kubectl apply`'s default `--validate=strict` makes it.
+    #[default]
+    Strict,
+    /// A warning each.
+    Warn,
+    /// Dropped.
+    Ignore,
 }
 
-/// Like [`parse_jobs`], with kubectl's warnings for fields the Job type does not have
-/// (`unknown field "spec.completion"`), which would otherwise be dropped silently.
+/// The documents of a manifest. JSON (the input starts with `{`) is read as a stream of
+/// JSON values, as kubectl's decoder reads it; anything else as YAML.
+pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ManifestError> {
+    let syntax = |message: String| ManifestError::Syntax {
+        source_name: source_name.to_string(),
+        message,
+    };
+    if text.trim_start().starts_with('{') {
+        serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| syntax(format!("error parsing JSON: {e}")))
+    } else {
+        crate::yaml::documents(text).map_err(syntax)
+    }
+}
+
+/// Parses every Job in `text`, dropping fields the Job type does not have. `source_name`
+/// names the input in error messages.
+pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
+    parse_jobs_with_warnings(source_name, text, FieldValidation::Ignore).map(|(jobs, _)| jobs)
+}
+
+/// Like [`parse_jobs`], with fields the Job type does not have refused or warned about as
+/// `validation` says (`unknown field "spec.completion"`).
 pub fn parse_jobs_with_warnings(
     source_name: &str,
     text: &str,
+    validation: FieldValidation,
 ) -> Result<(Vec<Job>, Vec<String>), ManifestError> {
     let mut jobs = Vec::new();
     let mut warnings = Vec::new();
-    for (n, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value =
-            serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
-                source_name: source_name.to_string(),
-                message: e.to_string(),
-            })?;
+    for (n, value) in documents(source_name, text)?.into_iter().enumerate() {
         let document_error = |message: String| ManifestError::Document {
             source_name: source_name.to_string(),
             document: n + 1,
@@ -48,16 +75,27 @@ pub fn parse_jobs_with_warnings(
         let before = jobs.len();
         collect_jobs(value.clone(), &mut jobs).map_err(document_error)?;
         let inputs = match &value {
-            Value::Mapping(map) if map.get("kind").and_then(Value::as_str) == Some("List") => map
+            Value::Object(map) if map.get("kind").and_then(Value::as_str) == Some("List") => map
                 .get("items")
-                .and_then(Value::as_sequence)
+                .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default(),
             _ => vec![value],
         };
         for (input, job) in inputs.iter().zip(&jobs[before..]) {
-            let known = serde_yaml::to_value(job).unwrap_or(Value::Null);
-            unknown_fields(input, &known, "", &mut warnings);
+            let known = serde_json::to_value(job).unwrap_or(Value::Null);
+            let mut unknown = Vec::new();
+            unknown_fields(input, &known, "", &mut unknown);
+            match validation {
+                FieldValidation::Strict if !unknown.is_empty() => {
+                    return Err(document_error(format!(
+                        "Job in version \"v1\" cannot be handled as a Job: strict decoding error: {}",
+                        unknown.join(", ")
+                    )));
+                }
+                FieldValidation::Ignore => {}
+                _ => warnings.extend(unknown),
+            }
         }
     }
     if jobs.is_empty() {
@@ -77,9 +115,8 @@ where
 {
     let object: T = serde_path_to_error::deserialize(&value).map_err(path_error)?;
     let mut unknown = Vec::new();
-    let input = serde_yaml::to_value(&value).unwrap_or(Value::Null);
-    let known = serde_yaml::to_value(&object).unwrap_or(Value::Null);
-    unknown_fields(&input, &known, "", &mut unknown);
+    let known = serde_json::to_value(&object).unwrap_or(Value::Null);
+    unknown_fields(&value, &known, "", &mut unknown);
     Ok((object, unknown))
 }
 
@@ -97,9 +134,8 @@ fn path_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> Str
 /// Fields of `input` that did not survive the round trip through the typed object.
 fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     match (input, known) {
-        (Value::Mapping(input), Value::Mapping(known)) => {
-            for (key, value) in input {
-                let Some(name) = key.as_str() else { continue };
+        (Value::Object(input), Value::Object(known)) => {
+            for (name, value) in input {
                 let here = if path.is_empty() {
                     name.to_string()
                 } else {
@@ -112,7 +148,7 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
                 }
             }
         }
-        (Value::Sequence(input), Value::Sequence(known)) => {
+        (Value::Array(input), Value::Array(known)) => {
             for (i, (value, known_value)) in input.iter().zip(known).enumerate() {
                 unknown_fields(value, known_value, &format!("{path}[{i}]"), out);
             }
@@ -125,7 +161,7 @@ fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
     if value.is_null() {
         return Ok(()); // an empty document between `---` separators
     }
-    let Value::Mapping(map) = &value else {
+    let Value::Object(map) = &value else {
         return Err("expected an object with apiVersion and kind".to_string());
     };
     let field = |name: &str| map.get(name).and_then(Value::as_str).unwrap_or("");
@@ -138,7 +174,7 @@ fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
         }
         ("v1", "List") => {
             let items = match map.get("items") {
-                Some(Value::Sequence(items)) => items.clone(),
+                Some(Value::Array(items)) => items.clone(),
                 None | Some(Value::Null) => Vec::new(),
                 Some(_) => return Err("items: expected a list".to_string()),
             };
@@ -185,10 +221,26 @@ metadata: {name: a}
     }
 
     #[test]
-    fn malformed_yaml_names_line_and_column() {
+    fn malformed_yaml_and_json_name_line_and_column() {
         let err = parse_jobs("f.yaml", "kind: Job\n  bad: [\n").unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("line 2 column"), "{text}");
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: error converting YAML to JSON: yaml: line 2, column 6: mapping values are not allowed in this context"
+        );
+        let err = parse_jobs("f.json", "{\"kind\": \"Job\",\n \"spec\" 5}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.json: error parsing JSON: expected `:` at line 2 column 9"
+        );
+    }
+
+    #[test]
+    fn json_is_read_as_json_however_deep() {
+        let deep = "{\"a\": ".repeat(100_000) + &"}".repeat(100_000);
+        let err = parse_jobs("f.json", &deep).unwrap_err().to_string();
+        assert!(err.contains("recursion limit exceeded"), "{err}");
+        let stream = "{\"apiVersion\": \"batch/v1\", \"kind\": \"Job\", \"metadata\": {\"name\": \"a\"}}\n{\"apiVersion\": \"batch/v1\", \"kind\": \"Job\", \"metadata\": {\"name\": \"b\"}}";
+        assert_eq!(parse_jobs("f.json", stream).unwrap().len(), 2);
     }
 
     #[test]
@@ -202,9 +254,20 @@ metadata: {name: a}
     }
 
     #[test]
-    fn unknown_fields_are_warned_about_like_kubectl() {
+    fn unknown_fields_are_refused_or_warned_about_like_kubectl() {
         let text = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  completion: 5\n  template:\n    spec:\n      containers: [{name: c, image: i, comand: [x]}]\n";
-        let (_, warnings) = parse_jobs_with_warnings("f.yaml", text).unwrap();
+        assert_eq!(
+            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Strict).unwrap_err().to_string(),
+            "f.yaml: document 1: Job in version \"v1\" cannot be handled as a Job: strict decoding error: unknown field \"spec.completion\", unknown field \"spec.template.spec.containers[0].comand\""
+        );
+        assert_eq!(
+            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Ignore)
+                .unwrap()
+                .1,
+            Vec::<String>::new()
+        );
+        let (_, warnings) =
+            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Warn).unwrap();
         assert_eq!(
             warnings,
             [
@@ -214,7 +277,9 @@ metadata: {name: a}
         );
         let clean = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a, labels: {}}\nspec:\n  parallelism: 2\n  template: {spec: {containers: []}}\n";
         assert_eq!(
-            parse_jobs_with_warnings("f.yaml", clean).unwrap().1,
+            parse_jobs_with_warnings("f.yaml", clean, FieldValidation::Strict)
+                .unwrap()
+                .1,
             Vec::<String>::new()
         );
     }

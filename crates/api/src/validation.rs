@@ -836,7 +836,7 @@ spec:
 
     /// Applies a JSON merge patch to the base manifest, prepares and validates it.
     fn errors_for(patch: serde_json::Value) -> Vec<String> {
-        let mut value: serde_json::Value = serde_yaml::from_str(BASE).unwrap();
+        let mut value = crate::yaml::document(BASE).unwrap();
         merge(&mut value, patch);
         let mut job: Job = serde_json::from_value(value).unwrap();
         crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);

@@ -86,6 +86,19 @@ struct ServeArgs {
     stop_pods_on_exit: bool,
 }
 
+/// kubectl's `--validate`: what becomes of fields the Job type does not have.
+#[derive(Clone, Copy, ValueEnum)]
+enum Validate {
+    /// Refuse the manifest (`strict decoding error: unknown field "spec.completion"`).
+    #[value(alias = "true")]
+    Strict,
+    /// Warn about each field and drop it.
+    Warn,
+    /// Drop them silently.
+    #[value(alias = "false")]
+    Ignore,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Json,
@@ -116,6 +129,10 @@ struct RunArgs {
     /// Start Jobs that the manifest marks `suspend: true` instead of leaving them suspended.
     #[arg(long)]
     resume: bool,
+    /// Fields the Job type does not have: refused (strict, as kubectl apply's default),
+    /// warned about (warn), or dropped (ignore).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "strict")]
+    validate: Validate,
     /// Re-run the indexes that did not succeed of the failed Indexed Jobs in the state
     /// directory, with a fresh failure budget, in the same Jobs' history.
     #[arg(long, requires = "state_dir")]
@@ -254,8 +271,14 @@ fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
     } else {
         &args.file
     };
+    let validation = match args.validate {
+        Validate::Strict => joblet_api::FieldValidation::Strict,
+        Validate::Warn => joblet_api::FieldValidation::Warn,
+        Validate::Ignore => joblet_api::FieldValidation::Ignore,
+    };
     let (jobs, warnings): (Vec<Job>, Vec<String>) =
-        joblet_api::parse_jobs_with_warnings(source, &text).map_err(|e| format!("error: {e}"))?;
+        joblet_api::parse_jobs_with_warnings(source, &text, validation)
+            .map_err(|e| format!("error: {e}"))?;
     for warning in warnings {
         eprintln!("Warning: {warning}");
     }
@@ -476,7 +499,7 @@ fn print_objects(jobs: &[Job], format: Output) {
     .expect("Jobs always serialize");
     let text = match format {
         Output::Json => serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n",
-        Output::Yaml => serde_yaml::to_string(&value).expect("JSON values serialize as YAML"),
+        Output::Yaml => joblet_api::yaml::to_string(&value),
     };
     print!("{text}");
 }

@@ -489,7 +489,9 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         return protobuf::decode(body).map_err(ApiError::unsupported_media_type);
     }
     let parsed = if content_type.starts_with("application/yaml") {
-        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+        std::str::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(joblet_api::yaml::document)
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
     };

@@ -47,7 +47,8 @@ impl Patch {
             PatchType::Merge => Patch::Merge(json()?),
             PatchType::Strategic => Patch::Strategic(json()?),
             PatchType::Apply => {
-                Patch::Apply(serde_yaml::from_slice(body).map_err(|e| e.to_string())?)
+                let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+                Patch::Apply(joblet_api::yaml::document(text)?)
             }
         })
     }

@@ -267,7 +267,11 @@ fn bad_input_gets_a_clear_error_and_exit_status_2() {
     let run_text = |text: &str| run(dir.path(), text, &[]);
     let r = run_text("apiVersion: batch/v1\nkind: Job\nspec:\n  completions: [1\n");
     r.expect_code(2);
-    assert!(r.stderr().contains("line 4 column"), "{}", r.context());
+    assert!(
+        r.stderr().contains("line 4, column 16: unclosed bracket"),
+        "{}",
+        r.context()
+    );
     let r = run_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n");
     r.expect_code(2);
     assert!(
@@ -315,7 +319,7 @@ fn several_jobs_run_concurrently_and_print_a_list() {
     );
     let run = run(dir.path(), &manifest, &["-o", "yaml"]);
     run.expect_code(1);
-    let list: serde_json::Value = serde_yaml::from_str(&run.stdout()).unwrap();
+    let list = joblet_api::yaml::document(&run.stdout()).unwrap();
     assert_eq!(list["kind"], "List");
     let names: Vec<&str> = list["items"]
         .as_array()
@@ -639,20 +643,53 @@ fn max_failed_indexes_stops_the_job_early() {
 }
 
 #[test]
-fn unknown_fields_are_warned_about_and_the_job_still_runs() {
+fn unknown_fields_are_refused_unless_validate_says_otherwise() {
     let dir = scratch();
     let manifest = job("typo", "  completion: 3", "true");
-    let run = run(dir.path(), &manifest, &["-o", "json"]);
-    run.expect_code(0);
+    let strict = run(dir.path(), &manifest, &["-o", "json"]);
+    strict.expect_code(2);
     assert!(
-        run.stderr()
+        strict.stderr().contains(
+            "document 1: Job in version \"v1\" cannot be handled as a Job: strict decoding error: unknown field \"spec.completion\""
+        ),
+        "{}",
+        strict.context()
+    );
+    assert!(!dir.path().join("state").exists(), "nothing ran");
+    let warn = run(dir.path(), &manifest, &["-o", "json", "--validate=warn"]);
+    warn.expect_code(0);
+    assert!(
+        warn.stderr()
             .contains("Warning: unknown field \"spec.completion\""),
         "{}",
-        run.context()
+        warn.context()
     );
     assert_eq!(
-        run.job()["spec"]["completions"],
+        warn.job()["spec"]["completions"],
         1,
         "the typo is not a completions count"
+    );
+    let ignore = run(dir.path(), &manifest, &["--validate=false"]);
+    ignore.expect_code(0);
+    assert!(
+        !ignore.stderr().contains("unknown field"),
+        "{}",
+        ignore.context()
+    );
+}
+
+#[test]
+fn a_yaml_error_names_the_file_line_and_column() {
+    let dir = scratch();
+    let run = run(
+        dir.path(),
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: x\n   labels: {}\n",
+        &[],
+    );
+    run.expect_code(2);
+    let file = dir.path().join("job.yaml");
+    assert_eq!(
+        run.stderr(),
+        format!("error: {}: error converting YAML to JSON: yaml: line 5, column 10: mapping values are not allowed in this context\n", file.display())
     );
 }

@@ -1,0 +1,96 @@
+//! YAML as the Kubernetes tools read it: documents become JSON values, and anything that
+//! could exhaust memory or time (alias bombs, deep nesting) is refused with the place it
+//! was found, as `kubectl` refuses it (`error converting YAML to JSON: yaml: line 7: …`).
+
+use serde_json::Value;
+
+/// Deeper than any API object; as deep as JSON bodies may go (serde_json's limit).
+const MAX_DEPTH: usize = 128;
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    // Long manifests (a List of thousands of Jobs) stay readable; alias bombs are still
+    // stopped by the alias-to-anchor ratio and the retained-copy caps.
+    budget.max_documents = 100_000;
+    budget.max_nodes = 10_000_000;
+    budget.max_events = 20_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+/// Every non-empty document of `text`, in order.
+pub fn documents(text: &str) -> Result<Vec<Value>, String> {
+    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| message(&e))
+}
+
+/// The one document of `text` (an empty one is `null`).
+pub fn document(text: &str) -> Result<Value, String> {
+    Ok(documents(text)?.into_iter().next().unwrap_or(Value::Null))
+}
+
+/// `value` as YAML.
+pub fn to_string(value: &Value) -> String {
+    serde_saphyr::to_string(value).expect("JSON values serialize as YAML")
+}
+
+/// kubectl's wording, with the line and column of the problem.
+fn message(error: &serde_saphyr::Error) -> String {
+    let text = error.without_snippet().to_string();
+    // The place goes first, as kubectl puts it; the parser appends it.
+    let bare = text.split(" at line ").next().unwrap_or(&text);
+    match error.location() {
+        Some(at) => format!(
+            "error converting YAML to JSON: yaml: line {}, column {}: {bare}",
+            at.line(),
+            at.column()
+        ),
+        None => format!("error converting YAML to JSON: yaml: {bare}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_column() {
+        assert_eq!(
+            documents("kind: Job\n  bad: [\n").unwrap_err(),
+            "error converting YAML to JSON: yaml: line 2, column 6: mapping values are not allowed in this context"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_once() {
+        let mut bomb = String::from("l0: &l0 [a, a, a, a, a, a, a, a, a]\n");
+        for level in 1..10 {
+            let refs = vec![format!("*l{}", level - 1); 9].join(", ");
+            bomb.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+        }
+        let error = documents(&bomb).unwrap_err();
+        assert!(error.contains("budget breached"), "{error}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_parsed_for_ever() {
+        let flow = "{a: ".repeat(40_000) + &"}".repeat(40_000);
+        assert!(documents(&flow).is_err());
+        let block: String = (0..1_000).map(|i| " ".repeat(i) + "a:\n").collect();
+        let error = documents(&block).unwrap_err();
+        assert!(error.contains("line 129"), "{error}");
+    }
+
+    #[test]
+    fn documents_empty_ones_skipped_and_json_is_yaml() {
+        let values = documents("a: 1\n---\n---\n{\"b\": [true, \"x\"]}\n").unwrap();
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"a": 1}),
+                serde_json::json!({"b": [true, "x"]})
+            ]
+        );
+    }
+}
