@@ -6,6 +6,7 @@ pub mod field;
 pub mod indexset;
 pub mod labels;
 pub mod manifest;
+pub mod names;
 pub mod printers;
 pub mod update;
 pub mod valid;

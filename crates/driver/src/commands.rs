@@ -31,6 +31,10 @@ pub enum CommandError {
     AlreadyExists,
     #[error("the object has been modified; please apply your changes to the latest version and try again")]
     Conflict,
+    /// An update computed from an object read before another client changed its spec or
+    /// metadata: read it again, at least at this resourceVersion, and redo the update.
+    #[error("the object has been modified since it was read (now at {0})")]
+    Stale(i64),
     #[error("namespace {0} not found")]
     NamespaceNotFound(String),
     #[error("this namespace may not be deleted")]
@@ -43,12 +47,26 @@ pub enum CommandError {
 
 type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
+/// What an update of a Job was computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateBase {
+    /// The object at exactly this resourceVersion, as the client demands (a PUT, or a
+    /// patch naming a resourceVersion): any later write conflicts, status ones too, as
+    /// upstream's precondition does.
+    Exactly(String),
+    /// The object as the server read it at this resourceVersion, for an update without a
+    /// precondition (most patches): only a later change of the spec or metadata makes it
+    /// stale ([`CommandError::Stale`]); the controller's status writes do not, as upstream
+    /// re-applies such an update to the fresh object rather than refuse it.
+    ReadAt(i64),
+}
+
 pub(crate) enum Command {
     CreateJob(ValidJob, Reply<Job>),
-    /// A new object for an existing Job, validated as an update, based on `resource_version`.
+    /// A new object for an existing Job, validated as an update of what `base` names.
     UpdateJob {
         job: ValidJob,
-        resource_version: String,
+        base: UpdateBase,
         reply: Reply<Job>,
     },
     DeleteJob {
@@ -79,17 +97,9 @@ impl EngineHandle {
         self.call(|reply| Command::CreateJob(job, reply)).await
     }
 
-    pub async fn update_job(
-        &self,
-        job: ValidJob,
-        resource_version: String,
-    ) -> Result<Job, CommandError> {
-        self.call(|reply| Command::UpdateJob {
-            job,
-            resource_version,
-            reply,
-        })
-        .await
+    pub async fn update_job(&self, job: ValidJob, base: UpdateBase) -> Result<Job, CommandError> {
+        self.call(|reply| Command::UpdateJob { job, base, reply })
+            .await
     }
 
     pub async fn delete_job(
@@ -152,12 +162,8 @@ impl Engine {
                 let result = self.create_from_api(job);
                 self.reply_when_committed(reply, result);
             }
-            Command::UpdateJob {
-                job,
-                resource_version,
-                reply,
-            } => {
-                let result = self.update_job(job, &resource_version);
+            Command::UpdateJob { job, base, reply } => {
+                let result = self.update_job(job, &base);
                 self.reply_when_committed(reply, result);
             }
             Command::DeleteJob {
@@ -230,19 +236,29 @@ impl Engine {
         }
         self.insert_new_job(key.clone(), job);
         self.flush();
+        self.note_spec_change(&key);
         Ok(job_object(&self.jobs[&key]))
     }
 
-    fn update_job(&mut self, job: ValidJob, resource_version: &str) -> Result<Job, CommandError> {
+    fn update_job(&mut self, job: ValidJob, base: &UpdateBase) -> Result<Job, CommandError> {
         let key: JobKey = (job.namespace().to_string(), job.name().to_string());
         let entry = self.jobs.get_mut(&key).ok_or(CommandError::NotFound)?;
-        if entry.resource_version.to_string() != resource_version {
-            return Err(CommandError::Conflict);
+        match base {
+            UpdateBase::Exactly(version) if entry.resource_version.to_string() != *version => {
+                return Err(CommandError::Conflict);
+            }
+            UpdateBase::ReadAt(version) if entry.spec_version > *version => {
+                return Err(CommandError::Stale(entry.spec_version));
+            }
+            _ => {}
         }
+        // Only a change of the spec is the controller's business (labels and
+        // annotations are not): a storm of label patches costs no syncs.
+        entry.dirty |= entry.job.object().spec != job.object().spec;
         entry.job = job;
-        entry.dirty = true;
         entry.unwritten = true;
         self.flush();
+        self.note_spec_change(&key);
         Ok(job_object(&self.jobs[&key]))
     }
 

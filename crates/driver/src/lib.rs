@@ -25,7 +25,7 @@ use joblet_store::{Batch, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
-pub use commands::{CommandError, EngineHandle, Propagation};
+pub use commands::{CommandError, EngineHandle, Propagation, UpdateBase};
 use objects::{event_record, job_record, pod_record, KIND_JOB, KIND_POD};
 pub use objects::{KIND_EVENT, KIND_NAMESPACE};
 pub use writer::Feed;
@@ -107,6 +107,10 @@ struct JobEntry {
     dirty: bool,
     requeue_at: Option<Time>,
     resource_version: i64,
+    /// The resourceVersion at which the Job's spec and metadata last changed (the
+    /// controller's status writes move `resource_version` only): an update computed from
+    /// any later version of the object is not stale.
+    spec_version: i64,
     /// Changed since the last flush: written once per flush, however often they changed.
     unwritten: bool,
     unwritten_pods: HashSet<String>,
@@ -249,8 +253,9 @@ impl Engine {
             admitted.name().to_string(),
         );
         let Some(entry) = self.jobs.get_mut(&key) else {
-            self.insert_new_job(key, admitted);
+            self.insert_new_job(key.clone(), admitted);
             self.flush();
+            self.note_spec_change(&key);
             self.writer.barrier().map_err(EngineError::Write)?;
             return Ok(Admission::Created);
         };
@@ -268,6 +273,7 @@ impl Engine {
         entry.dirty = true;
         entry.unwritten = true;
         self.flush();
+        self.note_spec_change(&key);
         self.writer.barrier().map_err(EngineError::Write)?;
         Ok(Admission::Updated)
     }
@@ -311,10 +317,18 @@ impl Engine {
             dirty: true,
             requeue_at: None,
             resource_version: 0,
+            spec_version: 0,
             unwritten: true,
             unwritten_pods: HashSet::new(),
         };
         self.jobs.insert(key, entry);
+    }
+
+    /// After a flush that wrote the Job's new spec or metadata: its version is theirs.
+    fn note_spec_change(&mut self, key: &JobKey) {
+        if let Some(entry) = self.jobs.get_mut(key) {
+            entry.spec_version = entry.resource_version;
+        }
     }
 
     /// A handle through which the API asks for changes while [`Engine::run`] runs.
@@ -392,7 +406,13 @@ impl Engine {
                 () = self.writer.failed() => {}
                 () = self.writer.starts_done() => {}
                 Some(command) = next_command(&mut self.commands), if !interrupted => {
-                    self.carry_out(command, self.clock.now());
+                    let now = self.clock.now();
+                    self.carry_out(command, now);
+                    // Every command waiting is carried out before the next sync, as
+                    // upstream's work queue folds a burst of changes into one.
+                    while let Some(command) = self.commands.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                        self.carry_out(command, now);
+                    }
                 }
                 Some(request) = shutdown.recv() => {
                     if request == Shutdown::LeavePods && self.config.supervisor.is_some() && !interrupted {

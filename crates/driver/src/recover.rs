@@ -83,6 +83,7 @@ impl Engine {
                     dirty: true,
                     requeue_at: None,
                     resource_version: record.resource_version,
+                    spec_version: record.resource_version,
                     unwritten: false,
                     unwritten_pods: HashSet::new(),
                 },

@@ -14,17 +14,25 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use joblet_api::{decode_object, prepare_for_update, validate_job_update};
-use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock};
+use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock, UpdateBase};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cache::{Cache, Entry, Key};
 use crate::errors::ApiError;
-use crate::patch::{Patch, PatchType};
+use crate::params::ListOptions;
+use crate::patch::{Patch, PatchType, MAX_JSON_PATCH_OPERATIONS};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
 use crate::selectors::Selector;
 use crate::table::{self, Include};
 use crate::{logs, managed, openapi, protobuf, watch};
+
+/// How often a patch is redone because another client changed the object between its read
+/// and its write; each time, some other write succeeded, so this only bounds a storm.
+const PATCH_ATTEMPTS: usize = 64;
+
+/// How long a redone patch waits for the cache to show the change it collided with.
+const STALE_READ_WAIT: Duration = Duration::from_secs(5);
 
 /// Request bodies above this are refused (the API server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -166,9 +174,9 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
     let target = route(parts.uri.path()).ok_or_else(ApiError::no_route)?;
     let method = parts.method.clone();
     let read_body = || async {
-        axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| ApiError::too_large())
+        axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY}"))
+        })
     };
     match (target, method) {
         (Target::Version, Method::GET) => Ok(json_response(StatusCode::OK, &resources::version())),
@@ -207,10 +215,14 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         ) => {
             let namespace = namespace.as_deref();
             match method {
-                Method::GET if is_true(params.get("watch")) => {
-                    watch::start(state, resource, namespace, &params, &accept)
+                Method::GET => {
+                    let options = ListOptions::parse(&params)?;
+                    if options.watch {
+                        watch::start(state, resource, namespace, &params, &options, &accept)
+                    } else {
+                        list(state, resource, namespace, &params, &options, &accept)
+                    }
                 }
-                Method::GET => list(state, resource, namespace, &params, &accept),
                 Method::POST => {
                     let body = read_body().await?;
                     let write = Write::Update(field_manager(&params, &parts.headers));
@@ -301,8 +313,9 @@ impl ObjectRef {
     }
 }
 
+/// A boolean query parameter, as the API server's parameter codec reads one.
 pub fn is_true(value: Option<&String>) -> bool {
-    value.is_some_and(|v| v == "true" || v == "1")
+    crate::params::boolean(value)
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -397,6 +410,7 @@ fn list(
     resource: &'static Resource,
     namespace: Option<&str>,
     params: &Params,
+    options: &ListOptions,
     accept: &str,
 ) -> Result<Response, ApiError> {
     let selector = selector(resource, params)?;
@@ -414,10 +428,7 @@ fn list(
             "specifying resource version is not allowed when using continue",
         ));
     }
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
+    let limit = options.limit;
     let after = token.as_ref().map(|t| &t.start);
     let at = token.as_ref().map(|t| t.rv).filter(|rv| *rv >= 0);
     let page = state
@@ -524,6 +535,7 @@ fn engine_error(resource: &Resource, name: &str, error: CommandError) -> ApiErro
         CommandError::NotFound => ApiError::not_found(resource, name),
         CommandError::AlreadyExists => ApiError::already_exists(resource, name),
         CommandError::Conflict => ApiError::conflict(resource, name),
+        CommandError::Stale(version) => ApiError::conflict(resource, name).stale_at(version),
         CommandError::NamespaceNotFound(ns) => ApiError::namespace_not_found(&ns),
         CommandError::Forbidden => ApiError::forbidden(format!(
             "{} \"{name}\" is forbidden: this namespace may not be deleted",
@@ -718,12 +730,12 @@ enum ManagedFields {
     Applied(Vec<ManagedFieldsEntry>),
 }
 
-/// Writes `new` over the stored Job `old` (rv `based_on`), as an update.
+/// Writes `new` over the stored Job `old`, as an update of what `base` names.
 async fn update_job(
     state: &AppState,
     old: &Job,
     mut new: Job,
-    based_on: String,
+    base: UpdateBase,
     params: &Params,
     managed_fields: ManagedFields,
 ) -> Result<Job, ApiError> {
@@ -753,7 +765,7 @@ async fn update_job(
     }
     state
         .engine
-        .update_job(valid, based_on)
+        .update_job(valid, base)
         .await
         .map_err(|e| engine_error(&JOBS, &name, e))
 }
@@ -789,14 +801,17 @@ async fn replace(
             "the name of the object does not match the name on the URL",
         ));
     }
-    let based_on = new
+    let base = match new
         .metadata
         .resource_version
         .clone()
         .filter(|rv| !rv.is_empty())
-        .unwrap_or_else(|| entry.resource_version.to_string());
+    {
+        Some(version) => UpdateBase::Exactly(version),
+        None => UpdateBase::ReadAt(entry.resource_version),
+    };
     let managed_fields = ManagedFields::ChangedBy(field_manager(params, headers));
-    let updated = update_job(state, &old, new, based_on, params, managed_fields).await?;
+    let updated = update_job(state, &old, new, base, params, managed_fields).await?;
     Ok(raw_json_response(
         StatusCode::OK,
         serde_json::to_string(&updated).expect("API objects serialize"),
@@ -832,8 +847,16 @@ async fn patch_object(
     };
     let patch = Patch::parse(kind, body)
         .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
-    // The controller writes status all the time: a patch is re-applied on a conflict.
-    for _ in 0..8 {
+    if let Patch::Json(operations) = &patch {
+        if operations.0.len() > MAX_JSON_PATCH_OPERATIONS {
+            return Err(ApiError::too_large(format!(
+                "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                operations.0.len()
+            )));
+        }
+    }
+    // A patch is re-applied to the fresh object when another client's change came between.
+    for _ in 0..PATCH_ATTEMPTS {
         let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
             if let Write::Apply { .. } = write {
                 let mut yaml_headers = headers.clone();
@@ -859,7 +882,13 @@ async fn patch_object(
         let mut value = live.clone();
         patch
             .apply_to(&mut value)
-            .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
+            .map_err(ApiError::unprocessable)?;
+        let size = serde_json::to_vec(&value).map_or(0, |bytes| bytes.len());
+        if size > MAX_BODY {
+            return Err(ApiError::too_large(format!(
+                "Request entity too large: limit is {MAX_BODY}"
+            )));
+        }
         let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
         let managed_fields = match (&write, &patch) {
             (Write::Apply { manager, force }, Patch::Apply(config)) => {
@@ -880,10 +909,11 @@ async fn patch_object(
             .resource_version
             .clone()
             .filter(|rv| *rv != entry.resource_version.to_string());
-        let based_on = precondition
-            .clone()
-            .unwrap_or_else(|| entry.resource_version.to_string());
-        match update_job(state, &old, new, based_on, params, managed_fields).await {
+        let base = match precondition {
+            Some(version) => UpdateBase::Exactly(version),
+            None => UpdateBase::ReadAt(entry.resource_version),
+        };
+        match update_job(state, &old, new, base, params, managed_fields).await {
             Ok(updated) => {
                 return Ok(raw_json_response(
                     StatusCode::OK,
@@ -891,7 +921,12 @@ async fn patch_object(
                     &warnings,
                 ))
             }
-            Err(error) if error.reason == "Conflict" && precondition.is_none() => continue,
+            // Another client changed the spec or metadata since the read: read its change
+            // and patch that, as upstream's GuaranteedUpdate does.
+            Err(ApiError {
+                stale: Some(version),
+                ..
+            }) => state.cache.wait_for(version, STALE_READ_WAIT).await,
             Err(error) => return Err(error),
         }
     }

@@ -382,6 +382,12 @@ impl Cache {
     }
 
     /// Wakes when something newer than `seen` is committed.
+    /// Waits until the cache holds every write up to `version` (at most `timeout`).
+    pub async fn wait_for(&self, version: i64, timeout: std::time::Duration) {
+        let mut latest = self.subscribe();
+        let _ = tokio::time::timeout(timeout, latest.wait_for(|at| *at >= version)).await;
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()
     }

@@ -16,6 +16,9 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// For an expired `continue`: the token that goes on with the objects as they are now.
     pub list_continue: Option<String>,
+    /// A conflict with a change another client made at this resourceVersion: an update
+    /// without a precondition is redone once the cache has it.
+    pub stale: Option<i64>,
 }
 
 impl ApiError {
@@ -26,7 +29,13 @@ impl ApiError {
             message: message.into(),
             details: None,
             list_continue: None,
+            stale: None,
         }
+    }
+
+    pub fn stale_at(mut self, version: i64) -> Self {
+        self.stale = Some(version);
+        self
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -132,11 +141,11 @@ impl ApiError {
         )
     }
 
-    pub fn too_large() -> Self {
+    pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728",
+            message,
         )
     }
 

@@ -7,6 +7,7 @@ mod errors;
 mod logs;
 mod managed;
 mod openapi;
+mod params;
 mod patch;
 mod protobuf;
 mod resources;

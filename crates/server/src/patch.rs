@@ -28,6 +28,14 @@ impl PatchType {
     }
 }
 
+/// What `copy` operations of one JSON patch may add in all (upstream's
+/// `JSONPatchMaxCopyBytes`, 3 MiB): without it, a patch that copies the object into itself
+/// forty times would need terabytes (CVE-2019-1002100).
+pub const MAX_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Upstream's cap on the operations of one JSON patch.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 /// A PATCH body, read once (a patch is re-applied when the object changed meanwhile).
 pub enum Patch {
     Json(json_patch::Patch),
@@ -57,7 +65,23 @@ impl Patch {
     pub fn apply_to(&self, target: &mut Value) -> Result<(), String> {
         match self {
             Patch::Json(operations) => {
-                json_patch::patch(target, operations).map_err(|e| e.to_string())
+                let mut copied = 0;
+                for operation in &operations.0 {
+                    if let json_patch::PatchOperation::Copy(copy) = operation {
+                        let from = target.pointer(copy.from.as_str());
+                        copied += from.map_or(0, |value| {
+                            serde_json::to_vec(value).map_or(0, |bytes| bytes.len())
+                        });
+                        if copied > MAX_COPY_BYTES {
+                            return Err(format!(
+                                "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_COPY_BYTES}"
+                            ));
+                        }
+                    }
+                    json_patch::patch(target, std::slice::from_ref(operation))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
             }
             Patch::Merge(patch) => {
                 json_patch::merge(target, patch);

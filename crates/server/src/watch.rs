@@ -14,9 +14,10 @@ use joblet_driver::SystemClock;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::api::{is_true, selector, streaming, wants_table, AppState};
+use crate::api::{selector, streaming, wants_table, AppState};
 use crate::cache::{Cache, Entry};
 use crate::errors::ApiError;
+use crate::params::ListOptions;
 use crate::resources::Resource;
 use crate::selectors::Selector;
 use crate::table::{self, Include};
@@ -44,21 +45,12 @@ pub fn start(
     resource: &'static Resource,
     namespace: Option<&str>,
     params: &std::collections::HashMap<String, String>,
+    options: &ListOptions,
     accept: &str,
 ) -> Result<Response, ApiError> {
     let selector = selector(resource, params)?;
-    let since = match params.get("resourceVersion").map(String::as_str) {
-        None | Some("") | Some("0") => None,
-        Some(rv) => Some(
-            rv.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
-        ),
-    };
-    let timeout = params
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let bookmarks = is_true(params.get("allowWatchBookmarks"));
+    let (since, timeout) = (options.resource_version, options.timeout);
+    let bookmarks = options.allow_watch_bookmarks;
     // Few chunks wait for a slow client: the cache's history is what it catches up from.
     let (tx, rx) = mpsc::channel(4);
     let table = wants_table(accept)

@@ -503,3 +503,239 @@ async fn bodies_are_checked_before_anything_is_stored() {
     let (_, list) = app.call("GET", JOBS, "application/json", None).await;
     assert_eq!(list["items"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_without_a_resource_version_never_conflict_under_concurrent_writers() {
+    let app = Arc::new(App::new());
+    // Status churns all the time: 200 short pods, 10 at a time.
+    let churn = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "busy"},
+        "spec": {"completions": 200, "parallelism": 10, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}
+    });
+    let (status, _) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", churn.to_string())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..20 {
+        let app = app.clone();
+        clients.spawn(async move {
+            let mut statuses = Vec::new();
+            for n in 0..15 {
+                let (kind, body) = if n % 2 == 0 {
+                    (
+                        "application/merge-patch+json",
+                        json!({"metadata": {"labels": {format!("c{client}"): format!("v{n}")}}})
+                            .to_string(),
+                    )
+                } else {
+                    (
+                        "application/strategic-merge-patch+json",
+                        json!({"metadata": {"annotations": {"last": format!("{client}-{n}")}}})
+                            .to_string(),
+                    )
+                };
+                let (status, body) = app
+                    .call(
+                        "PATCH",
+                        &format!("{JOBS}/busy"),
+                        "application/json",
+                        Some((kind, body)),
+                    )
+                    .await;
+                statuses.push((status, body["message"].clone()));
+            }
+            statuses
+        });
+    }
+    let mut answered = 0;
+    while let Some(statuses) = clients.join_next().await {
+        for (status, message) in statuses.unwrap() {
+            assert_eq!(status, StatusCode::OK, "{message}");
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 300);
+    let (_, job) = app
+        .call("GET", &format!("{JOBS}/busy"), "application/json", None)
+        .await;
+    for client in 0..20 {
+        assert_eq!(
+            job["metadata"]["labels"][format!("c{client}")],
+            "v14",
+            "{job}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn patches_that_would_blow_up_the_object_are_refused() {
+    let app = App::new();
+    let (status, _) = app
+        .call(
+            "POST",
+            JOBS,
+            "application/json",
+            Some(("application/json", job("bomb", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Each copy doubles the annotations: 40 would need terabytes (CVE-2019-1002100).
+    let mut operations = vec![
+        json!({"op": "add", "path": "/metadata/annotations", "value": {"a": "x".repeat(1000)}}),
+    ];
+    for n in 0..40 {
+        operations.push(json!({"op": "copy", "from": "/metadata/annotations", "path": format!("/metadata/annotations/c{n}")}));
+    }
+    let (status, refused) = app
+        .call(
+            "PATCH",
+            &format!("{JOBS}/bomb"),
+            "application/json",
+            Some((
+                "application/json-patch+json",
+                Value::Array(operations).to_string(),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("Unable to complete the copy, the accumulated size increase of copy is")
+            && message.ends_with("exceeding the limit 3145728"),
+        "{message}"
+    );
+    let many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"op": "test", "path": "/kind", "value": "Job"}))
+        .collect();
+    let (status, refused) = app
+        .call(
+            "PATCH",
+            &format!("{JOBS}/bomb"),
+            "application/json",
+            Some((
+                "application/json-patch+json",
+                Value::Array(many).to_string(),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        refused["message"],
+        "The allowed maximum operations in a JSON patch is 10000, got 10001"
+    );
+    // A YAML alias bomb in a server-side apply (CVE-2019-11253).
+    let mut bomb = String::from("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: bomb\n  annotations:\n    l0: &l0 [a, a, a, a, a, a, a, a, a]\n");
+    for level in 1..10 {
+        let refs = vec![format!("*l{}", level - 1); 9].join(", ");
+        bomb.push_str(&format!("    l{level}: &l{level} [{refs}]\n"));
+    }
+    let (status, refused) = app
+        .call(
+            "PATCH",
+            &format!("{JOBS}/bomb?fieldManager=test"),
+            "application/json",
+            Some(("application/apply-patch+yaml", bomb)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget breached"),
+        "{refused}"
+    );
+    let (_, job) = app
+        .call("GET", &format!("{JOBS}/bomb"), "application/json", None)
+        .await;
+    assert_eq!(
+        job["metadata"].get("annotations"),
+        None,
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn malformed_list_and_watch_queries_are_refused_by_name() {
+    let app = App::new();
+    let pods = "/api/v1/namespaces/default/pods";
+    let long_key = "k".repeat(300);
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        (
+            format!("{pods}?labelSelector=a%3D%3Db%3D%3Dc"),
+            StatusCode::BAD_REQUEST,
+            "found '==', expected: ',' or 'end of string'",
+        ),
+        (
+            format!("{pods}?labelSelector={long_key}%3Dx"),
+            StatusCode::BAD_REQUEST,
+            "name part must be no more than 63 characters",
+        ),
+        (
+            format!("{pods}?fieldSelector=metadata.name%3Da%3Db"),
+            StatusCode::BAD_REQUEST,
+            "unescaped character in value: 61",
+        ),
+        (
+            format!("{pods}?fieldSelector=metadata.name%3Da%5Cb"),
+            StatusCode::BAD_REQUEST,
+            "invalid escape sequence: \\b",
+        ),
+        (
+            format!("{pods}?fieldSelector=spec.bogus%3Dx"),
+            StatusCode::BAD_REQUEST,
+            "field label not supported: spec.bogus",
+        ),
+        (
+            format!("{pods}?limit=abc"),
+            StatusCode::BAD_REQUEST,
+            "limit: strconv.ParseInt: parsing \"abc\": invalid syntax",
+        ),
+        (
+            format!("{pods}?watch=true&timeoutSeconds=abc"),
+            StatusCode::BAD_REQUEST,
+            "timeoutSeconds: strconv.ParseInt",
+        ),
+        (
+            format!("{pods}?resourceVersionMatch=NotOlderThan"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            format!("{pods}?resourceVersion=abc"),
+            StatusCode::BAD_REQUEST,
+            "resourceVersion: Invalid value: \"abc\"",
+        ),
+        (
+            format!("{JOBS}?continue=bogus"),
+            StatusCode::BAD_REQUEST,
+            "continue key is not valid",
+        ),
+    ];
+    for (uri, code, message) in cases {
+        let (status, body) = app.call("GET", &uri, "application/json", None).await;
+        assert_eq!(status, code, "{uri}: {body}");
+        assert_eq!(body["kind"], "Status", "{uri}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{uri}: {body}"
+        );
+    }
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("{pods}?labelSelector=job-name%20in%20(a,%20b),!x&limit=10"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
