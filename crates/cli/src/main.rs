@@ -141,10 +141,23 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_files_limit();
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Serve(args) => ExitCode::from(serve(args)),
         Command::Supervise(args) => ExitCode::from(supervise(args)),
+    }
+}
+
+/// Raises the soft limit of open files to the hard one, as Go programs such as
+/// kube-apiserver do at start: the usual soft limit of 1,024 is too few for a server's
+/// connections or a run's pipes. Pods inherit it, as containers get a high limit on a node.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 

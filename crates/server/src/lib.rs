@@ -33,6 +33,26 @@ use tokio_rustls::TlsAcceptor;
 pub use api::{router, AppState, MAX_BODY};
 pub use cache::Cache;
 
+/// A client gets this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request's headers must arrive within this time of the connection becoming ready for
+/// them (slowloris); a kept-alive connection idle this long is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// At most this many connections at once (fewer if the descriptor limit is low): with TLS
+/// and HTTP buffers a connection costs up to about 100 KiB, so 4,096 stay under 400 MiB.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// The connection cap, leaving descriptors for the database, logs and the supervisor.
+fn max_connections() -> usize {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft as usize);
+    MAX_CONNECTIONS.min(limit.saturating_sub(256)).max(16)
+}
+
 pub struct ServeConfig {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
@@ -157,17 +177,39 @@ pub async fn serve(
 
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of descriptors (or another passing error): wait for some to
+                        // be freed instead of spinning on accept.
+                        eprintln!("joblet serve: accepting a connection: {error}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                };
+                // At the cap, a new connection is closed at once: memory and descriptors
+                // stay bounded, and the connections already open are served.
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let tls = tls.clone();
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(stream) = tls.accept(stream).await else { return };
+                    let _permit = permit;
+                    let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await else {
+                        return;
+                    };
+                    // The header timeout also closes a kept-alive connection left idle.
                     let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(connection).await;
                 });

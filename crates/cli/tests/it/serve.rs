@@ -25,7 +25,12 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, state: &Path, extra: &[&str]) -> Server {
-        let mut child = joblet()
+        Self::start_command(joblet(), dir, state, extra)
+    }
+
+    /// `joblet serve` started as `command` (the binary, or a wrapper that runs it).
+    pub fn start_command(mut command: Command, dir: &Path, state: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -126,6 +131,10 @@ impl Server {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("the server runs").id() as i32
     }
 
     pub fn kill(&mut self) {
@@ -1124,4 +1133,55 @@ fn sigterm_to_the_supervisor_is_a_node_shutdown() {
     let pod = &pods["items"][0];
     assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
     assert!(crate::util::disrupted_by_node_shutdown(pod), "{pod}");
+}
+
+/// How many descriptors a process has open.
+fn open_descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    // The usual soft limit of 1,024 open files: the server raises it to the hard limit.
+    let mut limited = Command::new("prlimit");
+    limited
+        .arg("--nofile=1024:20000")
+        .arg(env!("CARGO_BIN_EXE_joblet"));
+    let server = Server::start_command(limited, dir.path(), &state, &[]);
+    let address = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let address = address
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .unwrap()
+        .to_string();
+    let baseline = open_descriptors(server.pid());
+    // 1,500 connections that never speak, more than the usual soft limit.
+    let idle: Vec<std::net::TcpStream> = (0..1500)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    // A watch that never reads, and a hundred watches opened and dropped.
+    let mut stuck = server.background(&["get", "pods", "--watch", "-o", "json"]);
+    for _ in 0..100 {
+        let mut watch = server.background(&["get", "jobs", "--watch"]);
+        let _ = watch.kill();
+        let _ = watch.wait();
+    }
+    server.apply(&job("still-served", "", "true"));
+    server.wait_complete("still-served");
+    assert!(
+        open_descriptors(server.pid()) > 1500,
+        "the idle connections were accepted"
+    );
+    // Connections that never finish a TLS handshake are closed after 10 s; the dropped
+    // watches hold nothing.
+    wait_for(
+        "the idle connections to be closed",
+        Duration::from_secs(20),
+        || open_descriptors(server.pid()) < baseline + 50,
+    );
+    drop(idle);
+    let _ = stuck.kill();
+    let _ = stuck.wait();
 }
