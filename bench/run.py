@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """joblet's speed and memory against yardsticks measured in the same run.
 
-Usage: python3 bench/run.py [--runs N] [--skip-100k]
+Usage: python3 bench/run.py [--runs N] [--skip-100k] [--only-fsync]
+
+Every run fsyncs its commits and pod ends (the default); `--no-fsync` runs are measured
+beside them for the cost of durability against power loss.
 
 Yardsticks: `seq N | xargs -P100 -I{} CMD` and the machine's process-spawn ceiling, the C
 posix_spawn loop of shared/bench/spawnloop.c (path from $SPAWNLOOP_SRC, default
@@ -61,12 +64,13 @@ def supervisor_peak_kib(state):
     sys.exit(f"the supervisor of {state} did not log its peak RSS")
 
 
-def joblet_run(path, tag, supervised=True):
+def joblet_run(path, tag, supervised=True, fsync=True):
     """Wall seconds and peak RSS (KiB; with --state-dir, joblet's and its supervisor's)."""
     state = WORK / f"state-{tag}"
     shutil.rmtree(state, ignore_errors=True)
     if supervised:
-        wall, rss = measure([str(JOBLET), "run", "-f", str(path), "--state-dir", str(state), "-o", "json"],
+        extra = [] if fsync else ["--no-fsync"]
+        wall, rss = measure([str(JOBLET), "run", "-f", str(path), "--state-dir", str(state), "-o", "json", *extra],
                             stderr=subprocess.DEVNULL)
         rss += supervisor_peak_kib(state)
     else:
@@ -107,6 +111,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-100k", action="store_true")
+    parser.add_argument("--only-fsync", action="store_true", help="only the fsync cost")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "joblet"], cwd=ROOT, check=True)
@@ -120,6 +125,18 @@ def main():
     true10k.write_text(manifest("true10k", 10000, 100, ["true"]))
     sleep1k = WORK / "sleep1k.yaml"
     sleep1k.write_text(manifest("sleep1k", 1000, 100, ["sleep", "0.05"]))
+
+    fsync_cost = []
+    for i in range(args.runs):
+        synced = joblet_run(true10k, "10k-fsync")[0]
+        unsynced = joblet_run(true10k, "10k-no-fsync", fsync=False)[0]
+        fsync_cost.append(synced / unsynced)
+    fsync_row = ("10,000 x true, P=100, --state-dir: fsync / --no-fsync", f"{statistics.median(fsync_cost):.2f}x "
+                 f"({min(fsync_cost):.2f}-{max(fsync_cost):.2f})", "goal <= 1.05x")
+    if args.only_fsync:
+        print(f"joblet benchmark, {args.runs} alternating runs, {time.strftime('%Y-%m-%d %H:%M')}")
+        print("  ".join(fsync_row))
+        return
 
     r1 = {k: [] for k in ["joblet", "plain", "xargs", "loop", "rss", "plain_rss",
                           "vs_xargs", "vs_loop", "plain_vs_xargs", "plain_vs_loop"]}
@@ -142,6 +159,7 @@ def main():
     first = first_pod_ms(max(5, args.runs * 3))
 
     rows = [
+        fsync_row,
         ("10,000 x true, P=100: joblet --state-dir wall", f"{med(r1['joblet']):.2f} s", ""),
         ("  xargs -P100 wall / C spawn loop wall", f"{med(r1['xargs']):.2f} s / {med(r1['loop']):.2f} s", ""),
         ("  joblet --state-dir / xargs", f"{med(r1['vs_xargs']):.2f}x", "goal <= 1.2x"),

@@ -56,6 +56,8 @@ struct SuperviseArgs {
     backoff_max: Duration,
     #[arg(long)]
     logs: bool,
+    #[arg(long)]
+    no_fsync: bool,
 }
 
 #[derive(clap::Args)]
@@ -84,6 +86,11 @@ struct ServeArgs {
     /// supervisor and the next `serve` adopts them, as a restart should.
     #[arg(long)]
     stop_pods_on_exit: bool,
+    /// Do not fsync commits and pod ends: faster on slow disks, and still safe when a
+    /// process crashes or is killed, but a power loss may lose the last results (and run
+    /// their pods again).
+    #[arg(long)]
+    no_fsync: bool,
 }
 
 /// kubectl's `--validate`: what becomes of fields the Job type does not have.
@@ -133,6 +140,11 @@ struct RunArgs {
     /// warned about (warn), or dropped (ignore).
     #[arg(long, value_enum, value_name = "MODE", default_value = "strict")]
     validate: Validate,
+    /// Do not fsync commits and pod ends: faster on slow disks, and still safe when a
+    /// process crashes or is killed, but a power loss may lose the last results (and run
+    /// their pods again).
+    #[arg(long)]
+    no_fsync: bool,
     /// Re-run the indexes that did not succeed of the failed Indexed Jobs in the state
     /// directory, with a fresh failure budget, in the same Jobs' history.
     #[arg(long, requires = "state_dir")]
@@ -161,6 +173,14 @@ fn raise_open_files_limit() {
     }
 }
 
+fn durability(no_fsync: bool) -> joblet_driver::Durability {
+    if no_fsync {
+        joblet_driver::Durability::ProcessCrash
+    } else {
+        joblet_driver::Durability::PowerLoss
+    }
+}
+
 fn backoff(base: Duration, max: Duration) -> BackoffConfig {
     BackoffConfig {
         base_ms: base.as_millis() as i64,
@@ -174,6 +194,7 @@ fn supervisor_command(
     base: Duration,
     max: Duration,
     logs: bool,
+    no_fsync: bool,
 ) -> Result<SupervisorCommand, String> {
     let program = std::env::current_exe().map_err(|e| format!("error: finding joblet: {e}"))?;
     let mut args = vec![
@@ -185,6 +206,9 @@ fn supervisor_command(
     ];
     if logs {
         args.push("--logs".to_string());
+    }
+    if no_fsync {
+        args.push("--no-fsync".to_string());
     }
     Ok(SupervisorCommand {
         program,
@@ -205,7 +229,12 @@ fn supervise(args: SuperviseArgs) -> u8 {
         }
     };
     let clock = std::sync::Arc::new(joblet_driver::SystemClock);
-    match runtime.block_on(joblet_runtime::supervise(&args.state_dir, config, clock)) {
+    match runtime.block_on(joblet_runtime::supervise(
+        &args.state_dir,
+        config,
+        clock,
+        !args.no_fsync,
+    )) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("joblet supervise: {}: {e}", args.state_dir.display());
@@ -218,14 +247,19 @@ fn serve(args: ServeArgs) -> u8 {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| state_home().join("joblet").join("server"));
-    let supervisor =
-        match supervisor_command(&state_dir, args.backoff_base, args.backoff_max, false) {
-            Ok(command) => command,
-            Err(message) => {
-                eprintln!("{message}");
-                return exit::FAILED;
-            }
-        };
+    let supervisor = match supervisor_command(
+        &state_dir,
+        args.backoff_base,
+        args.backoff_max,
+        false,
+        args.no_fsync,
+    ) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("{message}");
+            return exit::FAILED;
+        }
+    };
     let config = joblet_server::ServeConfig {
         state_dir,
         listen: args.listen,
@@ -234,6 +268,7 @@ fn serve(args: ServeArgs) -> u8 {
         event_ttl: args.event_ttl,
         supervisor,
         stop_pods_on_exit: args.stop_pods_on_exit,
+        durability: durability(args.no_fsync),
     };
     let leaving = if args.stop_pods_on_exit {
         "stopping every pod"
@@ -356,7 +391,13 @@ fn run(args: RunArgs) -> u8 {
     // A run directory named by the user can be resumed: its pods outlive this process.
     let supervisor = match &args.state_dir {
         Some(dir) => {
-            match supervisor_command(dir, args.backoff_base, args.backoff_max, args.logs) {
+            match supervisor_command(
+                dir,
+                args.backoff_base,
+                args.backoff_max,
+                args.logs,
+                args.no_fsync,
+            ) {
                 Ok(command) => Some(command),
                 Err(message) => {
                     eprintln!("{message}");
@@ -373,6 +414,7 @@ fn run(args: RunArgs) -> u8 {
         keep_running: false,
         event_ttl: None,
         supervisor,
+        durability: durability(args.no_fsync),
     };
     let view = if args.output.is_some() {
         display::View::Quiet

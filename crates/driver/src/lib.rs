@@ -20,8 +20,8 @@ use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
 };
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
-pub use joblet_store::CrashPoint;
 use joblet_store::{Batch, Record, Store, StoreError};
+pub use joblet_store::{CrashPoint, Durability};
 use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
@@ -43,6 +43,8 @@ pub struct EngineConfig {
     /// Pods run under a supervisor process started so, which outlives the engine (else
     /// they are the engine's children and end with it).
     pub supervisor: Option<SupervisorCommand>,
+    /// What a commit survives: a power loss (fsync per group commit) or a process crash.
+    pub durability: Durability,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +189,7 @@ impl Engine {
         };
         std::fs::create_dir_all(&config.state_dir).map_err(dir_error)?;
         restrict_to_owner(&config.state_dir).map_err(dir_error)?;
-        let store = Store::open(&config.state_dir.join("state.db"))?;
+        let store = Store::open(&config.state_dir.join("state.db"), config.durability)?;
         let clock = Arc::new(SystemClock);
         let (tx, updates) = mpsc::unbounded_channel();
         let runtime = match &config.supervisor {

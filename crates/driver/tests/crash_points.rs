@@ -62,6 +62,7 @@ fn config(state: &Path) -> EngineConfig {
             log: state.join("supervisor.log"),
             inherit_stdout: false,
         }),
+        durability: joblet_driver::Durability::PowerLoss,
     }
 }
 
@@ -78,7 +79,7 @@ async fn engine_life(
     let supervisor_dir = state.to_path_buf();
     tokio::spawn(async move {
         let clock = std::sync::Arc::new(joblet_driver::SystemClock);
-        joblet_runtime::supervise(&supervisor_dir, supervised, clock).await
+        joblet_runtime::supervise(&supervisor_dir, supervised, clock, true).await
     });
     let mut engine = Engine::open(config(state), Box::new(|_| {})).unwrap();
     if let Some((nth, point)) = crash {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 
-struct SystemClock;
+pub(crate) struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let since = std::time::SystemTime::now()

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use joblet_core::BackoffConfig;
-use joblet_driver::{Engine, EngineConfig, EngineError, Settled, Shutdown};
+use joblet_driver::{Durability, Engine, EngineConfig, EngineError, Settled, Shutdown};
 use joblet_runtime::SupervisorCommand;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -66,6 +66,7 @@ pub struct ServeConfig {
     /// On shutdown, stop every pod as a node shutdown does; else they run on under the
     /// supervisor and the next server adopts them.
     pub stop_pods_on_exit: bool,
+    pub durability: Durability,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,7 @@ pub fn open_engine(
     backoff: BackoffConfig,
     event_ttl: Duration,
     supervisor: Option<SupervisorCommand>,
+    durability: Durability,
 ) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
     let config = EngineConfig {
         state_dir: state_dir.to_path_buf(),
@@ -120,6 +122,7 @@ pub fn open_engine(
         keep_running: true,
         event_ttl: Some(event_ttl),
         supervisor,
+        durability,
     };
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
@@ -156,6 +159,7 @@ pub async fn serve(
         config.backoff,
         config.event_ttl,
         Some(config.supervisor.clone()),
+        config.durability,
     )?;
     let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
     let state = Arc::new(AppState {

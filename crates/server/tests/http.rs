@@ -28,6 +28,7 @@ impl App {
             backoff,
             std::time::Duration::from_secs(3600),
             None,
+            joblet_driver::Durability::ProcessCrash,
         )
         .unwrap();
         let (_stop, stop_rx) = tokio::sync::mpsc::unbounded_channel();

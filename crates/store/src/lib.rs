@@ -96,6 +96,18 @@ impl Batch {
     }
 }
 
+/// What a commit survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A power loss or kernel crash: every commit is on the disk (fsync) before it
+    /// returns (`synchronous=FULL`).
+    #[default]
+    PowerLoss,
+    /// A crash of the process only: the last commits may be lost with the machine, the
+    /// database is never corrupted (`synchronous=NORMAL`).
+    ProcessCrash,
+}
+
 pub struct Store {
     conn: Connection,
     resource_version: i64,
@@ -118,19 +130,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) W
 ";
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`. `synchronous=NORMAL` in WAL mode:
-    /// a crash of the process loses nothing committed; a power loss may lose the last
-    /// commits but never corrupts the database.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, its commits as
+    /// durable as `durability` says.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
         let conn = Connection::open(path).map_err(open_error)?;
-        conn.execute_batch(
-            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4096;",
-        )
+        let synchronous = match durability {
+            Durability::PowerLoss => "FULL",
+            Durability::ProcessCrash => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
+             PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4096;"
+        ))
         .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         let stored: Option<i64> = conn
@@ -276,7 +291,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         {
-            let mut store = Store::open(&path).unwrap();
+            let mut store = Store::open(&path, Durability::PowerLoss).unwrap();
             let mut batch = Batch::default();
             batch.put(record(1, "Job", "a", "{\"v\":1}"));
             batch.put(record(2, "Pod", "p1", "{}"));
@@ -289,7 +304,7 @@ mod tests {
             batch.append(later);
             store.commit(&batch).unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path, Durability::PowerLoss).unwrap();
         assert_eq!(
             store.resource_version(),
             5,
@@ -310,11 +325,27 @@ mod tests {
     }
 
     #[test]
+    fn power_loss_durability_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, level) in [(Durability::PowerLoss, 2), (Durability::ProcessCrash, 1)] {
+            let store = Store::open(&dir.path().join("state.db"), durability).unwrap();
+            let synchronous: i64 = store
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(synchronous, level, "{durability:?}: FULL is 2, NORMAL 1");
+        }
+    }
+
+    #[test]
     fn an_unreadable_database_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
-        let error = Store::open(&path).err().unwrap().to_string();
+        let error = Store::open(&path, Durability::PowerLoss)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.starts_with(&format!("state database {}", path.display())),
             "{error}"
