@@ -22,6 +22,8 @@ pub enum FieldErrorKind {
     Duplicate(String),
     /// `Too many: <n>: must have at most <max> items`
     TooMany { count: usize, max: usize },
+    /// `Forbidden: detail`
+    Forbidden(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +92,13 @@ impl FieldError {
         }
     }
 
+    pub fn forbidden(path: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            kind: FieldErrorKind::Forbidden(detail.into()),
+        }
+    }
+
     /// The upstream error type name (`FieldValueInvalid` and so on) for `Status` causes.
     pub fn reason(&self) -> &'static str {
         match self.kind {
@@ -98,6 +107,7 @@ impl FieldError {
             FieldErrorKind::NotSupported { .. } => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::TooMany { .. } => "FieldValueTooMany",
+            FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
         }
     }
 }
@@ -155,6 +165,7 @@ impl fmt::Display for FieldError {
             FieldErrorKind::TooMany { count, max } => {
                 write!(f, "Too many: {count}: must have at most {max} items")
             }
+            FieldErrorKind::Forbidden(detail) => write!(f, "Forbidden: {detail}"),
         }
     }
 }

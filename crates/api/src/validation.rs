@@ -689,16 +689,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::required(format!("{SPEC}.containers"), ""));
     }
     let mut names = HashSet::new();
-    let init = pod.init_containers.iter().flatten().enumerate();
-    let groups = init
-        .map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c))
-        .chain(
-            pod.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c)),
-        );
-    for (path, container) in groups {
+    for (path, container) in containers_with_paths(pod) {
         validate_container(&path, container, &mut names, errors);
     }
     if let Some(seconds) = pod.active_deadline_seconds {
@@ -715,6 +706,19 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         pod.termination_grace_period_seconds,
         errors,
     );
+}
+
+/// Init containers, then containers, each with its path in a Job.
+fn containers_with_paths(pod: &PodSpec) -> impl Iterator<Item = (String, &Container)> {
+    const SPEC: &str = "spec.template.spec";
+    let init = pod.init_containers.iter().flatten().enumerate();
+    init.map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c))
+        .chain(
+            pod.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c)),
+        )
 }
 
 fn validate_container<'a>(
@@ -749,6 +753,7 @@ fn validate_container<'a>(
             ),
         ));
     }
+    refuse_what_a_host_cannot_give(path, container, errors);
     for (j, env) in container.env.iter().flatten().enumerate() {
         let env_path = format!("{path}.env[{j}]");
         if env.name.is_empty() {
@@ -799,6 +804,93 @@ fn validate_container<'a>(
 }
 
 /// apimachinery's `IsRelaxedEnvVarName`: printable ASCII but `=`.
+/// What the host runtime would silently get wrong, refused before anything runs: a mount
+/// would read and write the host's own path, a memory limit would not hold, and there are
+/// no ConfigMaps or Secrets to take variables from.
+fn refuse_what_a_host_cannot_give(path: &str, container: &Container, errors: &mut Vec<FieldError>) {
+    if let Some(mount) = container.volume_mounts.iter().flatten().next() {
+        errors.push(FieldError::forbidden(
+            format!("{path}.volumeMounts"),
+            format!(
+                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory",
+                mount.mount_path
+            ),
+        ));
+    }
+    if container
+        .volume_devices
+        .as_ref()
+        .is_some_and(|d| !d.is_empty())
+    {
+        errors.push(FieldError::forbidden(
+            format!("{path}.volumeDevices"),
+            "joblet runs containers as host processes and cannot attach devices",
+        ));
+    }
+    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+        errors.push(FieldError::forbidden(
+            format!("{path}.envFrom"),
+            "joblet has no ConfigMaps or Secrets to take variables from: set them in env",
+        ));
+    }
+    let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+    if limits.is_some_and(|l| l.contains_key("memory")) {
+        errors.push(FieldError::forbidden(
+            format!("{path}.resources.limits.memory"),
+            "joblet runs containers as host processes and cannot enforce a memory limit",
+        ));
+    }
+}
+
+/// Fields the host runtime does not act on but whose absence changes no result, each a
+/// warning (`path: detail`) for the user to see, as the API server's warnings are shown.
+pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
+    const SPEC: &str = "spec.template.spec";
+    let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (path, container) in containers_with_paths(pod) {
+        let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+        if limits.is_some_and(|l| l.contains_key("cpu")) {
+            warnings.push(format!(
+                "{path}.resources.limits.cpu: not enforced: joblet runs containers as host processes"
+            ));
+        }
+        let probes = [
+            ("livenessProbe", container.liveness_probe.is_some()),
+            ("readinessProbe", container.readiness_probe.is_some()),
+            ("startupProbe", container.startup_probe.is_some()),
+            ("lifecycle", container.lifecycle.is_some()),
+        ];
+        for (field, _) in probes.iter().filter(|(_, set)| *set) {
+            warnings.push(format!(
+                "{path}.{field}: ignored: joblet runs no probes or hooks"
+            ));
+        }
+        if container
+            .security_context
+            .as_ref()
+            .is_some_and(|c| *c != Default::default())
+        {
+            warnings.push(format!(
+                "{path}.securityContext: ignored: the container runs as joblet's own user"
+            ));
+        }
+    }
+    // Defaulting sets it to `{}`: only what the user wrote is worth a word.
+    if pod
+        .security_context
+        .as_ref()
+        .is_some_and(|c| *c != Default::default())
+    {
+        warnings.push(format!(
+            "{SPEC}.securityContext: ignored: the pod runs as joblet's own user"
+        ));
+    }
+    warnings
+}
+
 fn is_relaxed_env_var_name(name: &str) -> bool {
     name.chars().all(|c| (' '..='~').contains(&c) && c != '=')
 }
@@ -1100,5 +1192,65 @@ spec:
             "containers": [{"name": "resize", "image": "imagetools:v1"}]}}}}));
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[1].starts_with("spec.template.spec.containers[0].command: Required value: joblet runs container \"resize\""));
+    }
+
+    #[test]
+    fn what_a_host_cannot_give_is_refused_with_its_path() {
+        let container = |extra: serde_json::Value| {
+            let mut c = json!({"name": "main", "image": "busybox", "command": ["true"]});
+            merge(&mut c, extra);
+            json!({"spec": {"template": {"spec": {
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "initContainers": [{"name": "prep", "image": "busybox", "command": ["true"]}],
+                "containers": [c]}}}})
+        };
+        let errors = errors_for(container(json!({
+            "volumeMounts": [{"name": "scratch", "mountPath": "/work"}],
+            "envFrom": [{"configMapRef": {"name": "settings"}}],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "1"}},
+        })));
+        let path = "spec.template.spec.containers[0]";
+        assert_eq!(
+            errors,
+            [
+                format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory"),
+                format!("{path}.envFrom: Forbidden: joblet has no ConfigMaps or Secrets to take variables from: set them in env"),
+                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit"),
+            ]
+        );
+        // A volume nothing mounts, a CPU limit, requests: accepted.
+        assert_eq!(
+            errors_for(container(
+                json!({"resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Gi"}}})
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn what_a_host_ignores_harmlessly_is_a_warning() {
+        let mut value = crate::yaml::document(BASE).unwrap();
+        merge(
+            &mut value,
+            json!({"spec": {"template": {"spec": {
+                "securityContext": {"runAsNonRoot": true},
+                "containers": [{"name": "main", "image": "busybox", "command": ["true"],
+                    "resources": {"limits": {"cpu": "500m"}},
+                    "livenessProbe": {"exec": {"command": ["true"]}}}]}}}}),
+        );
+        let mut job: Job = serde_json::from_value(value).unwrap();
+        crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            host_runtime_warnings(&job),
+            [
+                "spec.template.spec.containers[0].resources.limits.cpu: not enforced: joblet runs containers as host processes",
+                "spec.template.spec.containers[0].livenessProbe: ignored: joblet runs no probes or hooks",
+                "spec.template.spec.securityContext: ignored: the pod runs as joblet's own user",
+            ]
+        );
+        // The defaulted `securityContext: {}` of a plain manifest says nothing.
+        let mut plain: Job = serde_json::from_value(crate::yaml::document(BASE).unwrap()).unwrap();
+        crate::prepare_for_create(&mut plain, "1a2b3c", Timestamp::UNIX_EPOCH);
+        assert_eq!(host_runtime_warnings(&plain), Vec::<String>::new());
     }
 }

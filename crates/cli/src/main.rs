@@ -339,7 +339,12 @@ fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
             }
         }
         match admit(job.clone()) {
-            Ok(admitted) => valid.push((job, admitted)),
+            Ok(admitted) => {
+                for warning in joblet_api::validation::host_runtime_warnings(admitted.object()) {
+                    eprintln!("Warning: {warning}");
+                }
+                valid.push((job, admitted))
+            }
             Err(invalid) => errors.push(format!("error: {invalid}")),
         }
     }

@@ -601,7 +601,7 @@ async fn create(
     let value = decode_body(headers, body)?;
     match resource.kind {
         "Job" => {
-            let (mut job, warnings) = decode_job(value, params)?;
+            let (mut job, mut warnings) = decode_job(value, params)?;
             let namespace = namespace.unwrap_or("default");
             if job
                 .metadata
@@ -642,6 +642,9 @@ async fn create(
                 }
             });
             let valid = admit(job).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
+            warnings.extend(joblet_api::validation::host_runtime_warnings(
+                valid.object(),
+            ));
             let name = valid.name().to_string();
             let created = if dry_run(params) {
                 valid.object().clone()

@@ -693,3 +693,41 @@ fn a_yaml_error_names_the_file_line_and_column() {
         format!("error: {}: error converting YAML to JSON: yaml: line 5, column 10: mapping values are not allowed in this context\n", file.display())
     );
 }
+
+#[test]
+fn a_field_the_host_runtime_cannot_honour_is_refused_before_anything_runs() {
+    let dir = scratch();
+    let manifest = format!(
+        "{}          volumeMounts: [{{name: scratch, mountPath: {{dir}}/mounted}}]\n          envFrom: [{{configMapRef: {{name: settings}}}}]\n      volumes: [{{name: scratch, emptyDir: {{}}}}]\n",
+        job("mounts", "  completions: 1", "touch {dir}/ran")
+    );
+    let refused = run(dir.path(), &manifest, &[]);
+    refused.expect_code(2);
+    let path = "spec.template.spec.containers[0]";
+    assert!(
+        refused.stderr().contains(&format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes"))
+            && refused.stderr().contains(&format!("{path}.envFrom: Forbidden:")),
+        "{}",
+        refused.context()
+    );
+    assert!(!dir.path().join("ran").exists() && !dir.path().join("state").exists());
+
+    // What it ignores without changing a result runs, with a warning that says so.
+    let warned = run(
+        dir.path(),
+        &format!(
+            "{}          resources: {{limits: {{cpu: 500m}}}}\n",
+            job("cpu", "  completions: 1", "touch {dir}/ran")
+        ),
+        &[],
+    );
+    warned.expect_code(0);
+    assert!(
+        warned.stderr().contains(&format!(
+            "Warning: {path}.resources.limits.cpu: not enforced: joblet runs containers as host processes"
+        )),
+        "{}",
+        warned.context()
+    );
+    assert!(dir.path().join("ran").exists());
+}

@@ -425,6 +425,32 @@ fn failures_read_as_on_a_cluster() {
         "{}",
         unknown.context()
     );
+    let mounted = server.kubectl_with(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "{}          volumeMounts: [{{name: scratch, mountPath: /work}}]\n      volumes: [{{name: scratch, emptyDir: {{}}}}]\n",
+            job("mounted", "", "true")
+        )),
+    );
+    assert_eq!(mounted.code(), 1);
+    assert_eq!(
+        mounted.stderr(),
+        "The Job \"mounted\" is invalid: spec.template.spec.containers[0].volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory\n"
+    );
+    let probed = server.kubectl_with(
+        &["create", "-f", "-"],
+        Some(&format!(
+            "{}          livenessProbe: {{exec: {{command: [\"true\"]}}}}\n",
+            job("probed", "", "true")
+        )),
+    );
+    assert!(
+        probed.stderr().contains(
+            "Warning: spec.template.spec.containers[0].livenessProbe: ignored: joblet runs no probes or hooks"
+        ) && probed.stdout().contains("job.batch/probed created"),
+        "{}",
+        probed.context()
+    );
     let missing = server.kubectl(&["delete", "job", "nope"]);
     assert_eq!(
         missing.stderr(),
