@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
 # (redis-server, the Python kubernetes client; kubectl must already be on the machine
-# image), then `cargo test`.
+# image), then `cargo test`, then each fuzz target for a short time (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +33,6 @@ cargo test --release --workspace --all-targets "$@" 2>&1 | tee "$log" || status=
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# The fuzz targets on their corpora, 20 s each: a crash or hang fails the suite.
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || status=$?
 exit "$status"

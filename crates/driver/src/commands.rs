@@ -93,6 +93,13 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle to no engine: every command answers [`CommandError::Stopped`]. For driving
+    /// the API's reading, parsing and checking alone (fuzzing), where nothing may run.
+    pub fn disconnected() -> EngineHandle {
+        let (commands, _) = mpsc::unbounded_channel();
+        EngineHandle { commands }
+    }
+
     pub async fn create_job(&self, job: ValidJob) -> Result<Job, CommandError> {
         self.call(|reply| Command::CreateJob(job, reply)).await
     }

@@ -32,6 +32,24 @@ use reaper::Reaper;
 pub use supervised::SupervisorCommand;
 pub use supervisor::supervise;
 
+/// Entry points for the fuzz targets (`fuzz/`): what the supervisor and the engine read
+/// from each other and from the journal.
+#[doc(hidden)]
+pub mod fuzz {
+    use crate::supervisor::{parse_journal, pod_update, Report, Request};
+
+    pub fn read_journal(text: &str) {
+        let _ = parse_journal(text);
+    }
+
+    pub fn read_wire_line(line: &str) {
+        let _ = serde_json::from_str::<Request>(line);
+        if let Ok(report) = serde_json::from_str::<Report>(line) {
+            let _ = pod_update(report);
+        }
+    }
+}
+
 /// The wall clock, given by whoever owns time (the driver), so tests can fake it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

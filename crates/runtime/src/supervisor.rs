@@ -305,8 +305,12 @@ fn open_journal(dir: &Path) -> std::io::Result<std::fs::File> {
 
 /// Final statuses that no engine acknowledged, from an earlier supervisor.
 fn load_journal(dir: &Path) -> HashMap<Key, PodUpdate> {
+    parse_journal(&std::fs::read_to_string(journal_path(dir)).unwrap_or_default())
+}
+
+/// The unacknowledged ends a journal's text holds.
+pub(crate) fn parse_journal(text: &str) -> HashMap<Key, PodUpdate> {
     let mut held = HashMap::new();
-    let text = std::fs::read_to_string(journal_path(dir)).unwrap_or_default();
     // A line cut short by a crash is skipped: its pod was not reported finished.
     for line in text.lines() {
         match serde_json::from_str::<JournalLine>(line) {
