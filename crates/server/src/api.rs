@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::cache::{Cache, Entry, Key};
 use crate::errors::ApiError;
+use crate::object_locks::ObjectLocks;
 use crate::params::ListOptions;
 use crate::patch::{Patch, PatchType, MAX_JSON_PATCH_OPERATIONS};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub log_dir: PathBuf,
     /// `host:port` as discovery reports it.
     pub address: String,
+    /// Patches and updates of one object, one at a time.
+    pub writes: ObjectLocks,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -433,7 +436,7 @@ fn list(
     let at = token.as_ref().map(|t| t.rv).filter(|rv| *rv >= 0);
     let page = state
         .cache
-        .page(resource.kind, namespace, after, |e| selector.matches(e), limit, at)
+        .page(resource.kind, namespace, after, &selector, limit, at)
         .map_err(|_| {
             let rest = Continue {
                 rv: -1,
@@ -796,6 +799,7 @@ async fn replace(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     only_jobs(object, "replace")?;
+    let _turn = state.writes.turn(&object.namespace, &object.name).await;
     let entry = object.entry(&state.cache)?;
     let old = stored_job(&entry)?;
     let (new, warnings) = decode_job(decode_body(headers, body)?, params)?;
@@ -858,7 +862,9 @@ async fn patch_object(
             )));
         }
     }
-    // A patch is re-applied to the fresh object when another client's change came between.
+    let _turn = state.writes.turn(&object.namespace, &object.name).await;
+    // A patch is re-applied to the fresh object when another client's change came between
+    // (turns keep other patches and updates out, not every writer).
     for _ in 0..PATCH_ATTEMPTS {
         let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
             if let Write::Apply { .. } = write {
@@ -1041,9 +1047,7 @@ async fn delete_collection(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let selector = selector(resource, params)?;
-    let (items, _) = state
-        .cache
-        .list(resource.kind, namespace, |e| selector.matches(e));
+    let (items, _) = state.cache.list(resource.kind, namespace, &selector);
     for entry in &items {
         let object = ObjectRef {
             resource,

@@ -1,7 +1,8 @@
 //! The watch cache: every served object in memory, and a window of recent changes, fed by
 //! the engine's writer after each commit. Reads and watches never touch the database.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
@@ -138,9 +139,28 @@ pub struct Change {
 
 pub type Key = (String, String);
 
+/// What a list keeps: `keep` decides; `required_label` names a label every kept object
+/// carries, so the list reads only the objects with it (`job-name=x` among thousands of pods).
+pub trait Filter {
+    fn keep(&self, entry: &Entry) -> bool;
+    fn required_label(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+impl<F: Fn(&Entry) -> bool> Filter for F {
+    fn keep(&self, entry: &Entry) -> bool {
+        self(entry)
+    }
+}
+
+/// Per kind, the keys of the current objects carrying each label (name and value).
+type LabelIndex = HashMap<&'static str, HashMap<(String, String), BTreeSet<Key>>>;
+
 struct Inner {
     resource_version: i64,
     objects: HashMap<&'static str, BTreeMap<Key, Arc<Entry>>>,
+    labelled: LabelIndex,
     history: VecDeque<Arc<Change>>,
     /// Changes after this resourceVersion are all in `history`.
     horizon: i64,
@@ -172,6 +192,7 @@ impl Cache {
     /// Holds `records`, current at `resource_version`.
     pub fn new(records: Vec<Record>, resource_version: i64) -> Cache {
         let mut objects: HashMap<&'static str, BTreeMap<Key, Arc<Entry>>> = HashMap::new();
+        let mut labelled = LabelIndex::new();
         for record in records {
             let Some(resource) = Resource::by_kind(&record.kind) else {
                 continue;
@@ -183,6 +204,7 @@ impl Cache {
                 record.resource_version,
                 record.body,
             );
+            index_labels(&mut labelled, resource.kind, None, Some(&entry));
             objects
                 .entry(resource.kind)
                 .or_default()
@@ -195,6 +217,7 @@ impl Cache {
             inner: RwLock::new(Inner {
                 resource_version,
                 objects,
+                labelled,
                 history: VecDeque::new(),
                 horizon: resource_version,
             }),
@@ -252,6 +275,12 @@ impl Cache {
             if before.is_none() && after.is_none() {
                 continue;
             }
+            index_labels(
+                &mut inner.labelled,
+                kind,
+                before.as_deref(),
+                after.as_deref(),
+            );
             let deleted = match (&before, &after) {
                 (Some(last), None) => Some(Arc::new(restamp(kind, last, rv))),
                 _ => None,
@@ -294,7 +323,7 @@ impl Cache {
         &self,
         kind: &str,
         namespace: Option<&str>,
-        keep: impl Fn(&Entry) -> bool,
+        keep: impl Filter,
     ) -> (Vec<Arc<Entry>>, i64) {
         let page = self
             .page(kind, namespace, None, keep, None, None)
@@ -311,7 +340,7 @@ impl Cache {
         kind: &str,
         namespace: Option<&str>,
         after: Option<&Key>,
-        keep: impl Fn(&Entry) -> bool,
+        keep: impl Filter,
         limit: Option<usize>,
         at: Option<i64>,
     ) -> Result<Page, TooOld> {
@@ -335,7 +364,25 @@ impl Cache {
                     .or_insert_with(|| change.before.clone());
             }
         }
-        let mut now = key_range(objects, namespace, after).peekable();
+        // The objects with the required label are the only candidates now; objects changed
+        // since `at` are judged as they were then.
+        let mut now: Box<dyn Iterator<Item = (&Key, &Arc<Entry>)>> = match keep.required_label() {
+            Some((name, value)) => {
+                let keys = inner
+                    .labelled
+                    .get(kind)
+                    .and_then(|index| index.get(&(name.to_string(), value.to_string())));
+                match keys {
+                    Some(keys) => Box::new(
+                        in_range(keys.range(bounds(namespace, after)), namespace)
+                            .filter_map(|key| objects.get_key_value(key)),
+                    ),
+                    None => Box::new(std::iter::empty()),
+                }
+            }
+            None => Box::new(key_range(objects, namespace, after)),
+        };
+        let mut now = now.by_ref().peekable();
         let mut changed = key_range(&then, namespace, after).peekable();
         let mut items = Vec::new();
         let mut more = false;
@@ -352,7 +399,7 @@ impl Cache {
                 (Some(_), None) => now.next().map(|(_, e)| e.clone()),
                 (_, Some(_)) => changed.next().and_then(|(_, e)| e.clone()),
             };
-            let Some(entry) = entry.filter(|e| keep(e)) else {
+            let Some(entry) = entry.filter(|e| keep.keep(e)) else {
                 continue;
             };
             if limit.is_some_and(|l| items.len() >= l) {
@@ -399,15 +446,75 @@ fn key_range<'a, V>(
     namespace: Option<&'a str>,
     after: Option<&Key>,
 ) -> impl Iterator<Item = (&'a Key, &'a V)> {
-    use std::ops::Bound;
+    in_range(map.range(bounds(namespace, after)), namespace)
+}
+
+/// Where the keys after `after` (in `namespace`, if given) start.
+fn bounds(namespace: Option<&str>, after: Option<&Key>) -> (Bound<Key>, Bound<Key>) {
     let start = match (after, namespace) {
         (Some(key), _) => Bound::Excluded(key.clone()),
         (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
         (None, None) => Bound::Unbounded,
     };
-    map.range::<Key, _>((start, Bound::Unbounded))
-        .skip_while(move |(key, _)| namespace.is_some_and(|ns| key.0.as_str() < ns))
-        .take_while(move |(key, _)| namespace.is_none_or(|ns| key.0 == ns))
+    (start, Bound::Unbounded)
+}
+
+/// The items of `range` whose key is in `namespace`, if given.
+fn in_range<'a, T: KeyOf + 'a>(
+    range: impl Iterator<Item = T> + 'a,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = T> + 'a {
+    range
+        .skip_while(move |item| namespace.is_some_and(|ns| item.key().0.as_str() < ns))
+        .take_while(move |item| namespace.is_none_or(|ns| item.key().0 == ns))
+}
+
+trait KeyOf {
+    fn key(&self) -> &Key;
+}
+
+impl KeyOf for &Key {
+    fn key(&self) -> &Key {
+        self
+    }
+}
+
+impl<V> KeyOf for (&Key, V) {
+    fn key(&self) -> &Key {
+        self.0
+    }
+}
+
+/// Moves an object's key in the label index from the labels it had to the ones it has.
+fn index_labels(
+    index: &mut LabelIndex,
+    kind: &'static str,
+    before: Option<&Entry>,
+    after: Option<&Entry>,
+) {
+    if before.map(|e| &e.labels) == after.map(|e| &e.labels) {
+        return;
+    }
+    let index = index.entry(kind).or_default();
+    if let Some(before) = before {
+        for pair in &before.labels {
+            let label = (pair.0.clone(), pair.1.clone());
+            if let Some(keys) = index.get_mut(&label) {
+                keys.remove(&(before.namespace.clone(), before.name.clone()));
+                if keys.is_empty() {
+                    index.remove(&label);
+                }
+            }
+        }
+    }
+    if let Some(after) = after {
+        for (name, value) in &after.labels {
+            index
+                .entry((name.clone(), value.clone()))
+                .or_default()
+                .insert((after.namespace.clone(), after.name.clone()));
+        }
+    }
 }
 
 /// The last version of a deleted object, carrying the deletion's resourceVersion.
@@ -468,7 +575,7 @@ mod tests {
             changes[1].after.as_ref().unwrap().fields["status.phase"],
             "Running"
         );
-        let (items, _) = cache.list("Pod", Some("default"), |_| true);
+        let (items, _) = cache.list("Pod", Some("default"), every);
         assert_eq!(items.len(), 1);
     }
 
@@ -478,6 +585,10 @@ mod tests {
         cache.apply((1..=5).map(|rv| put("a", rv, "Running")).collect());
         assert!(cache.changes_after(3).is_ok());
         assert_eq!(cache.changes_after(2).unwrap_err().0, 3);
+    }
+
+    fn every(_: &Entry) -> bool {
+        true
     }
 
     fn names(page: &Page) -> Vec<&str> {
@@ -493,7 +604,7 @@ mod tests {
                 .collect(),
         );
         let first = cache
-            .page("Pod", Some("default"), None, |_| true, Some(2), None)
+            .page("Pod", Some("default"), None, every, Some(2), None)
             .unwrap();
         assert!(first.more);
         let last = (
@@ -501,12 +612,12 @@ mod tests {
             first.items[1].name.clone(),
         );
         let rest = cache
-            .page("Pod", Some("default"), Some(&last), |_| true, None, None)
+            .page("Pod", Some("default"), Some(&last), every, None, None)
             .unwrap();
         assert!(!rest.more);
         assert_eq!(names(&first), ["p1", "p2"]);
         assert_eq!(names(&rest), ["p3", "p4", "p5"]);
-        let (other, _) = cache.list("Pod", Some("elsewhere"), |_| true);
+        let (other, _) = cache.list("Pod", Some("elsewhere"), every);
         assert!(other.is_empty());
     }
 
@@ -518,9 +629,7 @@ mod tests {
                 .map(|rv| put(&format!("p{rv}"), rv, "Pending"))
                 .collect(),
         );
-        let first = cache
-            .page("Pod", None, None, |_| true, Some(1), None)
-            .unwrap();
+        let first = cache.page("Pod", None, None, every, Some(1), None).unwrap();
         assert_eq!((names(&first), first.resource_version), (vec!["p1"], 4));
         // After the first page: p2 changes, p3 goes, p25 and p5 come.
         cache.apply(vec![
@@ -537,7 +646,7 @@ mod tests {
         ]);
         let after = ("default".to_string(), "p1".to_string());
         let rest = cache
-            .page("Pod", None, Some(&after), |_| true, None, Some(4))
+            .page("Pod", None, Some(&after), every, None, Some(4))
             .unwrap();
         assert_eq!(names(&rest), ["p2", "p3", "p4"]);
         assert_eq!(rest.resource_version, 4);
@@ -547,29 +656,96 @@ mod tests {
                 "Pod",
                 None,
                 Some(&after),
-                |e| e.fields["status.phase"] == "Pending",
+                |e: &Entry| e.fields["status.phase"] == "Pending",
                 Some(1),
                 Some(4),
             )
             .unwrap();
         assert_eq!((names(&pending), pending.more), (vec!["p2"], true));
         let now = cache
-            .page("Pod", None, Some(&after), |_| true, None, None)
+            .page("Pod", None, Some(&after), every, None, None)
             .unwrap();
         assert_eq!(names(&now), ["p2", "p25", "p4", "p5"]);
         assert_eq!(now.resource_version, 9);
+    }
+
+    fn labelled(namespace: &str, name: &str, rv: i64, app: &str) -> Write {
+        Write::Put(Record {
+            kind: "Pod".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            resource_version: rv,
+            body: format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}}}}"#),
+        })
+    }
+
+    /// `app=VALUE`, read through the label index.
+    struct App(&'static str);
+
+    impl Filter for App {
+        fn keep(&self, entry: &Entry) -> bool {
+            entry.labels.get("app").map(String::as_str) == Some(self.0)
+        }
+        fn required_label(&self) -> Option<(&str, &str)> {
+            Some(("app", self.0))
+        }
+    }
+
+    #[test]
+    fn a_list_by_label_reads_the_index_and_sees_relabelled_objects_as_they_were() {
+        let cache = Cache::new(
+            vec![Record {
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "p0".into(),
+                resource_version: 1,
+                body: r#"{"metadata":{"name":"p0","labels":{"app":"x"}}}"#.into(),
+            }],
+            1,
+        );
+        cache.apply(vec![
+            labelled("default", "p1", 2, "y"),
+            labelled("default", "p2", 3, "x"),
+            labelled("other", "p3", 4, "x"),
+        ]);
+        let x = |namespace, at| {
+            let page = cache
+                .page("Pod", namespace, None, App("x"), None, at)
+                .unwrap();
+            names(&page)
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(x(Some("default"), None), ["p0", "p2"]);
+        assert_eq!(x(None, None), ["p0", "p2", "p3"]);
+        // p2 loses the label, p1 gains it, p0 goes.
+        cache.apply(vec![
+            labelled("default", "p2", 5, "y"),
+            labelled("default", "p1", 6, "x"),
+            Write::Delete {
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "p0".into(),
+                resource_version: 7,
+            },
+        ]);
+        assert_eq!(x(Some("default"), None), ["p1"]);
+        assert_eq!(x(Some("default"), Some(4)), ["p0", "p2"]);
+        let y = cache.page("Pod", None, None, App("y"), None, None).unwrap();
+        assert_eq!(names(&y), ["p2"]);
+        let none = cache.page("Pod", None, None, App("z"), None, None).unwrap();
+        assert!(none.items.is_empty());
     }
 
     #[test]
     fn a_page_older_than_the_remembered_changes_is_too_old() {
         let cache = Cache::new(Vec::new(), 0).with_history_limit(2);
         cache.apply((1..=5).map(|rv| put("a", rv, "Running")).collect());
-        assert!(cache
-            .page("Pod", None, None, |_| true, None, Some(3))
-            .is_ok());
+        assert!(cache.page("Pod", None, None, every, None, Some(3)).is_ok());
         assert_eq!(
             cache
-                .page("Pod", None, None, |_| true, None, Some(2))
+                .page("Pod", None, None, every, None, Some(2))
                 .err()
                 .map(|e| e.0),
             Some(3)

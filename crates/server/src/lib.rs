@@ -6,6 +6,7 @@ mod cache;
 mod errors;
 mod logs;
 mod managed;
+mod object_locks;
 mod openapi;
 mod params;
 mod patch;
@@ -168,6 +169,7 @@ pub async fn serve(
         token: credentials.token.clone(),
         log_dir: config.state_dir.join("logs"),
         address: address.to_string(),
+        writes: Default::default(),
     });
     tokio::spawn(logs::sweep_forever(
         state.cache.clone(),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cache::Entry;
+use crate::cache::{Entry, Filter};
 use crate::resources::Resource;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -82,6 +82,19 @@ impl Selector {
                 let actual = entry.fields.get(key.as_str()).map_or("", String::as_str);
                 (actual == value) == *equal
             })
+    }
+}
+
+impl Filter for &Selector {
+    fn keep(&self, entry: &Entry) -> bool {
+        self.matches(entry)
+    }
+
+    fn required_label(&self) -> Option<(&str, &str)> {
+        self.labels.iter().find_map(|r| match r {
+            Requirement::Equals(k, v) => Some((k.as_str(), v.as_str())),
+            _ => None,
+        })
     }
 }
 

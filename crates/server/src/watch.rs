@@ -77,11 +77,9 @@ impl Watcher {
             Some(rv) => rv,
             None => {
                 let namespace = self.namespace.clone();
-                let (items, rv) = self
-                    .cache
-                    .list(self.resource.kind, namespace.as_deref(), |e| {
-                        self.selector.matches(e)
-                    });
+                let (items, rv) =
+                    self.cache
+                        .list(self.resource.kind, namespace.as_deref(), &self.selector);
                 let now = SystemClock.now_timestamp();
                 for entry in items {
                     self.render("ADDED", &entry, now);

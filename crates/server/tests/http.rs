@@ -42,6 +42,7 @@ impl App {
             token: TOKEN.to_string(),
             log_dir: dir.path().join("logs"),
             address: "127.0.0.1:0".to_string(),
+            writes: Default::default(),
         });
         App {
             router: router(state),
@@ -524,7 +525,7 @@ async fn patches_without_a_resource_version_never_conflict_under_concurrent_writ
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let mut clients = tokio::task::JoinSet::new();
-    for client in 0..20 {
+    for client in 0..50 {
         let app = app.clone();
         clients.spawn(async move {
             let mut statuses = Vec::new();
@@ -562,11 +563,11 @@ async fn patches_without_a_resource_version_never_conflict_under_concurrent_writ
             answered += 1;
         }
     }
-    assert_eq!(answered, 300);
+    assert_eq!(answered, 750);
     let (_, job) = app
         .call("GET", &format!("{JOBS}/busy"), "application/json", None)
         .await;
-    for client in 0..20 {
+    for client in 0..50 {
         assert_eq!(
             job["metadata"]["labels"][format!("c{client}")],
             "v14",
