@@ -692,6 +692,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     for (path, container) in containers_with_paths(pod) {
         validate_container(&path, container, &mut names, errors);
     }
+    validate_container_restart_policies(pod, errors);
     if let Some(seconds) = pod.active_deadline_seconds {
         if seconds <= 0 {
             errors.push(FieldError::invalid(
@@ -706,6 +707,30 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         pod.termination_grace_period_seconds,
         errors,
     );
+}
+
+/// A container's own `restartPolicy`: `Always` makes an init container a sidecar; regular
+/// containers may not have one (`restartPolicyRules` is alpha in 1.34, off by default).
+fn validate_container_restart_policies(pod: &PodSpec, errors: &mut Vec<FieldError>) {
+    const SPEC: &str = "spec.template.spec";
+    for (i, container) in pod.init_containers.iter().flatten().enumerate() {
+        match container.restart_policy.as_deref() {
+            None | Some("Always") => {}
+            Some(other) => errors.push(FieldError::not_supported(
+                format!("{SPEC}.initContainers[{i}].restartPolicy"),
+                other,
+                &["Always"],
+            )),
+        }
+    }
+    for (i, container) in pod.containers.iter().enumerate() {
+        if container.restart_policy.is_some() {
+            errors.push(FieldError::forbidden(
+                format!("{SPEC}.containers[{i}].restartPolicy"),
+                "may not be set for non-init containers",
+            ));
+        }
+    }
 }
 
 /// Init containers, then containers, each with its path in a Job.
@@ -1046,6 +1071,20 @@ spec:
                 json!({"spec": {"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1}})
             ),
             "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"
+        );
+    }
+
+    #[test]
+    fn a_container_restart_policy_makes_a_sidecar_of_an_init_container_only() {
+        let spec = |init: serde_json::Value, main: serde_json::Value| json!({"spec": {"template": {"spec": {"initContainers": [init], "containers": [main]}}}});
+        let c = |name: &str, policy: Option<&str>| json!({"name": name, "image": "busybox", "command": ["true"], "restartPolicy": policy});
+        assert!(errors_for(spec(c("proxy", Some("Always")), c("main", None))).is_empty());
+        assert_eq!(
+            errors_for(spec(c("proxy", Some("OnFailure")), c("main", Some("Always")))),
+            [
+                "spec.template.spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+                "spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            ]
         );
     }
 

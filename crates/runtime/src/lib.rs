@@ -1,30 +1,29 @@
-//! Pods as local processes, the way the kubelet runs them: init containers one by one,
-//! then every container together; each container in its own process group, torn down
-//! whole when its main process ends; `OnFailure` restarts with the kubelet's back-off;
-//! SIGTERM then SIGKILL after the grace period on deletion; kubelet-style `PodStatus`.
+//! Pods as local processes, the way the kubelet runs them: a worker per pod follows the
+//! kubelet's rules (`joblet_kubelet::sync_pod`: init containers, sidecars, restarts with
+//! back-off, termination order, status) with each container in its own process group, torn
+//! down whole when its main process ends.
 //!
 //! The runtime knows nothing of Jobs: it takes Pod objects and reports their status.
 
-mod container;
 pub mod env;
+mod host;
 mod leftover;
 mod lost;
 mod reaper;
 mod supervised;
 mod supervisor;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
-use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
+pub use joblet_kubelet::{Disruption, StopRequest};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
-use container::{run_container, ContainerContext, Outcome};
 pub use leftover::kill_leftover;
 pub use lost::mark_lost;
 pub use reaper::Exit;
@@ -79,59 +78,6 @@ impl PodUpdate {
     pub fn is_final(&self) -> bool {
         matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
     }
-}
-
-/// A pod being stopped, and whether Kubernetes would call it a disruption.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StopRequest {
-    pub grace: Duration,
-    pub disruption: Option<Disruption>,
-}
-
-impl StopRequest {
-    /// A later stop merged into this one: the shorter grace, the first disruption.
-    pub fn merge(self, later: StopRequest) -> StopRequest {
-        StopRequest {
-            grace: self.grace.min(later.grace),
-            disruption: self.disruption.or(later.disruption),
-        }
-    }
-}
-
-/// The `DisruptionTarget` condition a stopped pod gets, as the kubelet or the API server
-/// sets it (pod failure policies match on it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Disruption {
-    pub reason: &'static str,
-    pub message: &'static str,
-}
-
-impl Disruption {
-    /// Adds the `DisruptionTarget` condition to a pod's status.
-    pub(crate) fn mark(self, status: &mut PodStatus, now: &Time) {
-        status
-            .conditions
-            .get_or_insert_with(Vec::new)
-            .push(PodCondition {
-                type_: "DisruptionTarget".to_string(),
-                status: "True".to_string(),
-                reason: Some(self.reason.to_string()),
-                message: Some(self.message.to_string()),
-                last_transition_time: Some(now.clone()),
-                ..Default::default()
-            });
-    }
-
-    /// What the kubelet records on a graceful node shutdown; joblet's own shutdown is one.
-    pub const NODE_SHUTDOWN: Disruption = Disruption {
-        reason: "TerminationByKubelet",
-        message: "Pod was terminated in response to imminent node shutdown.",
-    };
-    /// What the API server records when a pod is evicted (`pods/{name}/eviction`).
-    pub const EVICTION: Disruption = Disruption {
-        reason: "EvictionByEvictionAPI",
-        message: "Eviction API: evicting",
-    };
 }
 
 /// Asks a running pod to stop; shared by the pod table and the pod's deadline timer.
@@ -286,7 +232,7 @@ impl Local {
         let shared = self.shared.clone();
         self.shared
             .handle
-            .spawn(async move { run_pod(&shared, pod, stop_tx, stop_rx).await });
+            .spawn(worker::run_pod(shared, pod, stop_tx, stop_rx));
     }
 
     pub(crate) fn reserve(&self, namespace: &str, name: &str) -> StopSender {
@@ -378,173 +324,6 @@ fn pod_key(pod: &Pod) -> (String, String) {
             .unwrap_or_else(|| "default".to_string()),
         pod.metadata.name.clone().unwrap_or_default(),
     )
-}
-
-/// The pod's status as it evolves, shared by its containers.
-pub(crate) struct PodRecord {
-    shared: Arc<Shared>,
-    namespace: String,
-    name: String,
-    status: Mutex<PodStatus>,
-    running_containers: std::sync::atomic::AtomicUsize,
-}
-
-impl PodRecord {
-    pub(crate) fn now(&self) -> Time {
-        Time(self.shared.clock.now())
-    }
-
-    /// Changes the status; `publish` also reports it. Changes that are followed closely
-    /// by another are not published on their own: each report costs the engine a write.
-    pub(crate) fn update(&self, publish: bool, change: impl FnOnce(&mut PodStatus)) {
-        let mut status = self.status.lock().expect("pod status");
-        change(&mut status);
-        if publish {
-            let _ = self.shared.updates.send(PodUpdate {
-                namespace: self.namespace.clone(),
-                name: self.name.clone(),
-                status: status.clone(),
-            });
-        }
-    }
-
-    /// Counts down the main containers still running; true for the last one.
-    pub(crate) fn last_container_done(&self) -> bool {
-        self.running_containers
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-    }
-}
-
-fn set_condition(status: &mut PodStatus, type_: &str, value: bool, now: &Time) {
-    let value = if value { "True" } else { "False" };
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(c) if c.status == value => {}
-        Some(c) => {
-            c.status = value.to_string();
-            c.last_transition_time = Some(now.clone());
-        }
-        None => conditions.push(PodCondition {
-            type_: type_.to_string(),
-            status: value.to_string(),
-            last_transition_time: Some(now.clone()),
-            ..Default::default()
-        }),
-    }
-}
-
-async fn run_pod(
-    shared: &Arc<Shared>,
-    pod: Pod,
-    stop_tx: Arc<watch::Sender<Option<StopRequest>>>,
-    stop_rx: watch::Receiver<Option<StopRequest>>,
-) {
-    let (namespace, name) = pod_key(&pod);
-    let spec = pod.spec.clone().unwrap_or_default();
-    let record = Arc::new(PodRecord {
-        shared: shared.clone(),
-        namespace,
-        name,
-        status: Mutex::new(pod.status.clone().unwrap_or_default()),
-        running_containers: std::sync::atomic::AtomicUsize::new(spec.containers.len()),
-    });
-    let grace =
-        Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
-    let restart_on_failure = spec.restart_policy.as_deref() == Some("OnFailure");
-    let pod = Arc::new(pod);
-    let now = record.now();
-    record.update(false, |s| {
-        s.phase = Some("Pending".to_string());
-        s.start_time = Some(now.clone());
-        s.host_ip = Some("127.0.0.1".to_string());
-        s.pod_ip = Some("127.0.0.1".to_string());
-        set_condition(s, "PodScheduled", true, &now);
-        set_condition(s, "Initialized", spec.init_containers.is_none(), &now);
-        set_condition(s, "Ready", false, &now);
-        set_condition(s, "ContainersReady", false, &now);
-    });
-
-    // Pod-level activeDeadlineSeconds: the kubelet stops the pod and fails it.
-    let deadline_hit = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deadline_task = spec.active_deadline_seconds.map(|seconds| {
-        let stop_tx = stop_tx.clone();
-        let hit = deadline_hit.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
-            hit.store(true, std::sync::atomic::Ordering::SeqCst);
-            stop_tx.send_if_modified(|current| {
-                let fresh = current.is_none();
-                if fresh {
-                    *current = Some(StopRequest {
-                        grace,
-                        disruption: None,
-                    });
-                }
-                fresh
-            });
-        })
-    });
-
-    let context = |container, init| ContainerContext {
-        record: record.clone(),
-        pod: pod.clone(),
-        container,
-        init,
-        restart_on_failure,
-        default_grace: grace,
-        stop: stop_rx.clone(),
-    };
-
-    let mut failed = false;
-    for container in spec.init_containers.iter().flatten() {
-        if run_container(context(container.clone(), true)).await != Outcome::Succeeded {
-            failed = true;
-            break;
-        }
-    }
-    if !failed {
-        let now = record.now();
-        record.update(false, |s| set_condition(s, "Initialized", true, &now));
-        let mut containers = JoinSet::new();
-        for container in &spec.containers {
-            containers.spawn(run_container(context(container.clone(), false)));
-        }
-        while let Some(outcome) = containers.join_next().await {
-            if outcome.map_or(true, |o| o != Outcome::Succeeded) {
-                failed = true;
-            }
-        }
-    }
-    if let Some(task) = deadline_task {
-        task.abort();
-    }
-    let deadline_exceeded = deadline_hit.load(std::sync::atomic::Ordering::SeqCst);
-    let disruption = stop_rx.borrow().and_then(|request| request.disruption);
-    // Out of the table and reported under one lock: whoever sees the pod finished sees no
-    // process of it running, and whoever sees nothing running finds the report queued.
-    let mut table = shared.pods.lock().expect("pod table");
-    table.remove(&(record.namespace.clone(), record.name.clone()));
-    let now = record.now();
-    record.update(true, |s| {
-        let phase = if failed || deadline_exceeded {
-            "Failed"
-        } else {
-            "Succeeded"
-        };
-        s.phase = Some(phase.to_string());
-        if deadline_exceeded {
-            s.reason = Some("DeadlineExceeded".to_string());
-            s.message =
-                Some("Pod was active on the node longer than the specified deadline".to_string());
-        }
-        set_condition(s, "Ready", false, &now);
-        set_condition(s, "ContainersReady", false, &now);
-        if let Some(disruption) = disruption {
-            disruption.mark(s, &now);
-        }
-    });
-    drop(table);
 }
 
 #[cfg(test)]

@@ -252,10 +252,19 @@ async fn init_containers_run_first_and_a_failing_one_fails_the_pod() {
         "initContainers": [shell("init", "exit 2")], "containers": [shell("main", &format!("echo never >> {f}"))]}))]);
     let status = h.finish("bad-init").await;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    assert!(
-        status.container_statuses.is_none(),
-        "main containers never started"
+    // The main container never started: it stays waiting, as upstream's TerminatePod
+    // leaves the containers of a pod that was never initialized.
+    let waiting = main_status(&status)
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .as_ref();
+    assert_eq!(
+        waiting.and_then(|w| w.reason.as_deref()),
+        Some("PodInitializing")
     );
+    assert_eq!(main_status(&status).container_id, None);
 }
 
 #[tokio::test]

@@ -248,48 +248,83 @@ fn selector_string(
     }
 }
 
-/// The STATUS column as kubectl's pod printer computes it.
-pub fn pod_status(pod: &Pod) -> String {
+/// READY, STATUS and RESTARTS as upstream's `printPod` computes them: a started sidecar
+/// counts among the containers and, once ready, among the ready ones.
+struct PodColumns {
+    ready: usize,
+    total: usize,
+    reason: String,
+    restarts: i32,
+}
+
+fn pod_columns(pod: &Pod) -> PodColumns {
     let status = pod.status.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
     let mut reason = status
         .reason
         .clone()
         .or_else(|| status.phase.clone())
         .unwrap_or_else(|| "Pending".to_string());
-    let init_total = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.as_ref())
-        .map_or(0, Vec::len);
+    let inits = spec.init_containers.unwrap_or_default();
+    let sidecar = |name: &str| {
+        inits
+            .iter()
+            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+    };
+    let total = spec.containers.len() + inits.iter().filter(|c| sidecar(&c.name)).count();
+    let (mut ready, mut restarts, mut sidecar_restarts) = (0, 0, 0);
     let mut initializing = false;
     for (i, container) in status.init_container_statuses.iter().flatten().enumerate() {
+        restarts += container.restart_count;
+        if sidecar(&container.name) {
+            sidecar_restarts += container.restart_count;
+        }
         let state = container.state.clone().unwrap_or_default();
-        if let Some(terminated) = &state.terminated {
-            if terminated.exit_code == 0 {
-                continue;
-            }
-            reason = match (&terminated.reason, terminated.signal) {
+        if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
+            continue;
+        }
+        if sidecar(&container.name) && container.started == Some(true) {
+            ready += usize::from(container.ready);
+            continue;
+        }
+        reason = if let Some(terminated) = &state.terminated {
+            match (&terminated.reason, terminated.signal) {
                 (Some(r), _) if !r.is_empty() => format!("Init:{r}"),
                 (_, Some(signal)) if signal != 0 => format!("Init:Signal:{signal}"),
                 _ => format!("Init:ExitCode:{}", terminated.exit_code),
-            };
+            }
         } else if let Some(waiting) = state
             .waiting
             .as_ref()
-            .filter(|w| w.reason.as_deref().is_some_and(|r| r != "PodInitializing"))
+            .and_then(|w| w.reason.as_deref())
+            .filter(|r| !r.is_empty() && *r != "PodInitializing")
         {
-            reason = format!("Init:{}", waiting.reason.clone().unwrap_or_default());
+            format!("Init:{waiting}")
         } else {
-            reason = format!("Init:{i}/{init_total}");
-        }
+            format!("Init:{i}/{}", inits.len())
+        };
         initializing = true;
         break;
     }
-    if !initializing {
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    if !initializing || condition("Initialized") {
+        restarts = sidecar_restarts;
         let mut has_running = false;
         for container in status.container_statuses.iter().flatten().rev() {
+            restarts += container.restart_count;
             let state = container.state.clone().unwrap_or_default();
-            if let Some(r) = state.waiting.as_ref().and_then(|w| w.reason.clone()) {
+            if let Some(r) = state
+                .waiting
+                .as_ref()
+                .and_then(|w| w.reason.clone())
+                .filter(|r| !r.is_empty())
+            {
                 reason = r;
             } else if let Some(terminated) = &state.terminated {
                 reason = match (&terminated.reason, terminated.signal) {
@@ -299,27 +334,34 @@ pub fn pod_status(pod: &Pod) -> String {
                 };
             } else if container.ready && state.running.is_some() {
                 has_running = true;
+                ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            reason = "Running".to_string();
+            reason = if condition("Ready") {
+                "Running".to_string()
+            } else {
+                "NotReady".to_string()
+            };
         }
     }
-    if pod.metadata.deletion_timestamp.is_some() && status.reason.as_deref() != Some("NodeLost") {
+    let terminal = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    if pod.metadata.deletion_timestamp.is_some() && status.reason.as_deref() == Some("NodeLost") {
+        reason = "Unknown".to_string();
+    } else if pod.metadata.deletion_timestamp.is_some() && !terminal {
         reason = "Terminating".to_string();
     }
-    reason
+    PodColumns {
+        ready,
+        total,
+        reason,
+        restarts,
+    }
 }
 
 fn pod_cells(pod: &Pod, now: Timestamp) -> Vec<Value> {
     let status = pod.status.clone().unwrap_or_default();
-    let total = pod.spec.as_ref().map_or(0, |s| s.containers.len());
-    let statuses = status.container_statuses.clone().unwrap_or_default();
-    let ready = statuses
-        .iter()
-        .filter(|c| c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
-        .count();
-    let restarts: i32 = statuses.iter().map(|c| c.restart_count).sum();
+    let columns = pod_columns(pod);
     let node = pod
         .spec
         .as_ref()
@@ -327,9 +369,9 @@ fn pod_cells(pod: &Pod, now: Timestamp) -> Vec<Value> {
         .unwrap_or_else(|| "<none>".to_string());
     vec![
         json!(pod.metadata.name.clone().unwrap_or_default()),
-        json!(format!("{ready}/{total}")),
-        json!(pod_status(pod)),
-        json!(restarts),
+        json!(format!("{}/{}", columns.ready, columns.total)),
+        json!(columns.reason),
+        json!(columns.restarts),
         json!(age(
             pod.metadata.creation_timestamp.as_ref().map(|t| &t.0),
             now
@@ -375,6 +417,44 @@ fn event_cells(event: &Event, now: Timestamp) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn columns(pod: Value) -> (String, String) {
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let c = pod_columns(&pod);
+        (format!("{}/{}", c.ready, c.total), c.reason)
+    }
+
+    #[test]
+    fn a_started_sidecar_counts_in_ready_as_kubectl_prints_it() {
+        let spec = json!({"initContainers": [
+            {"name": "proxy", "image": "x", "restartPolicy": "Always"},
+            {"name": "setup", "image": "x"}],
+            "containers": [{"name": "main", "image": "x"}]});
+        let running = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+        let done = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        let waiting = json!({"waiting": {"reason": "PodInitializing"}});
+        let status = |proxy: &Value, setup: &Value, main: &Value, main_ready: bool| {
+            json!({"metadata": {"name": "p"}, "spec": spec, "status": {"phase": "Running",
+                "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "True"}],
+                "initContainerStatuses": [
+                    {"name": "proxy", "image": "x", "imageID": "", "ready": true, "started": true, "restartCount": 0, "state": proxy},
+                    {"name": "setup", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "state": setup}],
+                "containerStatuses": [
+                    {"name": "main", "image": "x", "imageID": "", "ready": main_ready, "restartCount": 0, "state": main}]}})
+        };
+        assert_eq!(
+            columns(status(&running, &done, &running, true)),
+            ("2/2".to_string(), "Running".to_string())
+        );
+        let mut initializing = status(&running, &running, &waiting, false);
+        initializing["status"]["conditions"][0]["status"] = json!("False");
+        initializing["status"]["phase"] = json!("Pending");
+        initializing["status"]["initContainerStatuses"][1]["ready"] = json!(false);
+        assert_eq!(
+            columns(initializing),
+            ("1/2".to_string(), "Init:1/2".to_string())
+        );
+    }
 
     #[test]
     fn a_watch_row_is_the_one_row_table_without_columns() {

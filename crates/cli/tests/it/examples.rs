@@ -291,3 +291,34 @@ fn success_policy_completes_when_the_leader_succeeds() {
     );
     assert_eq!(job["status"]["completedIndexes"], "0");
 }
+
+#[test]
+fn sidecar_queue_drains_the_queue_of_its_own_redis_and_completes() {
+    let dir = scratch();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifest = example("sidecar-queue.yaml").replace("6390", &port.to_string());
+    let run = run_example(dir.path(), &manifest, &[]);
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["succeeded"], 1, "{}", run.context());
+    let logs = dir.path().join("state/logs");
+    let worker = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("_worker_0.log"))
+        .unwrap();
+    let output = std::fs::read_to_string(worker).unwrap();
+    let processed = output
+        .lines()
+        .filter(|l| l.starts_with("processed item"))
+        .count();
+    assert_eq!(
+        (processed, output.lines().last()),
+        (20, Some("queue empty"))
+    );
+    // The sidecar's Redis is gone with its pod.
+    assert_eq!(redis_cli(port, &["PING"]), "");
+}

@@ -731,3 +731,99 @@ fn a_field_the_host_runtime_cannot_honour_is_refused_before_anything_runs() {
     );
     assert!(dir.path().join("ran").exists());
 }
+
+/// The pods a run left in its state directory.
+fn stored_pods(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let db = rusqlite::Connection::open(dir.join("state/state.db")).unwrap();
+    let mut query = db
+        .prepare("SELECT body FROM objects WHERE kind = 'Pod'")
+        .unwrap();
+    let bodies = query.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    bodies
+        .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
+        .collect()
+}
+
+const SIDECAR_JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: with-sidecar
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - name: helper
+          image: busybox
+          restartPolicy: Always
+          command:
+            - sh
+            - -c
+            - |
+              trap 'echo TERM >> {dir}/helper; exit 0' TERM
+              if [ ! -e {dir}/crashed ] && [ "$CRASH_FIRST" = yes ]; then touch {dir}/crashed; exit 1; fi
+              echo up >> {dir}/helper
+              touch {dir}/ready
+              while :; do sleep 0.1; done
+          env:
+            - name: CRASH_FIRST
+              value: "no"
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "while [ ! -e {dir}/ready ]; do sleep 0.05; done; echo main done"]
+"#;
+
+#[test]
+fn a_sidecar_runs_beside_the_main_container_and_is_stopped_when_it_ends() {
+    let dir = scratch();
+    let run = run(dir.path(), SIDECAR_JOB, &["-o", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["succeeded"], 1, "{}", run.context());
+    // Started before the main container, stopped by SIGTERM once it ended, not left to the
+    // grace period's SIGKILL.
+    let helper = std::fs::read_to_string(dir.path().join("helper")).unwrap();
+    assert_eq!(helper, "up\nTERM\n");
+    let pods = stored_pods(dir.path());
+    let status = &pods[0]["status"];
+    assert_eq!(status["phase"], "Succeeded");
+    let sidecar = &status["initContainerStatuses"][0];
+    assert_eq!(sidecar["name"], "helper");
+    assert_eq!(sidecar["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(sidecar["restartCount"], 0);
+}
+
+#[test]
+fn a_sidecar_that_crashes_is_restarted_though_the_pod_never_restarts() {
+    let dir = scratch();
+    let manifest = SIDECAR_JOB.replace("value: \"no\"", "value: \"yes\"");
+    let run = run(
+        dir.path(),
+        &manifest,
+        &["-o", "json", "--backoff-base", "100ms"],
+    );
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["succeeded"], 1, "{}", run.context());
+    let pods = stored_pods(dir.path());
+    assert_eq!(pods.len(), 1, "the pod was not replaced");
+    let sidecar = &pods[0]["status"]["initContainerStatuses"][0];
+    assert_eq!(sidecar["restartCount"], 1);
+    assert_eq!(sidecar["lastState"]["terminated"]["exitCode"], 1);
+}
+
+#[test]
+fn a_container_restart_policy_is_refused_outside_init_containers() {
+    let dir = scratch();
+    let manifest = SIDECAR_JOB.replace(
+        "command: [\"sh\", \"-c\", \"while",
+        "restartPolicy: Always\n          command: [\"sh\", \"-c\", \"while",
+    );
+    let run = run(dir.path(), &manifest, &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"),
+        "{}",
+        run.context()
+    );
+}

@@ -1,0 +1,121 @@
+//! What a pod asks of the node, read once from its spec: its containers in the order the
+//! kubelet starts them, and the policies that decide restarts and ends.
+
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::Pod;
+
+/// The part a container plays in its pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An init container that runs to completion before the next one starts.
+    Init,
+    /// An init container with `restartPolicy: Always`: started in the init order, then kept
+    /// running beside the main containers, and stopped after them.
+    Sidecar,
+    Main,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub image: String,
+    pub kind: Kind,
+}
+
+/// The kubelet's crash-loop back-off: `base` doubling with each restart, up to `max`
+/// (upstream: 10 s to 5 min).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// How long a container that has restarted `restarts` times waits after its last exit.
+    pub fn delay(&self, restarts: i32) -> Duration {
+        let factor = 1u32 << restarts.clamp(0, 20);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodPlan {
+    /// The pod's name, as the kubelet's messages name it.
+    pub pod: String,
+    /// Init containers (and sidecars) in spec order, then the main containers.
+    pub containers: Vec<ContainerPlan>,
+    pub restart_policy: RestartPolicy,
+    /// `terminationGracePeriodSeconds` (default 30 s).
+    pub grace: Duration,
+    /// `activeDeadlineSeconds`, counted from the pod's start on the node.
+    pub active_deadline: Option<Duration>,
+    pub backoff: Backoff,
+}
+
+impl PodPlan {
+    /// The plan of a validated pod; whatever the spec lacks takes the API server's default.
+    pub fn new(pod: &Pod, backoff: Backoff) -> PodPlan {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let plan = |c: &joblet_api::k8s_openapi::api::core::v1::Container, kind| ContainerPlan {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            kind,
+        };
+        let inits = spec.init_containers.iter().flatten().map(|c| {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            plan(c, if sidecar { Kind::Sidecar } else { Kind::Init })
+        });
+        let mains = spec.containers.iter().map(|c| plan(c, Kind::Main));
+        let seconds = |s: i64| Duration::from_secs(s.max(0) as u64);
+        PodPlan {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            containers: inits.chain(mains).collect(),
+            restart_policy: match spec.restart_policy.as_deref() {
+                Some("Never") => RestartPolicy::Never,
+                Some("OnFailure") => RestartPolicy::OnFailure,
+                _ => RestartPolicy::Always,
+            },
+            grace: seconds(spec.termination_grace_period_seconds.unwrap_or(30)),
+            active_deadline: spec.active_deadline_seconds.map(seconds),
+            backoff,
+        }
+    }
+
+    pub(crate) fn has_init_containers(&self) -> bool {
+        self.containers.iter().any(|c| c.kind != Kind::Main)
+    }
+
+    /// Whether a main container that ended with `code` starts again
+    /// (`ShouldContainerBeRestarted`).
+    pub(crate) fn restarts_main(&self, code: i32) -> bool {
+        match self.restart_policy {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Always => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_back_off_doubles_from_its_base_up_to_its_cap() {
+        let backoff = Backoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        };
+        let delays: Vec<u64> = (0..7).map(|n| backoff.delay(n).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff.delay(i32::MAX).as_secs(), 300);
+    }
+}

@@ -1,0 +1,349 @@
+//! The pod's status as the kubelet writes it: each container's state
+//! (`convertToAPIContainerStatuses`), the phase (`getPhase`, kubelet_pods.go), the conditions
+//! (status/generate.go) and what `TerminatePod` makes of containers that never ran.
+
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, PodCondition, PodStatus,
+};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use joblet_api::k8s_openapi::jiff::Timestamp;
+
+use crate::plan::{Kind, PodPlan, RestartPolicy};
+use crate::sync::{ContainerRecord, Ending, Observed, Run, State};
+
+/// How an exited container is shown: as it ended, or waiting to start again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shown {
+    AsItIs,
+    BackingOff(Duration),
+}
+
+pub(crate) fn pod_status(
+    plan: &PodPlan,
+    seen: &Observed,
+    shown: &[Shown],
+    ending: Option<&Ending>,
+    done: bool,
+    now: Timestamp,
+) -> PodStatus {
+    let mut status = seen.previous.clone();
+    let mut inits = Vec::new();
+    let mut mains = Vec::new();
+    let lost = lost_at_the_end(plan, seen.containers, done);
+    for (i, container) in plan.containers.iter().enumerate() {
+        let shown = container_status(plan, i, &seen.containers[i], shown[i], lost[i]);
+        match container.kind {
+            Kind::Main => mains.push(shown),
+            Kind::Init | Kind::Sidecar => inits.push(shown),
+        }
+    }
+    // Upstream sorts the main containers' statuses by name; init containers keep spec order.
+    mains.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut phase = phase(plan, &inits, &mains, done);
+    let deadline_exceeded = done && ending.is_some_and(|e| e.deadline_exceeded);
+    if deadline_exceeded {
+        phase = "Failed";
+        status.reason = Some("DeadlineExceeded".to_string());
+        status.message =
+            Some("Pod was active on the node longer than the specified deadline".to_string());
+    }
+    let initialized = initialized(plan, seen.containers);
+    let ready = plan
+        .containers
+        .iter()
+        .zip(seen.containers)
+        .filter(|(c, _)| c.kind != Kind::Init)
+        .all(|(_, r)| r.state_is_running());
+    let now = Time(now);
+    set_condition(&mut status, "PodScheduled", true, &now);
+    set_condition(&mut status, "Initialized", initialized, &now);
+    set_condition(&mut status, "Ready", ready, &now);
+    set_condition(&mut status, "ContainersReady", ready, &now);
+    if let (true, Some(disruption)) = (done, seen.stop.and_then(|s| s.request.disruption)) {
+        disruption.mark(&mut status, &now);
+    }
+    status.phase = Some(phase.to_string());
+    status.start_time = Some(Time(seen.started_at));
+    status.init_container_statuses = (!inits.is_empty()).then_some(inits);
+    status.container_statuses = Some(mains);
+    status
+}
+
+impl ContainerRecord {
+    fn state_is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. } | State::Stopping { .. })
+    }
+}
+
+fn container_status(
+    plan: &PodPlan,
+    i: usize,
+    record: &ContainerRecord,
+    shown: Shown,
+    lost: bool,
+) -> ContainerStatus {
+    let container = &plan.containers[i];
+    let mut last = record.last.as_ref();
+    let (state, running) = match (&record.state, shown) {
+        (State::NotStarted, _) if lost => (never_ran(), false),
+        (State::NotStarted, _) => {
+            let reason = if plan.has_init_containers() {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            (waiting(reason, None), false)
+        }
+        (State::Running { started_at, .. } | State::Stopping { started_at, .. }, _) => {
+            let running = ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(*started_at)),
+                }),
+                ..Default::default()
+            };
+            (running, true)
+        }
+        (State::Exited(run), Shown::BackingOff(delay)) => {
+            last = Some(run);
+            let message = format!(
+                "back-off {} restarting failed container={} pod={}",
+                human(delay),
+                container.name,
+                plan.pod
+            );
+            (waiting("CrashLoopBackOff", Some(message)), false)
+        }
+        (State::Exited(run), Shown::AsItIs) => (terminated(run), false),
+    };
+    let succeeded = matches!(
+        (&record.state, shown),
+        (State::Exited(run), Shown::AsItIs) if run.exit.code == 0
+    );
+    // A regular init container is ready once it succeeded; the others while they run.
+    let ready = match container.kind {
+        Kind::Init => succeeded,
+        Kind::Sidecar | Kind::Main => running,
+    };
+    let container_id = match &record.state {
+        State::Running { id, .. } | State::Stopping { id, .. } => Some(id.clone()),
+        State::Exited(run) => run
+            .id
+            .clone()
+            .or_else(|| record.last.as_ref().and_then(|l| l.id.clone())),
+        State::NotStarted => None,
+    };
+    ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone(),
+        image_id: String::new(),
+        container_id,
+        ready,
+        started: Some(running),
+        restart_count: record.restarts,
+        state: Some(state),
+        last_state: last.map(terminated),
+        ..Default::default()
+    }
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_string()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated(run: &Run) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: run.exit.code,
+            signal: run.exit.signal,
+            reason: Some(run.exit.reason.as_str().to_string()),
+            message: run.exit.message.clone(),
+            started_at: Some(Time(run.started_at)),
+            finished_at: Some(Time(run.finished_at)),
+            container_id: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Which containers that never ran `TerminatePod` marks failed when the pod ends: the main
+/// containers of a pod that was initialized, and the init containers before the last one
+/// that ran. The others stay waiting.
+fn lost_at_the_end(plan: &PodPlan, records: &[ContainerRecord], done: bool) -> Vec<bool> {
+    if !done {
+        return vec![false; records.len()];
+    }
+    let initialized = initialized(plan, records);
+    let last_init_that_ran = plan
+        .containers
+        .iter()
+        .zip(records)
+        .rposition(|(c, r)| c.kind != Kind::Main && r.state != State::NotStarted);
+    plan.containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.kind {
+            Kind::Main => initialized,
+            Kind::Init | Kind::Sidecar => last_init_that_ran.is_some_and(|last| i < last),
+        })
+        .collect()
+}
+
+/// What `TerminatePod` writes for a container of an ended pod that never ran: not known to
+/// have succeeded, so an error.
+fn never_ran() -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("ContainerStatusUnknown".to_string()),
+            message: Some(
+                "The container could not be located when the pod was terminated".to_string(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Init containers done (each regular one succeeded, each sidecar running), or a main
+/// container ran, which means they were once (`GeneratePodInitializedCondition`).
+fn initialized(plan: &PodPlan, records: &[ContainerRecord]) -> bool {
+    let mut pairs = plan.containers.iter().zip(records);
+    let main_ran = pairs
+        .clone()
+        .any(|(c, r)| c.kind == Kind::Main && r.state != State::NotStarted);
+    main_ran
+        || pairs.all(|(c, r)| match c.kind {
+            Kind::Main => true,
+            Kind::Sidecar => r.state_is_running(),
+            Kind::Init => matches!(&r.state, State::Exited(run) if run.exit.code == 0),
+        })
+}
+
+/// `getPhase`: regular init containers first (one failed for good fails the pod), then the
+/// running, waiting and stopped containers; a sidecar that ended counts for nothing. An
+/// ended pod not Succeeded nor Failed by then is Failed (`TerminatePod`).
+fn phase(
+    plan: &PodPlan,
+    inits: &[ContainerStatus],
+    mains: &[ContainerStatus],
+    done: bool,
+) -> &'static str {
+    let state = |s: &ContainerStatus| s.state.clone().unwrap_or_default();
+    let last_run_failed = |s: &ContainerStatus| {
+        s.last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| t.exit_code != 0)
+    };
+    let kind_of = |name: &str| {
+        plan.containers
+            .iter()
+            .find(|c| c.name == name && c.kind != Kind::Main)
+            .map(|c| c.kind)
+    };
+    let (mut pending_init, mut failed_init, mut pending_sidecars) = (0, 0, 0);
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for status in inits {
+        let st = state(status);
+        if kind_of(&status.name) == Some(Kind::Sidecar) {
+            if st.running.is_some() {
+                if status.started != Some(true) {
+                    pending_sidecars += 1;
+                }
+                running += 1;
+            } else if st.waiting.is_some() && status.last_state.is_none() {
+                // Not started yet; one waiting to start again counts for nothing.
+                pending_sidecars += 1;
+                waiting += 1;
+            }
+            continue;
+        }
+        match (&st.running, &st.terminated, &st.waiting) {
+            (Some(_), _, _) => pending_init += 1,
+            (_, Some(t), _) if t.exit_code != 0 => failed_init += 1,
+            (_, Some(_), _) => {}
+            (_, _, Some(_)) => match last_run_failed(status) {
+                Some(true) => failed_init += 1,
+                Some(false) => {}
+                None => pending_init += 1,
+            },
+            _ => pending_init += 1,
+        }
+    }
+    for status in mains {
+        let st = state(status);
+        if st.running.is_some() {
+            running += 1;
+        } else if let Some(t) = &st.terminated {
+            stopped += 1;
+            if t.exit_code == 0 {
+                succeeded += 1;
+            }
+        } else if last_run_failed(status).is_some() {
+            stopped += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    let initialized = mains
+        .iter()
+        .any(|s| state(s).waiting.is_none() || s.last_state.is_some());
+    let phase = if failed_init > 0 && plan.restart_policy == RestartPolicy::Never {
+        "Failed"
+    } else if pending_init > 0 || (pending_sidecars > 0 && !initialized) || waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if stopped > 0 {
+        match plan.restart_policy {
+            _ if done && stopped == succeeded => "Succeeded",
+            _ if done => "Failed",
+            // Every container is on its way back.
+            RestartPolicy::Always => "Running",
+            _ if stopped == succeeded => "Succeeded",
+            RestartPolicy::Never => "Failed",
+            RestartPolicy::OnFailure => "Running",
+        }
+    } else {
+        "Pending"
+    };
+    match phase {
+        "Pending" | "Running" if done => "Failed",
+        phase => phase,
+    }
+}
+
+fn set_condition(status: &mut PodStatus, type_: &str, value: bool, now: &Time) {
+    let value = if value { "True" } else { "False" };
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.status == value => {}
+        Some(c) => {
+            c.status = value.to_string();
+            c.last_transition_time = Some(now.clone());
+        }
+        None => conditions.push(PodCondition {
+            type_: type_.to_string(),
+            status: value.to_string(),
+            last_transition_time: Some(now.clone()),
+            ..Default::default()
+        }),
+    }
+}

@@ -1,0 +1,561 @@
+//! The rules with a fake clock: a pod's containers are driven by hand, as a worker would
+//! drive them, and each sync's actions and status are checked.
+
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use serde_json::{json, Value};
+
+use super::*;
+
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(10),
+    max: Duration::from_secs(300),
+};
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// A pod on a fake node: its records change only as a test says.
+struct Node {
+    plan: PodPlan,
+    records: Vec<ContainerRecord>,
+    stop: Option<Stop>,
+    status: PodStatus,
+    started_at: Timestamp,
+}
+
+fn node(spec: Value) -> Node {
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}),
+    )
+    .unwrap();
+    let plan = PodPlan::new(&pod, BACKOFF);
+    Node {
+        records: vec![ContainerRecord::default(); plan.containers.len()],
+        plan,
+        stop: None,
+        status: PodStatus::default(),
+        started_at: at(0),
+    }
+}
+
+fn c(name: &str) -> Value {
+    json!({"name": name, "image": "busybox", "command": ["true"]})
+}
+
+fn sidecar(name: &str) -> Value {
+    json!({"name": name, "image": "busybox", "command": ["sleep", "1d"], "restartPolicy": "Always"})
+}
+
+impl Node {
+    fn index(&self, name: &str) -> usize {
+        self.plan
+            .containers
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap()
+    }
+
+    fn sync(&mut self, now: i64) -> PodActions {
+        let seen = Observed {
+            started_at: self.started_at,
+            containers: &self.records,
+            stop: self.stop,
+            previous: &self.status,
+        };
+        let actions = sync_pod(&self.plan, &seen, at(now));
+        self.status = actions.status.clone();
+        actions
+    }
+
+    /// The names of the containers the sync starts.
+    fn starts(&mut self, now: i64) -> Vec<String> {
+        let actions = self.sync(now);
+        actions
+            .start
+            .iter()
+            .map(|&i| self.plan.containers[i].name.clone())
+            .collect()
+    }
+
+    fn kills(&mut self, now: i64) -> Vec<(String, u64)> {
+        let actions = self.sync(now);
+        actions
+            .kill
+            .iter()
+            .map(|&(i, grace)| (self.plan.containers[i].name.clone(), grace.as_secs()))
+            .collect()
+    }
+
+    fn run(&mut self, name: &str, now: i64) {
+        let i = self.index(name);
+        let record = &mut self.records[i];
+        if let State::Exited(run) = std::mem::take(&mut record.state) {
+            record.last = Some(run);
+            record.restarts += 1;
+        }
+        record.state = State::Running {
+            id: format!("joblet://{}", 100 + i),
+            started_at: at(now),
+        };
+    }
+
+    /// Starts each container in turn, as each sync asks for the next.
+    fn bring_up(&mut self, names: &[&str], now: i64) {
+        for name in names {
+            assert_eq!(self.starts(now), [*name]);
+            self.run(name, now);
+        }
+    }
+
+    fn stopping(&mut self, name: &str, now: i64, grace: u64) {
+        let i = self.index(name);
+        let State::Running { id, started_at } = self.records[i].state.clone() else {
+            panic!("{name} is not running");
+        };
+        self.records[i].state = State::Stopping {
+            id,
+            started_at,
+            kill_at: at(now + grace as i64),
+        };
+    }
+
+    fn exit(&mut self, name: &str, code: i32, now: i64) {
+        let i = self.index(name);
+        let (id, started_at) = match &self.records[i].state {
+            State::Running { id, started_at } | State::Stopping { id, started_at, .. } => {
+                (id.clone(), *started_at)
+            }
+            other => panic!("{name} is not running: {other:?}"),
+        };
+        self.records[i].state = State::Exited(Run {
+            id: Some(id),
+            started_at,
+            finished_at: at(now),
+            exit: Exit {
+                code,
+                signal: (code > 128).then_some(code - 128),
+                reason: if code == 0 {
+                    ExitReason::Completed
+                } else {
+                    ExitReason::Error
+                },
+                message: None,
+            },
+        });
+    }
+
+    fn phase(&self) -> &str {
+        self.status.phase.as_deref().unwrap()
+    }
+
+    fn condition(&self, type_: &str) -> &str {
+        let conditions = self.status.conditions.as_ref().unwrap();
+        &conditions.iter().find(|c| c.type_ == type_).unwrap().status
+    }
+
+    fn container(&self, name: &str) -> &ContainerStatus {
+        let all = self.status.init_container_statuses.iter().flatten();
+        all.chain(self.status.container_statuses.iter().flatten())
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    fn state(&self, name: &str) -> String {
+        let state = self.container(name).state.clone().unwrap();
+        match (state.running, state.terminated, state.waiting) {
+            (Some(_), _, _) => "running".to_string(),
+            (_, Some(t), _) => format!("terminated {} {}", t.exit_code, t.reason.unwrap()),
+            (_, _, Some(w)) => format!("waiting {}", w.reason.unwrap()),
+            _ => "none".to_string(),
+        }
+    }
+}
+
+#[test]
+fn a_plain_pod_starts_its_containers_together_and_succeeds_when_they_all_do() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("b"), c("a")]}));
+    assert_eq!(n.starts(0), ["b", "a"]);
+    assert_eq!(n.phase(), "Pending");
+    assert_eq!(n.state("a"), "waiting ContainerCreating");
+    n.run("b", 0);
+    n.run("a", 0);
+    let running = n.sync(0);
+    assert!(running.start.is_empty() && !running.done);
+    assert_eq!((n.phase(), n.condition("Ready")), ("Running", "True"));
+    // Upstream lists main containers by name.
+    let names: Vec<_> = n
+        .status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(n.sync(0), running, "an unchanged pod gets the same actions");
+    n.exit("a", 0, 3);
+    assert_eq!((n.phase(), n.condition("Ready")), ("Running", "True"));
+    assert_eq!(n.sync(3).status.phase.as_deref(), Some("Running"));
+    assert_eq!(n.condition("Ready"), "False");
+    n.exit("b", 0, 5);
+    let done = n.sync(5);
+    assert!(done.done && done.kill.is_empty());
+    assert_eq!(n.phase(), "Succeeded");
+    assert_eq!(n.state("b"), "terminated 0 Completed");
+    assert_eq!(n.status.start_time.as_ref().unwrap().0, at(0));
+}
+
+#[test]
+fn with_restart_policy_never_a_failed_container_fails_the_pod_once_the_others_end() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a"), c("b")]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.run("b", 0);
+    n.exit("a", 3, 1);
+    let actions = n.sync(1);
+    assert!(actions.start.is_empty() && !actions.done);
+    assert_eq!(n.phase(), "Running");
+    n.exit("b", 0, 2);
+    assert!(n.sync(2).done);
+    assert_eq!(n.phase(), "Failed");
+    assert_eq!(n.state("a"), "terminated 3 Error");
+}
+
+#[test]
+fn on_failure_restarts_a_failed_container_in_place_after_a_doubling_back_off() {
+    let mut n = node(json!({"restartPolicy": "OnFailure", "containers": [c("a")]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.exit("a", 1, 1);
+    let backing_off = n.sync(1);
+    assert!(backing_off.start.is_empty() && !backing_off.done);
+    assert_eq!(backing_off.wake_at, Some(at(11)));
+    assert_eq!(n.state("a"), "waiting CrashLoopBackOff");
+    let a = n.container("a");
+    assert_eq!(
+        a.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("back-off 10s restarting failed container=a pod=p")
+    );
+    assert_eq!(
+        a.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        1
+    );
+    assert_eq!((a.restart_count, n.phase()), (0, "Running"));
+    assert_eq!(n.starts(11), ["a"]);
+    n.run("a", 11);
+    n.sync(11);
+    assert_eq!(
+        (n.container("a").restart_count, n.state("a").as_str()),
+        (1, "running")
+    );
+    n.exit("a", 1, 12);
+    assert_eq!(
+        n.sync(12).wake_at,
+        Some(at(32)),
+        "20 s after the second failure"
+    );
+    n.run("a", 32);
+    n.exit("a", 0, 33);
+    assert!(n.sync(33).done);
+    assert_eq!(
+        (n.phase(), n.container("a").restart_count),
+        ("Succeeded", 2)
+    );
+}
+
+#[test]
+fn init_containers_run_one_by_one_before_the_main_containers() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [c("i1"), c("i2")],
+        "containers": [c("m")]}),
+    );
+    assert_eq!(n.starts(0), ["i1"]);
+    assert_eq!(n.state("m"), "waiting PodInitializing");
+    n.run("i1", 0);
+    assert!(n.starts(0).is_empty());
+    assert_eq!(
+        (n.phase(), n.condition("Initialized")),
+        ("Pending", "False")
+    );
+    assert!(n.container("i1").started == Some(true) && !n.container("i1").ready);
+    n.exit("i1", 0, 1);
+    assert_eq!(n.starts(1), ["i2"]);
+    assert!(
+        n.container("i1").ready,
+        "a succeeded init container is ready"
+    );
+    n.run("i2", 1);
+    n.exit("i2", 0, 2);
+    assert_eq!(n.starts(2), ["m"]);
+    assert_eq!(n.condition("Initialized"), "True");
+    n.run("m", 2);
+    n.exit("m", 0, 3);
+    assert!(n.sync(3).done);
+    assert_eq!(n.phase(), "Succeeded");
+}
+
+#[test]
+fn a_failed_init_container_fails_a_never_pod_and_its_main_containers_never_run() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [c("i1"), c("i2")],
+        "containers": [c("m")]}),
+    );
+    n.sync(0);
+    n.run("i1", 0);
+    n.exit("i1", 2, 1);
+    let actions = n.sync(1);
+    assert!(actions.done && actions.start.is_empty());
+    assert_eq!(n.phase(), "Failed");
+    assert_eq!(n.state("i1"), "terminated 2 Error");
+    // TerminatePod leaves what comes after the failure waiting.
+    assert_eq!(n.state("i2"), "waiting PodInitializing");
+    assert_eq!(n.state("m"), "waiting PodInitializing");
+}
+
+#[test]
+fn a_failed_init_container_of_an_on_failure_pod_is_restarted_with_back_off() {
+    let mut n = node(
+        json!({"restartPolicy": "OnFailure", "initContainers": [c("i")],
+        "containers": [c("m")]}),
+    );
+    n.sync(0);
+    n.run("i", 0);
+    n.exit("i", 1, 1);
+    let actions = n.sync(1);
+    assert!(actions.start.is_empty() && !actions.done);
+    assert_eq!(
+        (n.phase(), n.state("i").as_str()),
+        ("Pending", "waiting CrashLoopBackOff")
+    );
+    assert_eq!(n.starts(11), ["i"]);
+}
+
+#[test]
+fn a_sidecar_starts_in_the_init_order_and_the_next_container_starts_once_it_runs() {
+    let mut n = node(json!({"restartPolicy": "Never",
+        "initContainers": [sidecar("proxy"), c("setup"), sidecar("shipper")],
+        "containers": [c("m")]}));
+    assert_eq!(n.starts(0), ["proxy"]);
+    n.run("proxy", 0);
+    assert_eq!(n.starts(0), ["setup"]);
+    let proxy = n.container("proxy");
+    assert!(
+        proxy.started == Some(true) && proxy.ready,
+        "a running sidecar is started and ready"
+    );
+    n.run("setup", 0);
+    n.exit("setup", 0, 1);
+    assert_eq!(n.starts(1), ["shipper"]);
+    assert_eq!(n.condition("Initialized"), "False");
+    n.run("shipper", 1);
+    assert_eq!(n.starts(1), ["m"]);
+    assert_eq!((n.condition("Initialized"), n.phase()), ("True", "Pending"));
+    n.run("m", 1);
+    n.sync(1);
+    assert_eq!((n.phase(), n.condition("Ready")), ("Running", "True"));
+}
+
+#[test]
+fn a_sidecar_is_restarted_whatever_the_pods_policy_and_the_pod_runs_on() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [sidecar("s")],
+        "containers": [c("m")]}),
+    );
+    n.bring_up(&["s", "m"], 0);
+    n.exit("s", 0, 1);
+    let actions = n.sync(1);
+    assert!(actions.start.is_empty(), "in back-off");
+    assert_eq!(actions.wake_at, Some(at(11)));
+    assert_eq!((n.phase(), n.condition("Ready")), ("Running", "False"));
+    assert_eq!(n.state("s"), "waiting CrashLoopBackOff");
+    assert_eq!(n.starts(11), ["s"]);
+    n.run("s", 11);
+    n.sync(11);
+    assert_eq!(
+        (n.container("s").restart_count, n.condition("Ready")),
+        (1, "True")
+    );
+}
+
+#[test]
+fn a_sidecar_that_exits_before_the_next_init_container_starts_is_restarted() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [sidecar("s"), c("i")],
+        "containers": [c("m")]}),
+    );
+    n.sync(0);
+    n.run("s", 0);
+    n.sync(0);
+    n.run("i", 0);
+    n.exit("s", 1, 1);
+    assert!(n.starts(1).is_empty());
+    assert_eq!(n.starts(11), ["s"]);
+    n.run("s", 11);
+    n.exit("i", 0, 12);
+    assert_eq!(n.starts(12), ["m"]);
+}
+
+#[test]
+fn once_the_main_containers_end_the_sidecars_stop_in_reverse_order_and_the_pod_succeeds() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 30,
+        "initContainers": [sidecar("s1"), sidecar("s2")], "containers": [c("m")]}),
+    );
+    n.bring_up(&["s1", "s2", "m"], 0);
+    n.exit("m", 0, 5);
+    // The last sidecar first, with the whole grace; the first waits for it.
+    let actions = n.sync(5);
+    assert_eq!(actions.start, [] as [usize; 0]);
+    assert_eq!(actions.wake_at, Some(at(35)));
+    assert_eq!(n.kills(5), [("s2".to_string(), 30)]);
+    n.stopping("s2", 5, 30);
+    assert!(
+        n.kills(5).is_empty(),
+        "a container being stopped is not asked again"
+    );
+    assert_eq!(n.phase(), "Running");
+    n.exit("s2", 143, 8);
+    assert_eq!(n.kills(8), [("s1".to_string(), 27)]);
+    n.stopping("s1", 8, 27);
+    n.exit("s1", 137, 9);
+    let done = n.sync(9);
+    assert!(done.done);
+    // A sidecar's end on the way out is no failure.
+    assert_eq!(n.phase(), "Succeeded");
+    assert_eq!(n.state("s1"), "terminated 137 Error");
+    assert!(!n.container("s1").ready);
+}
+
+#[test]
+fn a_sidecar_whose_turn_never_comes_is_stopped_when_the_grace_is_spent_with_two_seconds() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 10,
+        "initContainers": [sidecar("s1"), sidecar("s2")], "containers": [c("m")]}),
+    );
+    n.bring_up(&["s1", "s2", "m"], 0);
+    n.exit("m", 1, 0);
+    assert_eq!(n.kills(0), [("s2".to_string(), 10)]);
+    n.stopping("s2", 0, 10);
+    assert!(n.kills(9).is_empty());
+    assert_eq!(n.kills(10), [("s1".to_string(), 2)]);
+    n.stopping("s1", 10, 2);
+    n.exit("s2", 137, 10);
+    n.exit("s1", 137, 12);
+    assert!(n.sync(12).done);
+    assert_eq!(n.phase(), "Failed");
+}
+
+#[test]
+fn a_stop_kills_every_container_with_the_shorter_grace_and_restarts_nothing() {
+    let mut n = node(
+        json!({"restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 30,
+        "containers": [c("a"), c("b")]}),
+    );
+    n.sync(0);
+    n.run("a", 0);
+    n.run("b", 0);
+    n.exit("b", 1, 1);
+    n.stop = Some(Stop {
+        request: StopRequest {
+            grace: Duration::from_secs(5),
+            disruption: Some(Disruption::EVICTION),
+        },
+        asked_at: at(2),
+    });
+    let actions = n.sync(2);
+    assert_eq!(actions.start, [] as [usize; 0]);
+    assert_eq!(n.kills(2), [("a".to_string(), 5)]);
+    n.stopping("a", 2, 5);
+    // A later stop with a shorter grace wins.
+    n.stop.as_mut().unwrap().request.grace = Duration::from_secs(1);
+    assert_eq!(n.kills(3), [("a".to_string(), 1)]);
+    n.exit("a", 143, 3);
+    assert!(n.sync(3).done);
+    assert_eq!(n.phase(), "Failed");
+    let disruption = n
+        .status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget");
+    assert_eq!(
+        disruption.unwrap().reason.as_deref(),
+        Some("EvictionByEvictionAPI")
+    );
+}
+
+#[test]
+fn a_pod_stopped_before_it_started_ends_failed_at_once() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a")]}));
+    n.stop = Some(Stop {
+        request: StopRequest {
+            grace: Duration::MAX,
+            disruption: None,
+        },
+        asked_at: at(0),
+    });
+    let actions = n.sync(0);
+    assert!(actions.done && actions.start.is_empty());
+    assert_eq!(n.phase(), "Failed");
+    // TerminatePod: a container of an initialized pod that never ran is not known to have
+    // succeeded.
+    assert_eq!(n.state("a"), "terminated 137 ContainerStatusUnknown");
+    assert!(!n
+        .status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "DisruptionTarget"));
+}
+
+#[test]
+fn the_active_deadline_stops_the_pod_and_fails_it() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "activeDeadlineSeconds": 60,
+        "terminationGracePeriodSeconds": 7, "containers": [c("a")]}),
+    );
+    n.sync(0);
+    n.run("a", 0);
+    assert_eq!(n.sync(1).wake_at, Some(at(60)));
+    assert_eq!(n.kills(60), [("a".to_string(), 7)]);
+    assert!(n.status.reason.is_none());
+    n.stopping("a", 60, 7);
+    n.exit("a", 0, 61);
+    assert!(n.sync(61).done);
+    assert_eq!(n.phase(), "Failed");
+    assert_eq!(n.status.reason.as_deref(), Some("DeadlineExceeded"));
+}
+
+#[test]
+fn condition_times_change_only_when_their_value_does() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a")]}));
+    n.sync(0);
+    n.run("a", 2);
+    n.sync(2);
+    n.sync(4);
+    let time = |n: &Node, t: &str| {
+        let conditions = n.status.conditions.iter().flatten();
+        let found = conditions.clone().find(|c| c.type_ == t).unwrap();
+        found.last_transition_time.clone().unwrap().0
+    };
+    assert_eq!(
+        (time(&n, "PodScheduled"), time(&n, "Ready")),
+        (at(0), at(2))
+    );
+}

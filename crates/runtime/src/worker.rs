@@ -1,0 +1,250 @@
+//! The pod worker (upstream's `pod_workers.go` with the doing half of `SyncPod`): asks
+//! `joblet_kubelet::sync_pod` what to do, does it with host processes until nothing is left
+//! to do now, reports the status when it changed, then waits for a container's end, a stop
+//! or the time the rules asked to look again.
+
+use std::sync::Arc;
+
+use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use joblet_api::k8s_openapi::jiff::Timestamp;
+use joblet_kubelet::{
+    sync_pod, Backoff, ContainerRecord, Exit, ExitReason, Observed, PodActions, PodPlan, Run,
+    State, Stop,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::env::{command_line, container_env};
+use crate::{host, pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
+
+/// A container's run that ended: its index, how, and when.
+type Ended = (usize, reaper::Exit, Timestamp);
+
+struct Worker {
+    shared: Arc<Shared>,
+    pod: Pod,
+    namespace: String,
+    name: String,
+    plan: PodPlan,
+    /// Index-aligned with the plan's containers.
+    specs: Vec<Container>,
+    records: Vec<ContainerRecord>,
+    groups: Vec<Option<reaper::Group>>,
+    started_at: Timestamp,
+    stop: Option<Stop>,
+    status: PodStatus,
+    ended: mpsc::UnboundedSender<Ended>,
+}
+
+/// Runs a pod until it ends and its final status is reported.
+pub(crate) async fn run_pod(
+    shared: Arc<Shared>,
+    pod: Pod,
+    // Held so that the receiver never sees the channel closed.
+    _stop_tx: StopSender,
+    mut stop_rx: watch::Receiver<Option<StopRequest>>,
+) {
+    let (namespace, name) = pod_key(&pod);
+    let config = &shared.config;
+    let backoff = Backoff {
+        base: config.restart_backoff_base,
+        max: config.restart_backoff_max,
+    };
+    let plan = PodPlan::new(&pod, backoff);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let specs: Vec<Container> = spec
+        .init_containers
+        .into_iter()
+        .flatten()
+        .chain(spec.containers)
+        .collect();
+    let mut status = pod.status.clone().unwrap_or_default();
+    status.host_ip = Some("127.0.0.1".to_string());
+    status.pod_ip = Some("127.0.0.1".to_string());
+    let (ended, mut ends) = mpsc::unbounded_channel();
+    let mut worker = Worker {
+        records: vec![ContainerRecord::default(); specs.len()],
+        groups: vec![None; specs.len()],
+        started_at: shared.clock.now(),
+        shared,
+        pod,
+        namespace,
+        name,
+        plan,
+        specs,
+        stop: None,
+        status,
+        ended,
+    };
+    let mut reported: Option<PodStatus> = None;
+    loop {
+        let now = worker.shared.clock.now();
+        if let Some(request) = *stop_rx.borrow_and_update() {
+            let asked_at = worker.stop.map_or(now, |s| s.asked_at);
+            worker.stop = Some(Stop { request, asked_at });
+        }
+        let actions = worker.act(now);
+        if actions.done {
+            worker.finish();
+            return;
+        }
+        if reported.as_ref() != Some(&worker.status) {
+            worker.report();
+            reported = Some(worker.status.clone());
+        }
+        let wake = actions
+            .wake_at
+            .map(|at| until(now, at))
+            .unwrap_or(std::time::Duration::MAX);
+        tokio::select! {
+            Some(end) = ends.recv() => {
+                worker.ended(end);
+                while let Ok(end) = ends.try_recv() {
+                    worker.ended(end);
+                }
+            }
+            Ok(()) = stop_rx.changed() => {}
+            _ = tokio::time::sleep(wake) => {}
+        }
+    }
+}
+
+/// How long from `now` until `at`, zero if it has passed.
+fn until(now: Timestamp, at: Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default()
+}
+
+impl Worker {
+    /// Syncs and does what the rules ask until they ask nothing more now.
+    fn act(&mut self, now: Timestamp) -> PodActions {
+        // Each round starts or stops something; a container asked twice in one turn (a
+        // start error with no back-off) waits for the next turn.
+        for _ in 0..=self.specs.len() * 2 {
+            let actions = self.sync(now);
+            if actions.start.is_empty() && actions.kill.is_empty() {
+                return actions;
+            }
+            for &(i, grace) in &actions.kill {
+                self.stop_container(i, grace, now);
+            }
+            for &i in &actions.start {
+                self.start_container(i);
+            }
+        }
+        self.sync(now)
+    }
+
+    fn sync(&mut self, now: Timestamp) -> PodActions {
+        let seen = Observed {
+            started_at: self.started_at,
+            containers: &self.records,
+            stop: self.stop,
+            previous: &self.status,
+        };
+        let actions = sync_pod(&self.plan, &seen, now);
+        self.status = actions.status.clone();
+        actions
+    }
+
+    fn start_container(&mut self, i: usize) {
+        let record = &mut self.records[i];
+        if let State::Exited(run) = std::mem::take(&mut record.state) {
+            record.last = Some(run);
+            record.restarts += 1;
+        }
+        let spec = &self.specs[i];
+        let env = container_env(&self.pod, spec);
+        let argv = command_line(spec, &env);
+        let started_at = self.shared.clock.now();
+        match host::spawn(&self.shared, &self.pod, spec, &argv, &env, record.restarts) {
+            Ok(spawned) => {
+                let group = spawned.group;
+                record.state = State::Running {
+                    id: format!("joblet://{}", group.leader),
+                    started_at,
+                };
+                self.groups[i] = Some(group);
+                let ended = self.ended.clone();
+                let clock = self.shared.clock.clone();
+                self.shared.handle.spawn(async move {
+                    let exit = spawned.exit().await;
+                    let _ = ended.send((i, exit, clock.now()));
+                });
+            }
+            Err(message) => {
+                record.state = State::Exited(Run {
+                    id: None,
+                    started_at,
+                    finished_at: self.shared.clock.now(),
+                    exit: Exit {
+                        code: 128,
+                        signal: None,
+                        reason: ExitReason::StartError,
+                        message: Some(message),
+                    },
+                })
+            }
+        }
+    }
+
+    fn stop_container(&mut self, i: usize, grace: std::time::Duration, now: Timestamp) {
+        let (State::Running { id, started_at } | State::Stopping { id, started_at, .. }) =
+            self.records[i].state.clone()
+        else {
+            return;
+        };
+        if let Some(group) = self.groups[i] {
+            host::stop(&self.shared, group, grace);
+        }
+        let kill_at = joblet_api::k8s_openapi::jiff::SignedDuration::try_from(grace)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok())
+            .unwrap_or(Timestamp::MAX);
+        self.records[i].state = State::Stopping {
+            id,
+            started_at,
+            kill_at,
+        };
+    }
+
+    fn ended(&mut self, (i, exit, finished_at): Ended) {
+        let (State::Running { id, started_at } | State::Stopping { id, started_at, .. }) =
+            std::mem::take(&mut self.records[i].state)
+        else {
+            return;
+        };
+        self.groups[i] = None;
+        let reason = if exit.code == 0 {
+            ExitReason::Completed
+        } else {
+            ExitReason::Error
+        };
+        self.records[i].state = State::Exited(Run {
+            id: Some(id),
+            started_at,
+            finished_at,
+            exit: Exit {
+                code: exit.code,
+                signal: exit.signal,
+                reason,
+                message: None,
+            },
+        });
+    }
+
+    fn report(&self) {
+        let _ = self.shared.updates.send(PodUpdate {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            status: self.status.clone(),
+        });
+    }
+
+    /// Out of the table and reported under one lock: whoever sees the pod finished sees no
+    /// process of it running, and whoever sees nothing running finds the report queued.
+    fn finish(&self) {
+        let mut table = self.shared.pods.lock().expect("pod table");
+        table.remove(&(self.namespace.clone(), self.name.clone()));
+        self.report();
+        drop(table);
+    }
+}
