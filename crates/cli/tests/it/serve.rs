@@ -1211,3 +1211,56 @@ fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
     let _ = stuck.kill();
     let _ = stuck.wait();
 }
+
+#[test]
+fn kubectl_shows_a_running_sidecar_as_ready_and_the_job_completes_without_it() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let d = dir.path().display();
+    server.apply(&format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: sidecar
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - name: proxy
+          image: busybox
+          restartPolicy: Always
+          command: ["sh", "-c", "touch {d}/proxy-up; exec sleep 600"]
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "while [ ! -e {d}/go ]; do sleep 0.05; done"]
+"#
+    ));
+    let pods = || server.ok(&["get", "pods", "-l", "job-name=sidecar", "--no-headers"]);
+    wait_for(
+        "both containers running and ready",
+        Duration::from_secs(20),
+        || {
+            let row = pods();
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            columns.get(1..3) == Some(&["2/2", "Running"][..])
+        },
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    server.wait_complete("sidecar");
+    let pod = server.json(&["get", "pods", "-l", "job-name=sidecar"]);
+    let status = &pod["items"][0]["status"];
+    assert_eq!(status["phase"], "Succeeded");
+    // Stopped by SIGTERM at the main container's end; `exec sleep` dies of it.
+    let proxy = &status["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (proxy["exitCode"].as_i64(), proxy["signal"].as_i64()),
+        (Some(143), Some(15))
+    );
+    let row = pods();
+    assert!(
+        row.split_whitespace().nth(1) == Some("0/2") && row.contains("Completed"),
+        "{row}"
+    );
+}
