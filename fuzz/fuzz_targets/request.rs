@@ -54,6 +54,7 @@ fn app() -> &'static App {
             token: "t".to_string(),
             log_dir: std::env::temp_dir().join("joblet-fuzz-logs"),
             address: "127.0.0.1:0".to_string(),
+            writes: Default::default(),
         });
         App {
             runtime,
