@@ -24,6 +24,8 @@ pub enum FieldErrorKind {
     TooMany { count: usize, max: usize },
     /// `Forbidden: detail`
     Forbidden(String),
+    /// `Too long: must have at most <max> bytes` (the value is never shown)
+    TooLong { max: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +110,7 @@ impl FieldError {
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::TooMany { .. } => "FieldValueTooMany",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
+            FieldErrorKind::TooLong { .. } => "FieldValueTooLong",
         }
     }
 }
@@ -166,6 +169,9 @@ impl fmt::Display for FieldError {
                 write!(f, "Too many: {count}: must have at most {max} items")
             }
             FieldErrorKind::Forbidden(detail) => write!(f, "Forbidden: {detail}"),
+            FieldErrorKind::TooLong { max } => {
+                write!(f, "Too long: must have at most {max} bytes")
+            }
         }
     }
 }

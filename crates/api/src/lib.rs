@@ -1,6 +1,7 @@
 //! The batch/v1 API as joblet accepts it: wire types (from `k8s-openapi`), manifest
 //! parsing, the API server's defaulting and validation, and index sets.
 
+pub mod config;
 pub mod defaults;
 pub mod field;
 pub mod indexset;
@@ -18,7 +19,7 @@ pub use field::{FieldError, Invalid};
 pub use indexset::IndexSet;
 pub use k8s_openapi;
 pub use manifest::{
-    decode_object, parse_jobs, parse_jobs_with_warnings, FieldValidation, ManifestError,
+    decode_object, parse_jobs, parse_manifest, FieldValidation, Manifest, ManifestError,
 };
 pub use update::{prepare_for_update, validate_job_update};
 pub use valid::ValidJob;

@@ -1,6 +1,8 @@
-//! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`.
+//! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`; Jobs, and the
+//! ConfigMaps and Secrets that ship beside them.
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,20 +53,54 @@ pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ManifestEr
     }
 }
 
+/// What a manifest holds, in the order of the input.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Manifest {
+    pub jobs: Vec<Job>,
+    pub config_maps: Vec<ConfigMap>,
+    pub secrets: Vec<Secret>,
+}
+
+/// One object of a manifest.
+enum Object {
+    Job(Box<Job>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
+}
+
+impl Object {
+    fn kind(&self) -> &'static str {
+        match self {
+            Object::Job(_) => "Job",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let value = match self {
+            Object::Job(o) => serde_json::to_value(o),
+            Object::ConfigMap(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+        };
+        value.unwrap_or(Value::Null)
+    }
+}
+
 /// Parses every Job in `text`, dropping fields the Job type does not have. `source_name`
 /// names the input in error messages.
 pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
-    parse_jobs_with_warnings(source_name, text, FieldValidation::Ignore).map(|(jobs, _)| jobs)
+    parse_manifest(source_name, text, FieldValidation::Ignore).map(|(manifest, _)| manifest.jobs)
 }
 
-/// Like [`parse_jobs`], with fields the Job type does not have refused or warned about as
-/// `validation` says (`unknown field "spec.completion"`).
-pub fn parse_jobs_with_warnings(
+/// Every Job, ConfigMap and Secret in `text`, with fields their type does not have refused or
+/// warned about as `validation` says (`unknown field "spec.completion"`).
+pub fn parse_manifest(
     source_name: &str,
     text: &str,
     validation: FieldValidation,
-) -> Result<(Vec<Job>, Vec<String>), ManifestError> {
-    let mut jobs = Vec::new();
+) -> Result<(Manifest, Vec<String>), ManifestError> {
+    let mut manifest = Manifest::default();
     let mut warnings = Vec::new();
     for (n, value) in documents(source_name, text)?.into_iter().enumerate() {
         let document_error = |message: String| ManifestError::Document {
@@ -72,38 +108,35 @@ pub fn parse_jobs_with_warnings(
             document: n + 1,
             message,
         };
-        let before = jobs.len();
-        collect_jobs(value.clone(), &mut jobs).map_err(document_error)?;
-        let inputs = match &value {
-            Value::Object(map) if map.get("kind").and_then(Value::as_str) == Some("List") => map
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            _ => vec![value],
-        };
-        for (input, job) in inputs.iter().zip(&jobs[before..]) {
-            let known = serde_json::to_value(job).unwrap_or(Value::Null);
+        let mut objects = Vec::new();
+        collect_objects(value, &mut objects).map_err(document_error)?;
+        for (input, object) in objects {
             let mut unknown = Vec::new();
-            unknown_fields(input, &known, "", &mut unknown);
+            unknown_fields(&input, &object.to_value(), "", &mut unknown);
             match validation {
                 FieldValidation::Strict if !unknown.is_empty() => {
+                    let kind = object.kind();
                     return Err(document_error(format!(
-                        "Job in version \"v1\" cannot be handled as a Job: strict decoding error: {}",
+                        "{kind} in version \"v1\" cannot be handled as a {kind}: strict decoding error: {}",
                         unknown.join(", ")
                     )));
                 }
                 FieldValidation::Ignore => {}
                 _ => warnings.extend(unknown),
             }
+            match object {
+                Object::Job(job) => manifest.jobs.push(*job),
+                Object::ConfigMap(config_map) => manifest.config_maps.push(*config_map),
+                Object::Secret(secret) => manifest.secrets.push(*secret),
+            }
         }
     }
-    if jobs.is_empty() {
+    if manifest.jobs.is_empty() {
         return Err(ManifestError::Empty {
             source_name: source_name.to_string(),
         });
     }
-    Ok((jobs, warnings))
+    Ok((manifest, warnings))
 }
 
 /// Decodes one API object from a request body's JSON as the API server does: a field of
@@ -157,7 +190,12 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
+fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<Box<T>, String> {
+    serde_path_to_error::deserialize(value.clone()).map_err(path_error)
+}
+
+/// The objects of one document (a `List` holds several), each with its input.
+fn collect_objects(value: Value, objects: &mut Vec<(Value, Object)>) -> Result<(), String> {
     if value.is_null() {
         return Ok(()); // an empty document between `---` separators
     }
@@ -166,12 +204,10 @@ fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
     };
     let field = |name: &str| map.get(name).and_then(Value::as_str).unwrap_or("");
     let (api_version, kind) = (field("apiVersion"), field("kind"));
-    match (api_version, kind) {
-        ("batch/v1", "Job") => {
-            let job = serde_path_to_error::deserialize(value).map_err(path_error)?;
-            jobs.push(job);
-            Ok(())
-        }
+    let object = match (api_version, kind) {
+        ("batch/v1", "Job") => Object::Job(decode(&value)?),
+        ("v1", "ConfigMap") => Object::ConfigMap(decode(&value)?),
+        ("v1", "Secret") => Object::Secret(decode(&value)?),
         ("v1", "List") => {
             let items = match map.get("items") {
                 Some(Value::Array(items)) => items.clone(),
@@ -179,22 +215,24 @@ fn collect_jobs(value: Value, jobs: &mut Vec<Job>) -> Result<(), String> {
                 Some(_) => return Err("items: expected a list".to_string()),
             };
             for (i, item) in items.into_iter().enumerate() {
-                collect_jobs(item, jobs).map_err(|e| format!("items[{i}]: {e}"))?;
+                collect_objects(item, objects).map_err(|e| format!("items[{i}]: {e}"))?;
             }
-            Ok(())
+            return Ok(());
         }
-        ("", _) | (_, "") => Err("apiVersion and kind are required".to_string()),
+        ("", _) | (_, "") => return Err("apiVersion and kind are required".to_string()),
         (api_version, kind) => {
             let name = map
                 .get("metadata")
                 .and_then(|m| m.get("name"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            Err(format!(
-                "joblet runs batch/v1 Jobs; this is a {api_version} {kind} {name:?}"
-            ))
+            return Err(format!(
+                "joblet runs batch/v1 Jobs, with the v1 ConfigMaps and Secrets beside them; this is a {api_version} {kind} {name:?}"
+            ));
         }
-    }
+    };
+    objects.push((value, object));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -257,17 +295,16 @@ metadata: {name: a}
     fn unknown_fields_are_refused_or_warned_about_like_kubectl() {
         let text = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  completion: 5\n  template:\n    spec:\n      containers: [{name: c, image: i, comand: [x]}]\n";
         assert_eq!(
-            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Strict).unwrap_err().to_string(),
+            parse_manifest("f.yaml", text, FieldValidation::Strict).unwrap_err().to_string(),
             "f.yaml: document 1: Job in version \"v1\" cannot be handled as a Job: strict decoding error: unknown field \"spec.completion\", unknown field \"spec.template.spec.containers[0].comand\""
         );
         assert_eq!(
-            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Ignore)
+            parse_manifest("f.yaml", text, FieldValidation::Ignore)
                 .unwrap()
                 .1,
             Vec::<String>::new()
         );
-        let (_, warnings) =
-            parse_jobs_with_warnings("f.yaml", text, FieldValidation::Warn).unwrap();
+        let (_, warnings) = parse_manifest("f.yaml", text, FieldValidation::Warn).unwrap();
         assert_eq!(
             warnings,
             [
@@ -277,10 +314,40 @@ metadata: {name: a}
         );
         let clean = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a, labels: {}}\nspec:\n  parallelism: 2\n  template: {spec: {containers: []}}\n";
         assert_eq!(
-            parse_jobs_with_warnings("f.yaml", clean, FieldValidation::Strict)
+            parse_manifest("f.yaml", clean, FieldValidation::Strict)
                 .unwrap()
                 .1,
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn config_maps_and_secrets_come_with_the_jobs_in_any_order() {
+        let text = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cr3t}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: a}
+---
+{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"MODE": "fast"}}]}
+"#;
+        let (manifest, _) = parse_manifest("f.yaml", text, FieldValidation::Strict).unwrap();
+        assert_eq!(manifest.jobs.len(), 1);
+        assert_eq!(
+            manifest.config_maps[0].data.as_ref().unwrap()["MODE"],
+            "fast"
+        );
+        let secret = &manifest.secrets[0];
+        assert_eq!(secret.string_data.as_ref().unwrap()["password"], "s3cr3t");
+        let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndatta: {a: b}\n---\napiVersion: batch/v1\nkind: Job\n";
+        assert_eq!(
+            parse_manifest("f.yaml", typo, FieldValidation::Strict).unwrap_err().to_string(),
+            "f.yaml: document 1: ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
         );
     }
 
@@ -289,7 +356,7 @@ metadata: {name: a}
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n";
         assert_eq!(
             parse_jobs("f.yaml", text).unwrap_err().to_string(),
-            "f.yaml: document 1: joblet runs batch/v1 Jobs; this is a v1 Service \"web\""
+            "f.yaml: document 1: joblet runs batch/v1 Jobs, with the v1 ConfigMaps and Secrets beside them; this is a v1 Service \"web\""
         );
         assert!(matches!(
             parse_jobs("f.yaml", "").unwrap_err(),

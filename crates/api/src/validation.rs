@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicy, SuccessPolicy};
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec};
 
+use crate::config::config_key_errors;
 use crate::field::{FieldError, Invalid};
 use crate::indexset::IndexSet;
 use crate::labels;
+use crate::names::dns1123_subdomain_errors;
 use crate::valid::{
     CompletionMode, ExitCodeOperator, ExitCodesRule, FailurePolicyAction, FailurePolicyRule,
     PodConditionPattern, PodReplacementPolicy, RestartPolicy, SuccessPolicyRule, ValidJob,
@@ -669,10 +671,14 @@ fn validate_success_policy(
     rules
 }
 
+/// The downward API's paths for env, as upstream lists them in its error (the two keyed ones
+/// match any key).
 const SUPPORTED_FIELD_PATHS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
     "metadata.uid",
+    "metadata.labels['<KEY>']",
+    "metadata.annotations['<KEY>']",
     "spec.nodeName",
     "spec.serviceAccountName",
     "status.hostIP",
@@ -791,47 +797,152 @@ fn validate_container<'a>(
                 "a valid environment variable name must consist only of printable ASCII characters other than '='",
             ));
         }
-        let Some(source) = &env.value_from else {
-            continue;
-        };
-        match &source.field_ref {
-            Some(field_ref) => {
-                let field_path = field_ref.field_path.as_str();
-                let labelled = ["metadata.labels['", "metadata.annotations['"]
-                    .iter()
-                    .any(|p| field_path.starts_with(p) && field_path.ends_with("']"));
-                if !labelled && !SUPPORTED_FIELD_PATHS.contains(&field_path) {
-                    errors.push(FieldError::not_supported(
-                        format!("{env_path}.valueFrom.fieldRef.fieldPath"),
-                        field_path,
-                        &[
-                            "metadata.name",
-                            "metadata.namespace",
-                            "metadata.uid",
-                            "metadata.labels['<KEY>']",
-                            "metadata.annotations['<KEY>']",
-                            "spec.nodeName",
-                            "spec.serviceAccountName",
-                            "status.hostIP",
-                            "status.hostIPs",
-                            "status.podIP",
-                            "status.podIPs",
-                        ],
-                    ));
-                }
+        if let Some(source) = &env.value_from {
+            validate_env_source(&env_path, env.value.as_deref(), source, errors);
+        }
+    }
+    for (j, from) in container.env_from.iter().flatten().enumerate() {
+        let from_path = format!("{path}.envFrom[{j}]");
+        if let Some(prefix) = from.prefix.as_deref().filter(|p| !p.is_empty()) {
+            if !is_relaxed_env_var_name(prefix) {
+                errors.push(FieldError::invalid_str(
+                    format!("{from_path}.prefix"),
+                    prefix,
+                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                ));
             }
-            None => errors.push(FieldError::invalid_no_value(
-                format!("{env_path}.valueFrom"),
-                "joblet supports fieldRef only (no ConfigMaps, Secrets or resource fields on one machine)",
+        }
+        let names = [
+            (
+                "configMapRef",
+                from.config_map_ref.as_ref().map(|r| &r.name),
+            ),
+            ("secretRef", from.secret_ref.as_ref().map(|r| &r.name)),
+        ];
+        for (field, name) in names {
+            match name {
+                Some(name) if name.is_empty() => errors.push(FieldError::required(
+                    format!("{from_path}.{field}.name"),
+                    "",
+                )),
+                Some(name) => {
+                    for detail in dns1123_subdomain_errors(name) {
+                        errors.push(FieldError::invalid_str(
+                            format!("{from_path}.{field}.name"),
+                            name,
+                            &detail,
+                        ));
+                    }
+                }
+                None => {}
+            }
+        }
+        let sources = names.iter().filter(|(_, n)| n.is_some()).count();
+        let path = format!("{path}.envFrom");
+        match sources {
+            0 => errors.push(FieldError::invalid_str(
+                path,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            )),
+            1 => {}
+            _ => errors.push(FieldError::invalid_str(
+                path,
+                "",
+                "may not have more than one field specified at a time",
             )),
         }
     }
 }
 
+/// An env var's `valueFrom` (`validateEnvVarValueFrom`): one source, and no `value` beside it.
+fn validate_env_source(
+    path: &str,
+    value: Option<&str>,
+    source: &EnvVarSource,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut sources = 0;
+    if let Some(field_ref) = &source.field_ref {
+        sources += 1;
+        let field_path = field_ref.field_path.as_str();
+        let labelled = ["metadata.labels['", "metadata.annotations['"]
+            .iter()
+            .any(|p| field_path.starts_with(p) && field_path.ends_with("']"));
+        if !labelled && !SUPPORTED_FIELD_PATHS.contains(&field_path) {
+            errors.push(FieldError::not_supported(
+                format!("{path}.valueFrom.fieldRef.fieldPath"),
+                field_path,
+                SUPPORTED_FIELD_PATHS,
+            ));
+        }
+    }
+    let keyed = [
+        (
+            "configMapKeyRef",
+            source
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (&r.name, &r.key)),
+        ),
+        (
+            "secretKeyRef",
+            source.secret_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+        ),
+    ];
+    for (field, selector) in keyed {
+        let Some((name, key)) = selector else {
+            continue;
+        };
+        sources += 1;
+        let here = format!("{path}.valueFrom.{field}");
+        for detail in dns1123_subdomain_errors(name) {
+            errors.push(FieldError::invalid_str(
+                format!("{here}.name"),
+                name,
+                &detail,
+            ));
+        }
+        if key.is_empty() {
+            errors.push(FieldError::required(format!("{here}.key"), ""));
+        } else {
+            for detail in config_key_errors(key) {
+                errors.push(FieldError::invalid_str(format!("{here}.key"), key, &detail));
+            }
+        }
+    }
+    if source.resource_field_ref.is_some() {
+        sources += 1;
+        errors.push(FieldError::invalid_no_value(
+            format!("{path}.valueFrom.resourceFieldRef"),
+            "joblet does not support resourceFieldRef yet",
+        ));
+    }
+    let path = format!("{path}.valueFrom");
+    if sources == 0 {
+        errors.push(FieldError::invalid_str(
+            path,
+            "",
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        ));
+    } else if value.is_some_and(|v| !v.is_empty()) {
+        errors.push(FieldError::invalid_str(
+            path,
+            "",
+            "may not be specified when `value` is not empty",
+        ));
+    } else if sources > 1 {
+        errors.push(FieldError::invalid_str(
+            path,
+            "",
+            "may not have more than one field specified at a time",
+        ));
+    }
+}
+
 /// apimachinery's `IsRelaxedEnvVarName`: printable ASCII but `=`.
 /// What the host runtime would silently get wrong, refused before anything runs: a mount
-/// would read and write the host's own path, a memory limit would not hold, and there are
-/// no ConfigMaps or Secrets to take variables from.
+/// would read and write the host's own path, and a memory limit would not hold.
 fn refuse_what_a_host_cannot_give(path: &str, container: &Container, errors: &mut Vec<FieldError>) {
     if let Some(mount) = container.volume_mounts.iter().flatten().next() {
         errors.push(FieldError::forbidden(
@@ -850,12 +961,6 @@ fn refuse_what_a_host_cannot_give(path: &str, container: &Container, errors: &mu
         errors.push(FieldError::forbidden(
             format!("{path}.volumeDevices"),
             "joblet runs containers as host processes and cannot attach devices",
-        ));
-    }
-    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        errors.push(FieldError::forbidden(
-            format!("{path}.envFrom"),
-            "joblet has no ConfigMaps or Secrets to take variables from: set them in env",
         ));
     }
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
@@ -1234,6 +1339,36 @@ spec:
     }
 
     #[test]
+    fn env_sources_are_checked_as_the_api_server_checks_them() {
+        let env = |env: serde_json::Value, env_from: serde_json::Value| {
+            errors_for(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "image": "busybox", "command": ["true"], "env": env, "envFrom": env_from}]}}}}))
+        };
+        let path = "spec.template.spec.containers[0]";
+        assert!(env(
+            json!([{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "a.b"}}},
+                   {"name": "B", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "pw", "optional": true}}}]),
+            json!([{"configMapRef": {"name": "settings"}}, {"prefix": "DB_", "secretRef": {"name": "creds"}}])
+        )
+        .is_empty());
+        assert_eq!(
+            env(
+                json!([{"name": "A", "value": "x", "valueFrom": {"configMapKeyRef": {"name": "s", "key": ""}}},
+                       {"name": "B", "valueFrom": {}}]),
+                json!([{"configMapRef": {"name": ""}, "secretRef": {"name": "Creds"}}])
+            ),
+            [
+                format!("{path}.env[0].valueFrom.configMapKeyRef.key: Required value"),
+                format!("{path}.env[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty"),
+                format!("{path}.env[1].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"),
+                format!("{path}.envFrom[0].configMapRef.name: Required value"),
+                format!("{path}.envFrom[0].secretRef.name: Invalid value: \"Creds\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+                format!("{path}.envFrom: Invalid value: \"\": may not have more than one field specified at a time"),
+            ]
+        );
+    }
+
+    #[test]
     fn what_a_host_cannot_give_is_refused_with_its_path() {
         let container = |extra: serde_json::Value| {
             let mut c = json!({"name": "main", "image": "busybox", "command": ["true"]});
@@ -1245,7 +1380,6 @@ spec:
         };
         let errors = errors_for(container(json!({
             "volumeMounts": [{"name": "scratch", "mountPath": "/work"}],
-            "envFrom": [{"configMapRef": {"name": "settings"}}],
             "resources": {"limits": {"memory": "64Mi", "cpu": "1"}},
         })));
         let path = "spec.template.spec.containers[0]";
@@ -1253,7 +1387,6 @@ spec:
             errors,
             [
                 format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory"),
-                format!("{path}.envFrom: Forbidden: joblet has no ConfigMaps or Secrets to take variables from: set them in env"),
                 format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit"),
             ]
         );

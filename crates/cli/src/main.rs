@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
 use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
@@ -310,9 +311,15 @@ fn read_input(file: &str) -> Result<String, String> {
     }
 }
 
-/// Parses and validates every Job before anything runs: all or nothing.
-/// The manifest's Jobs, each checked as the API server would on create.
-fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
+/// What `run` takes from its manifest, every object checked as the API server would on
+/// create: all or nothing, before anything runs.
+struct Admitted {
+    jobs: Vec<(Job, ValidJob)>,
+    config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
+}
+
+fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
     let text = read_input(&args.file)?;
     let source = if args.file == "-" {
         "stdin"
@@ -324,9 +331,13 @@ fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
         Validate::Warn => joblet_api::FieldValidation::Warn,
         Validate::Ignore => joblet_api::FieldValidation::Ignore,
     };
-    let (jobs, warnings): (Vec<Job>, Vec<String>) =
-        joblet_api::parse_jobs_with_warnings(source, &text, validation)
-            .map_err(|e| format!("error: {e}"))?;
+    let (manifest, warnings) =
+        joblet_api::parse_manifest(source, &text, validation).map_err(|e| format!("error: {e}"))?;
+    let joblet_api::Manifest {
+        jobs,
+        config_maps,
+        mut secrets,
+    } = manifest;
     for warning in warnings {
         eprintln!("Warning: {warning}");
     }
@@ -348,17 +359,34 @@ fn admit_all(args: &RunArgs) -> Result<Vec<(Job, ValidJob)>, String> {
             Err(invalid) => errors.push(format!("error: {invalid}")),
         }
     }
+    for config_map in &config_maps {
+        if let Err(invalid) = joblet_api::config::validate_config_map(config_map) {
+            errors.push(format!("error: {invalid}"));
+        }
+    }
+    for secret in &mut secrets {
+        joblet_api::config::prepare_secret(secret);
+        if let Err(invalid) = joblet_api::config::validate_secret(secret) {
+            errors.push(format!("error: {invalid}"));
+        }
+    }
+    let metas = (valid.iter().map(|(job, _)| ("Job", &job.metadata)))
+        .chain(config_maps.iter().map(|c| ("ConfigMap", &c.metadata)))
+        .chain(secrets.iter().map(|s| ("Secret", &s.metadata)));
     let mut seen = std::collections::HashSet::new();
-    for (job, _) in &valid {
-        let meta = &job.metadata;
+    for (kind, meta) in metas {
         let namespace = meta.namespace.as_deref().unwrap_or("default");
         let name = meta.name.as_deref().unwrap_or_default();
-        if !seen.insert((namespace, name)) {
-            errors.push(format!("error: Job {name:?} appears twice in {source}"));
+        if !seen.insert((kind, namespace, name)) {
+            errors.push(format!("error: {kind} {name:?} appears twice in {source}"));
         }
     }
     if errors.is_empty() {
-        Ok(valid)
+        Ok(Admitted {
+            jobs: valid,
+            config_maps,
+            secrets,
+        })
     } else {
         Err(errors.join("\n"))
     }
@@ -384,8 +412,12 @@ fn default_state_dir() -> PathBuf {
 }
 
 fn run(args: RunArgs) -> u8 {
-    let jobs = match admit_all(&args) {
-        Ok(jobs) => jobs,
+    let Admitted {
+        jobs,
+        config_maps,
+        secrets,
+    } = match admit_all(&args) {
+        Ok(admitted) => admitted,
         Err(message) => {
             eprintln!("{message}");
             return exit::INVALID;
@@ -455,6 +487,7 @@ fn run(args: RunArgs) -> u8 {
                 return exit::FAILED;
             }
         };
+        engine.set_node_objects(&config_maps, &secrets);
         if resuming {
             if let Err(e) = engine.recover() {
                 eprintln!("error: {e}");

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{Namespace, Pod};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
@@ -225,6 +225,12 @@ impl Engine {
             to_acknowledge: Vec::new(),
             observer,
         })
+    }
+
+    /// The ConfigMaps and Secrets the node's pods take variables from (for `joblet run`,
+    /// those beside its Jobs in the manifest).
+    pub fn set_node_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+        self.runtime.set_objects(config_maps, secrets);
     }
 
     pub fn state_dir(&self) -> &Path {

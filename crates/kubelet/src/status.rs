@@ -88,7 +88,11 @@ fn container_status(
     let container = &plan.containers[i];
     let mut last = record.last.as_ref();
     let (state, running) = match (&record.state, shown) {
-        (State::NotStarted, _) if lost => (never_ran(), false),
+        (State::NotStarted | State::ConfigError { .. }, _) if lost => (never_ran(), false),
+        (State::ConfigError { message }, _) => (
+            waiting("CreateContainerConfigError", Some(message.clone())),
+            false,
+        ),
         (State::NotStarted, _) => {
             let reason = if plan.has_init_containers() {
                 "PodInitializing"
@@ -133,7 +137,9 @@ fn container_status(
             .id
             .clone()
             .or_else(|| record.last.as_ref().and_then(|l| l.id.clone())),
-        State::NotStarted => None,
+        State::NotStarted | State::ConfigError { .. } => {
+            record.last.as_ref().and_then(|l| l.id.clone())
+        }
     };
     ContainerStatus {
         name: container.name.clone(),
@@ -186,7 +192,7 @@ fn lost_at_the_end(plan: &PodPlan, records: &[ContainerRecord], done: bool) -> V
         .containers
         .iter()
         .zip(records)
-        .rposition(|(c, r)| c.kind != Kind::Main && r.state != State::NotStarted);
+        .rposition(|(c, r)| c.kind != Kind::Main && r.created);
     plan.containers
         .iter()
         .enumerate()
@@ -227,7 +233,7 @@ fn initialized(plan: &PodPlan, records: &[ContainerRecord]) -> bool {
     let mut pairs = plan.containers.iter().zip(records);
     let main_ran = pairs
         .clone()
-        .any(|(c, r)| c.kind == Kind::Main && r.state != State::NotStarted);
+        .any(|(c, r)| c.kind == Kind::Main && r.created);
     main_ran
         || pairs.all(|(c, r)| match c.kind {
             Kind::Main => true,

@@ -39,7 +39,9 @@ pub struct Observed<'a> {
 /// One container's life so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerRecord {
-    /// How many times it was started again after an exit.
+    /// Whether it was ever created (a run, even one that could not start).
+    pub created: bool,
+    /// How many times it was created again after the first.
     pub restarts: i32,
     /// The run before the current one.
     pub last: Option<Run>,
@@ -50,6 +52,11 @@ pub struct ContainerRecord {
 pub enum State {
     #[default]
     NotStarted,
+    /// Its configuration could not be made (a missing ConfigMap, Secret or key): not created;
+    /// tried again when the node's objects change.
+    ConfigError {
+        message: String,
+    },
     Running {
         id: String,
         started_at: Timestamp,
@@ -244,7 +251,7 @@ fn containers_to_start(plan: &PodPlan, seen: &Observed) -> Next {
             continue;
         }
         match &record.state {
-            State::NotStarted => start.push(i),
+            State::NotStarted | State::ConfigError { .. } => start.push(i),
             State::Running { .. } | State::Stopping { .. } => running += 1,
             State::Exited(run) => {
                 if plan.restarts_main(run.exit.code) {
@@ -284,7 +291,7 @@ fn init_containers_to_start(
         .containers
         .iter()
         .zip(seen.containers)
-        .any(|(c, r)| c.kind == Kind::Main && r.state != State::NotStarted);
+        .any(|(c, r)| c.kind == Kind::Main && r.created);
     let mut reached = initialized;
     let mut start = Vec::new();
     // From the last init container that has a status back to the first: the last tells
@@ -292,7 +299,7 @@ fn init_containers_to_start(
     for i in (0..inits).rev() {
         let sidecar = plan.containers[i].kind == Kind::Sidecar;
         let run = match &seen.containers[i].state {
-            State::NotStarted => {
+            State::NotStarted | State::ConfigError { .. } => {
                 if reached && sidecar {
                     start.push(i);
                 }

@@ -95,8 +95,11 @@ impl Node {
         let record = &mut self.records[i];
         if let State::Exited(run) = std::mem::take(&mut record.state) {
             record.last = Some(run);
+        }
+        if record.created {
             record.restarts += 1;
         }
+        record.created = true;
         record.state = State::Running {
             id: format!("joblet://{}", 100 + i),
             started_at: at(now),
@@ -558,4 +561,30 @@ fn condition_times_change_only_when_their_value_does() {
         (time(&n, "PodScheduled"), time(&n, "Ready")),
         (at(0), at(2))
     );
+}
+
+#[test]
+fn a_container_whose_config_cannot_be_made_waits_and_the_pod_stays_pending() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a")]}));
+    assert_eq!(n.starts(0), ["a"]);
+    n.records[0].state = State::ConfigError {
+        message: "configmap \"x\" not found".to_string(),
+    };
+    assert_eq!(
+        n.starts(1),
+        ["a"],
+        "asked again; the worker tries when objects change"
+    );
+    assert_eq!(n.phase(), "Pending");
+    assert_eq!(n.state("a"), "waiting CreateContainerConfigError");
+    let waiting = n.container("a").state.clone().unwrap().waiting.unwrap();
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("configmap \"x\" not found")
+    );
+    n.run("a", 2);
+    assert_eq!(n.container("a").restart_count, 0);
+    n.exit("a", 0, 3);
+    assert!(n.sync(3).done);
+    assert_eq!(n.phase(), "Succeeded");
 }

@@ -5,7 +5,6 @@
 //!
 //! The runtime knows nothing of Jobs: it takes Pod objects and reports their status.
 
-pub mod env;
 mod host;
 mod leftover;
 mod lost;
@@ -19,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
+use joblet_kubelet::Objects;
 pub use joblet_kubelet::{Disruption, StopRequest};
 use tokio::sync::{mpsc, watch};
 
@@ -91,6 +92,10 @@ struct Shared {
     reaper: Reaper,
     updates: mpsc::UnboundedSender<PodUpdate>,
     pods: Mutex<HashMap<(String, String), StopSender>>,
+    /// The ConfigMaps and Secrets pods take variables from; workers watch for changes.
+    objects: watch::Sender<Arc<Objects>>,
+    /// This machine's name: the node every pod runs on.
+    node_name: String,
 }
 
 /// Where pods run: in this process, or under a supervisor process that outlives it.
@@ -174,6 +179,15 @@ impl Runtime {
         }
     }
 
+    /// The ConfigMaps and Secrets pods may take variables from, replacing those set before.
+    /// A container that waits for one (`CreateContainerConfigError`) is tried again.
+    pub fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+        match &self.0 {
+            Backend::InProcess(local) => local.set_objects(config_maps, secrets),
+            Backend::Supervised(client) => client.set_objects(config_maps, secrets),
+        }
+    }
+
     /// These pods' final statuses (namespace, name) are recorded for good: a supervisor may
     /// forget them.
     pub fn acknowledge(&self, pods: Vec<(String, String)>) {
@@ -221,6 +235,8 @@ impl Local {
                 reaper: Reaper::get(),
                 updates,
                 pods: Mutex::new(HashMap::new()),
+                objects: watch::channel(Arc::new(Objects::default())).0,
+                node_name: node_name(),
             }),
         })
     }
@@ -277,6 +293,17 @@ impl Local {
         self.shared.pods.lock().expect("pod table").len()
     }
 
+    pub(crate) fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+        let objects = Objects::new(config_maps, secrets);
+        self.shared.objects.send_if_modified(|current| {
+            let changed = **current != objects;
+            if changed {
+                *current = Arc::new(objects);
+            }
+            changed
+        });
+    }
+
     /// Stops every pod, as [`Local::stop`] stops one.
     pub(crate) fn stop_all(&self, disruption: Option<Disruption>) {
         let keys: Vec<(String, String)> = {
@@ -287,6 +314,14 @@ impl Local {
             self.stop(&namespace, &name, None, disruption);
         }
     }
+}
+
+/// The node a local pod runs on: this machine.
+fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 
@@ -169,6 +169,13 @@ impl Client {
             stop,
         };
         write(&mut stream, &json_line(&request));
+    }
+
+    pub(crate) fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+        self.send(&Request::Objects {
+            config_maps: config_maps.to_vec(),
+            secrets: secrets.to_vec(),
+        });
     }
 
     pub(crate) fn acknowledge(&self, pods: Vec<(String, String)>) {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,12 @@ pub(crate) enum Request {
     },
     /// These pods' final statuses are recorded by the engine: they may be forgotten.
     Acknowledge { pods: Vec<(String, String)> },
+    /// Every ConfigMap and Secret pods may take variables from, replacing the last set. Held
+    /// in memory only: Secret values are never journaled.
+    Objects {
+        config_maps: Vec<ConfigMap>,
+        secrets: Vec<Secret>,
+    },
 }
 
 /// A line of the journal: a pod's end, or the acknowledgement of ends.
@@ -553,6 +559,10 @@ impl Supervisor {
                     self.unwritten.extend(line);
                 }
             }
+            Request::Objects {
+                config_maps,
+                secrets,
+            } => self.runtime.set_objects(&config_maps, &secrets),
         }
     }
 }

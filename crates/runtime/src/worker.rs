@@ -13,7 +13,9 @@ use joblet_kubelet::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::env::{command_line, container_env};
+use joblet_kubelet::env::{command_line, container_env};
+use joblet_kubelet::Objects;
+
 use crate::{host, pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
@@ -33,6 +35,10 @@ struct Worker {
     stop: Option<Stop>,
     status: PodStatus,
     ended: mpsc::UnboundedSender<Ended>,
+    objects: watch::Receiver<Arc<Objects>>,
+    /// Containers whose configuration could not be made from the objects as they are now:
+    /// tried again once they change.
+    unconfigurable: Vec<bool>,
 }
 
 /// Runs a pod until it ends and its final status is reported.
@@ -61,7 +67,11 @@ pub(crate) async fn run_pod(
     status.host_ip = Some("127.0.0.1".to_string());
     status.pod_ip = Some("127.0.0.1".to_string());
     let (ended, mut ends) = mpsc::unbounded_channel();
+    let mut objects = shared.objects.subscribe();
+    objects.mark_unchanged();
     let mut worker = Worker {
+        objects: objects.clone(),
+        unconfigurable: vec![false; specs.len()],
         records: vec![ContainerRecord::default(); specs.len()],
         groups: vec![None; specs.len()],
         started_at: shared.clock.now(),
@@ -103,6 +113,7 @@ pub(crate) async fn run_pod(
                 }
             }
             Ok(()) = stop_rx.changed() => {}
+            Ok(()) = objects.changed() => worker.unconfigurable.fill(false),
             _ = tokio::time::sleep(wake) => {}
         }
     }
@@ -120,13 +131,16 @@ impl Worker {
         // start error with no back-off) waits for the next turn.
         for _ in 0..=self.specs.len() * 2 {
             let actions = self.sync(now);
-            if actions.start.is_empty() && actions.kill.is_empty() {
+            let starts: Vec<usize> = (actions.start.iter().copied())
+                .filter(|&i| !self.unconfigurable[i])
+                .collect();
+            if starts.is_empty() && actions.kill.is_empty() {
                 return actions;
             }
             for &(i, grace) in &actions.kill {
                 self.stop_container(i, grace, now);
             }
-            for &i in &actions.start {
+            for i in starts {
                 self.start_container(i);
             }
         }
@@ -149,10 +163,21 @@ impl Worker {
         let record = &mut self.records[i];
         if let State::Exited(run) = std::mem::take(&mut record.state) {
             record.last = Some(run);
-            record.restarts += 1;
         }
         let spec = &self.specs[i];
-        let env = container_env(&self.pod, spec);
+        let objects = self.objects.borrow().clone();
+        let env = match container_env(&self.pod, spec, &self.shared.node_name, &objects) {
+            Ok(env) => env,
+            Err(message) => {
+                record.state = State::ConfigError { message };
+                self.unconfigurable[i] = true;
+                return;
+            }
+        };
+        if record.created {
+            record.restarts += 1;
+        }
+        record.created = true;
         let argv = command_line(spec, &env);
         let started_at = self.shared.clock.now();
         match host::spawn(&self.shared, &self.pod, spec, &argv, &env, record.restarts) {

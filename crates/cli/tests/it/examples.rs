@@ -322,3 +322,20 @@ fn sidecar_queue_drains_the_queue_of_its_own_redis_and_completes() {
     // The sidecar's Redis is gone with its pod.
     assert_eq!(redis_cli(port, &["PING"]), "");
 }
+
+#[test]
+fn configmap_env_feeds_env_and_env_from_from_the_same_file() {
+    let dir = scratch();
+    let run = run_example(dir.path(), &example("configmap-env.yaml"), &[]);
+    run.expect_code(0);
+    assert_eq!(run.job()["status"]["succeeded"], 2, "{}", run.context());
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("state/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(logs, ["region=eu-west batch=250 rows=500\n"; 2]);
+    let everything = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!everything.contains("not-a-real-password"), "{everything}");
+}

@@ -276,7 +276,7 @@ fn bad_input_gets_a_clear_error_and_exit_status_2() {
     r.expect_code(2);
     assert!(
         r.stderr()
-            .contains("joblet runs batch/v1 Jobs; this is a v1 Pod \"p\""),
+            .contains("joblet runs batch/v1 Jobs, with the v1 ConfigMaps and Secrets beside them; this is a v1 Pod \"p\""),
         "{}",
         r.context()
     );
@@ -698,7 +698,7 @@ fn a_yaml_error_names_the_file_line_and_column() {
 fn a_field_the_host_runtime_cannot_honour_is_refused_before_anything_runs() {
     let dir = scratch();
     let manifest = format!(
-        "{}          volumeMounts: [{{name: scratch, mountPath: {{dir}}/mounted}}]\n          envFrom: [{{configMapRef: {{name: settings}}}}]\n      volumes: [{{name: scratch, emptyDir: {{}}}}]\n",
+        "{}          volumeMounts: [{{name: scratch, mountPath: {{dir}}/mounted}}]\n          resources: {{limits: {{memory: 64Mi}}}}\n      volumes: [{{name: scratch, emptyDir: {{}}}}]\n",
         job("mounts", "  completions: 1", "touch {dir}/ran")
     );
     let refused = run(dir.path(), &manifest, &[]);
@@ -706,7 +706,7 @@ fn a_field_the_host_runtime_cannot_honour_is_refused_before_anything_runs() {
     let path = "spec.template.spec.containers[0]";
     assert!(
         refused.stderr().contains(&format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes"))
-            && refused.stderr().contains(&format!("{path}.envFrom: Forbidden:")),
+            && refused.stderr().contains(&format!("{path}.resources.limits.memory: Forbidden:")),
         "{}",
         refused.context()
     );

@@ -1264,3 +1264,48 @@ spec:
         "{row}"
     );
 }
+
+#[test]
+fn a_pod_whose_config_map_is_missing_waits_and_the_job_does_not_fail() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: needs-settings
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          command: ["true"]
+          envFrom:
+            - configMapRef:
+                name: settings
+"#,
+    );
+    let waiting = || {
+        let pods = server.json(&["get", "pods", "-l", "job-name=needs-settings"]);
+        pods["items"][0]["status"]["containerStatuses"][0]["state"]["waiting"].clone()
+    };
+    wait_for(
+        "the container waiting for its ConfigMap",
+        Duration::from_secs(20),
+        || waiting()["reason"] == "CreateContainerConfigError",
+    );
+    assert_eq!(waiting()["message"], "configmap \"settings\" not found");
+    let row = server.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=needs-settings",
+        "--no-headers",
+    ]);
+    assert!(row.contains("CreateContainerConfigError"), "{row}");
+    let job = server.json(&["get", "job", "needs-settings"]);
+    assert_eq!(job["status"]["active"], 1);
+    assert!(job["status"]["failed"].is_null(), "{job}");
+}
