@@ -9,6 +9,7 @@ pub mod labels;
 pub mod manifest;
 pub mod names;
 pub mod printers;
+pub mod quantity;
 pub mod update;
 pub mod valid;
 pub mod validation;

@@ -90,11 +90,17 @@ impl Object {
 /// Parses every Job in `text`, dropping fields the Job type does not have. `source_name`
 /// names the input in error messages.
 pub fn parse_jobs(source_name: &str, text: &str) -> Result<Vec<Job>, ManifestError> {
-    parse_manifest(source_name, text, FieldValidation::Ignore).map(|(manifest, _)| manifest.jobs)
+    let (manifest, _) = parse_manifest(source_name, text, FieldValidation::Ignore)?;
+    if manifest.jobs.is_empty() {
+        return Err(ManifestError::Empty {
+            source_name: source_name.to_string(),
+        });
+    }
+    Ok(manifest.jobs)
 }
 
-/// Every Job, ConfigMap and Secret in `text`, with fields their type does not have refused or
-/// warned about as `validation` says (`unknown field "spec.completion"`).
+/// Every Job, ConfigMap and Secret in `text` (there may be none), with fields their type does
+/// not have refused or warned about as `validation` says (`unknown field "spec.completion"`).
 pub fn parse_manifest(
     source_name: &str,
     text: &str,
@@ -130,11 +136,6 @@ pub fn parse_manifest(
                 Object::Secret(secret) => manifest.secrets.push(*secret),
             }
         }
-    }
-    if manifest.jobs.is_empty() {
-        return Err(ManifestError::Empty {
-            source_name: source_name.to_string(),
-        });
     }
     Ok((manifest, warnings))
 }

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicy, SuccessPolicy};
-use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec, ResourceFieldSelector};
 
 use crate::config::config_key_errors;
 use crate::field::{FieldError, Invalid};
 use crate::indexset::IndexSet;
 use crate::labels;
 use crate::names::dns1123_subdomain_errors;
+use crate::quantity::Quantity;
 use crate::valid::{
     CompletionMode, ExitCodeOperator, ExitCodesRule, FailurePolicyAction, FailurePolicyRule,
     PodConditionPattern, PodReplacementPolicy, RestartPolicy, SuccessPolicyRule, ValidJob,
@@ -855,6 +856,73 @@ fn validate_container<'a>(
     }
 }
 
+/// A `resourceFieldRef` of an env var (`validateContainerResourceFieldSelector`): a resource
+/// of the container, and a divisor its unit allows.
+fn validate_resource_field(
+    path: &str,
+    selector: &ResourceFieldSelector,
+    errors: &mut Vec<FieldError>,
+) {
+    const RESOURCES: &[&str] = &[
+        "limits.cpu",
+        "limits.ephemeral-storage",
+        "limits.memory",
+        "requests.cpu",
+        "requests.ephemeral-storage",
+        "requests.memory",
+    ];
+    let resource = selector.resource.as_str();
+    let hugepages = ["limits.hugepages-", "requests.hugepages-"]
+        .iter()
+        .any(|p| resource.starts_with(p));
+    if resource.is_empty() {
+        errors.push(FieldError::required(format!("{path}.resource"), ""));
+    } else if !RESOURCES.contains(&resource) && !hugepages {
+        errors.push(FieldError::not_supported(
+            format!("{path}.resource"),
+            resource,
+            RESOURCES,
+        ));
+    }
+    let Some(divisor) = selector
+        .divisor
+        .as_ref()
+        .and_then(|d| Quantity::parse(&d.0))
+    else {
+        return;
+    };
+    if divisor.value() == 0 && divisor.milli_value() == 0 {
+        return; // an unset divisor: 1
+    }
+    const BYTES: &[&str] = &[
+        "1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei",
+    ];
+    let (allowed, unit): (&[&str], &str) = match resource {
+        "limits.cpu" | "requests.cpu" => (&["1m", "1"], "cpu"),
+        "limits.memory" | "requests.memory" => (BYTES, "memory"),
+        "limits.ephemeral-storage" | "requests.ephemeral-storage" => {
+            (BYTES, "local ephemeral storage")
+        }
+        _ => return,
+    };
+    let allowed = allowed
+        .iter()
+        .filter_map(|a| Quantity::parse(a))
+        .any(|a| a.binary == divisor.binary && a.same_amount(&divisor));
+    if !allowed {
+        let values = if unit == "cpu" {
+            "1m and 1".to_string()
+        } else {
+            BYTES.join(", ")
+        };
+        errors.push(FieldError::invalid_str(
+            format!("{path}.divisor"),
+            resource,
+            &format!("only divisor's values {values} are supported with the {unit} resource"),
+        ));
+    }
+}
+
 /// An env var's `valueFrom` (`validateEnvVarValueFrom`): one source, and no `value` beside it.
 fn validate_env_source(
     path: &str,
@@ -911,12 +979,13 @@ fn validate_env_source(
             }
         }
     }
-    if source.resource_field_ref.is_some() {
+    if let Some(selector) = &source.resource_field_ref {
         sources += 1;
-        errors.push(FieldError::invalid_no_value(
-            format!("{path}.valueFrom.resourceFieldRef"),
-            "joblet does not support resourceFieldRef yet",
-        ));
+        validate_resource_field(
+            &format!("{path}.valueFrom.resourceFieldRef"),
+            selector,
+            errors,
+        );
     }
     let path = format!("{path}.valueFrom");
     if sources == 0 {
@@ -1365,6 +1434,36 @@ spec:
                 format!("{path}.envFrom[0].secretRef.name: Invalid value: \"Creds\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
                 format!("{path}.envFrom: Invalid value: \"\": may not have more than one field specified at a time"),
             ]
+        );
+    }
+
+    #[test]
+    fn a_resource_field_names_a_resource_and_a_divisor_its_unit_allows() {
+        let env = |selector: serde_json::Value| {
+            errors_for(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "image": "busybox", "command": ["true"],
+                 "env": [{"name": "V", "valueFrom": {"resourceFieldRef": selector}}]}]}}}}))
+        };
+        let path = "spec.template.spec.containers[0].env[0].valueFrom.resourceFieldRef";
+        for ok in [
+            json!({"resource": "limits.cpu", "divisor": "1m"}),
+            json!({"resource": "requests.memory", "divisor": "1Mi"}),
+            json!({"resource": "limits.memory", "divisor": "1000k"}),
+            json!({"resource": "limits.hugepages-2Mi"}),
+        ] {
+            assert_eq!(env(ok.clone()), Vec::<String>::new(), "{ok}");
+        }
+        assert_eq!(
+            env(json!({"resource": "limits.gpu"})),
+            [format!("{path}.resource: Unsupported value: \"limits.gpu\": supported values: \"limits.cpu\", \"limits.ephemeral-storage\", \"limits.memory\", \"requests.cpu\", \"requests.ephemeral-storage\", \"requests.memory\"")]
+        );
+        assert_eq!(
+            env(json!({"resource": "limits.cpu", "divisor": "2"})),
+            [format!("{path}.divisor: Invalid value: \"limits.cpu\": only divisor's values 1m and 1 are supported with the cpu resource")]
+        );
+        assert_eq!(
+            env(json!({"resource": "limits.memory", "divisor": "1024"})),
+            [format!("{path}.divisor: Invalid value: \"limits.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource")]
         );
     }
 

@@ -115,9 +115,10 @@ enum Output {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Manifest file (YAML or JSON, several documents or a v1 List); `-` for stdin.
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    file: String,
+    /// Manifest file (YAML or JSON, several documents or a v1 List); `-` for stdin. May be
+    /// given several times: the files are read as one manifest.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    files: Vec<String>,
     /// Print the final Job object(s) as the API server would show them.
     #[arg(short = 'o', long, value_enum)]
     output: Option<Output>,
@@ -320,27 +321,35 @@ struct Admitted {
 }
 
 fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
-    let text = read_input(&args.file)?;
-    let source = if args.file == "-" {
-        "stdin"
-    } else {
-        &args.file
-    };
     let validation = match args.validate {
         Validate::Strict => joblet_api::FieldValidation::Strict,
         Validate::Warn => joblet_api::FieldValidation::Warn,
         Validate::Ignore => joblet_api::FieldValidation::Ignore,
     };
-    let (manifest, warnings) =
-        joblet_api::parse_manifest(source, &text, validation).map_err(|e| format!("error: {e}"))?;
+    let sources: Vec<&str> = (args.files.iter())
+        .map(|f| if f == "-" { "stdin" } else { f.as_str() })
+        .collect();
+    let source = sources.join(", ");
+    let mut all = joblet_api::Manifest::default();
+    for (file, source) in args.files.iter().zip(&sources) {
+        let text = read_input(file)?;
+        let (manifest, warnings) = joblet_api::parse_manifest(source, &text, validation)
+            .map_err(|e| format!("error: {e}"))?;
+        for warning in warnings {
+            eprintln!("Warning: {warning}");
+        }
+        all.jobs.extend(manifest.jobs);
+        all.config_maps.extend(manifest.config_maps);
+        all.secrets.extend(manifest.secrets);
+    }
+    if all.jobs.is_empty() {
+        return Err(format!("error: {source}: no Job in the input"));
+    }
     let joblet_api::Manifest {
         jobs,
         config_maps,
         mut secrets,
-    } = manifest;
-    for warning in warnings {
-        eprintln!("Warning: {warning}");
-    }
+    } = all;
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for mut job in jobs {

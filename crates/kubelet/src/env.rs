@@ -5,8 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Pod, ResourceFieldSelector, Secret,
+};
+use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use joblet_api::quantity::{ceil_div, Quantity};
 
 /// Expands `$(NAME)` with `lookup`; `$$` is a literal `$`; an unknown `$(NAME)` and any
 /// other `$` stay as written.
@@ -54,7 +58,7 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// Resolves a downward-API field path against the pod.
-fn field_value(pod: &Pod, node: &str, path: &str) -> Option<String> {
+fn field_value(pod: &Pod, node: &Node, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let keyed = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -76,7 +80,7 @@ fn field_value(pod: &Pod, node: &str, path: &str) -> Option<String> {
         "metadata.name" => meta.name.clone(),
         "metadata.namespace" => meta.namespace.clone(),
         "metadata.uid" => meta.uid.clone(),
-        "spec.nodeName" => Some(node.to_string()),
+        "spec.nodeName" => Some(node.name.clone()),
         "spec.serviceAccountName" => Some(
             pod.spec
                 .as_ref()
@@ -88,6 +92,75 @@ fn field_value(pod: &Pod, node: &str, path: &str) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The node pods run on: its name (`spec.nodeName`), and the capacity a container without a
+/// limit is given by `resourceFieldRef` (`defaultPodLimitsForDownwardAPI`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub cpu_millis: i128,
+    pub memory_bytes: i128,
+    pub ephemeral_storage_bytes: i128,
+}
+
+/// A container resource's value for a variable, as `ExtractContainerResourceValue` computes
+/// it: the limit (the node's capacity when there is none) or the request (the limit when
+/// there is none, as the API server defaults it; else 0), divided by the divisor, rounded up.
+fn resource_value(
+    pod: &Pod,
+    container: &Container,
+    selector: &ResourceFieldSelector,
+    node: &Node,
+) -> Result<String, String> {
+    let target = match selector.container_name.as_deref().filter(|n| !n.is_empty()) {
+        None => container,
+        Some(name) => {
+            let spec = pod.spec.as_ref();
+            let all = spec.into_iter().flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            });
+            all.clone()
+                .find(|c| c.name == name)
+                .ok_or_else(|| format!("container {name} not found"))?
+        }
+    };
+    let unsupported = || format!("unsupported container resource : {}", selector.resource);
+    let (kind, resource) = selector.resource.split_once('.').ok_or_else(unsupported)?;
+    let resources = target.resources.clone().unwrap_or_default();
+    let quantity = |map: &Option<BTreeMap<String, QuantityText>>| {
+        map.as_ref()
+            .and_then(|m| m.get(resource))
+            .and_then(|q| Quantity::parse(&q.0))
+    };
+    let limit = quantity(&resources.limits);
+    let capacity = |value: i128| Quantity::parse(&value.to_string());
+    let amount = match kind {
+        "limits" => limit.or_else(|| match resource {
+            "cpu" => Quantity::parse(&format!("{}m", node.cpu_millis)),
+            "memory" => capacity(node.memory_bytes),
+            "ephemeral-storage" => capacity(node.ephemeral_storage_bytes),
+            _ => None,
+        }),
+        "requests" => quantity(&resources.requests).or(limit),
+        _ => return Err(unsupported()),
+    };
+    let amount = amount
+        .or_else(|| Quantity::parse("0"))
+        .ok_or_else(unsupported)?;
+    let divisor = (selector.divisor.as_ref())
+        .and_then(|d| Quantity::parse(&d.0))
+        .filter(|d| d.milli_value() != 0)
+        .or_else(|| Quantity::parse("1"))
+        .ok_or_else(unsupported)?;
+    let value = if resource == "cpu" {
+        ceil_div(amount.milli_value(), divisor.milli_value())
+    } else {
+        ceil_div(amount.value(), divisor.value())
+    };
+    Ok(value.to_string())
 }
 
 /// The ConfigMaps and Secrets a node knows, by namespace and name: what its pods' variables
@@ -180,7 +253,7 @@ impl Source {
 pub fn container_env(
     pod: &Pod,
     container: &Container,
-    node: &str,
+    node: &Node,
     objects: &Objects,
 ) -> Result<Vec<(String, String)>, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -219,9 +292,12 @@ pub fn container_env(
                     (None, None) => None,
                 };
                 let Some((source, name, key, optional)) = keyed else {
-                    let field = from.field_ref.as_ref();
-                    let value = field.and_then(|f| field_value(pod, node, &f.field_path));
-                    vars.set(var.name.clone(), value.unwrap_or_default());
+                    let value = match (&from.field_ref, &from.resource_field_ref) {
+                        (Some(f), _) => field_value(pod, node, &f.field_path).unwrap_or_default(),
+                        (None, Some(r)) => resource_value(pod, container, r, node)?,
+                        (None, None) => String::new(),
+                    };
+                    vars.set(var.name.clone(), value);
                     continue;
                 };
                 let optional = optional == Some(true);
@@ -317,7 +393,7 @@ mod tests {
         }))
         .unwrap();
         let container = &pod.spec.as_ref().unwrap().containers[0];
-        let env = container_env(&pod, container, "node-1", &Objects::default()).unwrap();
+        let env = container_env(&pod, container, &node(), &Objects::default()).unwrap();
         let get = |n: &str| env.iter().find(|(k, _)| k == n).unwrap().1.clone();
         assert_eq!(get("HOSTNAME"), "job-7");
         assert_eq!(get("POD"), "p-1");
@@ -328,6 +404,41 @@ mod tests {
             command_line(container, &env),
             ["echo", "shard-$(IDX)", "p-1", "7/p-1"]
         );
+    }
+
+    fn node() -> Node {
+        Node {
+            name: "node-1".to_string(),
+            cpu_millis: 2000,
+            memory_bytes: 8 << 30,
+            ephemeral_storage_bytes: 100 << 30,
+        }
+    }
+
+    #[test]
+    fn resource_fields_divide_the_limit_or_the_nodes_capacity_rounding_up() {
+        let env = env_of(serde_json::json!({"name": "c",
+            "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}, "requests": {"memory": "32Mi"}},
+            "env": [
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "REQ_MEM", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}},
+                {"name": "REQ_CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+                {"name": "DISK", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": "1Gi"}}}]}))
+        .unwrap();
+        let get = |n: &str| env.iter().find(|(k, _)| k == n).unwrap().1.as_str();
+        assert_eq!((get("CPU"), get("CPU_M")), ("2", "1500"));
+        assert_eq!((get("MEM_MI"), get("REQ_MEM")), ("64", "32"));
+        // A request defaults to the limit; no limit: the node's capacity.
+        assert_eq!((get("REQ_CPU"), get("DISK")), ("1500", "100"));
+        let no_limits = env_of(serde_json::json!({"name": "c", "env": [
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Gi"}}},
+            {"name": "REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}}]}))
+        .unwrap();
+        let values: Vec<&str> = no_limits[1..].iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, ["2", "8", "0"]);
     }
 
     fn objects() -> Objects {
@@ -351,7 +462,7 @@ mod tests {
         container_env(
             &pod,
             &pod.spec.as_ref().unwrap().containers[0],
-            "n",
+            &node(),
             &objects(),
         )
     }

@@ -13,7 +13,7 @@ mod sync;
 use joblet_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-pub use env::Objects;
+pub use env::{Node, Objects};
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
     sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State, Stop,

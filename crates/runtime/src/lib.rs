@@ -21,8 +21,8 @@ use std::time::Duration;
 use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
-use joblet_kubelet::Objects;
 pub use joblet_kubelet::{Disruption, StopRequest};
+use joblet_kubelet::{Node, Objects};
 use tokio::sync::{mpsc, watch};
 
 pub use leftover::kill_leftover;
@@ -94,8 +94,8 @@ struct Shared {
     pods: Mutex<HashMap<(String, String), StopSender>>,
     /// The ConfigMaps and Secrets pods take variables from; workers watch for changes.
     objects: watch::Sender<Arc<Objects>>,
-    /// This machine's name: the node every pod runs on.
-    node_name: String,
+    /// This machine: the node every pod runs on.
+    node: Node,
 }
 
 /// Where pods run: in this process, or under a supervisor process that outlives it.
@@ -227,6 +227,7 @@ impl Local {
         updates: mpsc::UnboundedSender<PodUpdate>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.log_dir)?;
+        let node = this_node(&config.log_dir);
         Ok(Local {
             shared: Arc::new(Shared {
                 config,
@@ -236,7 +237,7 @@ impl Local {
                 updates,
                 pods: Mutex::new(HashMap::new()),
                 objects: watch::channel(Arc::new(Objects::default())).0,
-                node_name: node_name(),
+                node,
             }),
         })
     }
@@ -316,12 +317,29 @@ impl Local {
     }
 }
 
-/// The node a local pod runs on: this machine.
-fn node_name() -> String {
-    nix::unistd::gethostname()
+/// The node a local pod runs on: this machine, its name and capacity (CPUs, memory, and
+/// the file system pods write their logs to).
+fn this_node(dir: &Path) -> Node {
+    let name = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string())
+        .unwrap_or_else(|| "localhost".to_string());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<i128>().ok())
+        .unwrap_or(0);
+    let disk = nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks() as i128 * s.fragment_size() as i128)
+        .unwrap_or(0);
+    Node {
+        name,
+        cpu_millis: cpus as i128 * 1000,
+        memory_bytes: memory_kib * 1024,
+        ephemeral_storage_bytes: disk,
+    }
 }
 
 pub fn log_path(dir: &Path, namespace: &str, pod: &str, container: &str, restart: i32) -> PathBuf {

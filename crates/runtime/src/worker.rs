@@ -166,7 +166,7 @@ impl Worker {
         }
         let spec = &self.specs[i];
         let objects = self.objects.borrow().clone();
-        let env = match container_env(&self.pod, spec, &self.shared.node_name, &objects) {
+        let env = match container_env(&self.pod, spec, &self.shared.node, &objects) {
             Ok(env) => env,
             Err(message) => {
                 record.state = State::ConfigError { message };

@@ -827,3 +827,70 @@ fn a_container_restart_policy_is_refused_outside_init_containers() {
         run.context()
     );
 }
+
+#[test]
+fn several_files_are_one_manifest_and_a_file_of_settings_alone_has_no_job() {
+    let dir = scratch();
+    let settings = dir.path().join("settings.yaml");
+    std::fs::write(
+        &settings,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {GREETING: hello}\n",
+    )
+    .unwrap();
+    let job_file = dir.path().join("job.yaml");
+    let manifest = job(
+        "greet",
+        "  completions: 1",
+        "echo $GREETING > {dir}/greeting",
+    )
+    .replace("{dir}", &dir.path().display().to_string())
+        + "          envFrom: [{configMapRef: {name: settings}}]\n";
+    std::fs::write(&job_file, manifest).unwrap();
+    let run = |files: &[&std::path::Path]| {
+        let mut command = joblet();
+        command.arg("run");
+        for file in files {
+            command.arg("-f").arg(file);
+        }
+        Run {
+            output: command
+                .arg("--state-dir")
+                .arg(dir.path().join("state"))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap(),
+        }
+    };
+    run(&[&settings, &job_file]).expect_code(0);
+    let greeting = std::fs::read_to_string(dir.path().join("greeting")).unwrap();
+    assert_eq!(greeting, "hello\n");
+    let alone = run(&[&settings]);
+    alone.expect_code(2);
+    assert_eq!(
+        alone.stderr(),
+        format!("error: {}: no Job in the input\n", settings.display())
+    );
+}
+
+#[test]
+fn resource_fields_reach_the_process_from_limits_or_the_machine() {
+    let dir = scratch();
+    let manifest = job(
+        "sized",
+        "  completions: 1",
+        "echo $CPU_M $MEM_MI $NODE_CPUS > {dir}/sized",
+    ) + r#"          resources: {limits: {cpu: 250m}, requests: {memory: 48Mi}}
+          env:
+            - {name: CPU_M, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}
+            - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1Mi}}}
+            - {name: NODE_CPUS, valueFrom: {resourceFieldRef: {resource: limits.cpu, containerName: helper}}}
+      initContainers:
+        - {name: helper, image: busybox, command: ["true"]}
+"#;
+    run(dir.path(), &manifest, &[]).expect_code(0);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sized")).unwrap(),
+        format!("250 48 {cpus}\n")
+    );
+}
