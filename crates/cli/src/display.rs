@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::printers::{human_duration, job_row, render_table};
 use joblet_api::{IndexSet, ValidJob};
-use joblet_core::Status;
+use joblet_core::{EventType, Status};
 use joblet_driver::{Notice, SystemClock};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,8 @@ struct State {
     started: Instant,
     header_printed: bool,
     bars: HashMap<(String, String), JobBar>,
-    _multi: Option<MultiProgress>,
+    /// The terminal's bars, above which lines are printed.
+    multi: Option<MultiProgress>,
 }
 
 pub struct Display {
@@ -49,11 +50,12 @@ impl Display {
             )
             .expect("static template")
             .progress_chars("=> ");
+            let width = jobs.iter().map(|j| j.name().len()).max().unwrap_or(0);
             for job in jobs {
                 let completions = job.spec.completions;
                 let bar = multi.add(ProgressBar::new(completions.unwrap_or(1).max(0) as u64));
                 bar.set_style(style.clone());
-                bar.set_prefix(job.name().to_string());
+                bar.set_prefix(format!("{:<width$}", job.name()));
                 bar.enable_steady_tick(std::time::Duration::from_millis(200));
                 bars.insert(
                     (job.namespace().to_string(), job.name().to_string()),
@@ -71,7 +73,7 @@ impl Display {
                 started: Instant::now(),
                 header_printed: false,
                 bars,
-                _multi: multi,
+                multi,
             })),
         }
     }
@@ -81,14 +83,39 @@ impl Display {
         Box::new(move |notice| state.lock().expect("display").notice(notice))
     }
 
-    /// Ends the live view and prints the `kubectl get jobs` summary.
+    /// A line for the user on stderr, above the bars on a terminal (not through them).
+    pub fn note(&self, text: &str) {
+        let state = self.state.lock().expect("display");
+        match &state.multi {
+            Some(multi) => multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Ends the live view, each bar left where its Job ended (a failed or interrupted Job's
+    /// bar is not full), and prints the `kubectl get jobs` summary.
     pub fn finish(&self, jobs: &[Job]) {
         let state = self.state.lock().expect("display");
         if state.view == View::Quiet {
             return;
         }
-        for job_bar in state.bars.values() {
-            job_bar.bar.finish();
+        for job in jobs {
+            let meta = &job.metadata;
+            let key = (
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_string()),
+                meta.name.clone().unwrap_or_default(),
+            );
+            if let Some(job_bar) = state.bars.get(&key) {
+                let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
+                let position = match job_bar.completions {
+                    Some(_) => succeeded.max(0) as u64,
+                    None => u64::from(succeeded > 0),
+                };
+                job_bar.bar.set_position(position);
+                job_bar.bar.abandon();
+            }
         }
         let now = SystemClock.now_timestamp();
         let rows: Vec<Vec<String>> = jobs.iter().map(|j| job_row(j, now).to_vec()).collect();
@@ -101,43 +128,55 @@ impl Display {
 
 impl State {
     fn notice(&mut self, notice: Notice) {
-        match (self.view, notice) {
-            (View::Events, Notice::Event { job, event, .. }) => {
-                let mut out = std::io::stdout().lock();
-                if !self.header_printed {
-                    self.header_printed = true;
-                    let _ = writeln!(
-                        out,
-                        "{:<10} {:<8} {:<22} {:<28} MESSAGE",
-                        "LAST SEEN", "TYPE", "REASON", "OBJECT"
-                    );
+        match notice {
+            Notice::Event { object, event, .. } => {
+                // On a terminal, only what went wrong: the bars show the rest.
+                if self.view == View::Events
+                    || (self.view == View::Progress && event.type_ == EventType::Warning)
+                {
+                    self.line(event.type_.as_str(), &event.reason, &object, &event.message);
                 }
-                let seen = human_duration(self.started.elapsed().as_secs() as i64);
-                let _ = writeln!(
-                    out,
-                    "{:<10} {:<8} {:<22} {:<28} {}",
-                    seen,
-                    event.type_.as_str(),
-                    event.reason,
-                    format!("job/{job}"),
-                    event.message
-                );
             }
-            (
-                View::Progress,
-                Notice::Status {
-                    namespace,
-                    job,
-                    status,
-                    running_indexes,
-                    ..
-                },
-            ) => {
+            Notice::PodFailed { pod, reason, .. } => {
+                if self.view != View::Quiet {
+                    self.line("Warning", "PodFailed", &format!("pod/{pod}"), &reason);
+                }
+            }
+            Notice::Status {
+                namespace,
+                job,
+                status,
+                running_indexes,
+                ..
+            } => {
                 if let Some(job_bar) = self.bars.get(&(namespace, job)) {
                     update_bar(job_bar, &status, &running_indexes);
                 }
             }
-            _ => {}
+        }
+    }
+
+    /// One line in the style of `kubectl get events` (above the bars on a terminal).
+    fn line(&mut self, type_: &str, reason: &str, object: &str, message: &str) {
+        let seen = human_duration(self.started.elapsed().as_secs() as i64);
+        let mut text = String::new();
+        if !self.header_printed {
+            self.header_printed = true;
+            text.push_str(&format!(
+                "{:<10} {:<8} {:<22} {:<28} MESSAGE\n",
+                "LAST SEEN", "TYPE", "REASON", "OBJECT"
+            ));
+        }
+        text.push_str(&format!(
+            "{seen:<10} {type_:<8} {reason:<22} {object:<28} {message}"
+        ));
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
         }
     }
 }

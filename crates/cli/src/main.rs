@@ -503,7 +503,7 @@ fn run(args: RunArgs) -> u8 {
                 return exit::FAILED;
             }
         }
-        eprintln!("run directory: {}", engine.state_dir().display());
+        display.note(&format!("run directory: {}", engine.state_dir().display()));
         for (manifest, admitted) in jobs {
             let (namespace, name) = (
                 admitted.namespace().to_string(),
@@ -511,9 +511,9 @@ fn run(args: RunArgs) -> u8 {
             );
             match engine.create_or_resume(admitted, manifest) {
                 Ok(Admission::Created) => continue,
-                Ok(Admission::Resumed) => eprintln!("job {name}: resumed"),
+                Ok(Admission::Resumed) => display.note(&format!("job {name}: resumed")),
                 Ok(Admission::Updated) => {
-                    eprintln!("job {name}: resumed, with the manifest's changes")
+                    display.note(&format!("job {name}: resumed, with the manifest's changes"))
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -522,8 +522,8 @@ fn run(args: RunArgs) -> u8 {
             }
             if args.retry_failed {
                 match engine.retry_failed(&namespace, &name) {
-                    Ok(message) => eprintln!("job {name}: {message}"),
-                    Err(e) => eprintln!("{e}"),
+                    Ok(message) => display.note(&format!("job {name}: {message}")),
+                    Err(e) => display.note(&e.to_string()),
                 }
             }
         }
@@ -540,10 +540,19 @@ fn run(args: RunArgs) -> u8 {
             print_objects(&finished, format);
         }
         if settled != Settled::Done {
+            let resume = match &args.state_dir {
+                Some(_) => "; run the same command again to resume them",
+                None => "",
+            };
+            eprintln!("run interrupted: its pods were stopped before the Jobs ended{resume}");
             // 128 + the signal's number, as a shell reports a process it ended.
             return first_signal
                 .get()
                 .map_or(exit::INTERRUPTED, |signal| 128 + signal);
+        }
+        for job in finished.iter().filter(|j| idle(j)) {
+            let name = job.metadata.name.as_deref().unwrap_or_default();
+            eprintln!("job {name}: parallelism is 0: none of its pods runs until it is raised");
         }
         outcome(&finished)
     })
@@ -577,11 +586,18 @@ fn forward_stop_signals(
     Ok(())
 }
 
+/// A Job that has not finished and runs nothing because its parallelism is 0.
+fn idle(job: &Job) -> bool {
+    let status = joblet_api::printers::job_status(job);
+    let parallelism = job.spec.as_ref().and_then(|s| s.parallelism);
+    parallelism == Some(0) && !matches!(status, "Complete" | "Failed" | "Suspended")
+}
+
 fn outcome(jobs: &[Job]) -> u8 {
     let status = |job: &Job| joblet_api::printers::job_status(job);
     if jobs.iter().any(|j| status(j) == "Failed") {
         exit::FAILED
-    } else if jobs.iter().any(|j| status(j) == "Suspended") {
+    } else if jobs.iter().any(|j| status(j) == "Suspended" || idle(j)) {
         exit::SUSPENDED
     } else {
         exit::COMPLETE

@@ -14,11 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, ObjectReference, Pod, PodStatus, Secret,
+};
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
-    build_pod, reconcile, ttl_expiry, BackoffConfig, Event, JobState, PodView, Status, Time,
+    build_pod, reconcile, ttl_expiry, BackoffConfig, Event, EventType, JobState, PodView, Status,
+    Time,
 };
+use joblet_kubelet::kubelet_events;
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
 use joblet_store::{Batch, Record, Store, StoreError};
 pub use joblet_store::{CrashPoint, Durability};
@@ -26,7 +30,9 @@ use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
 pub use commands::{CommandError, EngineHandle, Propagation, UpdateBase};
-use objects::{event_record, job_record, pod_record, KIND_JOB, KIND_POD};
+use objects::{
+    container_reference, event_record, job_record, job_reference, pod_record, KIND_JOB, KIND_POD,
+};
 pub use objects::{KIND_EVENT, KIND_NAMESPACE};
 pub use writer::Feed;
 
@@ -71,10 +77,20 @@ pub enum EngineError {
 /// What the engine tells whoever watches it (the CLI's progress view or event lines).
 #[derive(Clone, Debug)]
 pub enum Notice {
+    /// An event recorded about a Job or one of its pods (`object`: `job/x`, `pod/x-abcde`).
     Event {
         namespace: String,
         job: String,
+        object: String,
         event: Event,
+        at: Time,
+    },
+    /// A pod of the Job failed, and why (a container's exit code and reason, or the pod's).
+    PodFailed {
+        namespace: String,
+        job: String,
+        pod: String,
+        reason: String,
         at: Time,
     },
     Status {
@@ -443,6 +459,8 @@ impl Engine {
                 // A finished Job settles once a due TTL expiry has been carried out.
                 (e.state.status.is_finished() && e.requeue_at.is_none_or(|t| t > self.clock.now()))
                     || (e.job.spec.suspend && e.state.status.active == 0 && !e.dirty)
+                    // Nothing would ever run: `run` reports it rather than wait for ever.
+                    || (e.job.spec.parallelism == 0 && e.state.status.active == 0 && !e.dirty)
                     || !e.job.managed_by_controller()
             })
     }
@@ -605,11 +623,36 @@ impl Engine {
         let Some(mut entry) = self.jobs.remove(&job_key) else {
             return;
         };
+        let mut said = Vec::new();
         if let Some(pod) = entry.pods.get_mut(&pod_key.1) {
+            let previous = pod.object.status.take().unwrap_or_default();
+            said = kubelet_events(&pod.object, &previous, &update.status)
+                .into_iter()
+                .map(|e| (container_reference(&pod.object, &e.container), e))
+                .collect();
+            if is_final && update.status.phase.as_deref() == Some("Failed") {
+                (self.observer)(Notice::PodFailed {
+                    namespace: pod_key.0.clone(),
+                    job: job_key.1.clone(),
+                    pod: pod_key.1.clone(),
+                    reason: why_failed(&update.status),
+                    at: self.clock.now(),
+                });
+            }
             pod.object.status = Some(update.status);
             pod.view = PodView::from_pod(&pod.object);
             entry.dirty = true;
             self.persist_pod(&mut entry, &pod_key.1);
+        }
+        let now = self.clock.now();
+        for (involved, said) in said {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: said.reason.to_string(),
+                message: said.message,
+            };
+            let object = format!("pod/{}", pod_key.1);
+            self.record_event_about(&entry.job, involved, "kubelet", object, &event, now);
         }
         self.jobs.insert(job_key, entry);
     }
@@ -707,8 +750,30 @@ impl Engine {
     }
 
     fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {
+        let object = format!("job/{}", job.name());
+        self.record_event_about(
+            job,
+            job_reference(job),
+            "job-controller",
+            object,
+            event,
+            now,
+        );
+    }
+
+    /// Records an event about `involved` (an object of `job`, or the Job itself), and tells
+    /// the observer.
+    fn record_event_about(
+        &mut self,
+        job: &ValidJob,
+        involved: ObjectReference,
+        component: &str,
+        object: String,
+        event: &Event,
+        now: Time,
+    ) {
         let rv = self.next_resource_version();
-        let record = event_record(job, event, now, rv);
+        let record = event_record(involved, component, event, now, rv);
         if let Some(ttl) = self.config.event_ttl {
             self.expiring_events.push_back((
                 now.plus_millis(ttl.as_millis() as i64),
@@ -720,6 +785,7 @@ impl Engine {
         (self.observer)(Notice::Event {
             namespace: job.namespace().to_string(),
             job: job.name().to_string(),
+            object,
             event: event.clone(),
             at: now,
         });
@@ -818,4 +884,39 @@ pub(crate) fn new_uid() -> String {
 fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Why a pod failed, for a person: the pod's own reason (a deadline, an eviction), else the
+/// first container that ended in error, as the pod failure policy finds it.
+fn why_failed(status: &PodStatus) -> String {
+    if let Some(reason) = &status.reason {
+        let message = status.message.as_deref().unwrap_or("");
+        return format!("{reason}: {message}");
+    }
+    let containers = status.container_statuses.iter().flatten();
+    let all = containers.chain(status.init_container_statuses.iter().flatten());
+    for container in all {
+        let terminated = container.state.as_ref().and_then(|s| s.terminated.as_ref());
+        if let Some(t) = terminated.filter(|t| t.exit_code != 0) {
+            let reason = t.reason.as_deref().unwrap_or("Error");
+            let message = t
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return format!(
+                "container {} exited with code {} ({reason}{message})",
+                container.name, t.exit_code
+            );
+        }
+    }
+    let disrupted = status.conditions.iter().flatten();
+    match disrupted.clone().find(|c| c.type_ == "DisruptionTarget") {
+        Some(c) => format!(
+            "{}: {}",
+            c.reason.as_deref().unwrap_or(""),
+            c.message.as_deref().unwrap_or("")
+        ),
+        None => "failed".to_string(),
+    }
 }

@@ -72,39 +72,74 @@ pub fn pod_record(pod: &Pod, rv: i64) -> Record {
     )
 }
 
-pub fn event_record(job: &ValidJob, event: &Event, now: Time, rv: i64) -> Record {
+/// The object a Job's events are about.
+pub fn job_reference(job: &ValidJob) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".to_string()),
+        kind: Some("Job".to_string()),
+        name: Some(job.name().to_string()),
+        namespace: Some(job.namespace().to_string()),
+        uid: Some(job.uid().to_string()),
+        ..Default::default()
+    }
+}
+
+/// The container of a pod a kubelet event is about (`spec.containers{main}`).
+pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
+    let spec = pod.spec.as_ref();
+    let init = spec.is_some_and(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == container)
+    });
+    let field = if init { "initContainers" } else { "containers" };
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Pod".to_string()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        field_path: Some(format!("spec.{field}{{{container}}}")),
+        ..Default::default()
+    }
+}
+
+/// An event about `involved`, recorded by `component` (`job-controller`, `kubelet`).
+pub fn event_record(
+    involved: ObjectReference,
+    component: &str,
+    event: &Event,
+    now: Time,
+    rv: i64,
+) -> Record {
+    let namespace = involved.namespace.clone().unwrap_or_default();
+    let object = involved.name.clone().unwrap_or_default();
     // Upstream names events <object>.<hex timestamp>; the resourceVersion keeps ours unique.
-    let name = format!("{}.{:x}{:04x}", job.name(), now.0, rv & 0xffff);
+    let name = format!("{object}.{:x}{:04x}", now.0, rv & 0xffff);
     let wire = WireEvent {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            namespace: Some(job.namespace().to_string()),
+            namespace: Some(namespace.clone()),
             resource_version: Some(rv.to_string()),
             creation_timestamp: Some(now.to_wire()),
             ..Default::default()
         },
-        involved_object: ObjectReference {
-            api_version: Some("batch/v1".to_string()),
-            kind: Some("Job".to_string()),
-            name: Some(job.name().to_string()),
-            namespace: Some(job.namespace().to_string()),
-            uid: Some(job.uid().to_string()),
-            ..Default::default()
-        },
+        involved_object: involved,
         reason: Some(event.reason.clone()),
         message: Some(event.message.clone()),
         type_: Some(event.type_.as_str().to_string()),
         source: Some(EventSource {
-            component: Some("job-controller".to_string()),
+            component: Some(component.to_string()),
             host: None,
         }),
         first_timestamp: Some(now.to_wire()),
         last_timestamp: Some(now.to_wire()),
         count: Some(1),
-        reporting_component: Some("job-controller".to_string()),
+        reporting_component: Some(component.to_string()),
         ..Default::default()
     };
-    record(KIND_EVENT, job.namespace(), &name, rv, &wire)
+    record(KIND_EVENT, &namespace, &name, rv, &wire)
 }
 
 pub fn namespace_record(namespace: &Namespace, rv: i64) -> Record {

@@ -6,6 +6,7 @@
 //! Nothing here does I/O or reads a clock: time is an argument (`clippy.toml` bans the clock).
 
 pub mod env;
+mod events;
 mod plan;
 mod status;
 mod sync;
@@ -14,6 +15,7 @@ use joblet_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use env::{Node, Objects};
+pub use events::{kubelet_events, KubeletEvent};
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
     sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State, Stop,

@@ -428,7 +428,11 @@ fn a_signal_stops_every_pod(signal: nix::sys::signal::Signal, state_dir: bool) {
     } else {
         command.env("XDG_STATE_HOME", dir.path().join("xdg"));
     }
-    let mut child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     // Two pods, each a shell and its sleep.
     while processes_with(&marker).len() < 4 {
@@ -436,8 +440,14 @@ fn a_signal_stops_every_pod(signal: nix::sys::signal::Signal, state_dir: bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + signal as i32));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(128 + signal as i32));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = match state_dir {
+        true => "run interrupted: its pods were stopped before the Jobs ended; run the same command again to resume them",
+        false => "run interrupted: its pods were stopped before the Jobs ended\n",
+    };
+    assert!(stderr.contains(said), "{stderr}");
     assert_none_left(&marker);
     let db = if state_dir {
         dir.path().join("state/state.db")
@@ -893,4 +903,133 @@ fn resource_fields_reach_the_process_from_limits_or_the_machine() {
         std::fs::read_to_string(dir.path().join("sized")).unwrap(),
         format!("250 48 {cpus}\n")
     );
+}
+
+#[test]
+fn piped_output_says_why_a_pod_failed_and_when_a_container_backs_off() {
+    let dir = scratch();
+    let manifest = job(
+        "flaky",
+        "  backoffLimit: 1\n  completions: 1",
+        "[ -e {dir}/second ] && exit 0; touch {dir}/second; echo broken >&2; exit 3",
+    );
+    let run = run(dir.path(), &manifest, &["--backoff-base", "100ms"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    let failed = out
+        .lines()
+        .find(|l| l.contains("PodFailed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(failed.contains("Warning  PodFailed"), "{out}");
+    assert!(
+        failed.contains("pod/flaky-")
+            && failed.ends_with("container main exited with code 3 (Error)"),
+        "{out}"
+    );
+
+    // A container restarted in place: the kubelet's BackOff, about the pod.
+    let dir = scratch();
+    let run = crate::util::run(
+        dir.path(),
+        &on_failure(manifest.replace("flaky", "restarts"))
+            .replace("backoffLimit: 1", "backoffLimit: 3"),
+        &["--backoff-base", "100ms"],
+    );
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.lines().any(|l| l.contains("Warning  BackOff")
+            && l.contains("pod/restarts-")
+            && l.contains("Back-off restarting failed container main in pod restarts-")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_job_with_parallelism_zero_is_reported_instead_of_waited_for() {
+    let dir = scratch();
+    let manifest = job(
+        "idle",
+        "  parallelism: 0\n  completions: 2",
+        "touch {dir}/ran",
+    );
+    let run = run(dir.path(), &manifest, &[]);
+    run.expect_code(3);
+    assert!(
+        run.stderr()
+            .contains("job idle: parallelism is 0: none of its pods runs until it is raised"),
+        "{}",
+        run.context()
+    );
+    assert!(!dir.path().join("ran").exists());
+}
+
+/// `joblet run` on a terminal (a pseudo-terminal from `script`): what the progress view
+/// leaves on the screen, escapes and carriage returns kept.
+fn on_a_terminal(dir: &std::path::Path, manifest: &str) -> String {
+    let file = dir.join("job.yaml");
+    std::fs::write(&file, manifest.replace("{dir}", &dir.display().to_string())).unwrap();
+    let command = format!(
+        "{} run -f {} --state-dir {} --backoff-base 50ms",
+        env!("CARGO_BIN_EXE_joblet"),
+        file.display(),
+        dir.join("state").display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("COLUMNS", "150")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) gives the run a terminal");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn on_a_terminal_a_failed_jobs_bar_ends_where_it_stopped_and_failures_are_said() {
+    let dir = scratch();
+    let manifest = job(
+        "half",
+        "  completions: 4\n  parallelism: 4\n  completionMode: Indexed\n  backoffLimit: 0",
+        "[ $JOB_COMPLETION_INDEX -lt 2 ] || { sleep 0.5; exit 7; }",
+    ) + &job("a-longer-name", "  completions: 1", "true").replacen(
+        "apiVersion",
+        "---\napiVersion",
+        1,
+    );
+    let screen = without_escapes(&on_a_terminal(dir.path(), &manifest));
+    // Each bar's last drawing: the failed Job's stays at what succeeded; names aligned.
+    let last = |name: &str| {
+        screen
+            .rsplit(['\r', '\n'])
+            .find(|l| l.contains(&format!("{name} [")))
+            .unwrap_or_else(|| panic!("no bar for {name}: {screen:?}"))
+            .to_string()
+    };
+    let half = last("half         ");
+    assert!(half.contains("] 2/4"), "{half:?}");
+    assert!(last("a-longer-name").contains("] 1/1"), "{screen:?}");
+    assert!(screen.contains("PodFailed"), "{screen:?}");
+    assert!(screen.contains("exited with code 7 (Error)"), "{screen:?}");
+    assert!(
+        screen.contains("half            Failed     2/4"),
+        "{screen:?}"
+    );
+}
+
+/// Text without its terminal escapes (`ESC [ … letter`).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -1305,6 +1305,15 @@ spec:
         "--no-headers",
     ]);
     assert!(row.contains("CreateContainerConfigError"), "{row}");
+    // The kubelet's event, about the pod's container, as `kubectl get events` shows it.
+    let events = server.ok(&["get", "events"]);
+    assert!(
+        events.lines().any(|l| l.contains("Warning")
+            && l.contains("Failed")
+            && l.contains("pod/needs-settings-")
+            && l.contains("Error: configmap \"settings\" not found")),
+        "{events}"
+    );
     let job = server.json(&["get", "job", "needs-settings"]);
     assert_eq!(job["status"]["active"], 1);
     assert!(job["status"]["failed"].is_null(), "{job}");
