@@ -353,7 +353,7 @@ fn get(
 ) -> Result<Response, ApiError> {
     let entry = object.entry(&state.cache)?;
     if wants_table(accept) {
-        let include = Include::parse(params.get("includeObject").map(String::as_str));
+        let include = Include::parse(params.get("includeObject").map(String::as_str))?;
         let row = table::row(&entry, include, SystemClock.now_timestamp());
         let body = table::table(
             table::columns(object.resource),
@@ -461,7 +461,7 @@ fn list(
         })
         .flatten();
     if wants_table(accept) {
-        let include = Include::parse(params.get("includeObject").map(String::as_str));
+        let include = Include::parse(params.get("includeObject").map(String::as_str))?;
         let now = SystemClock.now_timestamp();
         let rows: Vec<Arc<str>> = items.iter().map(|e| table::row(e, include, now)).collect();
         let body = table::table(table::columns(resource), &rows, rv, next);

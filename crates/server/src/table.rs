@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::cache::{Entry, Typed};
+use crate::errors::ApiError;
 use crate::resources::Resource;
 
 /// What a row carries besides its cells (`includeObject`).
@@ -21,11 +22,16 @@ pub enum Include {
 }
 
 impl Include {
-    pub fn parse(value: Option<&str>) -> Include {
-        match value {
-            Some("None") => Include::None,
-            Some("Object") => Include::Object,
-            _ => Include::Metadata,
+    /// The `includeObject` parameter of a Table request, checked as `ValidateTableOptions`.
+    pub fn parse(value: Option<&str>) -> Result<Include, ApiError> {
+        match value.unwrap_or("") {
+            "None" => Ok(Include::None),
+            "Object" => Ok(Include::Object),
+            "Metadata" | "" => Ok(Include::Metadata),
+            other => Err(ApiError::bad_request(format!(
+                "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
+                joblet_api::field::go_quote(other)
+            ))),
         }
     }
 }

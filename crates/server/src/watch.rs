@@ -54,7 +54,8 @@ pub fn start(
     // Few chunks wait for a slow client: the cache's history is what it catches up from.
     let (tx, rx) = mpsc::channel(4);
     let table = wants_table(accept)
-        .then(|| Include::parse(params.get("includeObject").map(String::as_str)));
+        .then(|| Include::parse(params.get("includeObject").map(String::as_str)))
+        .transpose()?;
     let watcher = Watcher {
         cache: state.cache.clone(),
         resource,

@@ -741,3 +741,50 @@ async fn malformed_list_and_watch_queries_are_refused_by_name() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn include_object_is_checked_as_the_table_options_are_upstream() {
+    let app = App::new();
+    for include in [
+        "",
+        "&includeObject=None",
+        "&includeObject=Metadata",
+        "&includeObject=Object",
+    ] {
+        let uri = format!("{JOBS}?limit=1{include}");
+        let (status, table) = app.call("GET", &uri, TABLE, None).await;
+        assert_eq!(
+            (status, table["kind"].as_str()),
+            (StatusCode::OK, Some("Table")),
+            "{uri}"
+        );
+    }
+    // Upstream reads the object first: a missing one is 404 whatever the Table options.
+    let missing = format!("{JOBS}/missing?includeObject=Bogus");
+    assert_eq!(
+        app.call("GET", &missing, TABLE, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    for uri in [
+        format!("{JOBS}?includeObject=Bogus"),
+        format!("{JOBS}?watch=true&includeObject=Bogus"),
+    ] {
+        let (status, body) = app.call("GET", &uri, TABLE, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(
+            body["message"],
+            "Unable to convert to Table as requested: includeObject: Invalid value: \"Bogus\": must be 'Metadata', 'Object', 'None', or empty",
+            "{uri}"
+        );
+    }
+    // Not a Table: the parameter means nothing and is not looked at.
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?includeObject=Bogus"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
