@@ -43,13 +43,28 @@ pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ManifestEr
         source_name: source_name.to_string(),
         message,
     };
-    if text.trim_start().starts_with('{') {
-        serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| syntax(format!("error parsing JSON: {e}")))
-    } else {
-        crate::yaml::documents(text).map_err(syntax)
+    if !text.trim_start().starts_with('{') {
+        return crate::yaml::documents(text).map_err(syntax);
+    }
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut values = Vec::new();
+    loop {
+        match stream.next() {
+            None => return Ok(values),
+            Some(Ok(value)) => values.push(value),
+            Some(Err(e)) if values.is_empty() => {
+                return Err(syntax(format!("error parsing JSON: {e}")))
+            }
+            // JSON objects, then YAML documents: upstream's YAMLOrJSONDecoder reads such a
+            // stream too. An error in the YAML names the file's line.
+            Some(Err(_)) => {
+                let (read, rest) = text.split_at(stream.byte_offset());
+                let lines_before = read.matches('\n').count();
+                let more = crate::yaml::documents_after(rest, lines_before).map_err(syntax)?;
+                values.extend(more);
+                return Ok(values);
+            }
+        }
     }
 }
 
@@ -349,6 +364,30 @@ metadata: {name: a}
         assert_eq!(
             parse_manifest("f.yaml", typo, FieldValidation::Strict).unwrap_err().to_string(),
             "f.yaml: document 1: ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
+        );
+    }
+
+    #[test]
+    fn json_then_yaml_documents_are_read_and_a_yaml_error_names_the_files_line() {
+        let job =
+            |name: &str| format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n");
+        let head = "{\"apiVersion\": \"batch/v1\", \"kind\": \"Job\", \"metadata\": {\"name\": \"a\"}}\n# one\n# two\n---\n";
+        let names = |text: &str| -> Vec<String> {
+            parse_jobs("f.yaml", text)
+                .unwrap()
+                .iter()
+                .map(|j| j.metadata.name.clone().unwrap())
+                .collect()
+        };
+        assert_eq!(names(&format!("{head}{}", job("b"))), ["a", "b"]);
+        // Line 22 of the file: four lines of head, thirteen comments and a Job's four lines,
+        // then the badly indented one.
+        let padding = "# padding\n".repeat(13) + &job("c");
+        let bad = format!("{head}{padding}   labels: {{}}\n");
+        let error = parse_jobs("f.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with("f.yaml: error converting YAML to JSON: yaml: line 22, column"),
+            "{error}"
         );
     }
 

@@ -22,7 +22,13 @@ fn options() -> serde_saphyr::Options {
 
 /// Every non-empty document of `text`, in order.
 pub fn documents(text: &str) -> Result<Vec<Value>, String> {
-    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| message(&e))
+    documents_after(text, 0)
+}
+
+/// Like [`documents`], for text that follows `lines_before` lines of the input: an error
+/// names the input's line.
+pub fn documents_after(text: &str, lines_before: usize) -> Result<Vec<Value>, String> {
+    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| message(&e, lines_before))
 }
 
 /// The one document of `text` (an empty one is `null`).
@@ -36,14 +42,14 @@ pub fn to_string(value: &Value) -> String {
 }
 
 /// kubectl's wording, with the line and column of the problem.
-fn message(error: &serde_saphyr::Error) -> String {
+fn message(error: &serde_saphyr::Error, lines_before: usize) -> String {
     let text = error.without_snippet().to_string();
     // The place goes first, as kubectl puts it; the parser appends it.
     let bare = text.split(" at line ").next().unwrap_or(&text);
     match error.location() {
         Some(at) => format!(
             "error converting YAML to JSON: yaml: line {}, column {}: {bare}",
-            at.line(),
+            at.line() as usize + lines_before,
             at.column()
         ),
         None => format!("error converting YAML to JSON: yaml: {bare}"),

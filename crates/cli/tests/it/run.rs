@@ -272,6 +272,17 @@ fn bad_input_gets_a_clear_error_and_exit_status_2() {
         "{}",
         r.context()
     );
+    // One line of JSON, then YAML documents, the last one broken on the file's line 8.
+    let r = run_text(
+        "{\"apiVersion\": \"batch/v1\", \"kind\": \"Job\", \"metadata\": {\"name\": \"j\"}}\n# then YAML\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n   name: k\n  labels: {}\n",
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr()
+            .contains("error converting YAML to JSON: yaml: line 8, column"),
+        "{}",
+        r.context()
+    );
     let r = run_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n");
     r.expect_code(2);
     assert!(
