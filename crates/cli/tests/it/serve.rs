@@ -1213,6 +1213,43 @@ fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
 }
 
 #[test]
+fn a_connection_past_the_cap_is_closed_at_once_and_the_server_serves_again() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    // 512 descriptors at most: the cap is 256 connections (256 kept for the rest).
+    let mut limited = Command::new("prlimit");
+    limited
+        .arg("--nofile=512:512")
+        .arg(env!("CARGO_BIN_EXE_joblet"));
+    let server = Server::start_command(limited, dir.path(), &state, &[]);
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let address = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .unwrap()
+        .to_string();
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    // Past the cap: closed at once, not left waiting for a handshake that would be served.
+    for _ in 0..5 {
+        let mut late = std::net::TcpStream::connect(&address).unwrap();
+        late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(&mut late, &mut byte);
+        assert!(
+            matches!(&read, Ok(0))
+                || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
+    }
+    drop(idle);
+    wait_for("the server to serve again", Duration::from_secs(20), || {
+        server.kubectl(&["get", "jobs"]).code() == 0
+    });
+}
+
+#[test]
 fn kubectl_shows_a_running_sidecar_as_ready_and_the_job_completes_without_it() {
     let dir = scratch();
     let server = Server::start(dir.path());
