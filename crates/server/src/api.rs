@@ -1,7 +1,6 @@
 //! The HTTP API: routing of Kubernetes REST paths to reads from the watch cache and writes
 //! through the engine.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use joblet_api::{decode_object, prepare_for_update, validate_job_update};
-use joblet_driver::{admit, CommandError, EngineHandle, Propagation, SystemClock, UpdateBase};
+use joblet_driver::{admit, EngineHandle, Propagation, SystemClock, UpdateBase};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,10 +22,13 @@ use crate::errors::ApiError;
 use crate::object_locks::ObjectLocks;
 use crate::params::ListOptions;
 use crate::patch::{Patch, PatchType, MAX_JSON_PATCH_OPERATIONS};
+use crate::registry::request::{
+    decode, decode_body, delete_options, dry_run, field_manager, field_validation, json_response,
+    raw_json_response, selector, wants_table, ObjectRef, Params, Write,
+};
 use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
-use crate::selectors::Selector;
 use crate::table::{self, Include};
-use crate::{logs, managed, openapi, protobuf, watch};
+use crate::{logs, managed, openapi, watch};
 
 /// How often a patch is redone because another client changed the object between its read
 /// and its write; each time, some other write succeeded, so this only bounds a storm.
@@ -52,8 +54,6 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
-
-type Params = HashMap<String, String>;
 
 /// Where a request goes.
 enum Target {
@@ -302,49 +302,6 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
     }
 }
 
-pub struct ObjectRef {
-    pub resource: &'static Resource,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectRef {
-    pub fn entry(&self, cache: &Cache) -> Result<Arc<Entry>, ApiError> {
-        cache
-            .get(self.resource.kind, &self.namespace, &self.name)
-            .ok_or_else(|| ApiError::not_found(self.resource, &self.name))
-    }
-}
-
-/// A boolean query parameter, as the API server's parameter codec reads one.
-pub fn is_true(value: Option<&String>) -> bool {
-    crate::params::boolean(value)
-}
-
-pub fn json_response(code: StatusCode, value: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response()
-}
-
-fn raw_json_response(code: StatusCode, body: String, warnings: &[String]) -> Response {
-    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    for warning in warnings {
-        let text = format!("299 - {:?}", warning);
-        if let Ok(value) = HeaderValue::from_str(&text) {
-            response.headers_mut().append("Warning", value);
-        }
-    }
-    response
-}
-
-pub fn wants_table(accept: &str) -> bool {
-    accept.contains("as=Table")
-}
-
 fn get(
     state: &AppState,
     object: &ObjectRef,
@@ -389,23 +346,6 @@ impl Continue {
             .map_err(|_| invalid())?;
         serde_json::from_slice(&raw).map_err(|_| invalid())
     }
-}
-
-pub fn selector(resource: &Resource, params: &Params) -> Result<Selector, ApiError> {
-    Selector::parse(
-        resource,
-        params.get("labelSelector").map(String::as_str),
-        params.get("fieldSelector").map(String::as_str),
-    )
-    .map_err(|e| {
-        ApiError::bad_request(format!(
-            "Unable to find \"{}/v1, Resource={}\" that match label selector \"{}\", field selector \"{}\": {e}",
-            resource.group,
-            resource.plural,
-            params.get("labelSelector").map_or("", String::as_str),
-            params.get("fieldSelector").map_or("", String::as_str),
-        ))
-    })
 }
 
 fn list(
@@ -493,101 +433,6 @@ fn list_body(resource: &Resource, metadata: &Value, items: &[Arc<Entry>]) -> Str
     body
 }
 
-/// The request body as JSON: JSON, YAML, or the protobuf of kubectl's generators.
-fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return protobuf::decode(body).map_err(ApiError::unsupported_media_type);
-    }
-    let parsed = if content_type.starts_with("application/yaml") {
-        std::str::from_utf8(body)
-            .map_err(|e| e.to_string())
-            .and_then(joblet_api::yaml::document)
-    } else {
-        serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))
-}
-
-/// Unknown fields: an error under `fieldValidation=Strict`, warnings by default.
-fn field_validation(params: &Params, unknown: Vec<String>) -> Result<Vec<String>, ApiError> {
-    match params.get("fieldValidation").map(String::as_str) {
-        Some("Strict") if !unknown.is_empty() => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            unknown.join(", ")
-        ))),
-        Some("Ignore") => Ok(Vec::new()),
-        _ => Ok(unknown),
-    }
-}
-
-fn decode_job(value: Value, params: &Params) -> Result<(Job, Vec<String>), ApiError> {
-    let (job, unknown) = decode_object::<Job>(value).map_err(|e| {
-        ApiError::bad_request(format!(
-            "Job in version \"v1\" cannot be handled as a Job: {e}"
-        ))
-    })?;
-    Ok((job, field_validation(params, unknown)?))
-}
-
-fn engine_error(resource: &Resource, name: &str, error: CommandError) -> ApiError {
-    match error {
-        CommandError::NotFound => ApiError::not_found(resource, name),
-        CommandError::AlreadyExists => ApiError::already_exists(resource, name),
-        CommandError::Conflict => ApiError::conflict(resource, name),
-        CommandError::Stale(version) => ApiError::conflict(resource, name).stale_at(version),
-        CommandError::NamespaceNotFound(ns) => ApiError::namespace_not_found(&ns),
-        CommandError::Forbidden => ApiError::forbidden(format!(
-            "{} \"{name}\" is forbidden: this namespace may not be deleted",
-            resource.qualified()
-        )),
-        other => ApiError::internal(other.to_string()),
-    }
-}
-
-fn dry_run(params: &Params) -> bool {
-    params.get("dryRun").is_some_and(|v| v == "All")
-}
-
-/// Who writes, and how: what the managed fields of the written Job record.
-enum Write {
-    /// A create, update or non-apply patch by this manager.
-    Update(String),
-    /// A server-side apply by this manager.
-    Apply { manager: String, force: bool },
-}
-
-/// The manager named by `fieldManager`, or else the client's name from its User-Agent.
-fn field_manager(params: &Params, headers: &HeaderMap) -> String {
-    params.get("fieldManager").cloned().unwrap_or_else(|| {
-        let agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        managed::manager_from_user_agent(agent)
-    })
-}
-
-impl Write {
-    fn apply(params: &Params) -> Result<Write, ApiError> {
-        let manager = params
-            .get("fieldManager")
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                )
-            })?;
-        Ok(Write::Apply {
-            manager: manager.clone(),
-            force: is_true(params.get("force")),
-        })
-    }
-}
-
 fn to_value(job: &Job) -> Value {
     serde_json::to_value(job).expect("API objects serialize")
 }
@@ -604,7 +449,7 @@ async fn create(
     let value = decode_body(headers, body)?;
     match resource.kind {
         "Job" => {
-            let (mut job, mut warnings) = decode_job(value, params)?;
+            let (mut job, mut warnings) = decode::<Job>(value, params)?;
             let namespace = namespace.unwrap_or("default");
             if job
                 .metadata
@@ -656,7 +501,7 @@ async fn create(
                     .engine
                     .create_job(valid)
                     .await
-                    .map_err(|e| engine_error(&JOBS, &name, e))?
+                    .map_err(|e| ApiError::from_command(&JOBS, &name, e))?
             };
             Ok(raw_json_response(
                 StatusCode::CREATED,
@@ -695,7 +540,7 @@ async fn create(
                 .engine
                 .create_namespace(&name)
                 .await
-                .map_err(|e| engine_error(&NAMESPACES, &name, e))?;
+                .map_err(|e| ApiError::from_command(&NAMESPACES, &name, e))?;
             Ok(raw_json_response(
                 StatusCode::CREATED,
                 serde_json::to_string(&created).expect("API objects serialize"),
@@ -773,7 +618,7 @@ async fn update_job(
         .engine
         .update_job(valid, base)
         .await
-        .map_err(|e| engine_error(&JOBS, &name, e))
+        .map_err(|e| ApiError::from_command(&JOBS, &name, e))
 }
 
 fn stored_job(entry: &Entry) -> Result<Job, ApiError> {
@@ -802,7 +647,7 @@ async fn replace(
     let _turn = state.writes.turn(&object.namespace, &object.name).await;
     let entry = object.entry(&state.cache)?;
     let old = stored_job(&entry)?;
-    let (new, warnings) = decode_job(decode_body(headers, body)?, params)?;
+    let (new, warnings) = decode::<Job>(decode_body(headers, body)?, params)?;
     if new.metadata.name.as_deref() != Some(object.name.as_str()) {
         return Err(ApiError::bad_request(
             "the name of the object does not match the name on the URL",
@@ -912,7 +757,7 @@ async fn patch_object(
                 ManagedFields::ChangedBy(manager.clone())
             }
         };
-        let (new, warnings) = decode_job(value, params)?;
+        let (new, warnings) = decode::<Job>(value, params)?;
         let precondition = new
             .metadata
             .resource_version
@@ -940,31 +785,6 @@ async fn patch_object(
         }
     }
     Err(ApiError::conflict(&JOBS, &object.name))
-}
-
-/// `DeleteOptions`, from the body (kubectl) or the query (Python client).
-struct DeleteOptions {
-    propagation: Option<String>,
-    grace: Option<i64>,
-}
-
-fn delete_options(params: &Params, body: &Bytes) -> Result<DeleteOptions, ApiError> {
-    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
-    };
-    let propagation = from_body["propagationPolicy"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| params.get("propagationPolicy").cloned());
-    let grace = from_body["gracePeriodSeconds"].as_i64().or_else(|| {
-        params
-            .get("gracePeriodSeconds")
-            .and_then(|g| g.parse().ok())
-    });
-    Ok(DeleteOptions { propagation, grace })
 }
 
 async fn delete(
@@ -996,7 +816,7 @@ async fn delete(
                 .engine
                 .delete_job(ns, name, propagation)
                 .await
-                .map_err(|e| engine_error(resource, name, e))?;
+                .map_err(|e| ApiError::from_command(resource, name, e))?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({
@@ -1011,7 +831,7 @@ async fn delete(
                 .engine
                 .delete_pod(ns, name, grace, false)
                 .await
-                .map_err(|e| engine_error(resource, name, e))?;
+                .map_err(|e| ApiError::from_command(resource, name, e))?;
             Ok(raw_json_response(
                 StatusCode::OK,
                 serde_json::to_string(&pod).expect("API objects serialize"),
@@ -1023,7 +843,7 @@ async fn delete(
                 .engine
                 .delete_namespace(name)
                 .await
-                .map_err(|e| engine_error(resource, name, e))?;
+                .map_err(|e| ApiError::from_command(resource, name, e))?;
             if let Some(status) = deleted.status.as_mut() {
                 status.phase = Some("Terminating".to_string());
             }
@@ -1073,7 +893,7 @@ async fn evict(state: &AppState, object: &ObjectRef) -> Result<Response, ApiErro
         .engine
         .delete_pod(&object.namespace, &object.name, None, true)
         .await
-        .map_err(|e| engine_error(&PODS, &object.name, e))?;
+        .map_err(|e| ApiError::from_command(&PODS, &object.name, e))?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

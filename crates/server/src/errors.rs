@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use joblet_api::{FieldError, Invalid};
+use joblet_driver::CommandError;
 use serde_json::{json, Value};
 
 use crate::resources::Resource;
@@ -119,6 +120,22 @@ impl ApiError {
             .collect();
         Self::new(StatusCode::CONFLICT, "Conflict", conflicts.message())
             .with_details(json!({"causes": causes}))
+    }
+
+    /// What an engine command's failure is to the client.
+    pub fn from_command(resource: &Resource, name: &str, error: CommandError) -> ApiError {
+        match error {
+            CommandError::NotFound => Self::not_found(resource, name),
+            CommandError::AlreadyExists => Self::already_exists(resource, name),
+            CommandError::Conflict => Self::conflict(resource, name),
+            CommandError::Stale(version) => Self::conflict(resource, name).stale_at(version),
+            CommandError::NamespaceNotFound(ns) => Self::namespace_not_found(&ns),
+            CommandError::Forbidden => Self::forbidden(format!(
+                "{} \"{name}\" is forbidden: this namespace may not be deleted",
+                resource.qualified()
+            )),
+            other => Self::internal(other.to_string()),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -11,6 +11,7 @@ mod openapi;
 mod params;
 mod patch;
 mod protobuf;
+mod registry;
 mod resources;
 mod selectors;
 mod table;

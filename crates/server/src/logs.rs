@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 use joblet_driver::SystemClock;
 use joblet_runtime::read_log_times;
 
-use crate::api::{is_true, streaming, AppState, ObjectRef};
+use crate::api::{streaming, AppState};
 use crate::cache::Cache;
 use crate::errors::ApiError;
+use crate::registry::request::{is_true, ObjectRef};
 
 const POLL: Duration = Duration::from_millis(100);
 

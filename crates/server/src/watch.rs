@@ -14,10 +14,11 @@ use joblet_driver::SystemClock;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::api::{selector, streaming, wants_table, AppState};
+use crate::api::{streaming, AppState};
 use crate::cache::{Cache, Entry};
 use crate::errors::ApiError;
 use crate::params::ListOptions;
+use crate::registry::request::{selector, wants_table};
 use crate::resources::Resource;
 use crate::selectors::Selector;
 use crate::table::{self, Include};
