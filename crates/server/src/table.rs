@@ -2,7 +2,7 @@
 //! upstream's columns, so `kubectl get` prints what it prints against a cluster.
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{Event, Pod};
+use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_api::printers::{human_duration, job_row};
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub fn columns(resource: &Resource) -> Value {
             name,
             column("Ready", "string", "", "The aggregate readiness state of this pod for accepting traffic.", 0),
             column("Status", "string", "", "The aggregate status of the containers in this pod.", 0),
-            column("Restarts", "integer", "", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+            column("Restarts", "string", "", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
             age,
             column("IP", "string", "", "IP address allocated to the pod.", 1),
             column("Node", "string", "", "Name of the node this pod is assigned to.", 1),
@@ -261,6 +261,8 @@ struct PodColumns {
     total: usize,
     reason: String,
     restarts: i32,
+    /// When the last container that restarted had ended.
+    last_restart: Option<Timestamp>,
 }
 
 fn pod_columns(pod: &Pod) -> PodColumns {
@@ -279,11 +281,18 @@ fn pod_columns(pod: &Pod) -> PodColumns {
     };
     let total = spec.containers.len() + inits.iter().filter(|c| sidecar(&c.name)).count();
     let (mut ready, mut restarts, mut sidecar_restarts) = (0, 0, 0);
+    let (mut last_restart, mut sidecar_last_restart) = (None, None);
+    let ended = |c: &ContainerStatus| {
+        let last = c.last_state.as_ref()?.terminated.as_ref()?;
+        last.finished_at.as_ref().map(|t| t.0)
+    };
     let mut initializing = false;
     for (i, container) in status.init_container_statuses.iter().flatten().enumerate() {
         restarts += container.restart_count;
+        last_restart = last_restart.max(ended(container));
         if sidecar(&container.name) {
             sidecar_restarts += container.restart_count;
+            sidecar_last_restart = sidecar_last_restart.max(ended(container));
         }
         let state = container.state.clone().unwrap_or_default();
         if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
@@ -321,9 +330,11 @@ fn pod_columns(pod: &Pod) -> PodColumns {
     };
     if !initializing || condition("Initialized") {
         restarts = sidecar_restarts;
+        last_restart = sidecar_last_restart;
         let mut has_running = false;
         for container in status.container_statuses.iter().flatten().rev() {
             restarts += container.restart_count;
+            last_restart = last_restart.max(ended(container));
             let state = container.state.clone().unwrap_or_default();
             if let Some(r) = state
                 .waiting
@@ -362,6 +373,7 @@ fn pod_columns(pod: &Pod) -> PodColumns {
         total,
         reason,
         restarts,
+        last_restart,
     }
 }
 
@@ -377,7 +389,13 @@ fn pod_cells(pod: &Pod, now: Timestamp) -> Vec<Value> {
         json!(pod.metadata.name.clone().unwrap_or_default()),
         json!(format!("{}/{}", columns.ready, columns.total)),
         json!(columns.reason),
-        json!(columns.restarts),
+        json!(match columns.last_restart {
+            // `2 (5m ago)`: how long since the last restart's container ended.
+            Some(at) if columns.restarts != 0 => {
+                format!("{} ({} ago)", columns.restarts, age(Some(&at), now))
+            }
+            _ => columns.restarts.to_string(),
+        }),
         json!(age(
             pod.metadata.creation_timestamp.as_ref().map(|t| &t.0),
             now
@@ -460,6 +478,24 @@ mod tests {
             columns(initializing),
             ("1/2".to_string(), "Init:1/2".to_string())
         );
+    }
+
+    #[test]
+    fn restarts_say_how_long_ago_the_last_one_was() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "main", "image": "x"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "main", "image": "x",
+                "imageID": "", "ready": true, "restartCount": 2,
+                "state": {"running": {"startedAt": "2026-01-01T00:05:00Z"}},
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-01T00:04:00Z"}}}]}}))
+        .unwrap();
+        let now: Timestamp = "2026-01-01T00:06:30Z".parse().unwrap();
+        assert_eq!(pod_cells(&pod, now)[3], json!("2 (2m30s ago)"));
+        let mut fresh = pod.clone();
+        let status = fresh.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].restart_count = 0;
+        status.container_statuses.as_mut().unwrap()[0].last_state = None;
+        assert_eq!(pod_cells(&fresh, now)[3], json!("0"));
     }
 
     #[test]
