@@ -30,8 +30,9 @@ pub struct ContainerPlan {
     pub kind: Kind,
 }
 
-/// The kubelet's crash-loop back-off: `base` doubling with each restart, up to `max`
-/// (upstream: 10 s to 5 min).
+/// The kubelet's crash-loop back-off (`doBackOff` over `flowcontrol.Backoff`): the first
+/// restart at once, then `base` doubling with each restart, up to `max` (upstream: 10 s to
+/// 5 min).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     pub base: Duration,
@@ -41,14 +42,17 @@ pub struct Backoff {
 impl Backoff {
     /// How long a container that has restarted `restarts` times waits after its last exit.
     pub fn delay(&self, restarts: i32) -> Duration {
-        let factor = 1u32 << restarts.clamp(0, 20);
+        if restarts <= 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (restarts - 1).clamp(0, 20);
         self.base.saturating_mul(factor).min(self.max)
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodPlan {
-    /// The pod's name, as the kubelet's messages name it.
+    /// The pod as the kubelet's messages name it (`format.Pod`: `name_namespace(uid)`).
     pub pod: String,
     /// Init containers (and sidecars) in spec order, then the main containers.
     pub containers: Vec<ContainerPlan>,
@@ -76,7 +80,12 @@ impl PodPlan {
         let mains = spec.containers.iter().map(|c| plan(c, Kind::Main));
         let seconds = |s: i64| Duration::from_secs(s.max(0) as u64);
         PodPlan {
-            pod: pod.metadata.name.clone().unwrap_or_default(),
+            pod: format!(
+                "{}_{}({})",
+                pod.metadata.name.as_deref().unwrap_or(""),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                pod.metadata.uid.as_deref().unwrap_or("")
+            ),
             containers: inits.chain(mains).collect(),
             restart_policy: match spec.restart_policy.as_deref() {
                 Some("Never") => RestartPolicy::Never,
@@ -114,8 +123,8 @@ mod tests {
             base: Duration::from_secs(10),
             max: Duration::from_secs(300),
         };
-        let delays: Vec<u64> = (0..7).map(|n| backoff.delay(n).as_secs()).collect();
-        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        let delays: Vec<u64> = (0..8).map(|n| backoff.delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff.delay(i32::MAX).as_secs(), 300);
     }
 }

@@ -29,7 +29,7 @@ struct Node {
 
 fn node(spec: Value) -> Node {
     let pod: Pod = serde_json::from_value(
-        json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}),
+        json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"}, "spec": spec}),
     )
     .unwrap();
     let plan = PodPlan::new(&pod, BACKOFF);
@@ -228,57 +228,48 @@ fn with_restart_policy_never_a_failed_container_fails_the_pod_once_the_others_en
 }
 
 #[test]
-fn on_failure_restarts_a_failed_container_in_place_after_a_doubling_back_off() {
+fn on_failure_restarts_a_failed_container_at_once_then_after_a_doubling_back_off() {
     let mut n = node(json!({"restartPolicy": "OnFailure", "containers": [c("a")]}));
     n.sync(0);
     n.run("a", 0);
     n.exit("a", 1, 1);
-    let backing_off = n.sync(1);
+    assert_eq!(n.starts(1), ["a"], "the first restart is at once");
+    n.run("a", 1);
+    n.exit("a", 1, 2);
+    let backing_off = n.sync(2);
     assert!(backing_off.start.is_empty() && !backing_off.done);
-    assert_eq!(backing_off.wake_at, Some(at(11)));
+    assert_eq!(backing_off.wake_at, Some(at(12)));
     assert_eq!(n.state("a"), "waiting CrashLoopBackOff");
-    let a = n.container("a");
+    let a = n.container("a").clone();
+    let waiting = a.state.unwrap().waiting.unwrap();
     assert_eq!(
-        a.state
-            .as_ref()
-            .unwrap()
-            .waiting
-            .as_ref()
-            .unwrap()
-            .message
-            .as_deref(),
-        Some("back-off 10s restarting failed container=a pod=p")
+        waiting.message.as_deref(),
+        Some("back-off 10s restarting failed container=a pod=p_default(u1)")
     );
+    let last = a.last_state.unwrap().terminated.unwrap();
     assert_eq!(
-        a.last_state
-            .as_ref()
-            .unwrap()
-            .terminated
-            .as_ref()
-            .unwrap()
-            .exit_code,
-        1
+        (last.exit_code, a.restart_count, n.phase()),
+        (1, 1, "Running")
     );
-    assert_eq!((a.restart_count, n.phase()), (0, "Running"));
-    assert_eq!(n.starts(11), ["a"]);
-    n.run("a", 11);
-    n.sync(11);
+    assert_eq!(n.starts(12), ["a"]);
+    n.run("a", 12);
+    n.sync(12);
     assert_eq!(
         (n.container("a").restart_count, n.state("a").as_str()),
-        (1, "running")
+        (2, "running")
     );
-    n.exit("a", 1, 12);
+    n.exit("a", 1, 13);
     assert_eq!(
-        n.sync(12).wake_at,
-        Some(at(32)),
-        "20 s after the second failure"
+        n.sync(13).wake_at,
+        Some(at(33)),
+        "20 s after the third failure"
     );
-    n.run("a", 32);
-    n.exit("a", 0, 33);
-    assert!(n.sync(33).done);
+    n.run("a", 33);
+    n.exit("a", 0, 34);
+    assert!(n.sync(34).done);
     assert_eq!(
         (n.phase(), n.container("a").restart_count),
-        ("Succeeded", 2)
+        ("Succeeded", 3)
     );
 }
 
@@ -340,13 +331,16 @@ fn a_failed_init_container_of_an_on_failure_pod_is_restarted_with_back_off() {
     n.sync(0);
     n.run("i", 0);
     n.exit("i", 1, 1);
-    let actions = n.sync(1);
+    assert_eq!(n.starts(1), ["i"]);
+    n.run("i", 1);
+    n.exit("i", 1, 2);
+    let actions = n.sync(2);
     assert!(actions.start.is_empty() && !actions.done);
     assert_eq!(
         (n.phase(), n.state("i").as_str()),
         ("Pending", "waiting CrashLoopBackOff")
     );
-    assert_eq!(n.starts(11), ["i"]);
+    assert_eq!(n.starts(12), ["i"]);
 }
 
 #[test]
@@ -382,17 +376,20 @@ fn a_sidecar_is_restarted_whatever_the_pods_policy_and_the_pod_runs_on() {
     );
     n.bring_up(&["s", "m"], 0);
     n.exit("s", 0, 1);
-    let actions = n.sync(1);
+    assert_eq!(n.starts(1), ["s"], "the first restart is at once");
+    n.run("s", 1);
+    n.exit("s", 0, 2);
+    let actions = n.sync(2);
     assert!(actions.start.is_empty(), "in back-off");
-    assert_eq!(actions.wake_at, Some(at(11)));
+    assert_eq!(actions.wake_at, Some(at(12)));
     assert_eq!((n.phase(), n.condition("Ready")), ("Running", "False"));
     assert_eq!(n.state("s"), "waiting CrashLoopBackOff");
-    assert_eq!(n.starts(11), ["s"]);
-    n.run("s", 11);
-    n.sync(11);
+    assert_eq!(n.starts(12), ["s"]);
+    n.run("s", 12);
+    n.sync(12);
     assert_eq!(
         (n.container("s").restart_count, n.condition("Ready")),
-        (1, "True")
+        (2, "True")
     );
 }
 
@@ -407,11 +404,10 @@ fn a_sidecar_that_exits_before_the_next_init_container_starts_is_restarted() {
     n.sync(0);
     n.run("i", 0);
     n.exit("s", 1, 1);
-    assert!(n.starts(1).is_empty());
-    assert_eq!(n.starts(11), ["s"]);
-    n.run("s", 11);
-    n.exit("i", 0, 12);
-    assert_eq!(n.starts(12), ["m"]);
+    assert_eq!(n.starts(1), ["s"]);
+    n.run("s", 1);
+    n.exit("i", 0, 2);
+    assert_eq!(n.starts(2), ["m"]);
 }
 
 #[test]

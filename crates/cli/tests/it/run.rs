@@ -938,14 +938,15 @@ fn piped_output_says_why_a_pod_failed_and_when_a_container_backs_off() {
         "{out}"
     );
 
-    // A container restarted in place: the kubelet's BackOff, about the pod.
+    // A container restarted in place: at once the first time, then in back-off, which the
+    // kubelet's BackOff event says, about the pod.
     let dir = scratch();
-    let run = crate::util::run(
-        dir.path(),
-        &on_failure(manifest.replace("flaky", "restarts"))
-            .replace("backoffLimit: 1", "backoffLimit: 3"),
-        &["--backoff-base", "100ms"],
+    let twice = job(
+        "restarts",
+        "  backoffLimit: 3\n  completions: 1",
+        "echo x >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 3 ] || exit 3",
     );
+    let run = crate::util::run(dir.path(), &on_failure(twice), &["--backoff-base", "100ms"]);
     run.expect_code(0);
     let out = run.stdout();
     assert!(
