@@ -107,6 +107,20 @@ async fn a_succeeding_container_logs_and_reports_its_environment() {
          "env": [{"name": "GREETING", "value": "hello"}]}]}))]);
     let status = h.finish("ok").await;
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    let ips = |list: Option<Vec<String>>| list.unwrap_or_default();
+    assert_eq!(
+        (
+            ips(status
+                .host_ips
+                .as_ref()
+                .map(|l| l.iter().map(|i| i.ip.clone()).collect())),
+            ips(status
+                .pod_ips
+                .as_ref()
+                .map(|l| l.iter().map(|i| i.ip.clone()).collect()))
+        ),
+        (vec!["127.0.0.1".to_string()], vec!["127.0.0.1".to_string()])
+    );
     let t = terminated(main_status(&status));
     assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
     assert_eq!(h.log("ok", "main", 0), "out job-3 hello\nerr\n");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use joblet_api::k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_kubelet::{
     sync_pod, Backoff, ContainerRecord, Exit, ExitReason, Observed, PodActions, PodPlan, Run,
@@ -64,8 +64,12 @@ pub(crate) async fn run_pod(
         .chain(spec.containers)
         .collect();
     let mut status = pod.status.clone().unwrap_or_default();
-    status.host_ip = Some("127.0.0.1".to_string());
-    status.pod_ip = Some("127.0.0.1".to_string());
+    // One machine: the node's address is the pod's (the kubelet fills both lists too).
+    let local = "127.0.0.1".to_string();
+    status.host_ip = Some(local.clone());
+    status.host_ips = Some(vec![HostIP { ip: local.clone() }]);
+    status.pod_ip = Some(local.clone());
+    status.pod_ips = Some(vec![PodIP { ip: local }]);
     let (ended, mut ends) = mpsc::unbounded_channel();
     let mut objects = shared.objects.subscribe();
     objects.mark_unchanged();
