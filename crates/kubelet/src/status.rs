@@ -50,18 +50,59 @@ pub(crate) fn pod_status(
         status.message =
             Some("Pod was active on the node longer than the specified deadline".to_string());
     }
-    let initialized = initialized(plan, seen.containers);
-    let ready = plan
-        .containers
-        .iter()
-        .zip(seen.containers)
-        .filter(|(c, _)| c.kind != Kind::Init)
-        .all(|(_, r)| r.state_is_running());
     let now = Time(now);
-    set_condition(&mut status, "PodScheduled", true, &now);
-    set_condition(&mut status, "Initialized", initialized, &now);
-    set_condition(&mut status, "Ready", ready, &now);
-    set_condition(&mut status, "ContainersReady", ready, &now);
+    let names = |kinds: &[Kind], keep: &dyn Fn(&ContainerRecord) -> bool| -> Vec<&str> {
+        let all = plan.containers.iter().zip(seen.containers);
+        all.filter(|(c, r)| kinds.contains(&c.kind) && keep(r))
+            .map(|(c, _)| c.name.as_str())
+            .collect()
+    };
+    // status/generate.go: the ready condition names the unready sidecars and containers...
+    let unready = names(&[Kind::Sidecar, Kind::Main], &|r| !r.state_is_running());
+    let containers_ready = match phase {
+        "Succeeded" => Condition::not("PodCompleted", ""),
+        "Failed" => Condition::not("PodFailed", ""),
+        _ if !unready.is_empty() => Condition::not(
+            "ContainersNotReady",
+            &format!("containers with unready status: [{}]", unready.join(" ")),
+        ),
+        _ => Condition::TRUE,
+    };
+    // ...and the initialized one the init containers not done, unless a container ran.
+    let mut incomplete = names(
+        &[Kind::Init],
+        &|r| !matches!(&r.state, State::Exited(run) if run.exit.code == 0),
+    );
+    incomplete.extend(names(&[Kind::Sidecar], &|r| !r.state_is_running()));
+    let order = |name: &&str| plan.containers.iter().position(|c| c.name == *name);
+    incomplete.sort_by_key(order);
+    let main_ran = (plan.containers.iter().zip(seen.containers))
+        .any(|(c, r)| c.kind == Kind::Main && r.created);
+    let initialized = match phase {
+        "Succeeded" => Condition {
+            value: true,
+            reason: "PodCompleted",
+            message: String::new(),
+        },
+        _ if main_ran || incomplete.is_empty() => Condition::TRUE,
+        _ => Condition::not(
+            "ContainersNotInitialized",
+            &format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            ),
+        ),
+    };
+    set_condition(
+        &mut status,
+        "PodReadyToStartContainers",
+        &Condition::when(!done),
+        &now,
+    );
+    set_condition(&mut status, "PodScheduled", &Condition::TRUE, &now);
+    set_condition(&mut status, "Initialized", &initialized, &now);
+    set_condition(&mut status, "Ready", &containers_ready, &now);
+    set_condition(&mut status, "ContainersReady", &containers_ready, &now);
     if let (true, Some(disruption)) = (done, seen.stop.and_then(|s| s.request.disruption)) {
         disruption.mark(&mut status, &now);
     }
@@ -336,20 +377,57 @@ fn phase(
     }
 }
 
-fn set_condition(status: &mut PodStatus, type_: &str, value: bool, now: &Time) {
-    let value = if value { "True" } else { "False" };
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(c) if c.status == value => {}
-        Some(c) => {
-            c.status = value.to_string();
-            c.last_transition_time = Some(now.clone());
+/// A condition's value, and why when it is not what it should be.
+struct Condition {
+    value: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl Condition {
+    const TRUE: Condition = Condition {
+        value: true,
+        reason: "",
+        message: String::new(),
+    };
+
+    fn when(value: bool) -> Condition {
+        Condition {
+            value,
+            reason: "",
+            message: String::new(),
         }
-        None => conditions.push(PodCondition {
-            type_: type_.to_string(),
-            status: value.to_string(),
-            last_transition_time: Some(now.clone()),
-            ..Default::default()
-        }),
     }
+
+    fn not(reason: &'static str, message: &str) -> Condition {
+        Condition {
+            value: false,
+            reason,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Sets a condition; its transition time changes only with its value.
+fn set_condition(status: &mut PodStatus, type_: &str, condition: &Condition, now: &Time) {
+    let value = if condition.value { "True" } else { "False" };
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let at = match conditions.iter().position(|c| c.type_ == type_) {
+        Some(i) => i,
+        None => {
+            conditions.push(PodCondition {
+                type_: type_.to_string(),
+                ..Default::default()
+            });
+            conditions.len() - 1
+        }
+    };
+    let c = &mut conditions[at];
+    if c.status != value {
+        c.status = value.to_string();
+        c.last_transition_time = Some(now.clone());
+    }
+    c.reason = text(condition.reason);
+    c.message = text(&condition.message);
 }

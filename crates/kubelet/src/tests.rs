@@ -584,3 +584,49 @@ fn a_container_whose_config_cannot_be_made_waits_and_the_pod_stays_pending() {
     assert!(n.sync(3).done);
     assert_eq!(n.phase(), "Succeeded");
 }
+
+#[test]
+fn conditions_say_why_as_status_generate_words_it() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [c("i"), sidecar("s")],
+        "containers": [c("m")]}),
+    );
+    n.sync(0);
+    n.run("i", 0);
+    n.sync(0);
+    let why = |n: &Node, t: &str| {
+        let conditions = n.status.conditions.iter().flatten();
+        let found = conditions.clone().find(|c| c.type_ == t).unwrap();
+        format!(
+            "{} {} {}",
+            found.status,
+            found.reason.as_deref().unwrap_or("-"),
+            found.message.as_deref().unwrap_or("-")
+        )
+    };
+    assert_eq!(
+        why(&n, "Initialized"),
+        "False ContainersNotInitialized containers with incomplete status: [i s]"
+    );
+    assert_eq!(
+        why(&n, "Ready"),
+        "False ContainersNotReady containers with unready status: [s m]"
+    );
+    assert_eq!(why(&n, "PodReadyToStartContainers"), "True - -");
+    n.exit("i", 0, 1);
+    n.bring_up(&["s", "m"], 1);
+    n.sync(1);
+    assert_eq!(
+        (why(&n, "Initialized"), why(&n, "Ready")),
+        ("True - -".into(), "True - -".into())
+    );
+    n.exit("m", 0, 2);
+    n.sync(2);
+    n.stopping("s", 2, 30);
+    n.exit("s", 143, 3);
+    assert!(n.sync(3).done);
+    assert_eq!(why(&n, "Ready"), "False PodCompleted -");
+    assert_eq!(why(&n, "ContainersReady"), "False PodCompleted -");
+    assert_eq!(why(&n, "Initialized"), "True PodCompleted -");
+    assert_eq!(why(&n, "PodReadyToStartContainers"), "False - -");
+}
