@@ -6,6 +6,8 @@
 
 use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 
+use crate::plan::format_pod;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubeletEvent {
     /// The container the event is about (the event's `fieldPath` names it).
@@ -16,14 +18,7 @@ pub struct KubeletEvent {
 
 /// The events of the change from `previous` to `current`; all Warnings.
 pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> Vec<KubeletEvent> {
-    let meta = &pod.metadata;
-    // `format.Pod`: name_namespace(uid).
-    let pod_name = format!(
-        "{}_{}({})",
-        meta.name.as_deref().unwrap_or(""),
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.uid.as_deref().unwrap_or("")
-    );
+    let pod_name = format_pod(pod);
     let statuses = |s: &PodStatus| -> Vec<ContainerStatus> {
         let inits = s.init_container_statuses.iter().flatten();
         inits

@@ -18,7 +18,8 @@ pub use env::{Node, Objects};
 pub use events::{kubelet_events, KubeletEvent};
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
-    sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State, Stop,
+    later, since, sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State,
+    Stop,
 };
 
 /// A pod being stopped, and whether Kubernetes would call it a disruption.

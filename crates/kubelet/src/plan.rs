@@ -80,12 +80,7 @@ impl PodPlan {
         let mains = spec.containers.iter().map(|c| plan(c, Kind::Main));
         let seconds = |s: i64| Duration::from_secs(s.max(0) as u64);
         PodPlan {
-            pod: format!(
-                "{}_{}({})",
-                pod.metadata.name.as_deref().unwrap_or(""),
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
-                pod.metadata.uid.as_deref().unwrap_or("")
-            ),
+            pod: format_pod(pod),
             containers: inits.chain(mains).collect(),
             restart_policy: match spec.restart_policy.as_deref() {
                 Some("Never") => RestartPolicy::Never,
@@ -111,6 +106,17 @@ impl PodPlan {
             RestartPolicy::Always => true,
         }
     }
+}
+
+/// A pod as the kubelet's messages name it (`format.Pod`): `name_namespace(uid)`.
+pub(crate) fn format_pod(pod: &Pod) -> String {
+    let meta = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        meta.name.as_deref().unwrap_or(""),
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.uid.as_deref().unwrap_or("")
+    )
 }
 
 #[cfg(test)]

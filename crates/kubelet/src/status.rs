@@ -51,14 +51,11 @@ pub(crate) fn pod_status(
             Some("Pod was active on the node longer than the specified deadline".to_string());
     }
     let now = Time(now);
-    let names = |kinds: &[Kind], keep: &dyn Fn(&ContainerRecord) -> bool| -> Vec<&str> {
-        let all = plan.containers.iter().zip(seen.containers);
-        all.filter(|(c, r)| kinds.contains(&c.kind) && keep(r))
-            .map(|(c, _)| c.name.as_str())
-            .collect()
-    };
     // status/generate.go: the ready condition names the unready sidecars and containers...
-    let unready = names(&[Kind::Sidecar, Kind::Main], &|r| !r.state_is_running());
+    let unready: Vec<&str> = (plan.containers.iter().zip(seen.containers))
+        .filter(|(c, r)| c.kind != Kind::Init && !r.state_is_running())
+        .map(|(c, _)| c.name.as_str())
+        .collect();
     let containers_ready = match phase {
         "Succeeded" => Condition::not("PodCompleted", ""),
         "Failed" => Condition::not("PodFailed", ""),
@@ -69,22 +66,14 @@ pub(crate) fn pod_status(
         _ => Condition::TRUE,
     };
     // ...and the initialized one the init containers not done, unless a container ran.
-    let mut incomplete = names(
-        &[Kind::Init],
-        &|r| !matches!(&r.state, State::Exited(run) if run.exit.code == 0),
-    );
-    incomplete.extend(names(&[Kind::Sidecar], &|r| !r.state_is_running()));
-    let order = |name: &&str| plan.containers.iter().position(|c| c.name == *name);
-    incomplete.sort_by_key(order);
-    let main_ran = (plan.containers.iter().zip(seen.containers))
-        .any(|(c, r)| c.kind == Kind::Main && r.created);
+    let incomplete = incomplete_inits(plan, seen.containers);
     let initialized = match phase {
         "Succeeded" => Condition {
             value: true,
             reason: "PodCompleted",
             message: String::new(),
         },
-        _ if main_ran || incomplete.is_empty() => Condition::TRUE,
+        _ if initialized(plan, seen.containers) => Condition::TRUE,
         _ => Condition::not(
             "ContainersNotInitialized",
             &format!(
@@ -268,19 +257,25 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Init containers done (each regular one succeeded, each sidecar running), or a main
-/// container ran, which means they were once (`GeneratePodInitializedCondition`).
+/// Init containers done, or a main container ran, which means they were once
+/// (`GeneratePodInitializedCondition`).
 fn initialized(plan: &PodPlan, records: &[ContainerRecord]) -> bool {
-    let mut pairs = plan.containers.iter().zip(records);
-    let main_ran = pairs
-        .clone()
-        .any(|(c, r)| c.kind == Kind::Main && r.created);
-    main_ran
-        || pairs.all(|(c, r)| match c.kind {
-            Kind::Main => true,
-            Kind::Sidecar => r.state_is_running(),
-            Kind::Init => matches!(&r.state, State::Exited(run) if run.exit.code == 0),
+    let main_ran =
+        (plan.containers.iter().zip(records)).any(|(c, r)| c.kind == Kind::Main && r.created);
+    main_ran || incomplete_inits(plan, records).is_empty()
+}
+
+/// The init containers not done, in spec order: a regular one until it succeeded, a sidecar
+/// while it does not run.
+fn incomplete_inits<'a>(plan: &'a PodPlan, records: &[ContainerRecord]) -> Vec<&'a str> {
+    (plan.containers.iter().zip(records))
+        .filter(|(c, r)| match c.kind {
+            Kind::Main => false,
+            Kind::Sidecar => !r.state_is_running(),
+            Kind::Init => !matches!(&r.state, State::Exited(run) if run.exit.code == 0),
         })
+        .map(|(c, _)| c.name.as_str())
+        .collect()
 }
 
 /// `getPhase`: regular init containers first (one failed for good fails the pod), then the

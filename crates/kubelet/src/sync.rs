@@ -381,7 +381,7 @@ impl Wake {
 }
 
 /// `at` plus `d`, or the end of time.
-pub(crate) fn later(at: Timestamp, d: Duration) -> Timestamp {
+pub fn later(at: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
         .and_then(|d| at.checked_add(d).ok())
@@ -389,6 +389,6 @@ pub(crate) fn later(at: Timestamp, d: Duration) -> Timestamp {
 }
 
 /// How long from `earlier` to `now`, zero if `now` is earlier.
-pub(crate) fn since(earlier: Timestamp, now: Timestamp) -> Duration {
+pub fn since(earlier: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(earlier)).unwrap_or_default()
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use joblet_api::k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_kubelet::{
-    sync_pod, Backoff, ContainerRecord, Exit, ExitReason, Observed, PodActions, PodPlan, Run,
-    State, Stop,
+    later, since, sync_pod, Backoff, ContainerRecord, Exit, ExitReason, Observed, PodActions,
+    PodPlan, Run, State, Stop,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -107,7 +107,7 @@ pub(crate) async fn run_pod(
         }
         let wake = actions
             .wake_at
-            .map(|at| until(now, at))
+            .map(|at| since(now, at))
             .unwrap_or(std::time::Duration::MAX);
         tokio::select! {
             Some(end) = ends.recv() => {
@@ -121,11 +121,6 @@ pub(crate) async fn run_pod(
             _ = tokio::time::sleep(wake) => {}
         }
     }
-}
-
-/// How long from `now` until `at`, zero if it has passed.
-fn until(now: Timestamp, at: Timestamp) -> std::time::Duration {
-    std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default()
 }
 
 impl Worker {
@@ -224,14 +219,10 @@ impl Worker {
         if let Some(group) = self.groups[i] {
             host::stop(&self.shared, group, grace);
         }
-        let kill_at = joblet_api::k8s_openapi::jiff::SignedDuration::try_from(grace)
-            .ok()
-            .and_then(|d| now.checked_add(d).ok())
-            .unwrap_or(Timestamp::MAX);
         self.records[i].state = State::Stopping {
             id,
             started_at,
-            kill_at,
+            kill_at: later(now, grace),
         };
     }
 

@@ -1307,22 +1307,8 @@ fn a_pod_whose_config_map_is_missing_waits_and_the_job_does_not_fail() {
     let dir = scratch();
     let server = Server::start(dir.path());
     server.apply(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: needs-settings
-spec:
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          command: ["true"]
-          envFrom:
-            - configMapRef:
-                name: settings
-"#,
+        &(job("needs-settings", "", "true")
+            + "          envFrom: [{configMapRef: {name: settings}}]\n"),
     );
     let waiting = || {
         let pods = server.json(&["get", "pods", "-l", "job-name=needs-settings"]);
