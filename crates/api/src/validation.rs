@@ -716,10 +716,29 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     );
 }
 
+/// Why a field of an alpha feature is refused rather than dropped in silence, as a 1.34 API
+/// server with its default feature gates would drop it.
+const ALPHA_IN_1_34: &str =
+    "an alpha field of Kubernetes 1.34, off by default there (a cluster would drop it): joblet does not run it";
+
 /// A container's own `restartPolicy`: `Always` makes an init container a sidecar; regular
 /// containers may not have one (`restartPolicyRules` is alpha in 1.34, off by default).
 fn validate_container_restart_policies(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     const SPEC: &str = "spec.template.spec";
+    let containers = (pod.init_containers.iter().flatten().enumerate())
+        .map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c))
+        .chain(
+            (pod.containers.iter().enumerate())
+                .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c)),
+        );
+    for (path, container) in containers {
+        if container.restart_policy_rules.is_some() {
+            errors.push(FieldError::forbidden(
+                format!("{path}.restartPolicyRules"),
+                ALPHA_IN_1_34,
+            ));
+        }
+    }
     for (i, container) in pod.init_containers.iter().flatten().enumerate() {
         match container.restart_policy.as_deref() {
             None | Some("Always") => {}
@@ -978,6 +997,13 @@ fn validate_env_source(
                 errors.push(FieldError::invalid_str(format!("{here}.key"), key, &detail));
             }
         }
+    }
+    if source.file_key_ref.is_some() {
+        sources += 1;
+        errors.push(FieldError::forbidden(
+            format!("{path}.valueFrom.fileKeyRef"),
+            ALPHA_IN_1_34,
+        ));
     }
     if let Some(selector) = &source.resource_field_ref {
         sources += 1;
@@ -1258,6 +1284,23 @@ spec:
             [
                 "spec.template.spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
                 "spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            ]
+        );
+    }
+
+    #[test]
+    fn alpha_fields_are_refused_with_their_path_not_dropped() {
+        let errors = errors_for(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "main", "image": "busybox", "command": ["true"],
+             "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}],
+             "env": [{"name": "V", "valueFrom": {"fileKeyRef": {"volumeName": "v", "path": "p", "key": "k"}}}]}]}}}}));
+        let path = "spec.template.spec.containers[0]";
+        let detail = "Forbidden: an alpha field of Kubernetes 1.34, off by default there (a cluster would drop it): joblet does not run it";
+        assert_eq!(
+            errors,
+            [
+                format!("{path}.env[0].valueFrom.fileKeyRef: {detail}"),
+                format!("{path}.restartPolicyRules: {detail}"),
             ]
         );
     }
