@@ -117,6 +117,91 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
     finish("Secret", name, errors)
 }
 
+/// A ConfigMap or Secret that passed the API server's validation: the only form in which
+/// the engine takes one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Valid<T>(T);
+
+impl<T> Valid<T> {
+    pub fn object(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_object(self) -> T {
+        self.0
+    }
+}
+
+pub fn admit_config_map(config_map: ConfigMap) -> Result<Valid<ConfigMap>, Invalid> {
+    validate_config_map(&config_map)?;
+    Ok(Valid(config_map))
+}
+
+/// `ValidateConfigMapUpdate`: an immutable ConfigMap keeps its data and stays immutable.
+pub fn admit_config_map_update(
+    new: ConfigMap,
+    old: &ConfigMap,
+) -> Result<Valid<ConfigMap>, Invalid> {
+    let mut errors = Vec::new();
+    if old.immutable == Some(true) {
+        immutable_errors(new.immutable, &mut errors);
+        if new.data != old.data {
+            errors.push(FieldError::forbidden("data", IMMUTABLE_SET));
+        }
+        if new.binary_data != old.binary_data {
+            errors.push(FieldError::forbidden("binaryData", IMMUTABLE_SET));
+        }
+    }
+    let name = new.metadata.name.clone().unwrap_or_default();
+    join("ConfigMap", name, errors, validate_config_map(&new))?;
+    Ok(Valid(new))
+}
+
+/// Takes a Secret prepared by [`prepare_secret`].
+pub fn admit_secret(secret: Secret) -> Result<Valid<Secret>, Invalid> {
+    validate_secret(&secret)?;
+    Ok(Valid(secret))
+}
+
+/// `ValidateSecretUpdate`: `type` never changes; an immutable Secret keeps its data.
+pub fn admit_secret_update(new: Secret, old: &Secret) -> Result<Valid<Secret>, Invalid> {
+    let mut errors = Vec::new();
+    if new.type_ != old.type_ {
+        let value = new.type_.as_deref().unwrap_or("");
+        errors.push(FieldError::invalid_str("type", value, "field is immutable"));
+    }
+    if old.immutable == Some(true) {
+        immutable_errors(new.immutable, &mut errors);
+        if new.data != old.data {
+            errors.push(FieldError::forbidden("data", IMMUTABLE_SET));
+        }
+    }
+    let name = new.metadata.name.clone().unwrap_or_default();
+    join("Secret", name, errors, validate_secret(&new))?;
+    Ok(Valid(new))
+}
+
+const IMMUTABLE_SET: &str = "field is immutable when `immutable` is set";
+
+fn immutable_errors(new: Option<bool>, errors: &mut Vec<FieldError>) {
+    if new != Some(true) {
+        errors.push(FieldError::forbidden("immutable", IMMUTABLE_SET));
+    }
+}
+
+/// The update's own errors first, then those of the create-time rules, as upstream lists them.
+fn join(
+    kind: &'static str,
+    name: String,
+    mut errors: Vec<FieldError>,
+    create: Result<(), Invalid>,
+) -> Result<(), Invalid> {
+    if let Err(invalid) = create {
+        errors.extend(invalid.errors);
+    }
+    finish(kind, name, errors)
+}
+
 fn validate_meta(meta: &ObjectMeta, errors: &mut Vec<FieldError>) -> String {
     let name = meta.name.clone().unwrap_or_default();
     if name.is_empty() {
@@ -258,5 +343,34 @@ mod tests {
             error,
             "Secret \"big\" is invalid: data: Too long: must have at most 1048576 bytes"
         );
+    }
+
+    #[test]
+    fn immutable_objects_keep_their_data_and_a_secret_its_type() {
+        let old: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": "c"}, "data": {"k": "1"}, "immutable": true}),
+        )
+        .unwrap();
+        let mut relabelled = old.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(admit_config_map_update(relabelled, &old).is_ok());
+        let changed: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "2"}})).unwrap();
+        assert_eq!(
+            admit_config_map_update(changed, &old).unwrap_err().to_string(),
+            "ConfigMap \"c\" is invalid: [immutable: Forbidden: field is immutable when `immutable` is set, \
+             data: Forbidden: field is immutable when `immutable` is set]"
+        );
+        let old = secret(json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}})).unwrap();
+        let mut retyped = old.clone();
+        retyped.type_ = Some("kubernetes.io/tls".to_string());
+        assert_eq!(
+            admit_secret_update(retyped, &old).unwrap_err().to_string(),
+            "Secret \"s\" is invalid: [type: Invalid value: \"kubernetes.io/tls\": field is immutable, \
+             data[tls.crt]: Required value, data[tls.key]: Required value]"
+        );
+        let mut changed = old.clone();
+        changed.data = None;
+        assert!(admit_secret_update(changed, &old).is_ok());
     }
 }

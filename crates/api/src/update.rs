@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::defaults::apply_defaults;
@@ -14,19 +15,24 @@ use crate::validation::validate_job;
 /// re-applies defaults, so that a merged or replaced object compares like for like.
 /// `generation` goes up when the spec changes.
 pub fn prepare_for_update(old: &Job, new: &mut Job) {
-    let (from, to) = (&old.metadata, &mut new.metadata);
-    to.uid.clone_from(&from.uid);
-    to.namespace.clone_from(&from.namespace);
-    to.name.clone_from(&from.name);
-    to.creation_timestamp.clone_from(&from.creation_timestamp);
-    to.deletion_timestamp.clone_from(&from.deletion_timestamp);
-    to.generation = from.generation;
-    to.managed_fields = None;
+    carry_identity(&mut new.metadata, &old.metadata);
     new.status.clone_from(&old.status);
     apply_defaults(new);
     if new.spec != old.spec {
         new.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
     }
+}
+
+/// What no update of any kind changes (`rest.BeforeUpdate`): identity, creation and
+/// deletion times, generation; managed fields are worked out afresh.
+pub fn carry_identity(new: &mut ObjectMeta, old: &ObjectMeta) {
+    new.uid.clone_from(&old.uid);
+    new.namespace.clone_from(&old.namespace);
+    new.name.clone_from(&old.name);
+    new.creation_timestamp.clone_from(&old.creation_timestamp);
+    new.deletion_timestamp.clone_from(&old.deletion_timestamp);
+    new.generation = old.generation;
+    new.managed_fields = None;
 }
 
 /// Validates `new` as an update of `old`: the create-time rules plus immutability.

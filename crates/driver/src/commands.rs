@@ -9,9 +9,11 @@ use joblet_api::k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, Namespace
 use joblet_api::ValidJob;
 use joblet_core::{PodView, Time};
 use joblet_runtime::Disruption;
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::objects::{namespace_record, pod_record, KIND_POD};
+use crate::objects::{namespace_record, pod_record, KIND_JOB, KIND_NAMESPACE, KIND_POD};
+use crate::plain::Plain;
 use crate::{job_object, new_uid, Engine, JobEntry, JobKey, LoosePod};
 
 /// What happens to a deleted Job's pods (`DeleteOptions.propagationPolicy`).
@@ -61,19 +63,34 @@ pub enum UpdateBase {
     ReadAt(i64),
 }
 
+/// A validated object of a served kind, as the API hands it to the engine to store.
+pub enum Stored {
+    Job(Box<ValidJob>),
+    Plain(Box<Plain>),
+}
+
+/// Which object a delete is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
 pub(crate) enum Command {
-    CreateJob(ValidJob, Reply<Job>),
-    /// A new object for an existing Job, validated as an update of what `base` names.
-    UpdateJob {
-        job: ValidJob,
-        base: UpdateBase,
-        reply: Reply<Job>,
+    /// Creates the object (`base: None`), or updates it as validated against what `base`
+    /// names; replies with the stored object.
+    Put {
+        object: Stored,
+        base: Option<UpdateBase>,
+        reply: Reply<Value>,
     },
-    DeleteJob {
-        namespace: String,
-        name: String,
+    /// Deletes the object (a Job's pods as `propagation` says); replies with the object as
+    /// it was.
+    Delete {
+        key: ObjectKey,
         propagation: Propagation,
-        reply: Reply<Job>,
+        reply: Reply<Value>,
     },
     DeletePod {
         namespace: String,
@@ -100,24 +117,27 @@ impl EngineHandle {
         EngineHandle { commands }
     }
 
-    pub async fn create_job(&self, job: ValidJob) -> Result<Job, CommandError> {
-        self.call(|reply| Command::CreateJob(job, reply)).await
-    }
-
-    pub async fn update_job(&self, job: ValidJob, base: UpdateBase) -> Result<Job, CommandError> {
-        self.call(|reply| Command::UpdateJob { job, base, reply })
-            .await
-    }
-
-    pub async fn delete_job(
+    /// Stores a new object (`base: None`) or an update of one; answers once committed.
+    pub async fn put(
         &self,
-        namespace: &str,
-        name: &str,
+        object: Stored,
+        base: Option<UpdateBase>,
+    ) -> Result<Value, CommandError> {
+        self.call(|reply| Command::Put {
+            object,
+            base,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete(
+        &self,
+        key: ObjectKey,
         propagation: Propagation,
-    ) -> Result<Job, CommandError> {
-        self.call(|reply| Command::DeleteJob {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
+    ) -> Result<Value, CommandError> {
+        self.call(|reply| Command::Delete {
+            key,
             propagation,
             reply,
         })
@@ -165,30 +185,27 @@ impl EngineHandle {
 impl Engine {
     pub(crate) fn carry_out(&mut self, command: Command, now: Time) {
         match command {
-            Command::CreateJob(job, reply) => {
-                let result = self.create_from_api(job);
+            Command::Put {
+                object,
+                base,
+                reply,
+            } => {
+                let result = match object {
+                    Stored::Job(job) => match base {
+                        None => self.create_from_api(*job),
+                        Some(base) => self.update_job(*job, &base),
+                    }
+                    .map(|job| to_value(&job)),
+                    Stored::Plain(object) => self.put_plain(*object, base.as_ref()),
+                };
                 self.reply_when_committed(reply, result);
             }
-            Command::UpdateJob { job, base, reply } => {
-                let result = self.update_job(job, &base);
-                self.reply_when_committed(reply, result);
-            }
-            Command::DeleteJob {
-                namespace,
-                name,
+            Command::Delete {
+                key,
                 propagation,
                 reply,
             } => {
-                let key = (namespace, name);
-                let result = match self.jobs.remove(&key) {
-                    Some(entry) => {
-                        let mut object = job_object(&entry);
-                        object.metadata.deletion_timestamp = Some(now.to_wire());
-                        self.remove_job(&key, entry, propagation);
-                        Ok(object)
-                    }
-                    None => Err(CommandError::NotFound),
-                };
+                let result = self.delete_object(key, propagation, now);
                 self.reply_when_committed(reply, result);
             }
             Command::DeletePod {
@@ -229,6 +246,73 @@ impl Engine {
             Vec::new(),
             vec![Box::new(move |committed| {
                 let _ = reply.send(committed.map_err(CommandError::Write).and(result));
+            })],
+        );
+    }
+
+    fn put_plain(
+        &mut self,
+        object: Plain,
+        base: Option<&UpdateBase>,
+    ) -> Result<Value, CommandError> {
+        let namespace = match &object {
+            Plain::ConfigMap(valid) => valid.object().metadata.namespace.clone(),
+            Plain::Secret(valid) => valid.object().metadata.namespace.clone(),
+        }
+        .unwrap_or_default();
+        if !self.namespaces.contains_key(&namespace) {
+            return Err(CommandError::NamespaceNotFound(namespace));
+        }
+        let rv = self.next_resource_version + 1;
+        let (record, stored) = self.plain.put(object, base, rv)?;
+        self.next_resource_version = rv;
+        self.batch.put(record);
+        self.publish_node_objects();
+        Ok(stored)
+    }
+
+    fn delete_object(
+        &mut self,
+        key: ObjectKey,
+        propagation: Propagation,
+        now: Time,
+    ) -> Result<Value, CommandError> {
+        let ObjectKey {
+            kind,
+            namespace,
+            name,
+        } = key;
+        let key = (namespace, name);
+        if kind == KIND_JOB {
+            let entry = self.jobs.remove(&key).ok_or(CommandError::NotFound)?;
+            let mut object = job_object(&entry);
+            object.metadata.deletion_timestamp = Some(now.to_wire());
+            self.remove_job(&key, entry, propagation);
+            return Ok(to_value(&object));
+        }
+        let object = self
+            .plain
+            .remove(kind, &key)
+            .ok_or(CommandError::NotFound)?;
+        let rv = self.next_resource_version();
+        self.batch.delete(kind, &key.0, &key.1, rv);
+        self.publish_node_objects();
+        Ok(object)
+    }
+
+    /// Once what is queued is committed, the node's pods see the ConfigMaps and Secrets as
+    /// stored.
+    pub(crate) fn publish_node_objects(&mut self) {
+        let (config_maps, secrets) = self.plain.for_node();
+        let runtime = self.runtime.clone();
+        self.flush();
+        self.writer.submit(
+            Default::default(),
+            Vec::new(),
+            vec![Box::new(move |committed| {
+                if committed.is_ok() {
+                    runtime.set_objects(&config_maps, &secrets);
+                }
             })],
         );
     }
@@ -393,9 +477,15 @@ impl Engine {
             let rv = self.next_resource_version();
             self.batch.delete(KIND_POD, name, &pod, rv);
         }
+        for (kind, object) in self.plain.in_namespace(name) {
+            let key = (name.to_string(), object);
+            self.plain.remove(kind, &key);
+            let rv = self.next_resource_version();
+            self.batch.delete(kind, name, &key.1, rv);
+        }
+        self.publish_node_objects();
         let rv = self.next_resource_version();
-        self.batch
-            .delete(crate::objects::KIND_NAMESPACE, "", name, rv);
+        self.batch.delete(KIND_NAMESPACE, "", name, rv);
         Ok(namespace)
     }
 
@@ -465,7 +555,7 @@ impl Engine {
         }
         let rv = self.next_resource_version();
         self.batch
-            .delete(crate::objects::KIND_JOB, &namespace, entry.job.name(), rv);
+            .delete(KIND_JOB, &namespace, entry.job.name(), rv);
         let rv = self.next_resource_version();
         self.batch.delete(
             crate::objects::KIND_CONTROLLER,
@@ -484,6 +574,10 @@ fn release(pod: &mut Pod, cascade: bool) {
     if !cascade {
         pod.metadata.owner_references = None;
     }
+}
+
+fn to_value<T: serde::Serialize>(object: &T) -> Value {
+    serde_json::to_value(object).expect("API objects serialize")
 }
 
 fn mark_deleted(pod: &mut Pod, grace: Option<Duration>, now: Time) {

@@ -5,6 +5,7 @@
 mod clock;
 mod commands;
 mod objects;
+mod plain;
 mod recover;
 mod writer;
 
@@ -29,11 +30,10 @@ pub use joblet_store::{CrashPoint, Durability};
 use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
-pub use commands::{CommandError, EngineHandle, Propagation, UpdateBase};
-use objects::{
-    container_reference, event_record, job_record, job_reference, pod_record, KIND_JOB, KIND_POD,
-};
-pub use objects::{KIND_EVENT, KIND_NAMESPACE};
+pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, UpdateBase};
+use objects::{container_reference, event_record, job_record, job_reference, pod_record};
+pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_POD};
+pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET};
 pub use writer::Feed;
 
 #[derive(Clone, Debug)]
@@ -104,6 +104,16 @@ pub enum Notice {
 }
 
 type JobKey = (String, String);
+
+/// The kinds of the objects the API serves, as stored.
+pub const SERVED_KINDS: [&str; 6] = [
+    KIND_NAMESPACE,
+    KIND_JOB,
+    KIND_POD,
+    KIND_EVENT,
+    KIND_CONFIG_MAP,
+    KIND_SECRET,
+];
 
 /// A pod without a Job in memory (its Job was deleted): tracked until its processes end.
 struct LoosePod {
@@ -180,6 +190,7 @@ pub struct Engine {
     jobs: BTreeMap<JobKey, JobEntry>,
     pod_owner: HashMap<JobKey, JobKey>,
     namespaces: BTreeMap<String, Namespace>,
+    plain: plain::PlainObjects,
     loose_pods: HashMap<JobKey, LoosePod>,
     /// Jobs deleted or expired during a `run`, for its report.
     removed: Vec<Job>,
@@ -232,6 +243,7 @@ impl Engine {
             jobs: BTreeMap::new(),
             pod_owner: HashMap::new(),
             namespaces: BTreeMap::new(),
+            plain: Default::default(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
@@ -362,14 +374,13 @@ impl Engine {
         EngineHandle { commands }
     }
 
-    /// Every object the API serves (Namespaces, Jobs, Pods, Events), committed, and the
-    /// resourceVersion they are current at.
+    /// Every object the API serves, committed, and the resourceVersion they are current at.
     pub fn snapshot(&mut self) -> Result<(Vec<Record>, i64), EngineError> {
         self.flush();
         self.writer.barrier().map_err(EngineError::Write)?;
         let store = self.store.lock().expect("store");
         let mut records = Vec::new();
-        for kind in [KIND_NAMESPACE, KIND_JOB, KIND_POD, KIND_EVENT] {
+        for kind in SERVED_KINDS {
             records.extend(store.list(kind)?);
         }
         Ok((records, store.resource_version()))
@@ -860,7 +871,7 @@ pub fn random_bytes(bytes: &mut [u8]) -> std::io::Result<()> {
 }
 
 /// A random (version 4) UUID, as the API server gives every object.
-pub(crate) fn new_uid() -> String {
+pub fn new_uid() -> String {
     let mut bytes = [0u8; 16];
     if random_bytes(&mut bytes).is_err() {
         // No /dev/urandom: fall back to the clock and pid, still unique enough per machine.

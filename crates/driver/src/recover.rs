@@ -1,4 +1,5 @@
-//! Picking up a state directory: the Namespaces, Jobs and pods the last engine left.
+//! Picking up a state directory: the Namespaces, Jobs, pods, ConfigMaps and Secrets the last
+//! engine left.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,7 +24,13 @@ impl Engine {
         let controllers = store.list(KIND_CONTROLLER)?;
         let pods = store.list(KIND_POD)?;
         let events = store.list(crate::KIND_EVENT)?;
+        let mut plain = store.list(crate::KIND_CONFIG_MAP)?;
+        plain.extend(store.list(crate::KIND_SECRET)?);
         drop(store);
+        self.plain.load(plain);
+        if !self.plain.is_empty() {
+            self.publish_node_objects();
+        }
         if let Some(ttl) = self.config.event_ttl {
             let mut expiring: Vec<(Time, String, String)> = events
                 .into_iter()

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::decode_object;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
-use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-use joblet_api::{decode_object, prepare_for_update, validate_job_update};
-use joblet_driver::{admit, EngineHandle, Propagation, SystemClock, UpdateBase};
+use joblet_driver::{EngineHandle, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -21,21 +19,14 @@ use crate::cache::{Cache, Entry, Key};
 use crate::errors::ApiError;
 use crate::object_locks::ObjectLocks;
 use crate::params::ListOptions;
-use crate::patch::{Patch, PatchType, MAX_JSON_PATCH_OPERATIONS};
 use crate::registry::request::{
-    decode, decode_body, delete_options, dry_run, field_manager, field_validation, json_response,
+    decode_body, delete_options, dry_run, field_manager, field_validation, json_response,
     raw_json_response, selector, wants_table, ObjectRef, Params, Write,
 };
-use crate::resources::{self, Resource, JOBS, NAMESPACES, PODS};
+use crate::registry::{self, Call};
+use crate::resources::{self, Resource, NAMESPACES, PODS};
 use crate::table::{self, Include};
-use crate::{logs, managed, openapi, watch};
-
-/// How often a patch is redone because another client changed the object between its read
-/// and its write; each time, some other write succeeded, so this only bounds a storm.
-const PATCH_ATTEMPTS: usize = 64;
-
-/// How long a redone patch waits for the cache to show the change it collided with.
-const STALE_READ_WAIT: Duration = Duration::from_secs(5);
+use crate::{logs, openapi, watch};
 
 /// Request bodies above this are refused (the API server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -175,6 +166,11 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         .unwrap_or("")
         .to_string();
     let target = route(parts.uri.path()).ok_or_else(ApiError::no_route)?;
+    let call = Call {
+        state,
+        params: &params,
+        headers: &parts.headers,
+    };
     let method = parts.method.clone();
     let read_body = || async {
         axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
@@ -228,21 +224,23 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
                 }
                 Method::POST => {
                     let body = read_body().await?;
-                    let write = Write::Update(field_manager(&params, &parts.headers));
-                    create(
-                        state,
-                        resource,
-                        namespace,
-                        &params,
-                        &parts.headers,
-                        &body,
-                        write,
-                    )
-                    .await
+                    match registry::lookup(resource.kind) {
+                        Some(rest) => {
+                            let write = Write::Update(field_manager(&params, &parts.headers));
+                            rest.create(&call, namespace, &body, write).await
+                        }
+                        None if resource.kind == "Namespace" => {
+                            create_namespace(state, &params, &parts.headers, &body).await
+                        }
+                        None => Err(ApiError::method_not_allowed(format!(
+                            "joblet creates {} itself: pods come from Jobs, events from its controllers",
+                            resource.plural
+                        ))),
+                    }
                 }
                 Method::DELETE => {
                     let body = read_body().await?;
-                    delete_collection(state, resource, namespace, &params, &body).await
+                    delete_collection(&call, resource, namespace, &body).await
                 }
                 _ => Err(ApiError::method_not_allowed(format!(
                     "{} is not supported on {}",
@@ -276,15 +274,21 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
                 (None | Some("status"), Method::GET) => get(state, &object, &params, &accept),
                 (None, Method::PUT) => {
                     let body = read_body().await?;
-                    replace(state, &object, &params, &parts.headers, &body).await
+                    match registry::lookup(object.resource.kind) {
+                        Some(rest) => rest.replace(&call, &object, &body).await,
+                        None => Err(refuse(&object, "replace")),
+                    }
                 }
                 (None, Method::PATCH) => {
                     let body = read_body().await?;
-                    patch_object(state, &object, &params, &parts.headers, &body).await
+                    match registry::lookup(object.resource.kind) {
+                        Some(rest) => rest.patch(&call, &object, &body).await,
+                        None => Err(refuse(&object, "patch")),
+                    }
                 }
                 (None, Method::DELETE) => {
                     let body = read_body().await?;
-                    delete(state, &object, &params, &body).await
+                    delete_one(&call, &object, &body).await
                 }
                 (Some("status"), _) => Err(ApiError::method_not_allowed(
                     "status is written by joblet's controllers only",
@@ -433,358 +437,58 @@ fn list_body(resource: &Resource, metadata: &Value, items: &[Arc<Entry>]) -> Str
     body
 }
 
-fn to_value(job: &Job) -> Value {
-    serde_json::to_value(job).expect("API objects serialize")
-}
-
-async fn create(
+/// `POST namespaces`: the one kind created here that is not served through a strategy yet.
+async fn create_namespace(
     state: &AppState,
-    resource: &'static Resource,
-    namespace: Option<&str>,
     params: &Params,
     headers: &HeaderMap,
     body: &Bytes,
-    write: Write,
 ) -> Result<Response, ApiError> {
     let value = decode_body(headers, body)?;
-    match resource.kind {
-        "Job" => {
-            let (mut job, mut warnings) = decode::<Job>(value, params)?;
-            let namespace = namespace.unwrap_or("default");
-            if job
-                .metadata
-                .namespace
-                .as_deref()
-                .is_some_and(|ns| ns != namespace)
-            {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            job.metadata.namespace = Some(namespace.to_string());
-            generate_name(&mut job.metadata);
-            let now = SystemClock.now_timestamp();
-            // The creator owns what it set and the defaults, not the generated selector;
-            // managed fields sent along are kept beside it, as upstream keeps them.
-            let sent = job.metadata.managed_fields.take().unwrap_or_default();
-            job.metadata.managed_fields = Some(match write {
-                Write::Update(manager) => {
-                    let mut defaulted = job.clone();
-                    joblet_api::defaults::apply_defaults(&mut defaulted);
-                    let created = to_value(&defaulted);
-                    managed::after_update(&Value::Null, &created, &sent, &manager, now)
-                }
-                Write::Apply { manager, .. } => {
-                    let config = to_value(&job);
-                    managed::apply(
-                        &Value::Null,
-                        &config,
-                        config.clone(),
-                        &sent,
-                        &manager,
-                        true,
-                        now,
-                    )
-                    .map(|(_, entries)| entries)
-                    .expect("a forced apply has no conflicts")
-                }
-            });
-            let valid = admit(job).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
-            warnings.extend(joblet_api::validation::host_runtime_warnings(
-                valid.object(),
-            ));
-            let name = valid.name().to_string();
-            let created = if dry_run(params) {
-                valid.object().clone()
+    let (namespace, unknown) = decode_object::<Namespace>(value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Namespace in version \"v1\" cannot be handled as a Namespace: {e}"
+        ))
+    })?;
+    let warnings = field_validation(params, unknown)?;
+    let name = namespace.metadata.name.clone().unwrap_or_default();
+    if !joblet_api::validation::is_dns1123_label(&name) {
+        let invalid = joblet_api::Invalid {
+            kind: "Namespace",
+            name: name.clone(),
+            errors: vec![if name.is_empty() {
+                joblet_api::FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )
             } else {
-                state
-                    .engine
-                    .create_job(valid)
-                    .await
-                    .map_err(|e| ApiError::from_command(&JOBS, &name, e))?
-            };
-            Ok(raw_json_response(
-                StatusCode::CREATED,
-                serde_json::to_string(&created).expect("API objects serialize"),
-                &warnings,
-            ))
-        }
-        "Namespace" => {
-            let (namespace, unknown) = decode_object::<Namespace>(value).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "Namespace in version \"v1\" cannot be handled as a Namespace: {e}"
-                ))
-            })?;
-            let warnings = field_validation(params, unknown)?;
-            let name = namespace.metadata.name.clone().unwrap_or_default();
-            if !joblet_api::validation::is_dns1123_label(&name) {
-                let invalid = joblet_api::Invalid {
-                    kind: "Namespace",
-                    name: name.clone(),
-                    errors: vec![if name.is_empty() {
-                        joblet_api::FieldError::required(
-                            "metadata.name",
-                            "name or generateName is required",
-                        )
-                    } else {
-                        joblet_api::FieldError::invalid_str(
-                            "metadata.name",
-                            &name,
-                            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-                        )
-                    }],
-                };
-                return Err(ApiError::invalid(&NAMESPACES, &invalid));
-            }
-            let created = state
-                .engine
-                .create_namespace(&name)
-                .await
-                .map_err(|e| ApiError::from_command(&NAMESPACES, &name, e))?;
-            Ok(raw_json_response(
-                StatusCode::CREATED,
-                serde_json::to_string(&created).expect("API objects serialize"),
-                &warnings,
-            ))
-        }
-        _ => Err(ApiError::method_not_allowed(format!(
-            "joblet creates {} itself: pods come from Jobs, events from its controllers",
-            resource.plural
-        ))),
+                joblet_api::FieldError::invalid_str(
+                    "metadata.name",
+                    &name,
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                )
+            }],
+        };
+        return Err(ApiError::invalid(&NAMESPACES, &invalid));
     }
-}
-
-/// `metadata.generateName`: the prefix and five random characters, as the API server does.
-fn generate_name(
-    meta: &mut joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) {
-    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
-        return;
-    }
-    if let Some(prefix) = meta.generate_name.as_deref() {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut bytes = [0u8; 5];
-        // Without a random source the suffix is fixed; a clash is an AlreadyExists.
-        let _ = joblet_driver::random_bytes(&mut bytes);
-        let suffix: String = bytes
-            .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-            .collect();
-        meta.name = Some(format!("{prefix}{suffix}"));
-    }
-}
-
-/// The managed fields of an updated Job: those after a change by a manager, or those an
-/// apply worked out.
-enum ManagedFields {
-    ChangedBy(String),
-    Applied(Vec<ManagedFieldsEntry>),
-}
-
-/// Writes `new` over the stored Job `old`, as an update of what `base` names.
-async fn update_job(
-    state: &AppState,
-    old: &Job,
-    mut new: Job,
-    base: UpdateBase,
-    params: &Params,
-    managed_fields: ManagedFields,
-) -> Result<Job, ApiError> {
-    // Managed fields sent with an update replace the recorded ones, as upstream takes them
-    // (kubectl rewrites them so when it moves an object from client-side apply to SSA).
-    let sent = new.metadata.managed_fields.take().filter(|m| !m.is_empty());
-    prepare_for_update(old, &mut new);
-    let entries = sent
-        .as_deref()
-        .or(old.metadata.managed_fields.as_deref())
-        .unwrap_or_default();
-    new.metadata.managed_fields = Some(match managed_fields {
-        ManagedFields::ChangedBy(manager) => managed::after_update(
-            &to_value(old),
-            &to_value(&new),
-            entries,
-            &manager,
-            SystemClock.now_timestamp(),
-        ),
-        ManagedFields::Applied(entries) => entries,
-    });
-    let name = old.metadata.name.clone().unwrap_or_default();
-    let valid =
-        validate_job_update(old, &new).map_err(|invalid| ApiError::invalid(&JOBS, &invalid))?;
-    if dry_run(params) {
-        return Ok(valid.object().clone());
-    }
-    state
+    let created = state
         .engine
-        .update_job(valid, base)
+        .create_namespace(&name)
         .await
-        .map_err(|e| ApiError::from_command(&JOBS, &name, e))
-}
-
-fn stored_job(entry: &Entry) -> Result<Job, ApiError> {
-    serde_json::from_str(&entry.body).map_err(|e| ApiError::internal(format!("stored job: {e}")))
-}
-
-fn only_jobs(object: &ObjectRef, verb: &str) -> Result<(), ApiError> {
-    if object.resource.kind == "Job" {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed(format!(
-            "joblet does not {verb} {}: they are kept by its controllers",
-            object.resource.plural
-        )))
-    }
-}
-
-async fn replace(
-    state: &AppState,
-    object: &ObjectRef,
-    params: &Params,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
-    only_jobs(object, "replace")?;
-    let _turn = state.writes.turn(&object.namespace, &object.name).await;
-    let entry = object.entry(&state.cache)?;
-    let old = stored_job(&entry)?;
-    let (new, warnings) = decode::<Job>(decode_body(headers, body)?, params)?;
-    if new.metadata.name.as_deref() != Some(object.name.as_str()) {
-        return Err(ApiError::bad_request(
-            "the name of the object does not match the name on the URL",
-        ));
-    }
-    let base = match new
-        .metadata
-        .resource_version
-        .clone()
-        .filter(|rv| !rv.is_empty())
-    {
-        Some(version) => UpdateBase::Exactly(version),
-        None => UpdateBase::ReadAt(entry.resource_version),
-    };
-    let managed_fields = ManagedFields::ChangedBy(field_manager(params, headers));
-    let updated = update_job(state, &old, new, base, params, managed_fields).await?;
+        .map_err(|e| ApiError::from_command(&NAMESPACES, &name, e))?;
     Ok(raw_json_response(
-        StatusCode::OK,
-        serde_json::to_string(&updated).expect("API objects serialize"),
+        StatusCode::CREATED,
+        serde_json::to_string(&created).expect("API objects serialize"),
         &warnings,
     ))
 }
 
-async fn patch_object(
-    state: &AppState,
-    object: &ObjectRef,
-    params: &Params,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
-    only_jobs(object, "patch")?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let kind = PatchType::from_content_type(content_type).ok_or_else(|| {
-        ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
-        ))
-    })?;
-    let write = match kind {
-        PatchType::Apply => Write::apply(params)?,
-        _ if params.contains_key("force") => {
-            return Err(ApiError::unprocessable(
-                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
-            ))
-        }
-        _ => Write::Update(field_manager(params, headers)),
-    };
-    let patch = Patch::parse(kind, body)
-        .map_err(|e| ApiError::bad_request(format!("the patch could not be applied: {e}")))?;
-    if let Patch::Json(operations) = &patch {
-        if operations.0.len() > MAX_JSON_PATCH_OPERATIONS {
-            return Err(ApiError::too_large(format!(
-                "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
-                operations.0.len()
-            )));
-        }
-    }
-    let _turn = state.writes.turn(&object.namespace, &object.name).await;
-    // A patch is re-applied to the fresh object when another client's change came between
-    // (turns keep other patches and updates out, not every writer).
-    for _ in 0..PATCH_ATTEMPTS {
-        let Some(entry) = state.cache.get("Job", &object.namespace, &object.name) else {
-            if let Write::Apply { .. } = write {
-                let mut yaml_headers = headers.clone();
-                yaml_headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/yaml"),
-                );
-                return create(
-                    state,
-                    &JOBS,
-                    Some(&object.namespace),
-                    params,
-                    &yaml_headers,
-                    body,
-                    write,
-                )
-                .await;
-            }
-            return Err(ApiError::not_found(&JOBS, &object.name));
-        };
-        let old = stored_job(&entry)?;
-        let live = entry.value();
-        let mut value = live.clone();
-        patch
-            .apply_to(&mut value)
-            .map_err(ApiError::unprocessable)?;
-        let size = serde_json::to_vec(&value).map_or(0, |bytes| bytes.len());
-        if size > MAX_BODY {
-            return Err(ApiError::too_large(format!(
-                "Request entity too large: limit is {MAX_BODY}"
-            )));
-        }
-        let entries = old.metadata.managed_fields.as_deref().unwrap_or_default();
-        let managed_fields = match (&write, &patch) {
-            (Write::Apply { manager, force }, Patch::Apply(config)) => {
-                let now = SystemClock.now_timestamp();
-                let (pruned, entries) =
-                    managed::apply(&live, config, value, entries, manager, *force, now)
-                        .map_err(|conflicts| ApiError::apply_conflict(&conflicts))?;
-                value = pruned;
-                ManagedFields::Applied(entries)
-            }
-            (Write::Update(manager), _) | (Write::Apply { manager, .. }, _) => {
-                ManagedFields::ChangedBy(manager.clone())
-            }
-        };
-        let (new, warnings) = decode::<Job>(value, params)?;
-        let precondition = new
-            .metadata
-            .resource_version
-            .clone()
-            .filter(|rv| *rv != entry.resource_version.to_string());
-        let base = match precondition {
-            Some(version) => UpdateBase::Exactly(version),
-            None => UpdateBase::ReadAt(entry.resource_version),
-        };
-        match update_job(state, &old, new, base, params, managed_fields).await {
-            Ok(updated) => {
-                return Ok(raw_json_response(
-                    StatusCode::OK,
-                    serde_json::to_string(&updated).expect("API objects serialize"),
-                    &warnings,
-                ))
-            }
-            // Another client changed the spec or metadata since the read: read its change
-            // and patch that, as upstream's GuaranteedUpdate does.
-            Err(ApiError {
-                stale: Some(version),
-                ..
-            }) => state.cache.wait_for(version, STALE_READ_WAIT).await,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(ApiError::conflict(&JOBS, &object.name))
+/// Writes of kinds that joblet's controllers keep.
+fn refuse(object: &ObjectRef, verb: &str) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "joblet does not {verb} {}: they are kept by its controllers",
+        object.resource.plural
+    ))
 }
 
 async fn delete(
@@ -801,30 +505,6 @@ async fn delete(
     let resource = object.resource;
     let (ns, name) = (object.namespace.as_str(), object.name.as_str());
     match resource.kind {
-        "Job" => {
-            // The batch API orphans a Job's pods unless told otherwise; kubectl cascades.
-            let propagation = match options.propagation.as_deref() {
-                None | Some("Orphan") => Propagation::Orphan,
-                Some("Background") | Some("Foreground") => Propagation::Background,
-                Some(other) => {
-                    return Err(ApiError::bad_request(format!(
-                        "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    )))
-                }
-            };
-            let job = state
-                .engine
-                .delete_job(ns, name, propagation)
-                .await
-                .map_err(|e| ApiError::from_command(resource, name, e))?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": "batch", "kind": "jobs", "uid": job.metadata.uid},
-                }),
-            ))
-        }
         "Pod" => {
             let grace = options.grace.map(|g| Duration::from_secs(g.max(0) as u64));
             let pod = state
@@ -859,22 +539,33 @@ async fn delete(
     }
 }
 
-async fn delete_collection(
-    state: &AppState,
-    resource: &'static Resource,
-    namespace: Option<&str>,
-    params: &Params,
+/// A delete, by the kind's strategy or, for kinds not served through one, here.
+async fn delete_one(
+    call: &Call<'_>,
+    object: &ObjectRef,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let selector = selector(resource, params)?;
-    let (items, _) = state.cache.list(resource.kind, namespace, &selector);
+    match registry::lookup(object.resource.kind) {
+        Some(rest) => rest.delete(call, object, body).await,
+        None => delete(call.state, object, call.params, body).await,
+    }
+}
+
+async fn delete_collection(
+    call: &Call<'_>,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let selector = selector(resource, call.params)?;
+    let (items, _) = call.state.cache.list(resource.kind, namespace, &selector);
     for entry in &items {
         let object = ObjectRef {
             resource,
             namespace: entry.namespace.clone(),
             name: entry.name.clone(),
         };
-        match delete(state, &object, params, body).await {
+        match delete_one(call, &object, body).await {
             Ok(_) => {}
             Err(e) if e.reason == "NotFound" => {}
             Err(e) => return Err(e),

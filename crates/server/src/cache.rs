@@ -1,14 +1,14 @@
 //! The watch cache: every served object in memory, and a window of recent changes, fed by
 //! the engine's writer after each commit. Reads and watches never touch the database.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
-
 use joblet_store::{Record, Write};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -29,6 +29,8 @@ pub struct Entry {
     kind: &'static str,
     /// Read once, when a table first needs it.
     typed: OnceLock<Typed>,
+    /// Read once into the API type of its kind, by [`Entry::object`].
+    object: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
     metadata: OnceLock<String>,
     /// The last table row rendered, for the second and form it was rendered for.
     row: Mutex<Option<(RowKey, Arc<str>)>>,
@@ -40,7 +42,6 @@ pub type RowKey = (i64, Include);
 /// An entry read into its API type.
 #[derive(Debug)]
 pub enum Typed {
-    Job(Box<Job>),
     Pod(Box<Pod>),
     Event(Box<Event>),
     Namespace(Box<Namespace>),
@@ -80,6 +81,7 @@ impl Entry {
             fields,
             kind: resource.kind,
             typed: OnceLock::new(),
+            object: OnceLock::new(),
             metadata: OnceLock::new(),
             row: Mutex::new(None),
         }
@@ -93,13 +95,25 @@ impl Entry {
         self.typed.get_or_init(|| {
             let body = &self.body;
             let typed = match self.kind {
-                "Job" => serde_json::from_str(body).map(|o| Typed::Job(Box::new(o))),
                 "Pod" => serde_json::from_str(body).map(|o| Typed::Pod(Box::new(o))),
                 "Event" => serde_json::from_str(body).map(|o| Typed::Event(Box::new(o))),
                 _ => serde_json::from_str(body).map(|o| Typed::Namespace(Box::new(o))),
             };
             typed.unwrap_or(Typed::Unreadable)
         })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The object read into `T`, the API type of its kind; `None` if it does not read as one.
+    pub fn object<T: DeserializeOwned + Send + Sync + 'static>(&self) -> Option<&T> {
+        let object = self.object.get_or_init(|| {
+            let object: T = serde_json::from_str(&self.body).ok()?;
+            Some(Box::new(object))
+        });
+        object.as_ref()?.downcast_ref::<T>()
     }
 
     pub fn cached_row(&self, key: RowKey) -> Option<Arc<str>> {

@@ -31,6 +31,10 @@ const MAPS: &[&str] = &[
     "limits",
     "requests",
     "overhead",
+    // ConfigMaps and Secrets.
+    "data",
+    "binaryData",
+    "stringData",
 ];
 
 /// What the field manager never tracks: identity and bookkeeping set by the server, and the

@@ -2,7 +2,6 @@
 //! `kubectl explain` prints upstream's descriptions) and one operation per kind with the
 //! `fieldValidation` parameter, which tells kubectl the server validates fields itself.
 
-use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use std::sync::OnceLock;
 
@@ -10,6 +9,7 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
+use crate::registry;
 use crate::resources::{Resource, RESOURCES};
 
 /// The root document: where each group-version's document is.
@@ -36,11 +36,11 @@ fn document(group: &str) -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut top: Vec<(&Resource, Value)> = Vec::new();
     for resource in RESOURCES.into_iter().filter(|r| r.group == group) {
-        let reference = match resource.kind {
-            "Job" => schema::<Job>(&mut generator),
-            "Pod" => schema::<Pod>(&mut generator),
-            "Event" => schema::<Event>(&mut generator),
-            _ => schema::<Namespace>(&mut generator),
+        let reference = match (registry::lookup(resource.kind), resource.kind) {
+            (Some(rest), _) => rest.schema(&mut generator),
+            (None, "Pod") => schema::<Pod>(&mut generator),
+            (None, "Event") => schema::<Event>(&mut generator),
+            (None, _) => schema::<Namespace>(&mut generator),
         };
         top.push((resource, reference));
     }

@@ -1,8 +1,8 @@
 //! The protobuf bodies kubectl's generators send (`kubectl create job NAME --image=... --
-//! CMD`, `kubectl create namespace NAME`): the `k8s\0` envelope around a `runtime.Unknown`,
-//! and of the Job and Namespace messages the fields those commands fill in, read into JSON
-//! by their numbers in k8s.io/api's generated.proto. Anything else is refused by name, so
-//! nothing is dropped silently.
+//! CMD`, `kubectl create namespace|configmap|secret generic NAME`): the `k8s\0` envelope
+//! around a `runtime.Unknown`, and of the Job, Namespace, ConfigMap and Secret messages the
+//! fields those commands fill in, read into JSON by their numbers in k8s.io/api's
+//! generated.proto. Anything else is refused by name, so nothing is dropped silently.
 
 use serde_json::{json, Map, Value};
 
@@ -15,6 +15,8 @@ enum Kind {
     Message(&'static [Field]),
     /// `map<string, string>`, as repeated key/value entries.
     StringMap,
+    /// `map<string, bytes>`: values base64-encoded, as JSON carries them.
+    BytesMap,
 }
 
 type Field = (u64, &'static str, Kind, bool);
@@ -71,6 +73,19 @@ const JOB: &[Field] = &[
     (2, "spec", Kind::Message(JOB_SPEC), false),
     (3, "status", Kind::Message(NO_FIELDS), false),
 ];
+const CONFIG_MAP: &[Field] = &[
+    (1, "metadata", Kind::Message(OBJECT_META), false),
+    (2, "data", Kind::StringMap, false),
+    (3, "binaryData", Kind::BytesMap, false),
+    (4, "immutable", Kind::Bool, false),
+];
+const SECRET: &[Field] = &[
+    (1, "metadata", Kind::Message(OBJECT_META), false),
+    (2, "data", Kind::BytesMap, false),
+    (3, "type", Kind::String, false),
+    (4, "stringData", Kind::StringMap, false),
+    (5, "immutable", Kind::Bool, false),
+];
 const NAMESPACE: &[Field] = &[
     (1, "metadata", Kind::Message(OBJECT_META), false),
     (2, "spec", Kind::Message(NO_FIELDS), false),
@@ -102,9 +117,11 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     let fields = match (type_meta.0.as_str(), type_meta.1.as_str()) {
         ("batch/v1", "Job") => JOB,
         ("v1", "Namespace") => NAMESPACE,
+        ("v1", "ConfigMap") => CONFIG_MAP,
+        ("v1", "Secret") => SECRET,
         (version, kind) => {
             return Err(format!(
-                "joblet reads protobuf only for batch/v1 Job and v1 Namespace, not {version} {kind}"
+                "joblet reads protobuf only for batch/v1 Job and v1 Namespace, ConfigMap and Secret, not {version} {kind}"
             ))
         }
     };
@@ -139,19 +156,23 @@ fn message(bytes: &[u8], fields: &[Field], path: &str) -> Result<Map<String, Val
             (Kind::Int, Wire::Varint(v)) => json!(v as i64),
             (Kind::Bool, Wire::Varint(v)) => json!(v != 0),
             (Kind::Message(inner), Wire::Bytes(v)) => Value::Object(message(v, inner, &here)?),
-            (Kind::StringMap, Wire::Bytes(v)) => {
-                let (mut key, mut val) = (String::new(), String::new());
+            (Kind::StringMap | Kind::BytesMap, Wire::Bytes(v)) => {
+                let (mut key, mut val) = (String::new(), Value::String(String::new()));
                 for entry in Reader(v) {
                     match entry? {
                         (1, Wire::Bytes(k)) => key = text(k)?,
-                        (2, Wire::Bytes(x)) => val = text(x)?,
+                        (2, Wire::Bytes(x)) if matches!(kind, Kind::BytesMap) => {
+                            use base64::Engine as _;
+                            val = json!(base64::engine::general_purpose::STANDARD.encode(x));
+                        }
+                        (2, Wire::Bytes(x)) => val = json!(text(x)?),
                         _ => {}
                     }
                 }
                 let map = object
                     .entry(name)
                     .or_insert_with(|| Value::Object(Map::new()));
-                map[&key] = json!(val);
+                map[&key] = val;
                 continue;
             }
             _ => return Err(format!("{here}: unexpected protobuf wire type")),

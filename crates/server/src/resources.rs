@@ -100,8 +100,32 @@ pub const NAMESPACES: Resource = Resource {
     field_paths: &[("status.phase", "/status/phase")],
 };
 
+pub const CONFIG_MAPS: Resource = Resource {
+    kind: "ConfigMap",
+    plural: "configmaps",
+    singular: "configmap",
+    group: "",
+    namespaced: true,
+    short_names: &["cm"],
+    categories: &[],
+    subresources: &[],
+    field_paths: &[],
+};
+
+pub const SECRETS: Resource = Resource {
+    kind: "Secret",
+    plural: "secrets",
+    singular: "secret",
+    group: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    field_paths: &[("type", "/type")],
+};
+
 /// In discovery order: `kubectl get all` lists pods before jobs, as on a cluster.
-pub const RESOURCES: [&Resource; 4] = [&NAMESPACES, &PODS, &EVENTS, &JOBS];
+pub const RESOURCES: [&Resource; 6] = [&NAMESPACES, &PODS, &EVENTS, &CONFIG_MAPS, &SECRETS, &JOBS];
 
 impl Resource {
     pub fn by_kind(kind: &str) -> Option<&'static Resource> {
@@ -241,4 +265,20 @@ pub fn api_resource_list(group: &str) -> Value {
         "groupVersion": group_version,
         "resources": resources,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RESOURCES;
+
+    /// The cache drops kinds it does not serve and a snapshot lists the stored kinds by
+    /// name: the two lists must agree, or a kind would vanish on restart or never show.
+    #[test]
+    fn every_stored_kind_is_served_and_every_served_kind_is_stored() {
+        let mut served: Vec<&str> = RESOURCES.iter().map(|r| r.kind).collect();
+        let mut stored = joblet_driver::SERVED_KINDS.to_vec();
+        served.sort();
+        stored.sort();
+        assert_eq!(served, stored);
+    }
 }

@@ -1,16 +1,16 @@
 //! `Accept: application/json;as=Table;g=meta.k8s.io;v=v1`: rows rendered on the server with
 //! upstream's columns, so `kubectl get` prints what it prints against a cluster.
 
-use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use joblet_api::k8s_openapi::jiff::Timestamp;
-use joblet_api::printers::{human_duration, job_row};
+use joblet_api::printers::human_duration;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::cache::{Entry, Typed};
 use crate::errors::ApiError;
+use crate::registry::{self, age_column, column, name_column};
 use crate::resources::Resource;
 
 /// What a row carries besides its cells (`includeObject`).
@@ -36,36 +36,12 @@ impl Include {
     }
 }
 
-fn column(name: &str, type_: &str, format: &str, description: &str, priority: u8) -> Value {
-    json!({"name": name, "type": type_, "format": format, "description": description, "priority": priority})
-}
-
 pub fn columns(resource: &Resource) -> Value {
-    let name = column(
-        "Name",
-        "string",
-        "name",
-        "Name must be unique within a namespace.",
-        0,
-    );
-    let age = column(
-        "Age",
-        "string",
-        "",
-        "CreationTimestamp is a timestamp representing the server time when this object was created.",
-        0,
-    );
+    if let Some(rest) = registry::lookup(resource.kind) {
+        return rest.columns();
+    }
+    let (name, age) = (name_column(), age_column());
     let columns = match resource.kind {
-        "Job" => vec![
-            name,
-            column("Status", "string", "", "Status of the job.", 0),
-            column("Completions", "string", "", "The desired number of successfully finished pods the job should be run with.", 0),
-            column("Duration", "string", "", "Time required to complete the job.", 0),
-            age,
-            column("Containers", "string", "", "Names of each container in the template.", 1),
-            column("Images", "string", "", "Images referenced by each container in the template.", 1),
-            column("Selector", "string", "", "A label query over pods that should match the pod count.", 1),
-        ],
         "Pod" => vec![
             name,
             column("Ready", "string", "", "The aggregate readiness state of this pod for accepting traffic.", 0),
@@ -111,23 +87,9 @@ pub fn row(entry: &Entry, include: Include, now: Timestamp) -> Arc<str> {
 }
 
 fn render_row(entry: &Entry, include: Include, now: Timestamp) -> String {
-    let cells = match entry.typed() {
-        Typed::Job(job) => job_cells(job, now),
-        Typed::Pod(pod) => pod_cells(pod, now),
-        Typed::Event(event) => event_cells(event, now),
-        Typed::Namespace(ns) => vec![
-            json!(ns.metadata.name.clone().unwrap_or_default()),
-            json!(ns
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default()),
-            json!(age(
-                ns.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-                now
-            )),
-        ],
-        Typed::Unreadable => vec![json!(entry.name)],
+    let cells = match registry::lookup(entry.kind()) {
+        Some(rest) => rest.cells(entry, now),
+        None => typed_cells(entry, now),
     };
     // Written as text: rows are many, and building them as JSON values costs more than
     // rendering them.
@@ -148,6 +110,27 @@ fn render_row(entry: &Entry, include: Include, now: Timestamp) -> String {
     }
     row.push('}');
     row
+}
+
+/// The cells of the kinds not yet served through a strategy.
+fn typed_cells(entry: &Entry, now: Timestamp) -> Vec<Value> {
+    match entry.typed() {
+        Typed::Pod(pod) => pod_cells(pod, now),
+        Typed::Event(event) => event_cells(event, now),
+        Typed::Namespace(ns) => vec![
+            json!(ns.metadata.name.clone().unwrap_or_default()),
+            json!(ns
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default()),
+            json!(age(
+                ns.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+                now
+            )),
+        ],
+        Typed::Unreadable => vec![json!(entry.name)],
+    }
 }
 
 /// A list's `metadata`: the resourceVersion it is current at and where the next page starts.
@@ -191,66 +174,10 @@ pub fn write_watch_row(out: &mut impl std::fmt::Write, row: &str, resource_versi
     );
 }
 
-fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
+pub fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
     match created {
         Some(t) => human_duration(now.as_second() - t.as_second()),
         None => "<unknown>".to_string(),
-    }
-}
-
-fn job_cells(job: &Job, now: Timestamp) -> Vec<Value> {
-    let [name, status, completions, duration, age] = job_row(job, now);
-    let containers = job
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default();
-    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-    let images: Vec<&str> = containers
-        .iter()
-        .map(|c| c.image.as_deref().unwrap_or(""))
-        .collect();
-    let selector = job
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .map(selector_string)
-        .unwrap_or_else(|| "<none>".to_string());
-    vec![
-        json!(name),
-        json!(status),
-        json!(completions),
-        json!(duration),
-        json!(age),
-        json!(names.join(",")),
-        json!(images.join(",")),
-        json!(selector),
-    ]
-}
-
-fn selector_string(
-    selector: &joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-) -> String {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for expression in selector.match_expressions.iter().flatten() {
-        let values = expression.values.clone().unwrap_or_default().join(",");
-        parts.push(match expression.operator.as_str() {
-            "In" => format!("{} in ({values})", expression.key),
-            "NotIn" => format!("{} notin ({values})", expression.key),
-            "Exists" => expression.key.clone(),
-            _ => format!("!{}", expression.key),
-        });
-    }
-    if parts.is_empty() {
-        "<none>".to_string()
-    } else {
-        parts.join(",")
     }
 }
 

@@ -91,6 +91,23 @@ impl App {
     }
 }
 
+impl App {
+    /// A JSON body sent with `method` (POST, or a merge patch for PATCH).
+    async fn send_json(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let content_type = match method {
+            "PATCH" => "application/merge-patch+json",
+            _ => "application/json",
+        };
+        self.call(
+            method,
+            uri,
+            "application/json",
+            Some((content_type, body.to_string())),
+        )
+        .await
+    }
+}
+
 fn job(name: &str, script: &str) -> String {
     json!({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
@@ -787,4 +804,215 @@ async fn include_object_is_checked_as_the_table_options_are_upstream() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
+const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_maps_are_stored_patched_listed_as_tables_and_deleted() {
+    let app = App::new();
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"}, "data": {"MODE": "fast", "LEVEL": "3"}});
+    let (status, created) = app.send_json("POST", CONFIG_MAPS, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty()));
+    assert_eq!(manager_names(&created), [""]);
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"]["f:data"],
+        json!({".": {}, "f:LEVEL": {}, "f:MODE": {}})
+    );
+    let (status, again) = app.send_json("POST", CONFIG_MAPS, body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(again["message"], "configmaps \"settings\" already exists");
+
+    let one = format!("{CONFIG_MAPS}/settings");
+    let patch = json!({"data": {"LEVEL": "4"}});
+    let (status, patched) = app.send_json("PATCH", &one, patch).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"], json!({"MODE": "fast", "LEVEL": "4"}));
+    assert_eq!(patched["metadata"]["uid"], created["metadata"]["uid"]);
+
+    let (status, table) = app.call("GET", CONFIG_MAPS, TABLE, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Name", "Data", "Age"]);
+    assert_eq!(table["rows"][0]["cells"][0], "settings");
+    assert_eq!(table["rows"][0]["cells"][1], 2);
+
+    // Once immutable, the data stays as it is, in upstream's words.
+    let patch = json!({"immutable": true});
+    let (status, _) = app.send_json("PATCH", &one, patch).await;
+    assert_eq!(status, StatusCode::OK);
+    let patch = json!({"data": {"LEVEL": "5"}});
+    let (status, refused) = app.send_json("PATCH", &one, patch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused["message"],
+        "ConfigMap \"settings\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+    );
+
+    let bad = json!({"metadata": {"name": "bad"}, "data": {"no spaces": "x"}});
+    let (status, invalid) = app.send_json("POST", CONFIG_MAPS, bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(invalid["message"].as_str().unwrap().starts_with(
+        "ConfigMap \"bad\" is invalid: data[no spaces]: Invalid value: \"no spaces\": a valid config key"
+    ), "{invalid}");
+
+    let (status, deleted) = app.call("DELETE", &one, "application/json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["kind"], "Status");
+    assert_eq!(deleted["details"]["kind"], "configmaps");
+    let (status, _) = app.call("GET", &one, "application/json", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_fold_string_data_keep_their_type_and_never_show_values_in_tables() {
+    let app = App::new();
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+        "data": {"user": "YWRtaW4="}, "stringData": {"password": "hunter2"}});
+    let (status, created) = app.send_json("POST", SECRETS, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["type"], "Opaque");
+    assert_eq!(
+        created["data"],
+        json!({"user": "YWRtaW4=", "password": "aHVudGVyMg=="})
+    );
+    assert!(created.get("stringData").is_none());
+
+    let one = format!("{SECRETS}/creds");
+    let patch = json!({"type": "kubernetes.io/basic-auth"});
+    let (status, refused) = app.send_json("PATCH", &one, patch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused["message"],
+        "Secret \"creds\" is invalid: type: Invalid value: \"kubernetes.io/basic-auth\": field is immutable"
+    );
+
+    let (status, table) = app
+        .call(
+            "GET",
+            &format!("{SECRETS}?fieldSelector=type%3DOpaque"),
+            TABLE,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!(["creds", "Opaque", 2, table["rows"][0]["cells"][3]])
+    );
+    assert!(!table.to_string().contains("aHVudGVyMg"), "{table}");
+
+    let bad = json!({"metadata": {"name": "bad"}, "data": {"k": "not base64!"}});
+    let (status, refused) = app.send_json("POST", SECRETS, bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        !refused["message"].as_str().unwrap().contains("not base64"),
+        "{refused}"
+    );
+}
+
+/// The kubelet's wait for a missing Secret: the pod stays Pending with its container
+/// waiting `CreateContainerConfigError`, then starts once the Secret is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_waits_for_its_secret_and_runs_once_it_is_created() {
+    let app = App::new();
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "needs-secret"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "busybox", "command": ["sh", "-c", "test \"$TOKEN\" = s3cret"],
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}],
+        }]}}}
+    });
+    let (status, _) = app.send_json("POST", JOBS, job).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let pods = "/api/v1/namespaces/default/pods";
+    let waiting = loop {
+        let (_, list) = app.call("GET", pods, "application/json", None).await;
+        let state = &list["items"][0]["status"]["containerStatuses"][0]["state"]["waiting"];
+        if !state.is_null() {
+            break state.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(waiting["reason"], "CreateContainerConfigError");
+    assert_eq!(waiting["message"], "secret \"api\" not found");
+
+    let secret = json!({"metadata": {"name": "api"}, "stringData": {"token": "s3cret"}});
+    let (status, _) = app.send_json("POST", SECRETS, secret).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, job) = app
+            .call(
+                "GET",
+                &format!("{JOBS}/needs-secret"),
+                "application/json",
+                None,
+            )
+            .await;
+        if job["status"]["succeeded"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never completed: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, events) = app
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/events",
+            "application/json",
+            None,
+        )
+        .await;
+    assert!(!events.to_string().contains("s3cret"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_namespace_takes_its_config_maps_and_secrets_with_it() {
+    let app = App::new();
+    let namespace = json!({"metadata": {"name": "team"}});
+    let (status, _) = app.send_json("POST", "/api/v1/namespaces", namespace).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let config_maps = "/api/v1/namespaces/team/configmaps";
+    let secrets = "/api/v1/namespaces/team/secrets";
+    let object = json!({"metadata": {"name": "x"}, "data": {}});
+    for collection in [config_maps, secrets] {
+        let (status, created) = app.send_json("POST", collection, object.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let (status, missing) = app
+        .send_json(
+            "POST",
+            "/api/v1/namespaces/nowhere/configmaps",
+            object.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["message"], "namespaces \"nowhere\" not found");
+    let (status, _) = app
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/team",
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for collection in [config_maps, secrets] {
+        let (_, list) = app.call("GET", collection, "application/json", None).await;
+        assert_eq!(list["items"], json!([]), "{collection}");
+    }
 }

@@ -737,6 +737,32 @@ fn a_killed_server_resumes_its_jobs_on_restart() {
 }
 
 #[test]
+fn config_maps_and_secrets_outlive_a_restart_of_the_server() {
+    let dir = scratch();
+    let mut server = Server::start(dir.path());
+    server.ok(&["create", "configmap", "kept", "--from-literal=MODE=fast"]);
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "kept",
+        "--from-literal=TOKEN=t0k",
+    ]);
+    server.kill();
+    let server = Server::start_in(dir.path(), &dir.path().join("state"));
+    assert_eq!(
+        server.ok(&["get", "cm,secrets", "-o", "name"]),
+        "configmap/kept\nsecret/kept\n"
+    );
+    // The node has them too: a pod started after the restart reads both.
+    server.apply(
+        &(job("after-restart", "", "test \"$MODE:$TOKEN\" = fast:t0k")
+            + "          envFrom: [{configMapRef: {name: kept}}, {secretRef: {name: kept}}]\n"),
+    );
+    server.wait_complete("after-restart");
+}
+
+#[test]
 fn the_official_python_client_creates_lists_and_watches_a_job() {
     let dir = scratch();
     let server = Server::start(dir.path());
@@ -1303,11 +1329,11 @@ spec:
 }
 
 #[test]
-fn a_pod_whose_config_map_is_missing_waits_and_the_job_does_not_fail() {
+fn a_pod_whose_config_map_is_missing_waits_until_kubectl_creates_it() {
     let dir = scratch();
     let server = Server::start(dir.path());
     server.apply(
-        &(job("needs-settings", "", "true")
+        &(job("needs-settings", "", "test \"$MODE\" = fast")
             + "          envFrom: [{configMapRef: {name: settings}}]\n"),
     );
     let waiting = || {
@@ -1340,4 +1366,79 @@ fn a_pod_whose_config_map_is_missing_waits_and_the_job_does_not_fail() {
     let job = server.json(&["get", "job", "needs-settings"]);
     assert_eq!(job["status"]["active"], 1);
     assert!(job["status"]["failed"].is_null(), "{job}");
+    // Created now, as on a cluster: the waiting container starts with it.
+    server.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=MODE=fast",
+    ]);
+    server.wait_complete("needs-settings");
+}
+
+#[test]
+fn kubectl_creates_lists_describes_and_deletes_config_maps_and_secrets() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let settings = dir.path().join("app.properties");
+    std::fs::write(&settings, "level=3\n").unwrap();
+    let from_file = format!("--from-file={}", settings.display());
+    server.ok(&[
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=MODE=fast",
+        &from_file,
+    ]);
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2",
+        "--from-literal=user=admin",
+    ]);
+    let cm = server.json(&["get", "configmap", "app"]);
+    assert_eq!(cm["data"]["app.properties"], "level=3\n");
+    let words = |text: &str, line: usize| -> Vec<String> {
+        let line = text.lines().nth(line).unwrap_or_default();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let rows = server.ok(&["get", "cm"]);
+    assert_eq!(words(&rows, 0), ["NAME", "DATA", "AGE"]);
+    assert_eq!(words(&rows, 1)[..2], ["app", "2"]);
+    let rows = server.ok(&["get", "secrets"]);
+    assert_eq!(words(&rows, 0), ["NAME", "TYPE", "DATA", "AGE"]);
+    assert!(rows.contains("db") && rows.contains("Opaque"), "{rows}");
+    // describe shows sizes, never values.
+    let described = server.ok(&["describe", "secret", "db"]);
+    assert!(described.contains("password:  7 bytes"), "{described}");
+    assert!(!described.contains("hunter2"), "{described}");
+
+    // A Job takes its variables from both, and its pod never shows the Secret's value.
+    server.apply(
+        &(job("reads-both", "", "test \"$MODE:$DB_user\" = fast:admin")
+            + "          envFrom: [{configMapRef: {name: app}}, {secretRef: {name: db}, prefix: DB_}]\n"),
+    );
+    server.wait_complete("reads-both");
+    let pod = server.ok(&["get", "pods", "-l", "job-name=reads-both", "-o", "yaml"]);
+    assert!(!pod.contains("hunter2"), "{pod}");
+
+    // Server-side apply of a ConfigMap, then an immutable one refuses changes.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  k: v\n";
+    let run = server.kubectl_with(&["apply", "--server-side", "-f", "-"], Some(manifest));
+    run.expect_code(0);
+    let changed = manifest.replace("k: v", "k: w");
+    let run = server.kubectl_with(&["apply", "--server-side", "-f", "-"], Some(&changed));
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr()
+            .contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        run.stderr()
+    );
+
+    server.ok(&["delete", "configmap", "app", "frozen"]);
+    server.ok(&["delete", "secret", "db"]);
+    assert_eq!(server.ok(&["get", "cm,secrets", "-o", "name"]), "");
 }

@@ -1,0 +1,156 @@
+//! ConfigMaps and Secrets: objects no controller reconciles. The engine stores them as they
+//! were validated, checks existence and preconditions, and hands every committed change to
+//! the node, whose pods take variables from them.
+
+use std::collections::BTreeMap;
+
+use joblet_api::config::Valid;
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use joblet_api::k8s_openapi::{Metadata, Resource};
+use joblet_store::Record;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::commands::{CommandError, UpdateBase};
+use crate::JobKey;
+
+pub const KIND_CONFIG_MAP: &str = "ConfigMap";
+pub const KIND_SECRET: &str = "Secret";
+
+/// A validated ConfigMap or Secret, as the API hands it to the engine.
+pub enum Plain {
+    ConfigMap(Valid<ConfigMap>),
+    Secret(Valid<Secret>),
+}
+
+/// The stored ConfigMaps and Secrets, by namespace and name.
+#[derive(Default)]
+pub(crate) struct PlainObjects {
+    config_maps: Kept<ConfigMap>,
+    secrets: Kept<Secret>,
+}
+
+type Kept<T> = BTreeMap<JobKey, T>;
+
+impl PlainObjects {
+    /// Creates (`base: None`) or updates the object at resourceVersion `rv`; the record to
+    /// write and the stored object as JSON.
+    pub(crate) fn put(
+        &mut self,
+        object: Plain,
+        base: Option<&UpdateBase>,
+        rv: i64,
+    ) -> Result<(Record, Value), CommandError> {
+        match object {
+            Plain::ConfigMap(valid) => put(&mut self.config_maps, valid.into_object(), base, rv),
+            Plain::Secret(valid) => put(&mut self.secrets, valid.into_object(), base, rv),
+        }
+    }
+
+    /// Takes the object out; it is returned as JSON, as it was stored.
+    pub(crate) fn remove(&mut self, kind: &str, key: &JobKey) -> Option<Value> {
+        match kind {
+            KIND_CONFIG_MAP => self.config_maps.remove(key).map(to_value),
+            KIND_SECRET => self.secrets.remove(key).map(to_value),
+            _ => None,
+        }
+    }
+
+    /// Every object in the namespace, by kind and name: what goes with it.
+    pub(crate) fn in_namespace(&self, namespace: &str) -> Vec<(&'static str, String)> {
+        let names = |kind: &'static str, keys: Vec<&JobKey>| {
+            keys.into_iter()
+                .filter(|(ns, _)| ns == namespace)
+                .map(move |(_, name)| (kind, name.clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut found = names(KIND_CONFIG_MAP, self.config_maps.keys().collect());
+        found.extend(names(KIND_SECRET, self.secrets.keys().collect()));
+        found
+    }
+
+    /// Loads stored records of either kind; unreadable ones are skipped and said.
+    pub(crate) fn load(&mut self, records: Vec<Record>) {
+        for record in records {
+            let key = (record.namespace.clone(), record.name.clone());
+            let loaded = match record.kind.as_str() {
+                KIND_CONFIG_MAP => load(&mut self.config_maps, key, &record.body),
+                _ => load(&mut self.secrets, key, &record.body),
+            };
+            if let Err(error) = loaded {
+                eprintln!(
+                    "joblet: skipping stored {} {}/{}: {error}",
+                    record.kind, record.namespace, record.name
+                );
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.config_maps.is_empty() && self.secrets.is_empty()
+    }
+
+    /// What the node's pods read: every ConfigMap and Secret.
+    pub(crate) fn for_node(&self) -> (Vec<ConfigMap>, Vec<Secret>) {
+        (
+            self.config_maps.values().cloned().collect(),
+            self.secrets.values().cloned().collect(),
+        )
+    }
+}
+
+fn put<T>(
+    kept: &mut Kept<T>,
+    mut object: T,
+    base: Option<&UpdateBase>,
+    rv: i64,
+) -> Result<(Record, Value), CommandError>
+where
+    T: Resource + Metadata<Ty = ObjectMeta> + Serialize,
+{
+    let meta = object.metadata();
+    let key = (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    let stored_version = |stored: &T| {
+        let rv = stored.metadata().resource_version.as_deref();
+        rv.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
+    };
+    match (base, kept.get(&key)) {
+        (None, Some(_)) => return Err(CommandError::AlreadyExists),
+        (Some(_), None) => return Err(CommandError::NotFound),
+        (Some(UpdateBase::Exactly(version)), Some(stored))
+            if stored.metadata().resource_version.as_ref() != Some(version) =>
+        {
+            return Err(CommandError::Conflict)
+        }
+        (Some(UpdateBase::ReadAt(version)), Some(stored)) if stored_version(stored) > *version => {
+            return Err(CommandError::Stale(stored_version(stored)))
+        }
+        _ => {}
+    }
+    object.metadata_mut().resource_version = Some(rv.to_string());
+    let body = to_value(&object);
+    let record = Record {
+        kind: T::KIND.to_string(),
+        namespace: key.0.clone(),
+        name: key.1.clone(),
+        resource_version: rv,
+        body: body.to_string(),
+    };
+    kept.insert(key, object);
+    Ok((record, body))
+}
+
+fn load<T: DeserializeOwned>(kept: &mut Kept<T>, key: JobKey, body: &str) -> Result<(), String> {
+    let object = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    kept.insert(key, object);
+    Ok(())
+}
+
+fn to_value<T: Serialize>(object: T) -> Value {
+    serde_json::to_value(object).expect("API objects serialize")
+}
