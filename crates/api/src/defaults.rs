@@ -116,6 +116,7 @@ fn default_template(template: &mut PodTemplateSpec) {
     pod.scheduler_name
         .get_or_insert_with(|| "default-scheduler".to_string());
     pod.security_context.get_or_insert_with(Default::default);
+    crate::volumes::default_volumes(pod);
     let init = pod.init_containers.iter_mut().flatten();
     for container in pod.containers.iter_mut().chain(init) {
         container

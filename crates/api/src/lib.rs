@@ -13,6 +13,7 @@ pub mod quantity;
 pub mod update;
 pub mod valid;
 pub mod validation;
+pub mod volumes;
 pub mod yaml;
 
 pub use defaults::prepare_for_create;

@@ -25,7 +25,7 @@ const MAX_FAILURE_POLICY_RULES: usize = 20;
 const MAX_EXIT_CODE_VALUES: usize = 255;
 const MAX_SUCCESS_POLICY_RULES: usize = 20;
 
-const DNS1123_LABEL_ERROR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+pub(crate) const DNS1123_LABEL_ERROR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_ERROR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
 /// Validates a Job that went through [`crate::prepare_for_create`] (or was read back from
@@ -700,6 +700,8 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         validate_container(&path, container, &mut names, errors);
     }
     validate_container_restart_policies(pod, errors);
+    let volumes = pod.volumes.as_deref().unwrap_or_default();
+    crate::volumes::validate_volumes(volumes, &format!("{SPEC}.volumes"), errors);
     if let Some(seconds) = pod.active_deadline_seconds {
         if seconds <= 0 {
             errors.push(FieldError::invalid(

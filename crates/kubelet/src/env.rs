@@ -5,12 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use joblet_api::k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Pod, ResourceFieldSelector, Secret,
-};
+use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
-use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::quantity::{ceil_div, Quantity};
+
+use crate::Objects;
 
 /// Expands `$(NAME)` with `lookup`; `$$` is a literal `$`; an unknown `$(NAME)` and any
 /// other `$` stay as written.
@@ -163,49 +162,6 @@ fn resource_value(
     Ok(value.to_string())
 }
 
-/// The ConfigMaps and Secrets a node knows, by namespace and name: what its pods' variables
-/// may come from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Objects {
-    config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
-    secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
-}
-
-fn key_of(meta: &ObjectMeta) -> (String, String) {
-    (
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_string()),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
-impl Objects {
-    /// A Secret's values are bytes; a variable takes them as text (invalid UTF-8 replaced).
-    pub fn new<'a>(
-        config_maps: impl IntoIterator<Item = &'a ConfigMap>,
-        secrets: impl IntoIterator<Item = &'a Secret>,
-    ) -> Objects {
-        let config_maps = config_maps
-            .into_iter()
-            .map(|c| (key_of(&c.metadata), c.data.clone().unwrap_or_default()))
-            .collect();
-        let secrets = secrets
-            .into_iter()
-            .map(|s| {
-                let data = s.data.iter().flatten();
-                let text =
-                    data.map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()));
-                (key_of(&s.metadata), text.collect())
-            })
-            .collect();
-        Objects {
-            config_maps,
-            secrets,
-        }
-    }
-}
-
 /// Where a variable's value comes from, in the kubelet's words when it is missing.
 #[derive(Clone, Copy)]
 enum Source {
@@ -214,16 +170,26 @@ enum Source {
 }
 
 impl Source {
-    fn data<'a>(
+    /// The object's keys and values as text: a ConfigMap's `data` (not `binaryData`, as the
+    /// kubelet reads it), a Secret's values with invalid UTF-8 replaced.
+    fn data(
         self,
-        objects: &'a Objects,
+        objects: &Objects,
         namespace: &str,
         name: &str,
-    ) -> Option<&'a BTreeMap<String, String>> {
-        let key = (namespace.to_string(), name.to_string());
+    ) -> Option<BTreeMap<String, String>> {
         match self {
-            Source::ConfigMap => objects.config_maps.get(&key),
-            Source::Secret => objects.secrets.get(&key),
+            Source::ConfigMap => {
+                let config_map = objects.config_map(namespace, name)?;
+                Some(config_map.data.clone().unwrap_or_default())
+            }
+            Source::Secret => {
+                let data = objects.secret(namespace, name)?.data.iter().flatten();
+                Some(
+                    data.map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect(),
+                )
+            }
         }
     }
 
@@ -279,7 +245,7 @@ pub fn container_env(
         };
         let prefix = from.prefix.as_deref().unwrap_or("");
         for (key, value) in data {
-            vars.set(format!("{prefix}{key}"), value.clone());
+            vars.set(format!("{prefix}{key}"), value);
         }
     }
     for var in container.env.iter().flatten() {
@@ -301,8 +267,11 @@ pub fn container_env(
                     continue;
                 };
                 let optional = optional == Some(true);
-                match source.data(objects, namespace, name).map(|d| d.get(key)) {
-                    Some(Some(value)) => value.clone(),
+                match source
+                    .data(objects, namespace, name)
+                    .map(|mut d| d.remove(key))
+                {
+                    Some(Some(value)) => value,
                     _ if optional => continue,
                     None => return Err(source.not_found(name)),
                     Some(None) => return Err(source.missing_key(key, namespace, name)),
@@ -355,6 +324,7 @@ pub fn command_line(container: &Container, env: &[(String, String)]) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
     fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| {

@@ -7,20 +7,24 @@
 
 pub mod env;
 mod events;
+mod objects;
 mod plan;
 mod status;
 mod sync;
+mod volumes;
 
 use joblet_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-pub use env::{Node, Objects};
+pub use env::Node;
 pub use events::{kubelet_events, KubeletEvent};
+pub use objects::Objects;
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
     later, since, sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State,
     Stop,
 };
+pub use volumes::{volume_payload, File, Payload};
 
 /// A pod being stopped, and whether Kubernetes would call it a disruption.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ mod lost;
 mod reaper;
 mod supervised;
 mod supervisor;
+mod volume_files;
 mod worker;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use reaper::Exit;
 use reaper::Reaper;
 pub use supervised::SupervisorCommand;
 pub use supervisor::supervise;
+pub use volume_files::write_volume_files;
 
 /// Entry points for the fuzz targets (`fuzz/`): what the supervisor and the engine read
 /// from each other and from the journal.

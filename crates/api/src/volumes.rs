@@ -1,0 +1,236 @@
+//! A pod's volumes as the API server takes them: the defaults of `SetDefaults_Volume` and its
+//! sources (`defaultMode: 0644`), and `ValidateVolumes` for the sources a Job's pods use
+//! (names, one source each, ConfigMap and Secret items and modes), with upstream's messages.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{KeyToPath, PodSpec, Volume};
+use serde_json::Value;
+
+use crate::field::FieldError;
+use crate::validation::{is_dns1123_label, DNS1123_LABEL_ERROR};
+
+/// `0644`, the mode of projected files unless a volume says otherwise.
+pub const DEFAULT_MODE: i32 = 0o644;
+
+const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+
+pub fn default_volumes(pod: &mut PodSpec) {
+    for source in pod.volumes.iter_mut().flatten() {
+        if source_names(source).is_empty() {
+            source.empty_dir = Some(Default::default());
+        }
+        if let Some(config_map) = source.config_map.as_mut() {
+            config_map.default_mode.get_or_insert(DEFAULT_MODE);
+        }
+        if let Some(secret) = source.secret.as_mut() {
+            secret.default_mode.get_or_insert(DEFAULT_MODE);
+        }
+        if let Some(downward) = source.downward_api.as_mut() {
+            downward.default_mode.get_or_insert(DEFAULT_MODE);
+        }
+        if let Some(projected) = source.projected.as_mut() {
+            projected.default_mode.get_or_insert(DEFAULT_MODE);
+        }
+    }
+}
+
+/// The sources a volume names (its JSON keys besides `name`): exactly one is valid.
+fn source_names(volume: &Volume) -> Vec<String> {
+    match serde_json::to_value(volume) {
+        Ok(Value::Object(fields)) => fields
+            .into_iter()
+            .filter(|(k, v)| k != "name" && !v.is_null())
+            .map(|(k, _)| k)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `ValidateVolumes`.
+pub fn validate_volumes(volumes: &[Volume], path: &str, errors: &mut Vec<FieldError>) {
+    let mut names = HashSet::new();
+    for (i, volume) in volumes.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        let mut found = Vec::new();
+        validate_source(volume, &here, &mut found);
+        let name = volume.name.as_str();
+        if name.is_empty() {
+            found.push(FieldError::required(format!("{here}.name"), ""));
+        } else if !is_dns1123_label(name) {
+            found.push(FieldError::invalid_str(
+                format!("{here}.name"),
+                name,
+                DNS1123_LABEL_ERROR,
+            ));
+        }
+        if names.contains(name) {
+            found.push(FieldError::duplicate(
+                format!("{here}.name"),
+                format!("{name:?}"),
+            ));
+        }
+        if found.is_empty() {
+            names.insert(name);
+        }
+        errors.append(&mut found);
+    }
+}
+
+fn validate_source(source: &Volume, path: &str, errors: &mut Vec<FieldError>) {
+    let kinds = source_names(source);
+    match kinds.as_slice() {
+        [] => errors.push(FieldError::required(path, "must specify a volume type")),
+        [_] => {}
+        [_, more @ ..] => {
+            for kind in more {
+                errors.push(FieldError::forbidden(
+                    format!("{path}.{kind}"),
+                    "may not specify more than 1 volume type",
+                ));
+            }
+            return;
+        }
+    }
+    if let Some(config_map) = &source.config_map {
+        let here = format!("{path}.configMap");
+        if config_map.name.is_empty() {
+            errors.push(FieldError::required(format!("{here}.name"), ""));
+        }
+        validate_projection(&here, config_map.default_mode, &config_map.items, errors);
+    }
+    if let Some(secret) = &source.secret {
+        let here = format!("{path}.secret");
+        if secret.secret_name.as_deref().unwrap_or("").is_empty() {
+            errors.push(FieldError::required(format!("{here}.secretName"), ""));
+        }
+        validate_projection(&here, secret.default_mode, &secret.items, errors);
+    }
+    if let Some(host_path) = &source.host_path {
+        if host_path.path.is_empty() {
+            errors.push(FieldError::required(format!("{path}.hostPath.path"), ""));
+        } else if host_path.path.split('/').any(|part| part == "..") {
+            errors.push(FieldError::invalid_str(
+                format!("{path}.hostPath.path"),
+                &host_path.path,
+                "must not contain '..'",
+            ));
+        }
+    }
+}
+
+fn validate_projection(
+    path: &str,
+    default_mode: Option<i32>,
+    items: &Option<Vec<KeyToPath>>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(mode) = default_mode.filter(|m| !(0..=0o777).contains(m)) {
+        errors.push(FieldError::invalid(
+            format!("{path}.defaultMode"),
+            mode,
+            FILE_MODE_ERROR,
+        ));
+    }
+    for (i, item) in items.iter().flatten().enumerate() {
+        let here = format!("{path}.items[{i}]");
+        if item.key.is_empty() {
+            errors.push(FieldError::required(format!("{here}.key"), ""));
+        }
+        if item.path.is_empty() {
+            errors.push(FieldError::required(format!("{here}.path"), ""));
+        }
+        for detail in local_non_reserved_path_errors(&item.path) {
+            errors.push(FieldError::invalid_str(
+                format!("{here}.path"),
+                &item.path,
+                detail,
+            ));
+        }
+        if let Some(mode) = item.mode.filter(|m| !(0..=0o777).contains(m)) {
+            errors.push(FieldError::invalid(
+                format!("{here}.mode"),
+                mode,
+                FILE_MODE_ERROR,
+            ));
+        }
+    }
+}
+
+/// `ValidateLocalNonReservedPath`: relative, no `..` element, and not starting with `..`
+/// (the writer's own entries are named so).
+pub fn local_non_reserved_path_errors(path: &str) -> Vec<&'static str> {
+    let mut details = Vec::new();
+    if path.starts_with('/') {
+        details.push("must be a relative path");
+    }
+    if path.split('/').any(|part| part == "..") {
+        details.push("must not contain '..'");
+    }
+    if path.starts_with("..") && !path.starts_with("../") {
+        details.push("must not start with '..'");
+    }
+    details
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(volumes: Value) -> Vec<String> {
+        let mut pod: PodSpec =
+            serde_json::from_value(json!({"containers": [], "volumes": volumes})).unwrap();
+        default_volumes(&mut pod);
+        let mut errors = Vec::new();
+        validate_volumes(pod.volumes.as_deref().unwrap(), "spec.volumes", &mut errors);
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn sources_default_to_an_empty_dir_and_mode_0644() {
+        let mut pod: PodSpec = serde_json::from_value(json!({"containers": [], "volumes": [
+            {"name": "scratch"},
+            {"name": "conf", "configMap": {"name": "c"}},
+            {"name": "keys", "secret": {"secretName": "s", "defaultMode": 0o400}},
+        ]}))
+        .unwrap();
+        default_volumes(&mut pod);
+        let volumes = serde_json::to_value(&pod.volumes).unwrap();
+        assert_eq!(volumes[0]["emptyDir"], json!({}));
+        assert_eq!(volumes[1]["configMap"]["defaultMode"], 420);
+        assert_eq!(volumes[2]["secret"]["defaultMode"], 256);
+    }
+
+    #[test]
+    fn names_sources_items_and_modes_are_checked_as_upstream() {
+        assert_eq!(
+            errors(json!([
+                {"name": "a", "configMap": {"name": "c", "items": [
+                    {"key": "k", "path": "/etc/x"},
+                    {"key": "", "path": "..hidden", "mode": 0o1777},
+                    {"key": "k", "path": "a/../b"},
+                ]}},
+                {"name": "a", "emptyDir": {}},
+                {"name": "Bad", "secret": {"defaultMode": -1}},
+                {"name": "two", "emptyDir": {}, "hostPath": {"path": "/tmp"}},
+            ])),
+            [
+                "spec.volumes[0].configMap.items[0].path: Invalid value: \"/etc/x\": must be a relative path",
+                "spec.volumes[0].configMap.items[1].key: Required value",
+                "spec.volumes[0].configMap.items[1].path: Invalid value: \"..hidden\": must not start with '..'",
+                "spec.volumes[0].configMap.items[1].mode: Invalid value: 1023: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[0].configMap.items[2].path: Invalid value: \"a/../b\": must not contain '..'",
+                "spec.volumes[2].secret.secretName: Required value",
+                "spec.volumes[2].secret.defaultMode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[2].name: Invalid value: \"Bad\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "spec.volumes[3].hostPath: Forbidden: may not specify more than 1 volume type",
+            ]
+        );
+        // The first `a` had errors, so the second is no duplicate of a valid one.
+        assert_eq!(
+            errors(json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}])),
+            ["spec.volumes[1].name: Duplicate value: \"a\""]
+        );
+    }
+}
