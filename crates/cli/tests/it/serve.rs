@@ -1329,12 +1329,13 @@ spec:
 }
 
 #[test]
-fn a_pod_whose_config_map_is_missing_waits_until_kubectl_creates_it() {
+fn a_pod_whose_config_map_and_secret_are_missing_waits_until_kubectl_creates_them() {
     let dir = scratch();
     let server = Server::start(dir.path());
     server.apply(
-        &(job("needs-settings", "", "test \"$MODE\" = fast")
-            + "          envFrom: [{configMapRef: {name: settings}}]\n"),
+        &(job("needs-settings", "", "test \"$MODE:$TOKEN\" = fast:t0k")
+            + "          envFrom: [{configMapRef: {name: settings}}]\n"
+            + "          env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: api, key: token}}}]\n"),
     );
     let waiting = || {
         let pods = server.json(&["get", "pods", "-l", "job-name=needs-settings"]);
@@ -1366,12 +1367,25 @@ fn a_pod_whose_config_map_is_missing_waits_until_kubectl_creates_it() {
     let job = server.json(&["get", "job", "needs-settings"]);
     assert_eq!(job["status"]["active"], 1);
     assert!(job["status"]["failed"].is_null(), "{job}");
-    // Created now, as on a cluster: the waiting container starts with it.
+    // Created now, as on a cluster: the container waits for the next missing object, then
+    // starts once it exists too.
     server.ok(&[
         "create",
         "configmap",
         "settings",
         "--from-literal=MODE=fast",
+    ]);
+    wait_for(
+        "the container waiting for its Secret",
+        Duration::from_secs(20),
+        || waiting()["message"] == "secret \"api\" not found",
+    );
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "api",
+        "--from-literal=token=t0k",
     ]);
     server.wait_complete("needs-settings");
 }
