@@ -5,6 +5,7 @@
 //!
 //! The runtime knows nothing of Jobs: it takes Pod objects and reports their status.
 
+mod containers;
 mod host;
 mod leftover;
 mod lost;
@@ -91,7 +92,8 @@ struct Shared {
     /// Pods may be started from any thread; their tasks run here.
     handle: tokio::runtime::Handle,
     clock: Arc<dyn Clock>,
-    reaper: Reaper,
+    /// Where containers run.
+    containers: Arc<dyn containers::ContainerRuntime>,
     updates: mpsc::UnboundedSender<PodUpdate>,
     pods: Mutex<HashMap<(String, String), StopSender>>,
     /// The ConfigMaps and Secrets pods take variables from; workers watch for changes.
@@ -230,12 +232,19 @@ impl Local {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.log_dir)?;
         let node = this_node(&config.log_dir);
+        let handle = tokio::runtime::Handle::current();
+        let containers = Arc::new(host::HostRuntime {
+            config: config.clone(),
+            handle: handle.clone(),
+            clock: clock.clone(),
+            reaper: Reaper::get(),
+        });
         Ok(Local {
             shared: Arc::new(Shared {
                 config,
-                handle: tokio::runtime::Handle::current(),
+                handle,
                 clock,
-                reaper: Reaper::get(),
+                containers,
                 updates,
                 pods: Mutex::new(HashMap::new()),
                 objects: watch::channel(Arc::new(Objects::default())).0,

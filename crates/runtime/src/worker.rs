@@ -1,5 +1,5 @@
 //! The pod worker (upstream's `pod_workers.go` with the doing half of `SyncPod`): asks
-//! `joblet_kubelet::sync_pod` what to do, does it with host processes until nothing is left
+//! `joblet_kubelet::sync_pod` what to do, does it through the container runtime until nothing is left
 //! to do now, reports the status when it changed, then waits for a container's end, a stop
 //! or the time the rules asked to look again.
 
@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, watch};
 use joblet_kubelet::env::{command_line, container_env};
 use joblet_kubelet::Objects;
 
-use crate::{host, pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
+use crate::containers::{self, RunRequest};
+use crate::{pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
 type Ended = (usize, reaper::Exit, Timestamp);
@@ -30,7 +31,8 @@ struct Worker {
     /// Index-aligned with the plan's containers.
     specs: Vec<Container>,
     records: Vec<ContainerRecord>,
-    groups: Vec<Option<reaper::Group>>,
+    /// How to stop each container's current run, while it runs.
+    stops: Vec<Option<containers::Stop>>,
     started_at: Timestamp,
     stop: Option<Stop>,
     status: PodStatus,
@@ -77,7 +79,7 @@ pub(crate) async fn run_pod(
         objects: objects.clone(),
         unconfigurable: vec![false; specs.len()],
         records: vec![ContainerRecord::default(); specs.len()],
-        groups: vec![None; specs.len()],
+        stops: (0..specs.len()).map(|_| None).collect(),
         started_at: shared.clock.now(),
         shared,
         pod,
@@ -179,18 +181,25 @@ impl Worker {
         record.created = true;
         let argv = command_line(spec, &env);
         let started_at = self.shared.clock.now();
-        match host::spawn(&self.shared, &self.pod, spec, &argv, &env, record.restarts) {
-            Ok(spawned) => {
-                let group = spawned.group;
+        let run = RunRequest {
+            pod: &self.pod,
+            container: spec,
+            argv: &argv,
+            env: &env,
+            restarts: record.restarts,
+        };
+        match self.shared.containers.start(run) {
+            Ok(started) => {
                 record.state = State::Running {
-                    id: format!("joblet://{}", group.leader),
+                    id: started.id,
                     started_at,
                 };
-                self.groups[i] = Some(group);
+                self.stops[i] = Some(started.stop);
                 let ended = self.ended.clone();
                 let clock = self.shared.clock.clone();
+                let exit = started.exit;
                 self.shared.handle.spawn(async move {
-                    let exit = spawned.exit().await;
+                    let exit = exit.await;
                     let _ = ended.send((i, exit, clock.now()));
                 });
             }
@@ -216,8 +225,8 @@ impl Worker {
         else {
             return;
         };
-        if let Some(group) = self.groups[i] {
-            host::stop(&self.shared, group, grace);
+        if let Some(stop) = &self.stops[i] {
+            stop(grace);
         }
         self.records[i].state = State::Stopping {
             id,
@@ -232,7 +241,7 @@ impl Worker {
         else {
             return;
         };
-        self.groups[i] = None;
+        self.stops[i] = None;
         let reason = if exit.code == 0 {
             ExitReason::Completed
         } else {

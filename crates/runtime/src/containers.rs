@@ -1,0 +1,41 @@
+//! What a pod worker asks of the machinery that runs containers, as the kubelet asks CRI:
+//! start one run of a container, and later stop it or learn how it ended. The pod rules
+//! (`joblet_kubelet::sync_pod`) and the worker know nothing else of a runtime, so another
+//! runtime is another implementation of [`ContainerRuntime`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::reaper::Exit;
+
+/// One run of a container to start.
+pub(crate) struct RunRequest<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    /// The command line, variables expanded.
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    /// How often the container restarted before: names this run's log.
+    pub restarts: i32,
+}
+
+/// Asks a run to end: SIGTERM now, SIGKILL after the grace period.
+pub(crate) type Stop = Box<dyn Fn(Duration) + Send + Sync>;
+
+/// A run that started.
+pub(crate) struct Started {
+    /// The `containerID` a pod's status shows.
+    pub id: String,
+    /// Resolves once the run has ended and its output is all in its log.
+    pub exit: Pin<Box<dyn Future<Output = Exit> + Send>>,
+    pub stop: Stop,
+}
+
+pub(crate) trait ContainerRuntime: Send + Sync {
+    /// Starts the run; an error is what `kubectl describe pod` shows for a container that
+    /// could not start (`StartError`).
+    fn start(&self, run: RunRequest<'_>) -> Result<Started, String>;
+}
