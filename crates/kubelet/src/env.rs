@@ -306,17 +306,24 @@ impl Variables {
 
 /// `command` followed by `args`, with `$(VAR)` expanded from the container's variables.
 pub fn command_line(container: &Container, env: &[(String, String)]) -> Vec<String> {
+    [
+        expand_parts(&container.command, env),
+        expand_parts(&container.args, env),
+    ]
+    .concat()
+}
+
+/// Each part with `$(VAR)` expanded from the container's variables (the last of a name wins).
+pub fn expand_parts(parts: &Option<Vec<String>>, env: &[(String, String)]) -> Vec<String> {
     let lookup = |name: &str| {
         env.iter()
             .rev()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    container
-        .command
+    parts
         .iter()
         .flatten()
-        .chain(container.args.iter().flatten())
         .map(|part| expand(part, lookup))
         .collect()
 }

@@ -7,6 +7,7 @@
 
 pub mod env;
 mod events;
+mod image;
 mod objects;
 mod plan;
 mod status;
@@ -18,6 +19,7 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use env::Node;
 pub use events::{kubelet_events, KubeletEvent};
+pub use image::{container_process, ImageConfig, Process};
 pub use objects::Objects;
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
