@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
-# (redis-server, the Python kubernetes client; kubectl must already be on the machine
-# image), then `cargo test`, then each fuzz target for a short time (scripts/fuzz.sh).
+# (redis-server; podman, runc and busybox-static for the podman runtime, whose test image
+# scripts/test-images.sh makes; the Python kubernetes client; kubectl must already be on
+# the machine image), then `cargo test`, then each fuzz target for a short time
+# (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: the tests need ${need_apt[*]}; install it (apt-get install -y ${need_apt[*]}) or run as root" >&2
@@ -15,6 +20,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# The podman runtime runs containers with runc and mounts overlays: it needs root.
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: the podman runtime's tests need root (they mount overlays and run runc)" >&2
+  exit 1
+fi
+scripts/test-images.sh
 if ! command -v python3 >/dev/null 2>&1; then
   echo "error: python3 is not on PATH; the Python client test needs it" >&2
   exit 1

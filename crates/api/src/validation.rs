@@ -695,9 +695,21 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     if pod.containers.is_empty() {
         errors.push(FieldError::required(format!("{SPEC}.containers"), ""));
     }
+    let runtime = match pod.runtime_class_name.as_deref() {
+        None | Some("host") => Runtime::Host,
+        Some("podman") => Runtime::Podman,
+        Some(other) => {
+            errors.push(FieldError::not_supported(
+                format!("{SPEC}.runtimeClassName"),
+                other,
+                &["host", "podman"],
+            ));
+            Runtime::Host
+        }
+    };
     let mut names = HashSet::new();
     for (path, container) in containers_with_paths(pod) {
-        validate_container(&path, container, &mut names, errors);
+        validate_container(&path, container, runtime, &mut names, errors);
     }
     validate_container_restart_policies(pod, errors);
     let volumes = pod.volumes.as_deref().unwrap_or_default();
@@ -774,9 +786,20 @@ fn containers_with_paths(pod: &PodSpec) -> impl Iterator<Item = (String, &Contai
         )
 }
 
+/// Where a pod's containers run (`runtimeClassName`): what they may ask for depends on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    /// Host processes: nothing from the image, no mounts, no memory limit.
+    Host,
+    /// Containers from images (podman prepares them, runc runs them); volumes and
+    /// resource limits are not done yet.
+    Podman,
+}
+
 fn validate_container<'a>(
     path: &str,
     container: &'a Container,
+    runtime: Runtime,
     names: &mut HashSet<&'a str>,
     errors: &mut Vec<FieldError>,
 ) {
@@ -798,15 +821,15 @@ fn validate_container<'a>(
     if container.image.as_deref().unwrap_or("").is_empty() {
         errors.push(FieldError::required(format!("{path}.image"), ""));
     }
-    if container.command.as_ref().is_none_or(Vec::is_empty) {
+    if runtime == Runtime::Host && container.command.as_ref().is_none_or(Vec::is_empty) {
         errors.push(FieldError::required(
             format!("{path}.command"),
             format!(
-                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command"
+                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or runtimeClassName: podman to run the image's"
             ),
         ));
     }
-    refuse_what_a_host_cannot_give(path, container, errors);
+    refuse_what_a_runtime_cannot_give(path, container, runtime, errors);
     for (j, env) in container.env.iter().flatten().enumerate() {
         let env_path = format!("{path}.env[{j}]");
         if env.name.is_empty() {
@@ -1037,17 +1060,29 @@ fn validate_env_source(
     }
 }
 
-/// apimachinery's `IsRelaxedEnvVarName`: printable ASCII but `=`.
-/// What the host runtime would silently get wrong, refused before anything runs: a mount
-/// would read and write the host's own path, and a memory limit would not hold.
-fn refuse_what_a_host_cannot_give(path: &str, container: &Container, errors: &mut Vec<FieldError>) {
+/// What the pod's runtime would silently get wrong, refused before anything runs: on the
+/// host a mount would read and write the host's own path and a memory limit would not
+/// hold; the podman runtime does neither yet.
+fn refuse_what_a_runtime_cannot_give(
+    path: &str,
+    container: &Container,
+    runtime: Runtime,
+    errors: &mut Vec<FieldError>,
+) {
+    let (volumes, memory) = match runtime {
+        Runtime::Host => (
+            "joblet runs containers as host processes and cannot mount volumes: {path} would be the host's own directory",
+            "joblet runs containers as host processes and cannot enforce a memory limit",
+        ),
+        Runtime::Podman => (
+            "joblet's podman runtime does not mount volumes yet ({path})",
+            "joblet's podman runtime does not enforce memory limits yet",
+        ),
+    };
     if let Some(mount) = container.volume_mounts.iter().flatten().next() {
         errors.push(FieldError::forbidden(
             format!("{path}.volumeMounts"),
-            format!(
-                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory",
-                mount.mount_path
-            ),
+            volumes.replace("{path}", &format!("{:?}", mount.mount_path)),
         ));
     }
     if container
@@ -1057,14 +1092,14 @@ fn refuse_what_a_host_cannot_give(path: &str, container: &Container, errors: &mu
     {
         errors.push(FieldError::forbidden(
             format!("{path}.volumeDevices"),
-            "joblet runs containers as host processes and cannot attach devices",
+            "joblet cannot attach devices to containers",
         ));
     }
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     if limits.is_some_and(|l| l.contains_key("memory")) {
         errors.push(FieldError::forbidden(
             format!("{path}.resources.limits.memory"),
-            "joblet runs containers as host processes and cannot enforce a memory limit",
+            memory,
         ));
     }
 }
@@ -1118,6 +1153,7 @@ pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
     warnings
 }
 
+/// apimachinery's `IsRelaxedEnvVarName`: printable ASCII but `=`.
 fn is_relaxed_env_var_name(name: &str) -> bool {
     name.chars().all(|c| (' '..='~').contains(&c) && c != '=')
 }
@@ -1509,6 +1545,31 @@ spec:
         assert_eq!(
             env(json!({"resource": "limits.memory", "divisor": "1024"})),
             [format!("{path}.divisor: Invalid value: \"limits.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource")]
+        );
+    }
+
+    #[test]
+    fn runtime_class_name_picks_what_a_container_may_leave_to_its_image() {
+        let pod = |class: &str, container: serde_json::Value| json!({"spec": {"template": {"spec": {"runtimeClassName": class, "containers": [container]}}}});
+        let from_image = json!({"name": "main", "image": "busybox"});
+        let path = "spec.template.spec";
+        assert_eq!(
+            errors_for(pod("podman", from_image.clone())),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors_for(pod("host", from_image.clone())),
+            [format!("{path}.containers[0].command: Required value: joblet runs container \"main\" as a host command and does not read image entrypoints; set command, or runtimeClassName: podman to run the image's")]
+        );
+        assert_eq!(
+            errors_for(pod("gvisor", json!({"name": "main", "image": "busybox", "command": ["true"]}))),
+            [format!("{path}.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\"")]
+        );
+        let mounted = json!({"name": "main", "image": "busybox",
+            "volumeMounts": [{"name": "v", "mountPath": "/data"}]});
+        assert_eq!(
+            errors_for(pod("podman", mounted)),
+            [format!("{path}.containers[0].volumeMounts: Forbidden: joblet's podman runtime does not mount volumes yet (\"/data\")")]
         );
     }
 

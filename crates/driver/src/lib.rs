@@ -829,6 +829,7 @@ pub fn runtime_config(
 ) -> RuntimeConfig {
     RuntimeConfig {
         log_dir: state_dir.join("logs"),
+        containers_dir: state_dir.join("containers"),
         restart_backoff_base: Duration::from_millis(backoff.base_ms as u64),
         restart_backoff_max: Duration::from_millis(backoff.max_ms as u64 / 2),
         stream_logs,

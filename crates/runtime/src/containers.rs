@@ -15,8 +15,7 @@ use crate::reaper::Exit;
 pub(crate) struct RunRequest<'a> {
     pub pod: &'a Pod,
     pub container: &'a Container,
-    /// The command line, variables expanded.
-    pub argv: &'a [String],
+    /// The container's variables, as `container_env` made them.
     pub env: &'a [(String, String)],
     /// How often the container restarted before: names this run's log.
     pub restarts: i32,

@@ -2,6 +2,7 @@
 //! output through a pipe into its log file, its end told once the log is complete.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -15,7 +16,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::containers::{ContainerRuntime, RunRequest, Started};
+use joblet_kubelet::env::command_line;
+
+use crate::containers::{ContainerRuntime, RunRequest, Started, Stop};
 use crate::reaper::{Exit, Group, Reaper};
 use crate::{log_path, Clock, RuntimeConfig};
 
@@ -32,13 +35,36 @@ pub(crate) struct HostRuntime {
 
 impl ContainerRuntime for HostRuntime {
     fn start(&self, run: RunRequest<'_>) -> Result<Started, String> {
-        let (group, exit, output) = self.spawn(&run)?;
-        let reaper = self.reaper.clone();
-        let handle = self.handle.clone();
+        let argv = command_line(run.container, run.env);
+        let Some(program) = argv.first() else {
+            return Err(
+                "no command given: the host runtime does not read image entrypoints".to_string(),
+            );
+        };
+        let working_dir = run
+            .container
+            .working_dir
+            .as_deref()
+            .filter(|d| !d.is_empty());
+        let mut command = Command::new(program);
+        command
+            .args(&argv[1..])
+            .envs(run.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = working_dir {
+            if !std::path::Path::new(dir).is_dir() {
+                return Err(format!(
+                    "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
+                ));
+            }
+            command.current_dir(dir);
+        }
+        let (group, exit) = self
+            .launch(&run, command)
+            .map_err(|e| spawn_error(program, &e))?;
         Ok(Started {
             id: format!("joblet://{}", group.leader),
-            exit: Box::pin(exited(exit, output)),
-            stop: Box::new(move |grace| stop(&reaper, &handle, group, grace)),
+            exit: Box::pin(exit),
+            stop: self.stopper(group),
         })
     }
 }
@@ -61,84 +87,60 @@ async fn exited(exit: oneshot::Receiver<Exit>, output: JoinHandle<()>) -> Exit {
     exit
 }
 
-/// SIGTERM to a container's group, SIGKILL after `grace` if it is still there.
-fn stop(reaper: &Reaper, handle: &tokio::runtime::Handle, group: Group, grace: Duration) {
-    reaper.signal_group(group, Signal::SIGTERM);
-    let reaper = reaper.clone();
-    handle.spawn(async move {
-        tokio::time::sleep(grace).await;
-        // A no-op once the group's leader was reaped.
-        reaper.signal_group(group, Signal::SIGKILL);
-    });
-}
-
 impl HostRuntime {
-    /// Starts one run of the container in a new process group, its output going to the log
-    /// file.
-    fn spawn(
+    /// Starts `command` as a container's run: in a new process group, its output going to
+    /// the run's log file. The future resolves once it ended and its output is all logged.
+    pub(crate) fn launch(
         &self,
         run: &RunRequest<'_>,
-    ) -> Result<(Group, oneshot::Receiver<Exit>, JoinHandle<()>), String> {
-        let RunRequest {
-            pod,
-            container,
-            argv,
-            env,
-            restarts,
-        } = *run;
-        let Some(program) = argv.first() else {
-            return Err("no command given: joblet does not read image entrypoints".to_string());
-        };
-        let working_dir = container.working_dir.as_deref().filter(|d| !d.is_empty());
-        if let Some(dir) = working_dir {
-            if !std::path::Path::new(dir).is_dir() {
-                return Err(format!(
-                    "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
-                ));
-            }
-        }
-        let meta = &pod.metadata;
+        mut command: Command,
+    ) -> std::io::Result<(Group, impl Future<Output = Exit> + Send + 'static)> {
+        let meta = &run.pod.metadata;
         let namespace = meta.namespace.as_deref().unwrap_or("default");
         let pod_name = meta.name.as_deref().unwrap_or("");
-        let config = &self.config;
+        let container = &run.container.name;
         let path = log_path(
-            &config.log_dir,
+            &self.config.log_dir,
             namespace,
             pod_name,
-            &container.name,
-            restarts,
+            container,
+            run.restarts,
         );
-        let mut command = Command::new(program);
-        command
-            .args(&argv[1..])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .process_group(0)
-            .stdin(Stdio::null());
-        if let Some(dir) = working_dir {
-            command.current_dir(dir);
-        }
         // Output goes through a pipe: the log file is created only when the container
         // writes something (creating thousands of empty files costs more than the pods).
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| format!("cannot create a pipe: {e}"))?;
-        let write_err = write
-            .try_clone()
-            .map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let write_err = write.try_clone()?;
         // Ready to read before the process exists, so no failure can leave it unwatched.
-        let reader = pipe::Receiver::from_owned_fd(read)
-            .map_err(|e| format!("cannot read the container's output: {e}"))?;
+        let reader = pipe::Receiver::from_owned_fd(read)?;
         command
+            .process_group(0)
+            .stdin(Stdio::null())
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write_err));
         let spawned = self.reaper.spawn(&mut command);
         drop(command); // closes our copies of the pipe's write end
-        let (_child, exit, group) = spawned.map_err(|e| spawn_error(program, &e))?;
-        let prefix = config
+        let (_child, exit, group) = spawned?;
+        let prefix = self
+            .config
             .stream_logs
-            .then(|| format!("[pod/{pod_name}/{}] ", container.name));
+            .then(|| format!("[pod/{pod_name}/{container}] "));
         let clock = self.clock.clone();
         let output = self.handle.spawn(copy_output(reader, path, prefix, clock));
-        Ok((group, exit, output))
+        Ok((group, exited(exit, output)))
+    }
+
+    /// SIGTERM to the run's group, SIGKILL after the grace period if it is still there.
+    pub(crate) fn stopper(&self, group: Group) -> Stop {
+        let (reaper, handle) = (self.reaper.clone(), self.handle.clone());
+        Box::new(move |grace| {
+            reaper.signal_group(group, Signal::SIGTERM);
+            let reaper = reaper.clone();
+            handle.spawn(async move {
+                tokio::time::sleep(grace).await;
+                // A no-op once the group's leader was reaped.
+                reaper.signal_group(group, Signal::SIGKILL);
+            });
+        })
     }
 }
 

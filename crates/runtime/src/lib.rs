@@ -9,6 +9,7 @@ mod containers;
 mod host;
 mod leftover;
 mod lost;
+mod oci;
 mod reaper;
 mod supervised;
 mod supervisor;
@@ -62,6 +63,8 @@ pub trait Clock: Send + Sync {
 pub struct RuntimeConfig {
     /// Where container logs are written, one file per container run.
     pub log_dir: PathBuf,
+    /// Where container runtimes keep their runs' files (the podman runtime's bundles).
+    pub containers_dir: PathBuf,
     /// The kubelet's restart back-off for `OnFailure` (upstream: 10 s doubling to 5 min).
     pub restart_backoff_base: Duration,
     pub restart_backoff_max: Duration,
@@ -93,13 +96,34 @@ struct Shared {
     handle: tokio::runtime::Handle,
     clock: Arc<dyn Clock>,
     /// Where containers run.
-    containers: Arc<dyn containers::ContainerRuntime>,
+    runtimes: Runtimes,
     updates: mpsc::UnboundedSender<PodUpdate>,
     pods: Mutex<HashMap<(String, String), StopSender>>,
     /// The ConfigMaps and Secrets pods take variables from; workers watch for changes.
     objects: watch::Sender<Arc<Objects>>,
     /// This machine: the node every pod runs on.
     node: Node,
+}
+
+/// The container runtimes a pod may name in `spec.runtimeClassName`, as a cluster's
+/// RuntimeClasses name its nodes' handlers; a pod that names none runs on the host.
+struct Runtimes {
+    host: Arc<host::HostRuntime>,
+    podman: Arc<oci::PodmanRuntime>,
+}
+
+impl Runtimes {
+    fn for_pod(&self, pod: &Pod) -> Result<Arc<dyn containers::ContainerRuntime>, String> {
+        let class = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref());
+        match class.unwrap_or("") {
+            "" | "host" => Ok(self.host.clone()),
+            "podman" => Ok(self.podman.clone()),
+            other => Err(format!("RuntimeClass {other:?} not found")),
+        }
+    }
 }
 
 /// Where pods run: in this process, or under a supervisor process that outlives it.
@@ -233,18 +257,23 @@ impl Local {
         std::fs::create_dir_all(&config.log_dir)?;
         let node = this_node(&config.log_dir);
         let handle = tokio::runtime::Handle::current();
-        let containers = Arc::new(host::HostRuntime {
+        let host = Arc::new(host::HostRuntime {
             config: config.clone(),
             handle: handle.clone(),
             clock: clock.clone(),
             reaper: Reaper::get(),
         });
+        let podman = oci::PodmanRuntime::new(host.clone(), config.containers_dir.clone());
+        let runtimes = Runtimes {
+            host,
+            podman: Arc::new(podman),
+        };
         Ok(Local {
             shared: Arc::new(Shared {
                 config,
                 handle,
                 clock,
-                containers,
+                runtimes,
                 updates,
                 pods: Mutex::new(HashMap::new()),
                 objects: watch::channel(Arc::new(Objects::default())).0,

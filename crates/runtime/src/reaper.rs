@@ -12,8 +12,9 @@
 //! is unreaped.
 
 use std::collections::HashMap;
-use std::io;
-use std::process::{Child, Command};
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 
 use nix::errno::Errno;
@@ -27,6 +28,13 @@ use tokio::sync::oneshot;
 pub struct Exit {
     pub code: i32,
     pub signal: Option<i32>,
+}
+
+/// What [`Reaper::output`] collected.
+pub struct Output {
+    pub exit: Exit,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -97,6 +105,41 @@ impl Reaper {
         // The reaper may hold a child's exit until it knows whether the child is ours.
         wake.notify_all();
         registered
+    }
+
+    /// Runs `command` to its end in a group of its own, as `Command::output` would (which
+    /// no code in this process may call: the reaper takes every child's exit). Blocks the
+    /// calling thread until then.
+    pub fn output(&self, command: &mut Command) -> io::Result<Output> {
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (mut child, exit, _) = self.spawn(command)?;
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+        // Each pipe read to its end on a thread of its own, so neither can fill and stall
+        // the child; the exit is waited for off any async runtime's thread.
+        std::thread::scope(|scope| {
+            let err = scope.spawn(move || {
+                let mut text = Vec::new();
+                stderr.as_mut().map(|e| e.read_to_end(&mut text));
+                text
+            });
+            let mut out = Vec::new();
+            stdout.as_mut().map(|o| o.read_to_end(&mut out));
+            let stderr = err.join().unwrap_or_default();
+            let exit = scope.spawn(move || exit.blocking_recv()).join();
+            let exit = exit.ok().and_then(Result::ok).unwrap_or(Exit {
+                code: 128 + Signal::SIGKILL as i32,
+                signal: Some(Signal::SIGKILL as i32),
+            });
+            Ok(Output {
+                exit,
+                stdout: out,
+                stderr,
+            })
+        })
     }
 
     /// Sends `signal` to `group` if its leader has not been reaped: then the group is still

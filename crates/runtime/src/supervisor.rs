@@ -637,6 +637,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = RuntimeConfig {
             log_dir: dir.path().join("logs"),
+            containers_dir: dir.path().join("containers"),
             restart_backoff_base: Duration::from_millis(10),
             restart_backoff_max: Duration::from_millis(10),
             stream_logs: false,

@@ -30,6 +30,7 @@ fn harness(stream_logs: bool) -> Harness {
     let (tx, rx) = mpsc::unbounded_channel();
     let config = RuntimeConfig {
         log_dir: dir.path().join("logs"),
+        containers_dir: dir.path().join("containers"),
         restart_backoff_base: Duration::from_millis(50),
         restart_backoff_max: Duration::from_millis(200),
         stream_logs,
@@ -342,4 +343,96 @@ async fn a_disruption_leaves_its_condition_on_the_pod() {
         ("True", Some("TerminationByKubelet"))
     );
     assert_eq!(status.phase.as_deref(), Some("Failed"));
+}
+
+/// The image of the podman tests: `scripts/test-images.sh` makes it (as `scripts/test.sh`
+/// does before the tests), with an `ENTRYPOINT` (`sh -c`), a `CMD`, a `WORKDIR` and `ENV`.
+fn test_image() -> &'static str {
+    const IMAGE: &str = "localhost/joblet-test/entry:1";
+    // Through the reaper: it takes every child's exit in this process.
+    let exists = crate::reaper::Reaper::get()
+        .output(std::process::Command::new("podman").args(["image", "exists", IMAGE]))
+        .expect("the podman runtime's tests need podman and runc (scripts/test.sh installs them)");
+    assert!(
+        exists.exit.code == 0,
+        "{IMAGE} is missing: run scripts/test-images.sh (scripts/test.sh does)"
+    );
+    IMAGE
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_podman_pod_runs_in_its_image_with_its_entrypoint_variables_and_directory() {
+    let mut h = harness(false);
+    let image = test_image();
+    h.runtime.start(vec![pod("boxed", json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "hostname": "job-1", "containers": [
+        // args alone: the image's entrypoint (sh -c) runs them, not its cmd.
+        {"name": "args", "image": image,
+         "args": ["echo $MODE $(pwd) $HOSTNAME $WHO; test ! -e /work/../../etc/os-release && test -z \"$CARGO_HOME\""],
+         "env": [{"name": "WHO", "value": "pod"}]}]}))]);
+    let status = h.finish("boxed").await;
+    let t = terminated(main_status(&status));
+    assert_eq!(
+        (t.exit_code, h.log("boxed", "args", 0).as_str()),
+        (0, "image /work job-1 pod\n"),
+        "{status:?}"
+    );
+    assert!(main_status(&status)
+        .container_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with("runc://")));
+    // Neither command nor args: the image's entrypoint and cmd; the exit code is the
+    // container's.
+    h.runtime.start(vec![pod(
+        "defaults",
+        json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "containers": [{"name": "main", "image": image}]}),
+    )]);
+    h.finish("defaults").await;
+    assert_eq!(h.log("defaults", "main", 0), "from the image\n");
+    h.runtime.start(vec![pod(
+        "three",
+        json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "containers": [{"name": "main", "image": image, "command": ["sh", "-c", "exit 3"]}]}),
+    )]);
+    let status = h.finish("three").await;
+    assert_eq!(terminated(main_status(&status)).exit_code, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_podman_pod_leaves_no_container_behind() {
+    let mut h = harness(false);
+    let image = test_image();
+    h.runtime.start(vec![pod("long", json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": image, "command": ["sh", "-c", "echo up; exec sleep 60"]}]}))]);
+    h.wait_running("long").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.log("long", "main", 0).is_empty() {
+        assert!(Instant::now() < deadline, "the container never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    h.runtime.stop("default", "long", None, None);
+    let status = h.finish("long").await;
+    // `sleep`, as the container's init, ignores SIGTERM: SIGKILL after the grace period.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(terminated(main_status(&status)).exit_code, 137);
+    let containers = h.dir.path().join("containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "runc")
+        .collect();
+    assert!(left.is_empty(), "bundles left: {left:?}");
+    let mut list = std::process::Command::new("runc");
+    list.arg("--root").arg(containers.join("runc"));
+    let listed = crate::reaper::Reaper::get()
+        .output(list.args(["list", "--quiet"]))
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
 }

@@ -13,7 +13,7 @@ use joblet_kubelet::{
 };
 use tokio::sync::{mpsc, watch};
 
-use joblet_kubelet::env::{command_line, container_env};
+use joblet_kubelet::env::container_env;
 use joblet_kubelet::Objects;
 
 use crate::containers::{self, RunRequest};
@@ -179,16 +179,19 @@ impl Worker {
             record.restarts += 1;
         }
         record.created = true;
-        let argv = command_line(spec, &env);
         let started_at = self.shared.clock.now();
         let run = RunRequest {
             pod: &self.pod,
             container: spec,
-            argv: &argv,
             env: &env,
             restarts: record.restarts,
         };
-        match self.shared.containers.start(run) {
+        let started = self
+            .shared
+            .runtimes
+            .for_pod(&self.pod)
+            .and_then(|r| r.start(run));
+        match started {
             Ok(started) => {
                 record.state = State::Running {
                     id: started.id,

@@ -2,6 +2,7 @@
 
 mod crash;
 mod examples;
+mod podman;
 mod resume;
 mod run;
 mod serve;

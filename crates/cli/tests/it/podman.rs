@@ -1,0 +1,73 @@
+//! Pods with `runtimeClassName: podman`: containers from images (made offline by
+//! `scripts/test-images.sh`), through the binary a user runs.
+
+use crate::util::*;
+
+const IMAGE: &str = "localhost/joblet-test/entry:1";
+
+/// An Indexed Job whose containers leave their command to the image: the image's
+/// entrypoint runs the args, inside the image's filesystem, with the index the controller
+/// gives each pod.
+#[test]
+fn an_indexed_job_runs_in_its_image_with_the_images_entrypoint() {
+    let dir = scratch();
+    let manifest = format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: boxed
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      runtimeClassName: podman
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: {IMAGE}
+          args: ["echo index $JOB_COMPLETION_INDEX in $(pwd) with $MODE; test ! -e {{dir}}/job.yaml"]
+"#
+    );
+    let run = run(dir.path(), &manifest, &["--logs", "-o", "json"]);
+    run.expect_code(0);
+    // The streamed lines come first, then the Job as JSON.
+    let stdout = run.stdout();
+    let json = &stdout[stdout.find("\n{").map_or(0, |i| i + 1)..];
+    let job: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(job["status"]["succeeded"], 3, "{job}");
+    assert_eq!(job["status"]["completedIndexes"], "0-2");
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("[pod/"))
+        .map(|l| l.split_once("] ").map_or("", |(_, rest)| rest).to_string())
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "index 0 in /work with image",
+            "index 1 in /work with image",
+            "index 2 in /work with image"
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_runtime_class_is_refused_before_anything_runs() {
+    let dir = scratch();
+    let manifest = job("gvisor", "", "true").replace(
+        "      restartPolicy: Never",
+        "      runtimeClassName: gvisor\n      restartPolicy: Never",
+    );
+    let run = run(dir.path(), &manifest, &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains(
+            "spec.template.spec.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\""
+        ),
+        "{}",
+        run.stderr()
+    );
+}
