@@ -20,6 +20,8 @@ pub enum FieldErrorKind {
     },
     /// `Duplicate value: <value>`
     Duplicate(String),
+    /// `Not found: <value>`
+    NotFound(String),
     /// `Too many: <n>: must have at most <max> items`
     TooMany { count: usize, max: usize },
     /// `Forbidden: detail`
@@ -80,6 +82,13 @@ impl FieldError {
         }
     }
 
+    pub fn not_found(path: impl Into<String>, value: impl fmt::Display) -> Self {
+        Self {
+            path: path.into(),
+            kind: FieldErrorKind::NotFound(value.to_string()),
+        }
+    }
+
     pub fn duplicate(path: impl Into<String>, value: impl fmt::Display) -> Self {
         Self {
             path: path.into(),
@@ -108,6 +117,7 @@ impl FieldError {
             FieldErrorKind::Invalid { .. } => "FieldValueInvalid",
             FieldErrorKind::NotSupported { .. } => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::NotFound(_) => "FieldValueNotFound",
             FieldErrorKind::TooMany { .. } => "FieldValueTooMany",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
             FieldErrorKind::TooLong { .. } => "FieldValueTooLong",
@@ -165,6 +175,7 @@ impl fmt::Display for FieldError {
                 )
             }
             FieldErrorKind::Duplicate(value) => write!(f, "Duplicate value: {value}"),
+            FieldErrorKind::NotFound(value) => write!(f, "Not found: {value}"),
             FieldErrorKind::TooMany { count, max } => {
                 write!(f, "Too many: {count}: must have at most {max} items")
             }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicy, SuccessPolicy};
-use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec, ResourceFieldSelector};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec, ResourceFieldSelector, Volume};
 
 use crate::config::config_key_errors;
 use crate::field::{FieldError, Invalid};
@@ -709,7 +709,8 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     };
     let mut names = HashSet::new();
     for (path, container) in containers_with_paths(pod) {
-        validate_container(&path, container, runtime, &mut names, errors);
+        let volumes = pod.volumes.as_deref().unwrap_or_default();
+        validate_container(&path, container, runtime, volumes, &mut names, errors);
     }
     validate_container_restart_policies(pod, errors);
     let volumes = pod.volumes.as_deref().unwrap_or_default();
@@ -791,8 +792,8 @@ fn containers_with_paths(pod: &PodSpec) -> impl Iterator<Item = (String, &Contai
 enum Runtime {
     /// Host processes: nothing from the image, no mounts, no memory limit.
     Host,
-    /// Containers from images (podman prepares them, runc runs them); volumes and
-    /// resource limits are not done yet.
+    /// Containers from images (podman prepares them, runc runs them); resource limits are
+    /// not done yet.
     Podman,
 }
 
@@ -800,6 +801,7 @@ fn validate_container<'a>(
     path: &str,
     container: &'a Container,
     runtime: Runtime,
+    volumes: &[Volume],
     names: &mut HashSet<&'a str>,
     errors: &mut Vec<FieldError>,
 ) {
@@ -829,7 +831,7 @@ fn validate_container<'a>(
             ),
         ));
     }
-    refuse_what_a_runtime_cannot_give(path, container, runtime, errors);
+    refuse_what_a_runtime_cannot_give(path, container, runtime, volumes, errors);
     for (j, env) in container.env.iter().flatten().enumerate() {
         let env_path = format!("{path}.env[{j}]");
         if env.name.is_empty() {
@@ -1062,28 +1064,32 @@ fn validate_env_source(
 
 /// What the pod's runtime would silently get wrong, refused before anything runs: on the
 /// host a mount would read and write the host's own path and a memory limit would not
-/// hold; the podman runtime does neither yet.
+/// hold; the podman runtime mounts what `validate_mounts` allows, and enforces no limit yet.
 fn refuse_what_a_runtime_cannot_give(
     path: &str,
     container: &Container,
     runtime: Runtime,
+    volumes: &[Volume],
     errors: &mut Vec<FieldError>,
 ) {
-    let (volumes, memory) = match runtime {
-        Runtime::Host => (
-            "joblet runs containers as host processes and cannot mount volumes: {path} would be the host's own directory",
-            "joblet runs containers as host processes and cannot enforce a memory limit",
-        ),
-        Runtime::Podman => (
-            "joblet's podman runtime does not mount volumes yet ({path})",
-            "joblet's podman runtime does not enforce memory limits yet",
-        ),
+    let memory = match runtime {
+        Runtime::Host => {
+            "joblet runs containers as host processes and cannot enforce a memory limit"
+        }
+        Runtime::Podman => "joblet's podman runtime does not enforce memory limits yet",
     };
-    if let Some(mount) = container.volume_mounts.iter().flatten().next() {
-        errors.push(FieldError::forbidden(
+    match (runtime, container.volume_mounts.iter().flatten().next()) {
+        (Runtime::Host, Some(mount)) => errors.push(FieldError::forbidden(
             format!("{path}.volumeMounts"),
-            volumes.replace("{path}", &format!("{:?}", mount.mount_path)),
-        ));
+            format!(
+                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory",
+                mount.mount_path
+            ),
+        )),
+        (Runtime::Podman, Some(_)) => {
+            crate::volumes::validate_mounts(volumes, container, path, errors)
+        }
+        (_, None) => {}
     }
     if container
         .volume_devices
@@ -1569,7 +1575,9 @@ spec:
             "volumeMounts": [{"name": "v", "mountPath": "/data"}]});
         assert_eq!(
             errors_for(pod("podman", mounted)),
-            [format!("{path}.containers[0].volumeMounts: Forbidden: joblet's podman runtime does not mount volumes yet (\"/data\")")]
+            [format!(
+                "{path}.containers[0].volumeMounts[0].name: Not found: \"v\""
+            )]
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{KeyToPath, PodSpec, Volume};
+use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, Volume};
 use serde_json::Value;
 
 use crate::field::FieldError;
@@ -157,6 +157,67 @@ fn validate_projection(
     }
 }
 
+/// The volume kinds the podman runtime mounts.
+const MOUNTABLE: &[&str] = &["emptyDir", "hostPath", "configMap", "secret"];
+
+/// A container's `volumeMounts` (`ValidateVolumeMounts`): each names a volume of the pod, a
+/// `mountPath` used once, a relative `subPath` that stays inside; and the volume is of a kind
+/// joblet mounts.
+pub fn validate_mounts(
+    volumes: &[Volume],
+    container: &Container,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut paths = HashSet::new();
+    for (i, mount) in container.volume_mounts.iter().flatten().enumerate() {
+        let here = format!("{path}.volumeMounts[{i}]");
+        match volumes.iter().find(|v| v.name == mount.name) {
+            None if mount.name.is_empty() => {
+                errors.push(FieldError::required(format!("{here}.name"), ""))
+            }
+            None => errors.push(FieldError::not_found(
+                format!("{here}.name"),
+                format!("{:?}", mount.name),
+            )),
+            Some(volume) => {
+                let kinds = source_names(volume);
+                if let Some(kind) = kinds.iter().find(|k| !MOUNTABLE.contains(&k.as_str())) {
+                    errors.push(FieldError::forbidden(
+                        format!("{here}.name"),
+                        format!("joblet mounts emptyDir, hostPath, configMap and secret volumes, not {kind}"),
+                    ));
+                }
+            }
+        }
+        if mount.mount_path.is_empty() {
+            errors.push(FieldError::required(format!("{here}.mountPath"), ""));
+        } else if !paths.insert(mount.mount_path.as_str()) {
+            errors.push(FieldError::invalid_str(
+                format!("{here}.mountPath"),
+                &mount.mount_path,
+                "must be unique",
+            ));
+        }
+        if let Some(sub_path) = mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+            let mut details = Vec::new();
+            if sub_path.starts_with('/') {
+                details.push("must be a relative path");
+            }
+            if sub_path.split('/').any(|part| part == "..") {
+                details.push("must not contain '..'");
+            }
+            for detail in details {
+                errors.push(FieldError::invalid_str(
+                    format!("{here}.subPath"),
+                    sub_path,
+                    detail,
+                ));
+            }
+        }
+    }
+}
+
 /// `ValidateLocalNonReservedPath`: relative, no `..` element, and not starting with `..`
 /// (the writer's own entries are named so).
 pub fn local_non_reserved_path_errors(path: &str) -> Vec<&'static str> {
@@ -231,6 +292,34 @@ mod tests {
         assert_eq!(
             errors(json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}])),
             ["spec.volumes[1].name: Duplicate value: \"a\""]
+        );
+    }
+
+    #[test]
+    fn mounts_name_a_mountable_volume_once_and_stay_inside_it() {
+        let volumes: Vec<Volume> = serde_json::from_value(json!([
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "claim", "persistentVolumeClaim": {"claimName": "c"}},
+        ]))
+        .unwrap();
+        let container: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "scratch", "mountPath": "/data", "subPath": "a/../../b"},
+            {"name": "scratch", "mountPath": "/data"},
+            {"name": "missing", "mountPath": "/m"},
+            {"name": "claim", "mountPath": "/c"},
+        ]}))
+        .unwrap();
+        let mut errors = Vec::new();
+        validate_mounts(&volumes, &container, "c", &mut errors);
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "c.volumeMounts[0].subPath: Invalid value: \"a/../../b\": must not contain '..'",
+                "c.volumeMounts[1].mountPath: Invalid value: \"/data\": must be unique",
+                "c.volumeMounts[2].name: Not found: \"missing\"",
+                "c.volumeMounts[3].name: Forbidden: joblet mounts emptyDir, hostPath, configMap and secret volumes, not persistentVolumeClaim",
+            ]
         );
     }
 }

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
+use joblet_kubelet::Objects;
 
 use crate::reaper::Exit;
 
@@ -17,6 +18,8 @@ pub(crate) struct RunRequest<'a> {
     pub container: &'a Container,
     /// The container's variables, as `container_env` made them.
     pub env: &'a [(String, String)],
+    /// The ConfigMaps and Secrets of the node, for the files of its volumes.
+    pub objects: &'a Objects,
     /// How often the container restarted before: names this run's log.
     pub restarts: i32,
 }
@@ -33,8 +36,25 @@ pub(crate) struct Started {
     pub stop: Stop,
 }
 
+/// Why a run did not start.
+pub(crate) enum StartFailure {
+    /// Something the container needs is not there yet (a volume's ConfigMap or Secret): it
+    /// waits, and is tried again when the node's objects change.
+    Waiting(String),
+    /// What `kubectl describe pod` shows for a container that could not start
+    /// (`StartError`).
+    Failed(String),
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        StartFailure::Failed(message)
+    }
+}
+
 pub(crate) trait ContainerRuntime: Send + Sync {
-    /// Starts the run; an error is what `kubectl describe pod` shows for a container that
-    /// could not start (`StartError`).
-    fn start(&self, run: RunRequest<'_>) -> Result<Started, String>;
+    fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure>;
+
+    /// The pod ended: what its runs shared (its volumes) can go.
+    fn pod_ended(&self, _pod: &Pod) {}
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use joblet_kubelet::env::command_line;
 
-use crate::containers::{ContainerRuntime, RunRequest, Started, Stop};
+use crate::containers::{ContainerRuntime, RunRequest, StartFailure, Started, Stop};
 use crate::reaper::{Exit, Group, Reaper};
 use crate::{log_path, Clock, RuntimeConfig};
 
@@ -34,12 +34,12 @@ pub(crate) struct HostRuntime {
 }
 
 impl ContainerRuntime for HostRuntime {
-    fn start(&self, run: RunRequest<'_>) -> Result<Started, String> {
+    fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure> {
         let argv = command_line(run.container, run.env);
         let Some(program) = argv.first() else {
-            return Err(
+            return Err(StartFailure::Failed(
                 "no command given: the host runtime does not read image entrypoints".to_string(),
-            );
+            ));
         };
         let working_dir = run
             .container
@@ -52,15 +52,15 @@ impl ContainerRuntime for HostRuntime {
             .envs(run.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = working_dir {
             if !std::path::Path::new(dir).is_dir() {
-                return Err(format!(
+                return Err(StartFailure::Failed(format!(
                     "chdir to cwd ({dir:?}) set in config.json failed: no such file or directory"
-                ));
+                )));
             }
             command.current_dir(dir);
         }
         let (group, exit) = self
             .launch(&run, command)
-            .map_err(|e| spawn_error(program, &e))?;
+            .map_err(|e| StartFailure::Failed(spawn_error(program, &e)))?;
         Ok(Started {
             id: format!("joblet://{}", group.leader),
             exit: Box::pin(exit),

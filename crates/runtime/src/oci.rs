@@ -10,13 +10,16 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use joblet_kubelet::{container_process, ImageConfig, Process};
+use joblet_api::k8s_openapi::api::core::v1::Pod;
+use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
+use joblet_kubelet::{container_process, volume_payload, ImageConfig, Process};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::containers::{ContainerRuntime, RunRequest, Started, Stop};
+use crate::containers::{ContainerRuntime, RunRequest, StartFailure, Started, Stop};
 use crate::host::HostRuntime;
 use crate::reaper::{Group, Reaper};
+use crate::write_volume_files;
 
 /// An image ready to run: its config and where its root filesystem is mounted.
 struct Image {
@@ -60,10 +63,24 @@ impl PodmanRuntime {
 }
 
 impl ContainerRuntime for PodmanRuntime {
-    fn start(&self, run: RunRequest<'_>) -> Result<Started, String> {
+    fn pod_ended(&self, pod: &Pod) {
+        let dir = self.pod_dir(pod);
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+        for volume in volumes.into_iter().flatten() {
+            let memory = volume.empty_dir.as_ref().and_then(|e| e.medium.as_deref());
+            if memory == Some("Memory") {
+                let tmpfs = dir.join("volumes").join(&volume.name);
+                let _ = nix::mount::umount2(&tmpfs, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure> {
         let name = run.container.image.as_deref().unwrap_or("");
         let image = self.image(name)?;
         let process = container_process(run.container, run.env, &image.config)?;
+        let mounts = self.mounts(&run)?;
         let meta = &run.pod.metadata;
         let namespace = meta.namespace.as_deref().unwrap_or("default");
         let pod = meta.name.as_deref().unwrap_or("");
@@ -75,7 +92,8 @@ impl ContainerRuntime for PodmanRuntime {
             .as_ref()
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
-        prepare_bundle(&bundle, &image.rootfs, &bundle_config(&process, &hostname))
+        let config = bundle_config(&process, &hostname, mounts);
+        prepare_bundle(&bundle, &image.rootfs, &config)
             .map_err(|e| format!("preparing the container's root filesystem: {e}"))?;
         let runc_root = self.dir.join("runc");
         let mut command = Command::new("runc");
@@ -90,7 +108,7 @@ impl ContainerRuntime for PodmanRuntime {
             Ok(launched) => launched,
             Err(e) => {
                 remove_bundle(&self.host.reaper, &runc_root, &bundle, &id);
-                return Err(format!("runc: {e}"));
+                return Err(StartFailure::Failed(format!("runc: {e}")));
             }
         };
         let reaper = self.host.reaper.clone();
@@ -142,6 +160,132 @@ impl PodmanRuntime {
     }
 }
 
+impl PodmanRuntime {
+    /// Where a pod's volumes live while it runs.
+    fn pod_dir(&self, pod: &Pod) -> PathBuf {
+        let meta = &pod.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or("");
+        let uid = meta.uid.as_deref().unwrap_or("");
+        self.dir
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// The container's volume mounts as OCI bind mounts, each volume made ready first: an
+    /// `emptyDir` made once for the pod (a tmpfs for `medium: Memory`), a `hostPath`
+    /// checked against its `type`, a ConfigMap's or Secret's files written as the kubelet
+    /// lays them out. A missing ConfigMap, Secret or key leaves the container waiting.
+    fn mounts(&self, run: &RunRequest<'_>) -> Result<Vec<Value>, StartFailure> {
+        let pod = run.pod;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+        let mut mounts = Vec::new();
+        for mount in run.container.volume_mounts.iter().flatten() {
+            let Some(volume) = volumes.into_iter().flatten().find(|v| v.name == mount.name) else {
+                return Err(StartFailure::Failed(format!(
+                    "volume {:?} not found",
+                    mount.name
+                )));
+            };
+            let dir = self.pod_dir(pod).join("volumes").join(&volume.name);
+            let failed = |e: std::io::Error| {
+                StartFailure::Failed(format!(
+                    "MountVolume.SetUp failed for volume {:?} : {e}",
+                    volume.name
+                ))
+            };
+            let source = if let Some(host) = &volume.host_path {
+                host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(|e| {
+                    StartFailure::Failed(format!(
+                        "MountVolume.SetUp failed for volume {:?} : {e}",
+                        volume.name
+                    ))
+                })?
+            } else if let Some(files) = volume_payload(volume, namespace, run.objects) {
+                let payload = files.map_err(StartFailure::Waiting)?;
+                write_volume_files(&dir, &payload).map_err(failed)?;
+                dir
+            } else {
+                let empty = volume.empty_dir.clone().unwrap_or_default();
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(failed)?;
+                    if empty.medium.as_deref() == Some("Memory") {
+                        mount_tmpfs(&dir, empty.size_limit.as_ref()).map_err(failed)?;
+                    }
+                }
+                dir
+            };
+            let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => {
+                    let inside = source.join(sub);
+                    if !inside.exists() {
+                        std::fs::create_dir_all(&inside).map_err(failed)?;
+                    }
+                    inside
+                }
+                None => source,
+            };
+            let access = if mount.read_only == Some(true) {
+                "ro"
+            } else {
+                "rw"
+            };
+            mounts.push(json!({"destination": mount.mount_path, "type": "bind",
+                "source": source, "options": ["rbind", access]}));
+        }
+        Ok(mounts)
+    }
+}
+
+/// A `hostPath` checked as the kubelet checks its `type`, created for the `…OrCreate` ones.
+fn host_path(path: &str, type_: &str) -> std::io::Result<PathBuf> {
+    let path = PathBuf::from(path);
+    let meta = std::fs::metadata(&path);
+    let wrong = |what: &str| {
+        Err(std::io::Error::other(format!(
+            "hostPath type check failed: {} is not a {what}",
+            path.display()
+        )))
+    };
+    match (type_, &meta) {
+        ("DirectoryOrCreate", Err(_)) => std::fs::create_dir_all(&path)?,
+        ("FileOrCreate", Err(_)) => {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+        }
+        ("Directory" | "DirectoryOrCreate", Ok(m)) if !m.is_dir() => return wrong("directory"),
+        ("File" | "FileOrCreate", Ok(m)) if !m.is_file() => return wrong("file"),
+        ("Directory", Err(_)) => return wrong("directory"),
+        ("File", Err(_)) => return wrong("file"),
+        (_, Err(_)) if !type_.is_empty() => {
+            return Err(std::io::Error::other(format!(
+                "hostPath type check failed: {} does not exist",
+                path.display()
+            )))
+        }
+        _ => {}
+    }
+    Ok(path)
+}
+
+/// A tmpfs for an `emptyDir` with `medium: Memory`, as large as its `sizeLimit`.
+fn mount_tmpfs(dir: &Path, size: Option<&QuantityText>) -> std::io::Result<()> {
+    let size = size
+        .and_then(|q| joblet_api::quantity::Quantity::parse(&q.0))
+        .map(|q| format!("size={}", q.value()));
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        size.as_deref(),
+    )
+    .map_err(std::io::Error::from)
+}
+
 /// How long runc gets to end after its container was killed, before it is killed too.
 const RUNC_KILL_SLACK: Duration = Duration::from_secs(2);
 
@@ -182,7 +326,7 @@ fn image_config(inspected: &str) -> Result<ImageConfig, String> {
 /// The OCI runtime config of a run: the process, the namespaces of a pod's container (the
 /// machine's network, as every joblet pod has), the mounts every container gets, and the
 /// host's name resolution.
-fn bundle_config(process: &Process, hostname: &str) -> Value {
+fn bundle_config(process: &Process, hostname: &str, volumes: Vec<Value>) -> Value {
     let caps = [
         "CAP_CHOWN",
         "CAP_DAC_OVERRIDE",
@@ -205,6 +349,22 @@ fn bundle_config(process: &Process, hostname: &str) -> Value {
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     let bind = |path: &str| json!({"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]});
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        bind("/etc/resolv.conf"),
+        bind("/etc/hosts"),
+    ];
+    mounts.extend(volumes);
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -219,21 +379,7 @@ fn bundle_config(process: &Process, hostname: &str) -> Value {
         },
         "root": {"path": "rootfs", "readonly": false},
         "hostname": hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"]},
-            bind("/etc/resolv.conf"),
-            bind("/etc/hosts"),
-        ],
+        "mounts": mounts,
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -435,4 +435,66 @@ async fn a_stopped_podman_pod_leaves_no_container_behind() {
         .output(list.args(["list", "--quiet"]))
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_pods_mount_their_volumes_and_wait_for_a_missing_config_map() {
+    let mut h = harness(false);
+    let image = test_image();
+    let host_dir = h.dir.path().join("shared-from-host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("input"), "from the host").unwrap();
+    let script = "cat /in/input; cat /scratch/made-by-init; cat /conf/etc/app.ini; \
+        grep -q ' /fast tmpfs ' /proc/mounts && echo fast is tmpfs; \
+        echo written > /in/output";
+    h.runtime.start(vec![pod("mounted", json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "fast", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": "in", "hostPath": {"path": host_dir, "type": "Directory"}},
+            {"name": "conf", "configMap": {"name": "settings", "items": [{"key": "ini", "path": "etc/app.ini"}]}},
+        ],
+        "initContainers": [{"name": "init", "image": image, "command": ["sh", "-c", "echo made > /s/made-by-init"],
+            "volumeMounts": [{"name": "scratch", "mountPath": "/s"}]}],
+        "containers": [{"name": "main", "image": image, "command": ["sh", "-c", script],
+            "volumeMounts": [
+                {"name": "scratch", "mountPath": "/scratch", "readOnly": true},
+                {"name": "fast", "mountPath": "/fast"},
+                {"name": "in", "mountPath": "/in"},
+                {"name": "conf", "mountPath": "/conf"},
+            ]}]}))]);
+    // The init container runs; the main one waits for its ConfigMap.
+    let waiting = loop {
+        let update = h.updates.recv().await.unwrap();
+        let statuses = update.status.container_statuses.unwrap_or_default();
+        let state = statuses.first().and_then(|s| s.state.clone());
+        if let Some(waiting) = state.and_then(|s| s.waiting) {
+            if waiting.reason.as_deref() == Some("CreateContainerConfigError") {
+                break waiting;
+            }
+        }
+    };
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("MountVolume.SetUp failed for volume \"conf\" : configmap \"settings\" not found")
+    );
+    let settings: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings", "namespace": "default"}, "data": {"ini": "level=3"}}))
+    .unwrap();
+    h.runtime.set_objects(&[settings], &[]);
+    let status = h.finish("mounted").await;
+    assert_eq!(terminated(main_status(&status)).exit_code, 0, "{status:?}");
+    assert_eq!(
+        h.log("mounted", "main", 0),
+        // The host's file and the ConfigMap's value end without a newline.
+        "from the hostmade\nlevel=3fast is tmpfs\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("output")).unwrap(),
+        "written\n"
+    );
+    // The pod's own volumes went with it.
+    let pods = h.dir.path().join("containers/pods");
+    let left: Vec<_> = std::fs::read_dir(&pods).map_or(Vec::new(), |d| d.collect());
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use joblet_kubelet::env::container_env;
 use joblet_kubelet::Objects;
 
-use crate::containers::{self, RunRequest};
+use crate::containers::{self, RunRequest, StartFailure};
 use crate::{pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
@@ -175,22 +175,24 @@ impl Worker {
                 return;
             }
         };
-        if record.created {
-            record.restarts += 1;
-        }
-        record.created = true;
+        // A run that waits for its volumes' objects was never created: it counts no restart.
+        let restarts = record.restarts + i32::from(record.created);
         let started_at = self.shared.clock.now();
         let run = RunRequest {
             pod: &self.pod,
             container: spec,
             env: &env,
-            restarts: record.restarts,
+            objects: &objects,
+            restarts,
         };
-        let started = self
-            .shared
-            .runtimes
-            .for_pod(&self.pod)
+        let runtime = self.shared.runtimes.for_pod(&self.pod);
+        let started = runtime
+            .map_err(StartFailure::from)
             .and_then(|r| r.start(run));
+        if !matches!(started, Err(StartFailure::Waiting(_))) {
+            record.restarts = restarts;
+            record.created = true;
+        }
         match started {
             Ok(started) => {
                 record.state = State::Running {
@@ -206,7 +208,11 @@ impl Worker {
                     let _ = ended.send((i, exit, clock.now()));
                 });
             }
-            Err(message) => {
+            Err(StartFailure::Waiting(message)) => {
+                record.state = State::ConfigError { message };
+                self.unconfigurable[i] = true;
+            }
+            Err(StartFailure::Failed(message)) => {
                 record.state = State::Exited(Run {
                     id: None,
                     started_at,
@@ -274,6 +280,9 @@ impl Worker {
     /// Out of the table and reported under one lock: whoever sees the pod finished sees no
     /// process of it running, and whoever sees nothing running finds the report queued.
     fn finish(&self) {
+        if let Ok(runtime) = self.shared.runtimes.for_pod(&self.pod) {
+            runtime.pod_ended(&self.pod);
+        }
         let mut table = self.shared.pods.lock().expect("pod table");
         table.remove(&(self.namespace.clone(), self.name.clone()));
         self.report();

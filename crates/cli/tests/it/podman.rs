@@ -71,3 +71,54 @@ fn an_unknown_runtime_class_is_refused_before_anything_runs() {
         run.stderr()
     );
 }
+
+/// A ConfigMap beside the Job in one file, mounted as files; an emptyDir an init container
+/// fills and the main container reads.
+#[test]
+fn volumes_carry_a_config_map_and_an_init_containers_work_to_the_main_container() {
+    let dir = scratch();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: mounted
+spec:
+  template:
+    spec:
+      runtimeClassName: podman
+      restartPolicy: Never
+      volumes:
+        - name: work
+          emptyDir: {{}}
+        - name: conf
+          configMap:
+            name: settings
+      initContainers:
+        - name: fetch
+          image: {IMAGE}
+          args: ["echo fetched > /work/data"]
+          volumeMounts: [{{name: work, mountPath: /work}}]
+      containers:
+        - name: main
+          image: {IMAGE}
+          args: ["echo $(cat /etc/app/greeting) $(cat /work/data)"]
+          volumeMounts:
+            - {{name: work, mountPath: /work}}
+            - {{name: conf, mountPath: /etc/app, readOnly: true}}
+"#
+    );
+    let run = run(dir.path(), &manifest, &["--logs"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("/main] hello fetched\n"),
+        "{}",
+        run.stdout()
+    );
+}
