@@ -792,8 +792,8 @@ fn containers_with_paths(pod: &PodSpec) -> impl Iterator<Item = (String, &Contai
 enum Runtime {
     /// Host processes: nothing from the image, no mounts, no memory limit.
     Host,
-    /// Containers from images (podman prepares them, runc runs them); resource limits are
-    /// not done yet.
+    /// Containers from images (podman prepares them, runc runs them), with their volumes
+    /// and limits.
     Podman,
 }
 
@@ -1064,7 +1064,7 @@ fn validate_env_source(
 
 /// What the pod's runtime would silently get wrong, refused before anything runs: on the
 /// host a mount would read and write the host's own path and a memory limit would not
-/// hold; the podman runtime mounts what `validate_mounts` allows, and enforces no limit yet.
+/// hold; the podman runtime mounts what `validate_mounts` allows and enforces limits.
 fn refuse_what_a_runtime_cannot_give(
     path: &str,
     container: &Container,
@@ -1072,12 +1072,6 @@ fn refuse_what_a_runtime_cannot_give(
     volumes: &[Volume],
     errors: &mut Vec<FieldError>,
 ) {
-    let memory = match runtime {
-        Runtime::Host => {
-            "joblet runs containers as host processes and cannot enforce a memory limit"
-        }
-        Runtime::Podman => "joblet's podman runtime does not enforce memory limits yet",
-    };
     match (runtime, container.volume_mounts.iter().flatten().next()) {
         (Runtime::Host, Some(mount)) => errors.push(FieldError::forbidden(
             format!("{path}.volumeMounts"),
@@ -1102,10 +1096,10 @@ fn refuse_what_a_runtime_cannot_give(
         ));
     }
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
-    if limits.is_some_and(|l| l.contains_key("memory")) {
+    if runtime == Runtime::Host && limits.is_some_and(|l| l.contains_key("memory")) {
         errors.push(FieldError::forbidden(
             format!("{path}.resources.limits.memory"),
-            memory,
+            "joblet runs containers as host processes and cannot enforce a memory limit; runtimeClassName: podman does",
         ));
     }
 }
@@ -1118,9 +1112,13 @@ pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
         return Vec::new();
     };
     let mut warnings = Vec::new();
+    let on_host = pod
+        .runtime_class_name
+        .as_deref()
+        .is_none_or(|c| c == "host");
     for (path, container) in containers_with_paths(pod) {
         let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
-        if limits.is_some_and(|l| l.contains_key("cpu")) {
+        if on_host && limits.is_some_and(|l| l.contains_key("cpu")) {
             warnings.push(format!(
                 "{path}.resources.limits.cpu: not enforced: joblet runs containers as host processes"
             ));
@@ -1600,7 +1598,7 @@ spec:
             errors,
             [
                 format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory"),
-                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit"),
+                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit; runtimeClassName: podman does"),
             ]
         );
         // A volume nothing mounts, a CPU limit, requests: accepted.

@@ -99,6 +99,8 @@ pub enum ExitReason {
     Error,
     /// The process could not be started (exit code 128).
     StartError,
+    /// Killed by the kernel for going over its memory limit (exit code 137).
+    OOMKilled,
 }
 
 impl ExitReason {
@@ -107,6 +109,7 @@ impl ExitReason {
             ExitReason::Completed => "Completed",
             ExitReason::Error => "Error",
             ExitReason::StartError => "StartError",
+            ExitReason::OOMKilled => "OOMKilled",
         }
     }
 }

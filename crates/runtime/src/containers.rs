@@ -24,6 +24,13 @@ pub(crate) struct RunRequest<'a> {
     pub restarts: i32,
 }
 
+/// How a run ended.
+pub(crate) struct RunEnd {
+    pub exit: Exit,
+    /// The kernel killed it for going over its memory limit.
+    pub oom_killed: bool,
+}
+
 /// Asks a run to end: SIGTERM now, SIGKILL after the grace period.
 pub(crate) type Stop = Box<dyn Fn(Duration) + Send + Sync>;
 
@@ -32,7 +39,7 @@ pub(crate) struct Started {
     /// The `containerID` a pod's status shows.
     pub id: String,
     /// Resolves once the run has ended and its output is all in its log.
-    pub exit: Pin<Box<dyn Future<Output = Exit> + Send>>,
+    pub exit: Pin<Box<dyn Future<Output = RunEnd> + Send>>,
     pub stop: Stop,
 }
 

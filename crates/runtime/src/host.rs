@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use joblet_kubelet::env::command_line;
 
-use crate::containers::{ContainerRuntime, RunRequest, StartFailure, Started, Stop};
+use crate::containers::{ContainerRuntime, RunEnd, RunRequest, StartFailure, Started, Stop};
 use crate::reaper::{Exit, Group, Reaper};
 use crate::{log_path, Clock, RuntimeConfig};
 
@@ -63,7 +63,12 @@ impl ContainerRuntime for HostRuntime {
             .map_err(|e| StartFailure::Failed(spawn_error(program, &e)))?;
         Ok(Started {
             id: format!("joblet://{}", group.leader),
-            exit: Box::pin(exit),
+            exit: Box::pin(async move {
+                RunEnd {
+                    exit: exit.await,
+                    oom_killed: false,
+                }
+            }),
             stop: self.stopper(group),
         })
     }

@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::core::v1::Pod;
+use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_kubelet::{container_process, volume_payload, ImageConfig, Process};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::containers::{ContainerRuntime, RunRequest, StartFailure, Started, Stop};
+use crate::containers::{ContainerRuntime, RunEnd, RunRequest, StartFailure, Started, Stop};
 use crate::host::HostRuntime;
 use crate::reaper::{Group, Reaper};
 use crate::write_volume_files;
@@ -92,7 +92,9 @@ impl ContainerRuntime for PodmanRuntime {
             .as_ref()
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
-        let config = bundle_config(&process, &hostname, mounts);
+        let mut config = bundle_config(&process, &hostname, mounts);
+        config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));
+        config["linux"]["resources"] = resources(run.container);
         prepare_bundle(&bundle, &image.rootfs, &config)
             .map_err(|e| format!("preparing the container's root filesystem: {e}"))?;
         let runc_root = self.dir.join("runc");
@@ -101,6 +103,8 @@ impl ContainerRuntime for PodmanRuntime {
             .arg("--root")
             .arg(&runc_root)
             .arg("run")
+            // Kept after its end, so its cgroup can tell whether it ran out of memory.
+            .arg("--keep")
             .arg("--bundle")
             .arg(&bundle)
             .arg(&id);
@@ -115,8 +119,14 @@ impl ContainerRuntime for PodmanRuntime {
         let id_for_stop = id.clone();
         let exit = async move {
             let exit = exit.await;
-            remove_bundle(&reaper, &runc_root, &bundle, &id);
-            exit
+            // `runc delete` and the unmount block for milliseconds: off the async threads.
+            let cleanup = tokio::task::spawn_blocking(move || {
+                let oom_killed = oom_kills(&id) > 0;
+                remove_bundle(&reaper, &runc_root, &bundle, &id);
+                oom_killed
+            });
+            let oom_killed = cleanup.await.unwrap_or(false);
+            RunEnd { exit, oom_killed }
         };
         Ok(Started {
             id: format!("runc://{}", group.leader),
@@ -236,6 +246,54 @@ impl PodmanRuntime {
         }
         Ok(mounts)
     }
+}
+
+/// The container's limits as the OCI config's resources, as a CRI runtime sets them: the
+/// memory limit in bytes, the CPU limit as a CFS quota per 100 ms period, the CPU request
+/// (else the limit) as shares.
+fn resources(container: &Container) -> Value {
+    let resources = container.resources.as_ref();
+    let quantity = |map: Option<&std::collections::BTreeMap<String, QuantityText>>, name: &str| {
+        map.and_then(|m| m.get(name))
+            .and_then(|q| joblet_api::quantity::Quantity::parse(&q.0))
+    };
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let mut out = json!({});
+    if let Some(memory) = quantity(limits, "memory") {
+        out["memory"] = json!({"limit": memory.value()});
+    }
+    let cpu_limit = quantity(limits, "cpu").map(|q| q.milli_value());
+    let cpu_request = quantity(requests, "cpu")
+        .map(|q| q.milli_value())
+        .or(cpu_limit);
+    if let Some(millis) = cpu_limit {
+        out["cpu"]["period"] = json!(CPU_PERIOD_MICROS);
+        out["cpu"]["quota"] = json!((millis * CPU_PERIOD_MICROS as i128 / 1000).max(1000));
+    }
+    if let Some(millis) = cpu_request {
+        out["cpu"]["shares"] = json!((millis * 1024 / 1000).max(2));
+    }
+    out
+}
+
+/// The CFS period a CPU limit is a quota of (the kubelet's default).
+const CPU_PERIOD_MICROS: u64 = 100_000;
+
+/// How often the kernel killed a process of the run's cgroup for memory (cgroup v2's
+/// `memory.events`, v1's `memory.oom_control`); 0 when it cannot tell.
+fn oom_kills(id: &str) -> u64 {
+    let read = |path: String| std::fs::read_to_string(path).ok();
+    let text = read(format!("/sys/fs/cgroup/joblet/{id}/memory.events")).or_else(|| {
+        read(format!(
+            "/sys/fs/cgroup/memory/joblet/{id}/memory.oom_control"
+        ))
+    });
+    text.and_then(|t| {
+        t.lines()
+            .find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok())
+    })
+    .unwrap_or(0)
 }
 
 /// A `hostPath` checked as the kubelet checks its `type`, created for the `…OrCreate` ones.

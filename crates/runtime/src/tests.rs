@@ -498,3 +498,37 @@ async fn podman_pods_mount_their_volumes_and_wait_for_a_missing_config_map() {
     let left: Vec<_> = std::fs::read_dir(&pods).map_or(Vec::new(), |d| d.collect());
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_podman_container_over_its_memory_limit_is_oom_killed() {
+    let mut h = harness(false);
+    let image = test_image();
+    h.runtime.start(vec![pod(
+        "hungry",
+        json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "containers": [{"name": "main", "image": image,
+            // A string doubling until the limit stops it.
+            "command": ["sh", "-c", "a=x; while true; do a=\"$a$a\"; done"],
+            "resources": {"limits": {"memory": "16Mi", "cpu": "500m"}}}]}),
+    )]);
+    let status = h.finish("hungry").await;
+    let t = terminated(main_status(&status));
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (137, Some("OOMKilled")),
+        "{status:?}"
+    );
+    // Killed from outside, a container is not OOMKilled.
+    h.runtime.start(vec![pod(
+        "killed",
+        json!({"restartPolicy": "Never", "runtimeClassName": "podman",
+        "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "main", "image": image, "command": ["sleep", "60"],
+            "resources": {"limits": {"memory": "16Mi"}}}]}),
+    )]);
+    h.wait_running("killed").await;
+    h.runtime.stop("default", "killed", None, None);
+    let status = h.finish("killed").await;
+    let t = terminated(main_status(&status));
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("Error")));
+}

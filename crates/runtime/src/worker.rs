@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, watch};
 use joblet_kubelet::env::container_env;
 use joblet_kubelet::Objects;
 
-use crate::containers::{self, RunRequest, StartFailure};
-use crate::{pod_key, reaper, PodUpdate, Shared, StopRequest, StopSender};
+use crate::containers::{self, RunEnd, RunRequest, StartFailure};
+use crate::{pod_key, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
-type Ended = (usize, reaper::Exit, Timestamp);
+type Ended = (usize, RunEnd, Timestamp);
 
 struct Worker {
     shared: Arc<Shared>,
@@ -244,17 +244,18 @@ impl Worker {
         };
     }
 
-    fn ended(&mut self, (i, exit, finished_at): Ended) {
+    fn ended(&mut self, (i, end, finished_at): Ended) {
         let (State::Running { id, started_at } | State::Stopping { id, started_at, .. }) =
             std::mem::take(&mut self.records[i].state)
         else {
             return;
         };
         self.stops[i] = None;
-        let reason = if exit.code == 0 {
-            ExitReason::Completed
-        } else {
-            ExitReason::Error
+        let exit = end.exit;
+        let reason = match exit.code {
+            _ if end.oom_killed => ExitReason::OOMKilled,
+            0 => ExitReason::Completed,
+            _ => ExitReason::Error,
         };
         self.records[i].state = State::Exited(Run {
             id: Some(id),

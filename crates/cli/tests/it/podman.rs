@@ -122,3 +122,45 @@ spec:
         run.stdout()
     );
 }
+
+/// A container over its memory limit is `OOMKilled` (137), and a `podFailurePolicy` rule on
+/// that exit code fails the Job at once, as on a cluster.
+#[test]
+fn a_memory_limit_ends_oom_killed_and_a_failure_policy_matches_it() {
+    let dir = scratch();
+    let manifest = format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: hungry
+spec:
+  backoffLimit: 5
+  podFailurePolicy:
+    rules:
+      - action: FailJob
+        onExitCodes: {{containerName: main, operator: In, values: [137]}}
+  template:
+    spec:
+      runtimeClassName: podman
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: {IMAGE}
+          args: ["a=x; while true; do a=\"$a$a\"; done"]
+          resources:
+            limits: {{memory: 16Mi}}
+"#
+    );
+    let run = run(dir.path(), &manifest, &[]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("PodFailed")
+            && out.contains("container main exited with code 137 (OOMKilled)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("failed with exit code 137 matching FailJob rule at index 0"),
+        "{out}"
+    );
+}

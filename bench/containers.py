@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The podman runtime's speed against the yardsticks issue 11 names, measured in one run.
+
+Usage: python3 bench/containers.py [--runs N] [--pods N]   (as root; podman and runc
+installed; the image made by scripts/test-images.sh)
+
+A Job of N pods (default 200), parallelism 10, each a container from the test image running
+`true` (`runtimeClassName: podman`), against:
+- `seq N | xargs -P10 -I{} podman --runtime runc run --rm ... IMAGE true`: the same
+  containers through the podman CLI (with the three settings this machine needs, see
+  shared/baselines.md section 6: runc, nofile and nproc ulimits; no network, as joblet's
+  containers share the host's);
+- `seq N | xargs -P10 -I{} runc run` of one prepared bundle: the floor, what runc alone costs.
+Runs alternate (joblet, podman, runc, joblet, ...) and the ratios are taken pair by pair; the
+medians are printed.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench-containers"
+JOBLET = ROOT / "target" / "release" / "joblet"
+IMAGE = "localhost/joblet-test/entry:1"
+PARALLELISM = 10
+
+
+def wall(argv, **kwargs):
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    if done.returncode != 0:
+        sys.exit(f"benchmark command failed: {argv[:4]}...: {done.stderr.decode()[-400:]}")
+    return time.perf_counter() - start
+
+
+def joblet(pods):
+    manifest = WORK / "job.yaml"
+    manifest.write_text(f"""apiVersion: batch/v1
+kind: Job
+metadata: {{name: boxes}}
+spec:
+  completions: {pods}
+  parallelism: {PARALLELISM}
+  template:
+    spec:
+      runtimeClassName: podman
+      restartPolicy: Never
+      containers: [{{name: main, image: {IMAGE}, command: ["true"]}}]
+""")
+    state = WORK / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    return wall([str(JOBLET), "run", "-f", str(manifest), "--state-dir", str(state)])
+
+
+def podman(pods):
+    command = ("podman --runtime runc run --rm --network=none "
+               "--ulimit nofile=20000:20000 --ulimit nproc=32768:32768 "
+               f"{IMAGE} true")
+    return wall(["sh", "-c", f"seq {pods} | xargs -P{PARALLELISM} -I{{}} {command}"])
+
+
+def runc_bundle():
+    """One bundle on a read-only mount of the image: what runc alone costs a container."""
+    bundle = WORK / "bundle"
+    shutil.rmtree(bundle, ignore_errors=True)
+    bundle.mkdir(parents=True)
+    rootfs = subprocess.run(["podman", "image", "mount", IMAGE], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/bin/true"]
+    config["root"] = {"path": rootfs, "readonly": True}
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"]
+                                     if n["type"] != "network"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def runc(pods, bundle):
+    root = WORK / "runc-root"
+    return wall(["sh", "-c", f"seq {pods} | xargs -P{PARALLELISM} -I{{}} "
+                 f"runc --root {root} run --bundle {bundle} bench-{{}}"])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pods", type=int, default=200)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/containers.py runs containers: run it as root")
+    if not JOBLET.exists():
+        sys.exit("build first: cargo build --release")
+    subprocess.run(["scripts/test-images.sh"], cwd=ROOT, check=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    bundle = runc_bundle()
+    results = {"joblet": [], "podman": [], "runc": []}
+    for _ in range(args.runs):
+        results["joblet"].append(joblet(args.pods))
+        results["podman"].append(podman(args.pods))
+        results["runc"].append(runc(args.pods, bundle))
+    median = {k: statistics.median(v) for k, v in results.items()}
+    ratio = lambda a, b: statistics.median(x / y for x, y in zip(results[a], results[b]))
+    print(f"{args.pods} containers running `true`, parallelism {PARALLELISM}, {args.runs} runs:")
+    for name, seconds in median.items():
+        print(f"  {name:7} {seconds:6.2f} s  ({args.pods / seconds:5.1f} containers/s)")
+    print(f"  joblet / xargs podman run = {ratio('joblet', 'podman'):.2f}x  (goal <= 0.5x, moonshot <= 0.15x)")
+    print(f"  joblet / xargs runc run   = {ratio('joblet', 'runc'):.2f}x  (the floor)")
+
+
+if __name__ == "__main__":
+    main()
