@@ -77,6 +77,11 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(StartFailure::Failed(
+                "the podman runtime runs containers as root: run joblet as root (rootless containers are not supported)".to_string(),
+            ));
+        }
         let name = run.container.image.as_deref().unwrap_or("");
         let image = self.image(name)?;
         let process = container_process(run.container, run.env, &image.config)?;
@@ -347,12 +352,52 @@ fn mount_tmpfs(dir: &Path, size: Option<&QuantityText>) -> std::io::Result<()> {
 /// How long runc gets to end after its container was killed, before it is killed too.
 const RUNC_KILL_SLACK: Duration = Duration::from_secs(2);
 
+/// Ends what a supervisor that died left of its podman pods, before a new one starts: their
+/// containers (their runc processes died or were orphaned, the pods are recorded lost), the
+/// containers' overlays and bundles, the pods' volumes.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    let reaper = Reaper::get();
+    let runc_root = dir.join("runc");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    for id in names(&runc_root) {
+        let mut kill = Command::new("runc");
+        kill.arg("--root").arg(&runc_root);
+        let _ = run(&reaper, kill.args(["kill", &id, "KILL"]));
+    }
+    for name in names(dir) {
+        if name != "runc" && name != "pods" {
+            remove_bundle(&reaper, &runc_root, &dir.join(&name), &name);
+        }
+    }
+    for pod in names(&dir.join("pods")) {
+        let pod = dir.join("pods").join(pod);
+        for volume in names(&pod.join("volumes")) {
+            // A tmpfs of a `medium: Memory` emptyDir; a no-op for the others.
+            let _ = nix::mount::umount2(
+                &pod.join("volumes").join(volume),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
+        }
+        let _ = std::fs::remove_dir_all(pod);
+    }
+}
+
 /// Runs a tool to its end: its standard output, or its error output as the error.
 fn run(reaper: &Reaper, command: &mut Command) -> Result<String, String> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let output = reaper
-        .output(command)
-        .map_err(|e| format!("{program}: {e}"))?;
+    let output = reaper.output(command).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{program} is not installed: the podman runtime needs podman and runc (apt-get install podman runc)"
+        ),
+        _ => format!("{program}: {e}"),
+    })?;
     if output.exit.code == 0 {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

@@ -242,6 +242,9 @@ pub async fn supervise(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    // This directory's pods are this supervisor's now: a container a killed one left
+    // running would run on unwatched.
+    crate::oci::remove_leftovers(&config.containers_dir);
     let shutdown_signals = ShutdownSignals::install()?;
     let socket = socket_path(dir);
     let _ = std::fs::remove_file(&socket);

@@ -1,9 +1,22 @@
 //! Pods with `runtimeClassName: podman`: containers from images (made offline by
 //! `scripts/test-images.sh`), through the binary a user runs.
 
+use std::time::Duration;
+
+use crate::serve::wait_for;
 use crate::util::*;
 
+const TIMEOUT: Duration = Duration::from_secs(20);
+
 const IMAGE: &str = "localhost/joblet-test/entry:1";
+
+/// A Job whose pods run under the podman runtime (`restartPolicy: Never`); `spec` holds
+/// indented lines of the Job's spec, `pod` those of the pod's (its containers).
+fn podman_job(name: &str, spec: &str, pod: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n{spec}  template:\n    spec:\n      runtimeClassName: podman\n      restartPolicy: Never\n{pod}"
+    )
+}
 
 /// An Indexed Job whose containers leave their command to the image: the image's
 /// entrypoint runs the args, inside the image's filesystem, with the index the controller
@@ -11,24 +24,19 @@ const IMAGE: &str = "localhost/joblet-test/entry:1";
 #[test]
 fn an_indexed_job_runs_in_its_image_with_the_images_entrypoint() {
     let dir = scratch();
-    let manifest = format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: boxed
-spec:
-  completions: 3
+    let manifest = podman_job(
+        "boxed",
+        r#"  completions: 3
   parallelism: 3
   completionMode: Indexed
-  template:
-    spec:
-      runtimeClassName: podman
-      restartPolicy: Never
-      containers:
+"#,
+        &format!(
+            r#"      containers:
         - name: main
           image: {IMAGE}
           args: ["echo index $JOB_COMPLETION_INDEX in $(pwd) with $MODE; test ! -e {{dir}}/job.yaml"]
 "#
+        ),
     );
     let run = run(dir.path(), &manifest, &["--logs", "-o", "json"]);
     run.expect_code(0);
@@ -77,24 +85,12 @@ fn an_unknown_runtime_class_is_refused_before_anything_runs() {
 #[test]
 fn volumes_carry_a_config_map_and_an_init_containers_work_to_the_main_container() {
     let dir = scratch();
-    let manifest = format!(
-        r#"apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-data:
-  greeting: hello
----
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: mounted
-spec:
-  template:
-    spec:
-      runtimeClassName: podman
-      restartPolicy: Never
-      volumes:
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: hello}\n---\n";
+    let job = podman_job(
+        "mounted",
+        "",
+        &format!(
+            r#"      volumes:
         - name: work
           emptyDir: {{}}
         - name: conf
@@ -113,7 +109,9 @@ spec:
             - {{name: work, mountPath: /work}}
             - {{name: conf, mountPath: /etc/app, readOnly: true}}
 "#
+        ),
     );
+    let manifest = format!("{config_map}{job}");
     let run = run(dir.path(), &manifest, &["--logs"]);
     run.expect_code(0);
     assert!(
@@ -128,28 +126,23 @@ spec:
 #[test]
 fn a_memory_limit_ends_oom_killed_and_a_failure_policy_matches_it() {
     let dir = scratch();
-    let manifest = format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: hungry
-spec:
-  backoffLimit: 5
+    let manifest = podman_job(
+        "hungry",
+        r#"  backoffLimit: 5
   podFailurePolicy:
     rules:
       - action: FailJob
-        onExitCodes: {{containerName: main, operator: In, values: [137]}}
-  template:
-    spec:
-      runtimeClassName: podman
-      restartPolicy: Never
-      containers:
+        onExitCodes: {containerName: main, operator: In, values: [137]}
+"#,
+        &format!(
+            r#"      containers:
         - name: main
           image: {IMAGE}
           args: ["a=x; while true; do a=\"$a$a\"; done"]
           resources:
             limits: {{memory: 16Mi}}
 "#
+        ),
     );
     let run = run(dir.path(), &manifest, &[]);
     run.expect_code(1);
@@ -163,4 +156,51 @@ spec:
         out.contains("failed with exit code 137 matching FailJob rule at index 0"),
         "{out}"
     );
+}
+
+/// Through kubectl on `serve`: a container whose supervisor is killed does not run on
+/// unwatched; the next supervisor ends it and the pod is recorded lost, as a failed node's.
+#[test]
+fn a_killed_supervisors_containers_are_ended_by_the_next_one() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let server = crate::serve::Server::start(dir.path());
+    let marker = format!("boxed-marker-{}", std::process::id());
+    server.apply(&podman_job(
+        "boxed",
+        r#"  backoffLimit: 0
+"#,
+        &format!(
+            r#"      containers:
+        - name: main
+          image: {IMAGE}
+          args: ["export MARK={marker}; sleep 60"]
+"#
+        ),
+    ));
+    wait_for("the container running", TIMEOUT, || {
+        !processes_with(&marker).is_empty()
+    });
+    let logs = server.ok(&["get", "pods", "-l", "job-name=boxed", "--no-headers"]);
+    assert!(logs.contains("Running"), "{logs}");
+    let pid = std::fs::read_to_string(state.join("supervisor.pid")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the container ended", TIMEOUT, || {
+        processes_with(&marker).is_empty()
+    });
+    let job = server.json(&["get", "job", "boxed"]);
+    wait_for("the Job failed", TIMEOUT, || {
+        server.json(&["get", "job", "boxed"])["status"]["failed"] == 1
+    });
+    let listed = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(state.join("containers/runc"))
+        .args(["list", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "{job}");
 }

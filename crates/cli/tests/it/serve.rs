@@ -191,7 +191,7 @@ fn is_zombie(pid: i32) -> bool {
         .is_some_and(|s| s.trim_start().starts_with('Z'))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
