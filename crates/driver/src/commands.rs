@@ -477,13 +477,14 @@ impl Engine {
             let rv = self.next_resource_version();
             self.batch.delete(KIND_POD, name, &pod, rv);
         }
-        for (kind, object) in self.plain.in_namespace(name) {
-            let key = (name.to_string(), object);
-            self.plain.remove(kind, &key);
+        let removed = self.plain.remove_namespace(name);
+        for (kind, object) in &removed {
             let rv = self.next_resource_version();
-            self.batch.delete(kind, name, &key.1, rv);
+            self.batch.delete(kind, name, object, rv);
         }
-        self.publish_node_objects();
+        if !removed.is_empty() {
+            self.publish_node_objects();
+        }
         let rv = self.next_resource_version();
         self.batch.delete(KIND_NAMESPACE, "", name, rv);
         Ok(namespace)

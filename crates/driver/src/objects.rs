@@ -18,7 +18,13 @@ pub const KIND_NAMESPACE: &str = "Namespace";
 /// The controller's own record of a Job: its back-off record and pod counter.
 pub const KIND_CONTROLLER: &str = "ControllerState";
 
-fn record<T: Serialize>(kind: &str, namespace: &str, name: &str, rv: i64, body: &T) -> Record {
+pub(crate) fn record<T: Serialize>(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    rv: i64,
+    body: &T,
+) -> Record {
     Record {
         kind: kind.to_string(),
         namespace: namespace.to_string(),

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::{CommandError, UpdateBase};
+use crate::objects::record;
 use crate::JobKey;
 
 pub const KIND_CONFIG_MAP: &str = "ConfigMap";
@@ -58,17 +59,11 @@ impl PlainObjects {
         }
     }
 
-    /// Every object in the namespace, by kind and name: what goes with it.
-    pub(crate) fn in_namespace(&self, namespace: &str) -> Vec<(&'static str, String)> {
-        let names = |kind: &'static str, keys: Vec<&JobKey>| {
-            keys.into_iter()
-                .filter(|(ns, _)| ns == namespace)
-                .map(move |(_, name)| (kind, name.clone()))
-                .collect::<Vec<_>>()
-        };
-        let mut found = names(KIND_CONFIG_MAP, self.config_maps.keys().collect());
-        found.extend(names(KIND_SECRET, self.secrets.keys().collect()));
-        found
+    /// Takes out every object of the namespace, which goes with it; their kinds and names.
+    pub(crate) fn remove_namespace(&mut self, namespace: &str) -> Vec<(&'static str, String)> {
+        let mut removed = take_namespace(&mut self.config_maps, namespace, KIND_CONFIG_MAP);
+        removed.extend(take_namespace(&mut self.secrets, namespace, KIND_SECRET));
+        removed
     }
 
     /// Loads stored records of either kind; unreadable ones are skipped and said.
@@ -99,6 +94,19 @@ impl PlainObjects {
             self.secrets.values().cloned().collect(),
         )
     }
+}
+
+fn take_namespace<T>(
+    kept: &mut Kept<T>,
+    namespace: &str,
+    kind: &'static str,
+) -> Vec<(&'static str, String)> {
+    let (gone, stay) = std::mem::take(kept)
+        .into_iter()
+        .partition(|((ns, _), _)| ns == namespace);
+    *kept = stay;
+    let gone: Kept<T> = gone;
+    gone.into_keys().map(|(_, name)| (kind, name)).collect()
 }
 
 fn put<T>(
@@ -134,13 +142,7 @@ where
     }
     object.metadata_mut().resource_version = Some(rv.to_string());
     let body = to_value(&object);
-    let record = Record {
-        kind: T::KIND.to_string(),
-        namespace: key.0.clone(),
-        name: key.1.clone(),
-        resource_version: rv,
-        body: body.to_string(),
-    };
+    let record = record(T::KIND, &key.0, &key.1, rv, &body);
     kept.insert(key, object);
     Ok((record, body))
 }

@@ -60,6 +60,97 @@ impl PodmanRuntime {
         let mut images = self.images.lock().expect("images");
         Ok(images.entry(name.to_string()).or_insert(image).clone())
     }
+
+    /// The container's init runs in a session of its own, out of reach of a signal to
+    /// runc's group: `runc kill` signals it (TERM, then KILL after the grace period, which
+    /// ends the whole PID namespace); runc's group is killed a moment later in case runc
+    /// itself hangs.
+    fn stopper(&self, group: Group, id: String) -> Stop {
+        let (reaper, handle) = (self.host.reaper.clone(), self.host.handle.clone());
+        let runc_root = self.dir.join("runc");
+        Box::new(move |grace| {
+            runc_kill(&reaper, &runc_root, &id, "TERM");
+            let (reaper, runc_root, id) = (reaper.clone(), runc_root.clone(), id.clone());
+            handle.spawn(async move {
+                tokio::time::sleep(grace).await;
+                runc_kill(&reaper, &runc_root, &id, "KILL");
+                tokio::time::sleep(RUNC_KILL_SLACK).await;
+                // A no-op once runc ended.
+                reaper.signal_group(group, Signal::SIGKILL);
+            });
+        })
+    }
+
+    /// Where a pod's volumes live while it runs.
+    fn pod_dir(&self, pod: &Pod) -> PathBuf {
+        let meta = &pod.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or("");
+        let uid = meta.uid.as_deref().unwrap_or("");
+        self.dir
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// The container's volume mounts as OCI bind mounts, each volume made ready first: an
+    /// `emptyDir` made once for the pod (a tmpfs for `medium: Memory`), a `hostPath`
+    /// checked against its `type`, a ConfigMap's or Secret's files written as the kubelet
+    /// lays them out. A missing ConfigMap, Secret or key leaves the container waiting.
+    fn mounts(&self, run: &RunRequest<'_>) -> Result<Vec<Value>, StartFailure> {
+        let pod = run.pod;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+        let mut mounts = Vec::new();
+        for mount in run.container.volume_mounts.iter().flatten() {
+            let Some(volume) = volumes.into_iter().flatten().find(|v| v.name == mount.name) else {
+                return Err(StartFailure::Failed(format!(
+                    "volume {:?} not found",
+                    mount.name
+                )));
+            };
+            let dir = self.pod_dir(pod).join("volumes").join(&volume.name);
+            let failed = |e: std::io::Error| {
+                StartFailure::Failed(format!(
+                    "MountVolume.SetUp failed for volume {:?} : {e}",
+                    volume.name
+                ))
+            };
+            let source = if let Some(host) = &volume.host_path {
+                host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(failed)?
+            } else if let Some(files) = volume_payload(volume, namespace, run.objects) {
+                let payload = files.map_err(StartFailure::Waiting)?;
+                write_volume_files(&dir, &payload).map_err(failed)?;
+                dir
+            } else {
+                let empty = volume.empty_dir.clone().unwrap_or_default();
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(failed)?;
+                    if empty.medium.as_deref() == Some("Memory") {
+                        mount_tmpfs(&dir, empty.size_limit.as_ref()).map_err(failed)?;
+                    }
+                }
+                dir
+            };
+            let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => {
+                    let inside = source.join(sub);
+                    if !inside.exists() {
+                        std::fs::create_dir_all(&inside).map_err(failed)?;
+                    }
+                    inside
+                }
+                None => source,
+            };
+            let access = if mount.read_only == Some(true) {
+                "ro"
+            } else {
+                "rw"
+            };
+            mounts.push(json!({"destination": mount.mount_path, "type": "bind",
+                "source": source, "options": ["rbind", access]}));
+        }
+        Ok(mounts)
+    }
 }
 
 impl ContainerRuntime for PodmanRuntime {
@@ -103,10 +194,8 @@ impl ContainerRuntime for PodmanRuntime {
         prepare_bundle(&bundle, &image.rootfs, &config)
             .map_err(|e| format!("preparing the container's root filesystem: {e}"))?;
         let runc_root = self.dir.join("runc");
-        let mut command = Command::new("runc");
+        let mut command = runc(&runc_root);
         command
-            .arg("--root")
-            .arg(&runc_root)
             .arg("run")
             // Kept after its end, so its cgroup can tell whether it ran out of memory.
             .arg("--keep")
@@ -138,118 +227,6 @@ impl ContainerRuntime for PodmanRuntime {
             exit: Box::pin(exit),
             stop: self.stopper(group, id_for_stop),
         })
-    }
-}
-
-impl PodmanRuntime {
-    /// The container's init runs in a session of its own, out of reach of a signal to
-    /// runc's group: `runc kill` signals it (TERM, then KILL after the grace period, which
-    /// ends the whole PID namespace); runc's group is killed a moment later in case runc
-    /// itself hangs.
-    fn stopper(&self, group: Group, id: String) -> Stop {
-        let (reaper, handle) = (self.host.reaper.clone(), self.host.handle.clone());
-        let runc_root = self.dir.join("runc");
-        Box::new(move |grace| {
-            let kill = {
-                let (reaper, runc_root, id) = (reaper.clone(), runc_root.clone(), id.clone());
-                move |signal: &'static str| {
-                    let (reaper, runc_root, id) = (reaper.clone(), runc_root.clone(), id.clone());
-                    // Off the async threads: `runc kill` takes a few milliseconds.
-                    std::thread::spawn(move || {
-                        let mut command = Command::new("runc");
-                        command.arg("--root").arg(&runc_root);
-                        let _ = run(&reaper, command.args(["kill", &id, signal]));
-                    });
-                }
-            };
-            kill("TERM");
-            let reaper = reaper.clone();
-            handle.spawn(async move {
-                tokio::time::sleep(grace).await;
-                kill("KILL");
-                tokio::time::sleep(RUNC_KILL_SLACK).await;
-                // A no-op once runc ended.
-                reaper.signal_group(group, Signal::SIGKILL);
-            });
-        })
-    }
-}
-
-impl PodmanRuntime {
-    /// Where a pod's volumes live while it runs.
-    fn pod_dir(&self, pod: &Pod) -> PathBuf {
-        let meta = &pod.metadata;
-        let namespace = meta.namespace.as_deref().unwrap_or("default");
-        let name = meta.name.as_deref().unwrap_or("");
-        let uid = meta.uid.as_deref().unwrap_or("");
-        self.dir
-            .join("pods")
-            .join(format!("{namespace}_{name}_{uid}"))
-    }
-
-    /// The container's volume mounts as OCI bind mounts, each volume made ready first: an
-    /// `emptyDir` made once for the pod (a tmpfs for `medium: Memory`), a `hostPath`
-    /// checked against its `type`, a ConfigMap's or Secret's files written as the kubelet
-    /// lays them out. A missing ConfigMap, Secret or key leaves the container waiting.
-    fn mounts(&self, run: &RunRequest<'_>) -> Result<Vec<Value>, StartFailure> {
-        let pod = run.pod;
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
-        let mut mounts = Vec::new();
-        for mount in run.container.volume_mounts.iter().flatten() {
-            let Some(volume) = volumes.into_iter().flatten().find(|v| v.name == mount.name) else {
-                return Err(StartFailure::Failed(format!(
-                    "volume {:?} not found",
-                    mount.name
-                )));
-            };
-            let dir = self.pod_dir(pod).join("volumes").join(&volume.name);
-            let failed = |e: std::io::Error| {
-                StartFailure::Failed(format!(
-                    "MountVolume.SetUp failed for volume {:?} : {e}",
-                    volume.name
-                ))
-            };
-            let source = if let Some(host) = &volume.host_path {
-                host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(|e| {
-                    StartFailure::Failed(format!(
-                        "MountVolume.SetUp failed for volume {:?} : {e}",
-                        volume.name
-                    ))
-                })?
-            } else if let Some(files) = volume_payload(volume, namespace, run.objects) {
-                let payload = files.map_err(StartFailure::Waiting)?;
-                write_volume_files(&dir, &payload).map_err(failed)?;
-                dir
-            } else {
-                let empty = volume.empty_dir.clone().unwrap_or_default();
-                if !dir.exists() {
-                    std::fs::create_dir_all(&dir).map_err(failed)?;
-                    if empty.medium.as_deref() == Some("Memory") {
-                        mount_tmpfs(&dir, empty.size_limit.as_ref()).map_err(failed)?;
-                    }
-                }
-                dir
-            };
-            let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
-                Some(sub) => {
-                    let inside = source.join(sub);
-                    if !inside.exists() {
-                        std::fs::create_dir_all(&inside).map_err(failed)?;
-                    }
-                    inside
-                }
-                None => source,
-            };
-            let access = if mount.read_only == Some(true) {
-                "ro"
-            } else {
-                "rw"
-            };
-            mounts.push(json!({"destination": mount.mount_path, "type": "bind",
-                "source": source, "options": ["rbind", access]}));
-        }
-        Ok(mounts)
     }
 }
 
@@ -367,9 +344,7 @@ pub(crate) fn remove_leftovers(dir: &Path) {
             .collect()
     };
     for id in names(&runc_root) {
-        let mut kill = Command::new("runc");
-        kill.arg("--root").arg(&runc_root);
-        let _ = run(&reaper, kill.args(["kill", &id, "KILL"]));
+        let _ = run(&reaper, runc(&runc_root).args(["kill", &id, "KILL"]));
     }
     for name in names(dir) {
         if name != "runc" && name != "pods" {
@@ -387,6 +362,22 @@ pub(crate) fn remove_leftovers(dir: &Path) {
         }
         let _ = std::fs::remove_dir_all(pod);
     }
+}
+
+/// `runc kill`, on a thread of its own: it takes a few milliseconds, too long for the async
+/// threads.
+fn runc_kill(reaper: &Reaper, root: &Path, id: &str, signal: &'static str) {
+    let (reaper, root, id) = (reaper.clone(), root.to_path_buf(), id.to_string());
+    std::thread::spawn(move || {
+        let _ = run(&reaper, runc(&root).args(["kill", &id, signal]));
+    });
+}
+
+/// `runc` keeping its state under `root`.
+fn runc(root: &Path) -> Command {
+    let mut command = Command::new("runc");
+    command.arg("--root").arg(root);
+    command
 }
 
 /// Runs a tool to its end: its standard output, or its error output as the error.
@@ -532,9 +523,7 @@ fn prepare_bundle(bundle: &Path, image: &Path, config: &Value) -> std::io::Resul
 /// bundle.
 fn remove_bundle(reaper: &Reaper, runc_root: &Path, bundle: &Path, id: &str) {
     if runc_root.join(id).exists() {
-        let mut delete = Command::new("runc");
-        delete.arg("--root").arg(runc_root);
-        let _ = run(reaper, delete.args(["delete", "--force", id]));
+        let _ = run(reaper, runc(runc_root).args(["delete", "--force", id]));
     }
     let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(bundle);

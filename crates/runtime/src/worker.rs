@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use joblet_kubelet::env::container_env;
 use joblet_kubelet::Objects;
 
-use crate::containers::{self, RunEnd, RunRequest, StartFailure};
+use crate::containers::{self, ContainerRuntime, RunEnd, RunRequest, StartFailure};
 use crate::{pod_key, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
@@ -38,6 +38,8 @@ struct Worker {
     status: PodStatus,
     ended: mpsc::UnboundedSender<Ended>,
     objects: watch::Receiver<Arc<Objects>>,
+    /// Where its containers run (`runtimeClassName`), or why they cannot.
+    runtime: Result<Arc<dyn ContainerRuntime>, String>,
     /// Containers whose configuration could not be made from the objects as they are now:
     /// tried again once they change.
     unconfigurable: Vec<bool>,
@@ -75,7 +77,9 @@ pub(crate) async fn run_pod(
     let (ended, mut ends) = mpsc::unbounded_channel();
     let mut objects = shared.objects.subscribe();
     objects.mark_unchanged();
+    let runtime = shared.runtimes.for_pod(&pod);
     let mut worker = Worker {
+        runtime,
         objects: objects.clone(),
         unconfigurable: vec![false; specs.len()],
         records: vec![ContainerRecord::default(); specs.len()],
@@ -185,10 +189,10 @@ impl Worker {
             objects: &objects,
             restarts,
         };
-        let runtime = self.shared.runtimes.for_pod(&self.pod);
-        let started = runtime
-            .map_err(StartFailure::from)
-            .and_then(|r| r.start(run));
+        let started = match &self.runtime {
+            Ok(runtime) => runtime.start(run),
+            Err(message) => Err(StartFailure::Failed(message.clone())),
+        };
         if !matches!(started, Err(StartFailure::Waiting(_))) {
             record.restarts = restarts;
             record.created = true;
@@ -281,7 +285,7 @@ impl Worker {
     /// Out of the table and reported under one lock: whoever sees the pod finished sees no
     /// process of it running, and whoever sees nothing running finds the report queued.
     fn finish(&self) {
-        if let Ok(runtime) = self.shared.runtimes.for_pod(&self.pod) {
+        if let Ok(runtime) = &self.runtime {
             runtime.pod_ended(&self.pod);
         }
         let mut table = self.shared.pods.lock().expect("pod table");

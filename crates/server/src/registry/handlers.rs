@@ -339,7 +339,6 @@ pub async fn patch<S: Strategy>(
 }
 
 pub async fn delete<S: Strategy>(
-    _strategy: &S,
     call: &Call<'_>,
     object: &ObjectRef,
     body: &Bytes,

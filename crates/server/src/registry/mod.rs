@@ -154,7 +154,7 @@ impl<S: Strategy> Rest for Store<S> {
         object: &'a ObjectRef,
         body: &'a Bytes,
     ) -> BoxFuture<'a, Result<Response, ApiError>> {
-        Box::pin(handlers::delete(&self.0, call, object, body))
+        Box::pin(handlers::delete::<S>(call, object, body))
     }
 
     fn columns(&self) -> Value {
