@@ -1106,7 +1106,7 @@ fn refuse_what_a_runtime_cannot_give(
 
 /// Fields the host runtime does not act on but whose absence changes no result, each a
 /// warning (`path: detail`) for the user to see, as the API server's warnings are shown.
-pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
+pub fn runtime_warnings(job: &Job) -> Vec<String> {
     const SPEC: &str = "spec.template.spec";
     let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
         return Vec::new();
@@ -1134,13 +1134,21 @@ pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
                 "{path}.{field}: ignored: joblet runs no probes or hooks"
             ));
         }
+        let runs_as = if on_host {
+            "the container runs as joblet's own user"
+        } else {
+            "joblet's podman runtime runs containers as root"
+        };
         if container
             .security_context
             .as_ref()
             .is_some_and(|c| *c != Default::default())
         {
+            warnings.push(format!("{path}.securityContext: ignored: {runs_as}"));
+        }
+        if !on_host && container.image_pull_policy.as_deref() == Some("Always") {
             warnings.push(format!(
-                "{path}.securityContext: ignored: the container runs as joblet's own user"
+                "{path}.imagePullPolicy: Always is not applied: joblet's podman runtime runs the image on the machine and pulls none yet"
             ));
         }
     }
@@ -1150,9 +1158,22 @@ pub fn host_runtime_warnings(job: &Job) -> Vec<String> {
         .as_ref()
         .is_some_and(|c| *c != Default::default())
     {
-        warnings.push(format!(
-            "{SPEC}.securityContext: ignored: the pod runs as joblet's own user"
-        ));
+        let runs_as = if on_host {
+            "the pod runs as joblet's own user"
+        } else {
+            "joblet's podman runtime runs containers as root"
+        };
+        warnings.push(format!("{SPEC}.securityContext: ignored: {runs_as}"));
+    }
+    for (i, volume) in pod.volumes.iter().flatten().enumerate() {
+        let Some(empty) = volume.empty_dir.as_ref() else {
+            continue;
+        };
+        if !on_host && empty.size_limit.is_some() && empty.medium.as_deref() != Some("Memory") {
+            warnings.push(format!(
+                "{SPEC}.volumes[{i}].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"
+            ));
+        }
     }
     warnings
 }
@@ -1580,6 +1601,32 @@ spec:
     }
 
     #[test]
+    fn what_the_podman_runtime_does_not_apply_is_a_warning() {
+        let mut value = crate::yaml::document(BASE).unwrap();
+        merge(
+            &mut value,
+            json!({"spec": {"template": {"spec": {
+            "runtimeClassName": "podman",
+            "securityContext": {"runAsUser": 1000},
+            "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
+            "containers": [{"name": "main", "image": "busybox", "imagePullPolicy": "Always",
+                "resources": {"limits": {"cpu": "1"}}}]}}}}),
+        );
+        let mut job: Job = serde_json::from_value(value).unwrap();
+        crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+        let path = "spec.template.spec";
+        assert_eq!(
+            runtime_warnings(&job),
+            [
+                format!("{path}.containers[0].imagePullPolicy: Always is not applied: joblet's podman runtime runs the image on the machine and pulls none yet"),
+                format!("{path}.securityContext: ignored: joblet's podman runtime runs containers as root"),
+                format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
+            ]
+        );
+    }
+
+    #[test]
     fn what_a_host_cannot_give_is_refused_with_its_path() {
         let container = |extra: serde_json::Value| {
             let mut c = json!({"name": "main", "image": "busybox", "command": ["true"]});
@@ -1624,7 +1671,7 @@ spec:
         let mut job: Job = serde_json::from_value(value).unwrap();
         crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
         assert_eq!(
-            host_runtime_warnings(&job),
+            runtime_warnings(&job),
             [
                 "spec.template.spec.containers[0].resources.limits.cpu: not enforced: joblet runs containers as host processes",
                 "spec.template.spec.containers[0].livenessProbe: ignored: joblet runs no probes or hooks",
@@ -1634,6 +1681,6 @@ spec:
         // The defaulted `securityContext: {}` of a plain manifest says nothing.
         let mut plain: Job = serde_json::from_value(crate::yaml::document(BASE).unwrap()).unwrap();
         crate::prepare_for_create(&mut plain, "1a2b3c", Timestamp::UNIX_EPOCH);
-        assert_eq!(host_runtime_warnings(&plain), Vec::<String>::new());
+        assert_eq!(runtime_warnings(&plain), Vec::<String>::new());
     }
 }

@@ -199,6 +199,28 @@ pub fn validate_mounts(
                 "must be unique",
             ));
         }
+        if mount
+            .sub_path_expr
+            .as_deref()
+            .is_some_and(|e| !e.is_empty())
+        {
+            errors.push(FieldError::forbidden(
+                format!("{here}.subPathExpr"),
+                "joblet does not expand subPathExpr; use subPath",
+            ));
+        }
+        if let Some(propagation) = mount.mount_propagation.as_deref().filter(|p| *p != "None") {
+            errors.push(FieldError::forbidden(
+                format!("{here}.mountPropagation"),
+                format!("joblet mounts volumes without propagation, not {propagation}"),
+            ));
+        }
+        if mount.recursive_read_only.as_deref() == Some("Enabled") {
+            errors.push(FieldError::forbidden(
+                format!("{here}.recursiveReadOnly"),
+                "joblet makes only the mount itself read-only",
+            ));
+        }
         if let Some(sub_path) = mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
             let mut details = Vec::new();
             if sub_path.starts_with('/') {
@@ -319,6 +341,30 @@ mod tests {
                 "c.volumeMounts[1].mountPath: Invalid value: \"/data\": must be unique",
                 "c.volumeMounts[2].name: Not found: \"missing\"",
                 "c.volumeMounts[3].name: Forbidden: joblet mounts emptyDir, hostPath, configMap and secret volumes, not persistentVolumeClaim",
+            ]
+        );
+    }
+
+    #[test]
+    fn mount_fields_joblet_does_not_apply_are_refused_with_their_path() {
+        let volumes: Vec<Volume> =
+            serde_json::from_value(json!([{"name": "scratch", "emptyDir": {}}])).unwrap();
+        let container: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "scratch", "mountPath": "/e", "subPathExpr": "$(POD)",
+             "mountPropagation": "HostToContainer", "recursiveReadOnly": "Enabled"},
+            {"name": "scratch", "mountPath": "/f", "mountPropagation": "None",
+             "recursiveReadOnly": "Disabled"},
+        ]}))
+        .unwrap();
+        let mut errors = Vec::new();
+        validate_mounts(&volumes, &container, "c", &mut errors);
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "c.volumeMounts[0].subPathExpr: Forbidden: joblet does not expand subPathExpr; use subPath",
+                "c.volumeMounts[0].mountPropagation: Forbidden: joblet mounts volumes without propagation, not HostToContainer",
+                "c.volumeMounts[0].recursiveReadOnly: Forbidden: joblet makes only the mount itself read-only",
             ]
         );
     }

@@ -360,7 +360,7 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
         }
         match admit(job.clone()) {
             Ok(admitted) => {
-                for warning in joblet_api::validation::host_runtime_warnings(admitted.object()) {
+                for warning in joblet_api::validation::runtime_warnings(admitted.object()) {
                     eprintln!("Warning: {warning}");
                 }
                 valid.push((job, admitted))

@@ -36,7 +36,7 @@ impl Strategy for Jobs {
 
     /// What a host cannot give a pod (image, resources) is said, not refused.
     fn warnings_on_create(&self, valid: &ValidJob) -> Vec<String> {
-        joblet_api::validation::host_runtime_warnings(valid.object())
+        joblet_api::validation::runtime_warnings(valid.object())
     }
 
     fn prepare_for_update(&self, new: &mut Job, old: &Job) {
