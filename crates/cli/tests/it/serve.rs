@@ -1124,6 +1124,12 @@ fn a_killed_supervisor_fails_its_pods_as_a_failed_node_does() {
     wait_for("the pod running", Duration::from_secs(10), || {
         !processes_with(&marker).is_empty()
     });
+    // The container's start must be recorded before the supervisor dies: a pod recorded
+    // only as Pending names no process group to end (see the README's durability notes).
+    wait_for("the pod recorded running", Duration::from_secs(10), || {
+        let pods = server.json(&["get", "pods", "-l", "job-name=orphaned"]);
+        pods["items"][0]["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
     let supervisor: Vec<i32> = processes_with(&state.display().to_string())
         .into_iter()
         .filter(|pid| {
