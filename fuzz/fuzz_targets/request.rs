@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::Request;
-use joblet_server::{router, AppState, Cache};
+use joblet_server::{router, AdmissionConfig, AppState, Cache};
 use joblet_store::Record;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
@@ -55,6 +55,9 @@ fn app() -> &'static App {
             log_dir: std::env::temp_dir().join("joblet-fuzz-logs"),
             address: "127.0.0.1:0".to_string(),
             writes: Default::default(),
+            admission: AdmissionConfig {
+                default_runtime_class: "host",
+            },
         });
         App {
             runtime,

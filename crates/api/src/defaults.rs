@@ -147,6 +147,23 @@ fn image_pull_policy(image: Option<&str>) -> String {
     }
 }
 
+/// The runtime classes a pod may name in `spec.runtimeClassName`; a pod that names none
+/// runs on the host.
+pub const RUNTIME_CLASSES: [&str; 2] = ["host", "podman"];
+
+/// The default runtime of `--runtime`, applied on create to a template that names no
+/// runtime class, as a mutating admission plugin would: the class is stored with the Job,
+/// so its pods run where they started after a restart with another default.
+pub fn default_runtime_class(job: &mut Job, class: &str) {
+    if class == "host" {
+        return;
+    }
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.runtime_class_name
+            .get_or_insert_with(|| class.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +220,21 @@ mod tests {
             "IfNotPresent"
         );
         assert_eq!(image_pull_policy(Some("reg:5000/busybox")), "Always");
+    }
+
+    #[test]
+    fn a_default_runtime_class_fills_only_a_template_that_names_none() {
+        let class = |yaml: &str, default: &str| {
+            let mut j = job(yaml);
+            default_runtime_class(&mut j, default);
+            j.spec.unwrap().template.spec.unwrap().runtime_class_name
+        };
+        let unnamed = "spec: {template: {spec: {containers: [{name: c, image: i}]}}}";
+        let named =
+            "spec: {template: {spec: {runtimeClassName: host, containers: [{name: c, image: i}]}}}";
+        assert_eq!(class(unnamed, "podman").as_deref(), Some("podman"));
+        assert_eq!(class(named, "podman").as_deref(), Some("host"));
+        // Host is what no class means: nothing is written.
+        assert_eq!(class(unnamed, "host"), None);
     }
 }

@@ -702,7 +702,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::not_supported(
                 format!("{SPEC}.runtimeClassName"),
                 other,
-                &["host", "podman"],
+                &crate::defaults::RUNTIME_CLASSES,
             ));
             Runtime::Host
         }
@@ -827,7 +827,7 @@ fn validate_container<'a>(
         errors.push(FieldError::required(
             format!("{path}.command"),
             format!(
-                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or runtimeClassName: podman to run the image's"
+                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman or runtimeClassName: podman"
             ),
         ));
     }
@@ -1076,7 +1076,7 @@ fn refuse_what_a_runtime_cannot_give(
         (Runtime::Host, Some(mount)) => errors.push(FieldError::forbidden(
             format!("{path}.volumeMounts"),
             format!(
-                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory",
+                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory; --runtime podman or runtimeClassName: podman mounts them",
                 mount.mount_path
             ),
         )),
@@ -1099,7 +1099,7 @@ fn refuse_what_a_runtime_cannot_give(
     if runtime == Runtime::Host && limits.is_some_and(|l| l.contains_key("memory")) {
         errors.push(FieldError::forbidden(
             format!("{path}.resources.limits.memory"),
-            "joblet runs containers as host processes and cannot enforce a memory limit; runtimeClassName: podman does",
+            "joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman or runtimeClassName: podman does",
         ));
     }
 }
@@ -1584,7 +1584,7 @@ spec:
         );
         assert_eq!(
             errors_for(pod("host", from_image.clone())),
-            [format!("{path}.containers[0].command: Required value: joblet runs container \"main\" as a host command and does not read image entrypoints; set command, or runtimeClassName: podman to run the image's")]
+            [format!("{path}.containers[0].command: Required value: joblet runs container \"main\" as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman or runtimeClassName: podman")]
         );
         assert_eq!(
             errors_for(pod("gvisor", json!({"name": "main", "image": "busybox", "command": ["true"]}))),
@@ -1644,8 +1644,8 @@ spec:
         assert_eq!(
             errors,
             [
-                format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory"),
-                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit; runtimeClassName: podman does"),
+                format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory; --runtime podman or runtimeClassName: podman mounts them"),
+                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman or runtimeClassName: podman does"),
             ]
         );
         // A volume nothing mounts, a CPU limit, requests: accepted.

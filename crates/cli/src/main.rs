@@ -38,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the batch/v1 Jobs of a manifest to their end, pods as local processes.
+    /// Run the batch/v1 Jobs of a manifest to their end, pods as local processes or containers.
     Run(RunArgs),
     /// Serve the Kubernetes API for Jobs over HTTPS, for kubectl and client libraries.
     Serve(ServeArgs),
@@ -70,6 +70,10 @@ struct ServeArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
     listen: std::net::SocketAddr,
+    /// The runtime of pods that name no `runtimeClassName`, written into their Job's
+    /// template when it is created (a pod's own class always wins).
+    #[arg(long, value_enum, value_name = "RUNTIME", default_value = "host")]
+    runtime: RuntimeClass,
     /// Base of the pod re-creation and container restart back-off (upstream: 10s).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
     backoff_base: Duration,
@@ -107,6 +111,25 @@ enum Validate {
     Ignore,
 }
 
+/// Where pods run whose template names no `runtimeClassName`.
+#[derive(Clone, Copy, ValueEnum)]
+enum RuntimeClass {
+    /// Host processes: fast, nothing to install, but every container needs its `command`
+    /// and gets no volumes or memory limit.
+    Host,
+    /// Containers from their images (podman prepares them, runc runs them), as root.
+    Podman,
+}
+
+impl RuntimeClass {
+    fn name(self) -> &'static str {
+        match self {
+            RuntimeClass::Host => "host",
+            RuntimeClass::Podman => "podman",
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Json,
@@ -122,6 +145,10 @@ struct RunArgs {
     /// Print the final Job object(s) as the API server would show them.
     #[arg(short = 'o', long, value_enum)]
     output: Option<Output>,
+    /// The runtime of pods that name no `runtimeClassName`, written into their Job's
+    /// template when it is created (a pod's own class always wins).
+    #[arg(long, value_enum, value_name = "RUNTIME", default_value = "host")]
+    runtime: RuntimeClass,
     /// Stream every pod's output, each line prefixed `[pod/NAME/CONTAINER]`.
     #[arg(long)]
     logs: bool,
@@ -246,6 +273,10 @@ fn supervise(args: SuperviseArgs) -> u8 {
 }
 
 fn serve(args: ServeArgs) -> u8 {
+    if let Err(message) = joblet_runtime::check_runtime_class(args.runtime.name()) {
+        eprintln!("error: --runtime {}: {message}", args.runtime.name());
+        return exit::FAILED;
+    }
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| state_home().join("joblet").join("server"));
@@ -271,6 +302,7 @@ fn serve(args: ServeArgs) -> u8 {
         supervisor,
         stop_pods_on_exit: args.stop_pods_on_exit,
         durability: durability(args.no_fsync),
+        default_runtime_class: args.runtime.name(),
     };
     let leaving = if args.stop_pods_on_exit {
         "stopping every pod"
@@ -353,6 +385,7 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for mut job in jobs {
+        joblet_api::defaults::default_runtime_class(&mut job, args.runtime.name());
         if args.resume {
             if let Some(spec) = job.spec.as_mut() {
                 spec.suspend = Some(false);
@@ -432,6 +465,16 @@ fn run(args: RunArgs) -> u8 {
             return exit::INVALID;
         }
     };
+    let classes: std::collections::BTreeSet<&str> = (jobs.iter())
+        .filter_map(|(job, _)| job.spec.as_ref()?.template.spec.as_ref())
+        .map(|pod| pod.runtime_class_name.as_deref().unwrap_or("host"))
+        .collect();
+    for class in classes {
+        if let Err(message) = joblet_runtime::check_runtime_class(class) {
+            eprintln!("error: runtimeClassName {class}: {message}");
+            return exit::INVALID;
+        }
+    }
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let resuming = state_dir.join("state.db").exists();
     // A run directory named by the user can be resumed: its pods outlive this process.

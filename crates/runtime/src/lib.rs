@@ -126,6 +126,16 @@ impl Runtimes {
     }
 }
 
+/// Whether pods of runtime class `class` can run on this machine, checked before anything
+/// runs (`joblet run`, `joblet serve --runtime`): the error says what to install or do.
+pub fn check_runtime_class(class: &str) -> Result<(), String> {
+    match class {
+        "" | "host" => Ok(()),
+        "podman" => oci::check_podman(),
+        other => Err(format!("RuntimeClass {other:?} not found")),
+    }
+}
+
 /// Where pods run: in this process, or under a supervisor process that outlives it.
 #[derive(Clone)]
 pub struct Runtime(Backend);

@@ -169,9 +169,7 @@ impl ContainerRuntime for PodmanRuntime {
 
     fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure> {
         if !nix::unistd::geteuid().is_root() {
-            return Err(StartFailure::Failed(
-                "the podman runtime runs containers as root: run joblet as root (rootless containers are not supported)".to_string(),
-            ));
+            return Err(StartFailure::Failed(NOT_ROOT.to_string()));
         }
         let name = run.container.image.as_deref().unwrap_or("");
         let image = self.image(name)?;
@@ -329,6 +327,33 @@ fn mount_tmpfs(dir: &Path, size: Option<&QuantityText>) -> std::io::Result<()> {
 /// How long runc gets to end after its container was killed, before it is killed too.
 const RUNC_KILL_SLACK: Duration = Duration::from_secs(2);
 
+/// Whether this machine can run podman pods, checked before anything runs: root, and
+/// podman and runc that answer. The error names what to do.
+pub(crate) fn check_podman() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NOT_ROOT.to_string());
+    }
+    let reaper = Reaper::get();
+    for program in ["podman", "runc"] {
+        let output = reaper.output(Command::new(program).arg("--version"));
+        match output {
+            Ok(output) if output.exit.code == 0 => {}
+            Ok(output) => {
+                let error = String::from_utf8_lossy(&output.stderr);
+                return Err(format!("`{program} --version` failed: {}", error.trim()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("{program} is not installed: {NEEDS}"))
+            }
+            Err(e) => return Err(format!("{program}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+const NEEDS: &str = "the podman runtime needs podman and runc (apt-get install podman runc)";
+const NOT_ROOT: &str = "the podman runtime runs containers as root: run joblet as root (rootless containers are not supported)";
+
 /// Ends what a supervisor that died left of its podman pods, before a new one starts: their
 /// containers (their runc processes died or were orphaned, the pods are recorded lost), the
 /// containers' overlays and bundles, the pods' volumes.
@@ -384,9 +409,7 @@ fn runc(root: &Path) -> Command {
 fn run(reaper: &Reaper, command: &mut Command) -> Result<String, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     let output = reaper.output(command).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "{program} is not installed: the podman runtime needs podman and runc (apt-get install podman runc)"
-        ),
+        std::io::ErrorKind::NotFound => format!("{program} is not installed: {NEEDS}"),
         _ => format!("{program}: {e}"),
     })?;
     if output.exit.code == 0 {

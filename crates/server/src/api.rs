@@ -40,6 +40,14 @@ pub struct AppState {
     pub address: String,
     /// Patches and updates of one object, one at a time.
     pub writes: ObjectLocks,
+    pub admission: AdmissionConfig,
+}
+
+/// What the server's flags set in objects on create, as the admission plugins configured
+/// on an API server do.
+pub struct AdmissionConfig {
+    /// Written into a Job's template that names no runtime class (`--runtime`).
+    pub default_runtime_class: &'static str,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-pub use api::{router, AppState, MAX_BODY};
+pub use api::{router, AdmissionConfig, AppState, MAX_BODY};
 pub use cache::Cache;
 
 /// A client gets this long to finish its TLS handshake.
@@ -69,6 +69,8 @@ pub struct ServeConfig {
     /// supervisor and the next server adopts them.
     pub stop_pods_on_exit: bool,
     pub durability: Durability,
+    /// The runtime class of pods whose template names none (`--runtime`).
+    pub default_runtime_class: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +173,9 @@ pub async fn serve(
         log_dir: config.state_dir.join("logs"),
         address: address.to_string(),
         writes: Default::default(),
+        admission: AdmissionConfig {
+            default_runtime_class: config.default_runtime_class,
+        },
     });
     tokio::spawn(logs::sweep_forever(
         state.cache.clone(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use joblet_core::BackoffConfig;
-use joblet_server::{open_engine, router, AppState};
+use joblet_server::{open_engine, router, AdmissionConfig, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -18,6 +18,11 @@ struct App {
 
 impl App {
     fn new() -> App {
+        App::with_runtime("host")
+    }
+
+    /// A server whose `--runtime` is `runtime`.
+    fn with_runtime(runtime: &'static str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let backoff = BackoffConfig {
             base_ms: 100,
@@ -43,6 +48,9 @@ impl App {
             log_dir: dir.path().join("logs"),
             address: "127.0.0.1:0".to_string(),
             writes: Default::default(),
+            admission: AdmissionConfig {
+                default_runtime_class: runtime,
+            },
         });
         App {
             router: router(state),
@@ -181,6 +189,46 @@ async fn aggregated_discovery_is_served_with_its_content_type() {
     assert_eq!(jobs["categories"], json!(["all"]));
     let (_, legacy) = app.call("GET", "/api", "application/json", None).await;
     assert_eq!(legacy["kind"], "APIVersions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_servers_runtime_is_written_into_templates_that_name_none_on_create() {
+    let app = App::with_runtime("podman");
+    let class = |job: &Value| job["spec"]["template"]["spec"]["runtimeClassName"].clone();
+    let (status, dry) = app
+        .call(
+            "POST",
+            &format!("{JOBS}?dryRun=All"),
+            "application/json",
+            Some(("application/json", job("dry", "true"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{dry}");
+    assert_eq!(class(&dry), "podman");
+    // What the server set is no manager's.
+    assert!(!dry["metadata"]["managedFields"]
+        .to_string()
+        .contains("runtimeClassName"));
+
+    let mut on_host: Value = serde_json::from_str(&job("on-host", "true")).unwrap();
+    on_host["spec"]["suspend"] = json!(true);
+    on_host["spec"]["template"]["spec"]["runtimeClassName"] = json!("host");
+    let (status, created) = app.send_json("POST", JOBS, on_host).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(class(&created), "host");
+
+    let mut suspended: Value = serde_json::from_str(&job("later", "true")).unwrap();
+    suspended["spec"]["suspend"] = json!(true);
+    let (status, created) = app.send_json("POST", JOBS, suspended).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(class(&created), "podman");
+    // An update keeps it: the template is the one created.
+    let patch = json!({"spec": {"parallelism": 2}});
+    let (status, patched) = app
+        .send_json("PATCH", &format!("{JOBS}/later"), patch)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(class(&patched), "podman");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -204,3 +204,120 @@ fn a_killed_supervisors_containers_are_ended_by_the_next_one() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "{job}");
 }
+
+/// A manifest as written for a cluster (no runtimeClassName, no command) runs in its image
+/// under `--runtime podman`, which is recorded in its template.
+#[test]
+fn the_runtime_flag_runs_a_clusters_manifest_in_its_image() {
+    let dir = scratch();
+    let manifest = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: plain}}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: main, image: {IMAGE}}}]\n"
+    );
+    let run = run(
+        dir.path(),
+        &manifest,
+        &["--runtime", "podman", "--logs", "-o", "json"],
+    );
+    run.expect_code(0);
+    let stdout = run.stdout();
+    assert!(stdout.contains("/main] from the image\n"), "{stdout}");
+    let job: serde_json::Value =
+        serde_json::from_str(&stdout[stdout.find("\n{").unwrap()..]).unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["runtimeClassName"],
+        "podman"
+    );
+
+    // On the host, the same manifest lacks what only an image gives.
+    let on_host = run_in(dir.path(), "host", &manifest);
+    on_host.expect_code(2);
+    assert!(
+        on_host
+            .stderr()
+            .contains("containers[0].command: Required value"),
+        "{}",
+        on_host.context()
+    );
+}
+
+fn run_in(dir: &std::path::Path, runtime: &str, manifest: &str) -> Run {
+    let dir = dir.join(runtime);
+    std::fs::create_dir(&dir).unwrap();
+    run(&dir, manifest, &["--runtime", runtime])
+}
+
+/// Without podman, `run` and `serve` say what to install before anything runs.
+#[test]
+fn a_missing_engine_is_named_before_anything_runs() {
+    let dir = scratch();
+    let empty = dir.path().join("no-tools");
+    std::fs::create_dir(&empty).unwrap();
+    let manifest = podman_job(
+        "nowhere",
+        "",
+        &format!("      containers: [{{name: main, image: {IMAGE}}}]\n"),
+    );
+    let file = dir.path().join("job.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let state = dir.path().join("state");
+    let run = joblet()
+        .env("PATH", &empty)
+        .args(["run", "-f"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let run = Run { output: run };
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr(),
+        "error: runtimeClassName podman: podman is not installed: the podman runtime needs podman and runc (apt-get install podman runc)\n"
+    );
+    assert!(!state.exists(), "nothing ran, nothing was stored");
+
+    let serve = joblet()
+        .env("PATH", &empty)
+        .args([
+            "serve",
+            "--runtime",
+            "podman",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let serve = Run { output: serve };
+    serve.expect_code(1);
+    assert!(
+        serve
+            .stderr()
+            .starts_with("error: --runtime podman: podman is not installed"),
+        "{}",
+        serve.context()
+    );
+}
+
+/// `kubectl create job --image` on `serve --runtime podman`: the image's own command runs.
+#[test]
+fn kubectl_create_job_runs_the_image_on_a_podman_server() {
+    let dir = scratch();
+    let server = crate::serve::Server::start_with(
+        dir.path(),
+        &dir.path().join("state"),
+        &["--runtime", "podman"],
+    );
+    server.ok(&["create", "job", "hello", &format!("--image={IMAGE}")]);
+    server.wait_complete("hello");
+    assert_eq!(server.ok(&["logs", "job/hello"]), "from the image\n");
+    let class = server.ok(&[
+        "get",
+        "job",
+        "hello",
+        "-o",
+        "jsonpath={.spec.template.spec.runtimeClassName}",
+    ]);
+    assert_eq!(class, "podman");
+}

@@ -84,6 +84,7 @@ pub async fn create<S: Strategy>(
     meta.uid = Some(joblet_driver::new_uid());
     meta.creation_timestamp = Some(Time(now));
     meta.resource_version = None;
+    strategy.admit_create(&mut object, &call.state.admission);
     strategy.prepare_for_create(&mut object);
     let name = object.metadata().name.clone().unwrap_or_default();
     let valid = strategy

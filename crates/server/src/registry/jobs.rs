@@ -10,6 +10,7 @@ use joblet_driver::Stored;
 use serde_json::{json, Value};
 
 use super::{age_column, column, name_column, Strategy};
+use crate::api::AdmissionConfig;
 use crate::resources::{Resource, JOBS};
 
 pub struct Jobs;
@@ -21,6 +22,10 @@ impl Strategy for Jobs {
 
     fn apply_defaults(&self, job: &mut Job) {
         joblet_api::defaults::apply_defaults(job);
+    }
+
+    fn admit_create(&self, job: &mut Job, admission: &AdmissionConfig) {
+        joblet_api::defaults::default_runtime_class(job, admission.default_runtime_class);
     }
 
     fn prepare_for_create(&self, job: &mut Job) {

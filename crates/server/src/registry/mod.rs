@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::AppState;
+use crate::api::{AdmissionConfig, AppState};
 use crate::cache::Entry;
 use crate::errors::ApiError;
 use crate::resources::Resource;
@@ -50,6 +50,9 @@ pub trait Strategy: Send + Sync + 'static {
     /// Scheme defaulting and conversion, on every decoded body and patch result, before
     /// the managed fields are worked out (a Secret's `stringData` goes into `data`).
     fn apply_defaults(&self, _object: &mut Self::Object) {}
+    /// Mutating admission on create, after managed fields (what it sets is no manager's):
+    /// what the server's configuration defaults.
+    fn admit_create(&self, _object: &mut Self::Object, _admission: &AdmissionConfig) {}
     /// After managed fields, on create: what the server sets (a Job's selector, status).
     fn prepare_for_create(&self, _object: &mut Self::Object) {}
     fn validate(&self, object: Self::Object) -> Result<Self::Valid, Invalid>;
