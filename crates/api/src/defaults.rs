@@ -133,7 +133,7 @@ fn default_template(template: &mut PodTemplateSpec) {
 }
 
 /// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise.
-fn image_pull_policy(image: Option<&str>) -> String {
+pub fn image_pull_policy(image: Option<&str>) -> String {
     let image = image.unwrap_or("");
     let without_digest = image.split('@').next().unwrap_or("");
     let last_segment = without_digest.rsplit('/').next().unwrap_or("");

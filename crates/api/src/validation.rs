@@ -1146,11 +1146,6 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
         {
             warnings.push(format!("{path}.securityContext: ignored: {runs_as}"));
         }
-        if !on_host && container.image_pull_policy.as_deref() == Some("Always") {
-            warnings.push(format!(
-                "{path}.imagePullPolicy: Always is not applied: joblet's podman runtime runs the image on the machine and pulls none yet"
-            ));
-        }
     }
     // Defaulting sets it to `{}`: only what the user wrote is worth a word.
     if pod
@@ -1619,7 +1614,6 @@ spec:
         assert_eq!(
             runtime_warnings(&job),
             [
-                format!("{path}.containers[0].imagePullPolicy: Always is not applied: joblet's podman runtime runs the image on the machine and pulls none yet"),
                 format!("{path}.securityContext: ignored: joblet's podman runtime runs containers as root"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
             ]

@@ -658,7 +658,11 @@ impl Engine {
         let now = self.clock.now();
         for (involved, said) in said {
             let event = Event {
-                type_: EventType::Warning,
+                type_: if said.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 reason: said.reason.to_string(),
                 message: said.message,
             };

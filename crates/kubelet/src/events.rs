@@ -1,6 +1,8 @@
 //! What the kubelet says about a pod as events, read from how its status changed: a
-//! container that starts waiting in back-off (`BackOff`), or whose configuration or start
-//! failed (`Failed`, `Error: …`), as upstream's kubelet records them. The Normal events of
+//! container that starts waiting in back-off (`BackOff`), whose configuration or start
+//! failed (`Failed`, `Error: …`) or whose image could not be had (image_manager.go's
+//! `Failed to pull image …`, `Back-off pulling image …`, `ErrImageNeverPull`), as upstream's
+//! kubelet records them. The Normal events of
 //! every container's start (`Created`, `Started`) are left out: ten thousand pods would make
 //! forty thousand of them.
 
@@ -14,9 +16,11 @@ pub struct KubeletEvent {
     pub container: String,
     pub reason: &'static str,
     pub message: String,
+    /// A Warning event, else a Normal one.
+    pub warning: bool,
 }
 
-/// The events of the change from `previous` to `current`; all Warnings.
+/// The events of the change from `previous` to `current`.
 pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> Vec<KubeletEvent> {
     let pod_name = format_pod(pod);
     let statuses = |s: &PodStatus| -> Vec<ContainerStatus> {
@@ -36,22 +40,41 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
             Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
         };
         let new_waiting = waiting(&now).filter(|w| was.and_then(waiting).as_ref() != Some(w));
-        match new_waiting {
-            Some((reason, _)) if reason == "CrashLoopBackOff" => events.push(KubeletEvent {
-                container: now.name.clone(),
-                reason: "BackOff",
-                message: format!(
+        let event = |reason, message, warning| KubeletEvent {
+            container: now.name.clone(),
+            reason,
+            message,
+            warning,
+        };
+        let image = &now.image;
+        match new_waiting.as_ref().map(|(r, m)| (r.as_str(), m)) {
+            Some(("CrashLoopBackOff", _)) => events.push(event(
+                "BackOff",
+                format!(
                     "Back-off restarting failed container {} in pod {pod_name}",
                     now.name
                 ),
-            }),
-            Some((reason, message)) if reason == "CreateContainerConfigError" => {
-                events.push(KubeletEvent {
-                    container: now.name.clone(),
-                    reason: "Failed",
-                    message: format!("Error: {message}"),
-                })
+                true,
+            )),
+            Some(("CreateContainerConfigError", message)) => {
+                events.push(event("Failed", format!("Error: {message}"), true))
             }
+            Some(("ErrImagePull", message)) => events.extend([
+                event(
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {message}"),
+                    true,
+                ),
+                event("Failed", "Error: ErrImagePull".to_string(), true),
+            ]),
+            Some(("ImagePullBackOff", message)) => events.extend([
+                event("BackOff", message.clone(), false),
+                event("Failed", "Error: ImagePullBackOff".to_string(), true),
+            ]),
+            Some(("ErrImageNeverPull", message)) => events.extend([
+                event("ErrImageNeverPull", message.clone(), true),
+                event("Failed", "Error: ErrImageNeverPull".to_string(), true),
+            ]),
             _ => {}
         }
         let start_error = state(&now)
@@ -59,11 +82,8 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
             .filter(|t| t.reason.as_deref() == Some("StartError"));
         let already = was.and_then(|c| state(c).terminated) == start_error;
         if let (Some(terminated), false) = (start_error, already) {
-            events.push(KubeletEvent {
-                container: now.name.clone(),
-                reason: "Failed",
-                message: format!("Error: {}", terminated.message.unwrap_or_default()),
-            });
+            let message = format!("Error: {}", terminated.message.unwrap_or_default());
+            events.push(event("Failed", message, true));
         }
     }
     events
@@ -98,7 +118,8 @@ mod tests {
             [KubeletEvent {
                 container: "main".into(),
                 reason: "BackOff",
-                message: "Back-off restarting failed container main in pod p_ns(u1)".into()
+                message: "Back-off restarting failed container main in pod p_ns(u1)".into(),
+                warning: true,
             }]
         );
         assert!(kubelet_events(&pod, &backing_off, &backing_off).is_empty());
@@ -124,5 +145,60 @@ mod tests {
             json!({"terminated": {"exitCode": 1, "reason": "Error"}})
         )]));
         assert!(kubelet_events(&pod, &running, &failed).is_empty());
+    }
+
+    #[test]
+    fn image_failures_are_said_as_image_manager_says_them() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let said = |from: &PodStatus, to: &PodStatus| -> Vec<(&'static str, String, bool)> {
+            (kubelet_events(&pod, from, to).into_iter())
+                .map(|e| (e.reason, e.message, e.warning))
+                .collect()
+        };
+        let creating = status(json!([container(
+            json!({"waiting": {"reason": "ContainerCreating"}})
+        )]));
+        let failed = status(json!([container(
+            json!({"waiting": {"reason": "ErrImagePull", "message": "connection refused"}})
+        )]));
+        let backing_off = status(json!([container(
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}})
+        )]));
+        assert_eq!(
+            said(&creating, &failed),
+            [
+                (
+                    "Failed",
+                    "Failed to pull image \"x\": connection refused".into(),
+                    true
+                ),
+                ("Failed", "Error: ErrImagePull".into(), true)
+            ]
+        );
+        assert_eq!(
+            said(&failed, &backing_off),
+            [
+                ("BackOff", "Back-off pulling image \"x\"".into(), false),
+                ("Failed", "Error: ImagePullBackOff".into(), true)
+            ]
+        );
+        // Each failure after a back-off is said again.
+        assert_eq!(said(&backing_off, &failed).len(), 2);
+        assert!(said(&failed, &failed).is_empty());
+        let never = status(json!([container(
+            json!({"waiting": {"reason": "ErrImageNeverPull",
+            "message": "Container image \"x\" is not present with pull policy of Never"}})
+        )]));
+        assert_eq!(
+            said(&creating, &never),
+            [
+                (
+                    "ErrImageNeverPull",
+                    "Container image \"x\" is not present with pull policy of Never".into(),
+                    true
+                ),
+                ("Failed", "Error: ErrImageNeverPull".into(), true)
+            ]
+        );
     }
 }

@@ -23,8 +23,8 @@ pub use image::{container_process, ImageConfig, Process};
 pub use objects::Objects;
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use sync::{
-    later, since, sync_pod, ContainerRecord, Exit, ExitReason, Observed, PodActions, Run, State,
-    Stop,
+    later, since, sync_pod, ContainerRecord, Exit, ExitReason, ImageError, ImageFailure, Observed,
+    PodActions, Run, State, Stop,
 };
 pub use volumes::{volume_payload, File, Payload};
 

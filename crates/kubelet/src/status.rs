@@ -11,14 +11,16 @@ use joblet_api::k8s_openapi::api::core::v1::{
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 
-use crate::plan::{Kind, PodPlan, RestartPolicy};
-use crate::sync::{ContainerRecord, Ending, Observed, Run, State};
+use crate::plan::{ContainerPlan, Kind, PodPlan, RestartPolicy};
+use crate::sync::{ContainerRecord, Ending, ImageError, ImageFailure, Observed, Run, State};
 
 /// How an exited container is shown: as it ended, or waiting to start again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shown {
     AsItIs,
     BackingOff(Duration),
+    /// Its image could not be pulled and it waits to try again (`ImagePullBackOff`).
+    PullBackOff,
 }
 
 pub(crate) fn pod_status(
@@ -118,12 +120,25 @@ fn container_status(
     let container = &plan.containers[i];
     let mut last = record.last.as_ref();
     let (state, running) = match (&record.state, shown) {
-        (State::NotStarted | State::ConfigError { .. }, _) if lost => (never_ran(), false),
+        (
+            State::NotStarted
+            | State::ConfigError { .. }
+            | State::Pulling { .. }
+            | State::NoImage(_),
+            _,
+        ) if lost => (never_ran(), false),
         (State::ConfigError { message }, _) => (
             waiting("CreateContainerConfigError", Some(message.clone())),
             false,
         ),
-        (State::NotStarted, _) => {
+        (State::NoImage(failure), shown) => (image_waiting(container, failure, shown), false),
+        (
+            State::Pulling {
+                failed: Some(failure),
+            },
+            _,
+        ) => (image_waiting(container, failure, Shown::PullBackOff), false),
+        (State::NotStarted | State::Pulling { failed: None }, _) => {
             let reason = if plan.has_init_containers() {
                 "PodInitializing"
             } else {
@@ -150,7 +165,7 @@ fn container_status(
             );
             (waiting("CrashLoopBackOff", Some(message)), false)
         }
-        (State::Exited(run), Shown::AsItIs) => (terminated(run), false),
+        (State::Exited(run), Shown::AsItIs | Shown::PullBackOff) => (terminated(run), false),
     };
     let succeeded = matches!(
         (&record.state, shown),
@@ -167,9 +182,10 @@ fn container_status(
             .id
             .clone()
             .or_else(|| record.last.as_ref().and_then(|l| l.id.clone())),
-        State::NotStarted | State::ConfigError { .. } => {
-            record.last.as_ref().and_then(|l| l.id.clone())
-        }
+        State::NotStarted
+        | State::ConfigError { .. }
+        | State::Pulling { .. }
+        | State::NoImage(_) => record.last.as_ref().and_then(|l| l.id.clone()),
     };
     ContainerStatus {
         name: container.name.clone(),
@@ -182,6 +198,23 @@ fn container_status(
         state: Some(state),
         last_state: last.map(terminated),
         ..Default::default()
+    }
+}
+
+/// A container whose image could not be had, as `EnsureImageExists` words it
+/// (image_manager.go): the pull's error until the worker looks again, then the back-off.
+fn image_waiting(
+    container: &ContainerPlan,
+    failure: &ImageFailure,
+    shown: Shown,
+) -> ContainerState {
+    match (failure.error, shown) {
+        (ImageError::NeverPull, _) => waiting("ErrImageNeverPull", Some(failure.message.clone())),
+        (ImageError::Pull, Shown::PullBackOff) => waiting(
+            "ImagePullBackOff",
+            Some(format!("Back-off pulling image {:?}", container.image)),
+        ),
+        (ImageError::Pull, _) => waiting("ErrImagePull", Some(failure.message.clone())),
     }
 }
 

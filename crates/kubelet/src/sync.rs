@@ -57,6 +57,13 @@ pub enum State {
     ConfigError {
         message: String,
     },
+    /// Its image is being pulled, or looked for (not created yet); `failed` holds the last
+    /// failure when this is a retry.
+    Pulling {
+        failed: Option<ImageFailure>,
+    },
+    /// Its image could not be had: looked for again once its back-off ends.
+    NoImage(ImageFailure),
     Running {
         id: String,
         started_at: Timestamp,
@@ -68,6 +75,24 @@ pub enum State {
         kill_at: Timestamp,
     },
     Exited(Run),
+}
+
+/// Why a container's image could not be had, how many times in a row, the last time when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFailure {
+    pub error: ImageError,
+    /// The engine's error, or the kubelet's message for `Never`.
+    pub message: String,
+    pub count: i32,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageError {
+    /// The pull failed (`ErrImagePull`, then `ImagePullBackOff`).
+    Pull,
+    /// Not on the machine, and `imagePullPolicy: Never` (`ErrImageNeverPull`).
+    NeverPull,
 }
 
 impl State {
@@ -186,16 +211,30 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
         }
     }
 
-    // A container that exited and starts again shows waiting, in back-off until its time.
+    // A container that exited and starts again shows waiting, in back-off until its time;
+    // so does one whose image could not be had, until its image is looked for again.
     let mut shown = vec![Shown::AsItIs; plan.containers.len()];
     start.retain(|&i| {
         let record = &seen.containers[i];
-        let State::Exited(run) = &record.state else {
-            return true;
+        let ready_at = match &record.state {
+            State::Exited(run) => {
+                let delay = plan.backoff.delay(record.restarts);
+                shown[i] = Shown::BackingOff(delay);
+                later(run.finished_at, delay)
+            }
+            State::NoImage(failure) => {
+                // The kubelet's worker syncs a pod whose start failed again after its own
+                // back-off period (10 s, the base); from then the pull shows backing off.
+                let looked_again_at = later(failure.at, plan.backoff.base);
+                if now >= looked_again_at {
+                    shown[i] = Shown::PullBackOff;
+                } else {
+                    wake.at(looked_again_at);
+                }
+                later(failure.at, plan.backoff.delay(failure.count))
+            }
+            _ => return true,
         };
-        let delay = plan.backoff.delay(record.restarts);
-        shown[i] = Shown::BackingOff(delay);
-        let ready_at = later(run.finished_at, delay);
         if now < ready_at {
             wake.at(ready_at);
             return false;
@@ -254,8 +293,8 @@ fn containers_to_start(plan: &PodPlan, seen: &Observed) -> Next {
             continue;
         }
         match &record.state {
-            State::NotStarted | State::ConfigError { .. } => start.push(i),
-            State::Running { .. } | State::Stopping { .. } => running += 1,
+            State::NotStarted | State::ConfigError { .. } | State::NoImage(_) => start.push(i),
+            State::Pulling { .. } | State::Running { .. } | State::Stopping { .. } => running += 1,
             State::Exited(run) => {
                 if plan.restarts_main(run.exit.code) {
                     start.push(i);
@@ -302,10 +341,15 @@ fn init_containers_to_start(
     for i in (0..inits).rev() {
         let sidecar = plan.containers[i].kind == Kind::Sidecar;
         let run = match &seen.containers[i].state {
-            State::NotStarted | State::ConfigError { .. } => {
+            State::NotStarted | State::ConfigError { .. } | State::NoImage(_) => {
                 if reached && sidecar {
                     start.push(i);
                 }
+                continue;
+            }
+            // On its way: nothing after it starts yet.
+            State::Pulling { .. } => {
+                reached = true;
                 continue;
             }
             _ if reached && !sidecar => continue,

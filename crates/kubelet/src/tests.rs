@@ -630,3 +630,121 @@ fn conditions_say_why_as_status_generate_words_it() {
     assert_eq!(why(&n, "Initialized"), "True PodCompleted -");
     assert_eq!(why(&n, "PodReadyToStartContainers"), "False - -");
 }
+
+impl Node {
+    fn pulling(&mut self, name: &str) {
+        let i = self.index(name);
+        let failed = match std::mem::take(&mut self.records[i].state) {
+            State::NoImage(failure) => Some(failure),
+            _ => None,
+        };
+        self.records[i].state = State::Pulling { failed };
+    }
+
+    fn pull_failed(&mut self, name: &str, error: ImageError, now: i64) {
+        let i = self.index(name);
+        let count = match &self.records[i].state {
+            State::Pulling { failed } => failed.as_ref().map_or(0, |f| f.count) + 1,
+            other => panic!("{name} is not pulling: {other:?}"),
+        };
+        self.records[i].state = State::NoImage(ImageFailure {
+            error,
+            message: "connection refused".to_string(),
+            count,
+            at: at(now),
+        });
+    }
+
+    fn waiting_message(&self, name: &str) -> String {
+        let state = self.container(name).state.clone().unwrap();
+        state.waiting.unwrap().message.unwrap_or_default()
+    }
+}
+
+/// A failed pull: `ErrImagePull`, then `ImagePullBackOff` once the worker looks again (the
+/// base), the pull tried again when the doubling back-off ends, the back-off shown meanwhile;
+/// the pod stays Pending and nothing else of it starts.
+#[test]
+fn a_failed_pull_waits_in_the_image_back_off_and_the_pod_stays_pending() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "initContainers": [c("init")], "containers": [c("main")]}),
+    );
+    assert_eq!(n.starts(0), ["init"]);
+    n.pulling("init");
+    let pulling = n.sync(0);
+    assert!(pulling.start.is_empty());
+    assert_eq!(n.state("init"), "waiting PodInitializing");
+    n.pull_failed("init", ImageError::Pull, 1);
+    let failed = n.sync(1);
+    assert!(failed.start.is_empty());
+    assert_eq!(failed.wake_at, Some(at(11)));
+    assert_eq!(n.state("init"), "waiting ErrImagePull");
+    assert_eq!(n.waiting_message("init"), "connection refused");
+    assert_eq!(
+        (n.phase(), n.state("main")),
+        ("Pending", "waiting PodInitializing".into())
+    );
+    // The first back-off is the base: the pull is tried again as the worker looks again.
+    assert_eq!(n.starts(11), ["init"]);
+    n.pulling("init");
+    n.sync(11);
+    assert_eq!(n.state("init"), "waiting ImagePullBackOff");
+    assert_eq!(
+        n.waiting_message("init"),
+        "Back-off pulling image \"busybox\""
+    );
+    n.pull_failed("init", ImageError::Pull, 12);
+    assert_eq!(n.sync(12).wake_at, Some(at(22)));
+    assert_eq!(n.state("init"), "waiting ErrImagePull");
+    let backing_off = n.sync(22);
+    assert!(backing_off.start.is_empty());
+    assert_eq!(backing_off.wake_at, Some(at(32)));
+    assert_eq!(n.state("init"), "waiting ImagePullBackOff");
+    assert_eq!(n.starts(32), ["init"]);
+    n.pulling("init");
+    n.sync(32);
+    // Pulled at last: it starts, and runs as any container.
+    n.records[0].state = State::NotStarted;
+    assert_eq!(n.starts(40), ["init"]);
+    n.run("init", 40);
+    n.sync(40);
+    assert_eq!(
+        (n.records[0].restarts, n.state("init").as_str()),
+        (0, "running")
+    );
+}
+
+#[test]
+fn a_missing_image_with_pull_policy_never_waits_as_err_image_never_pull() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a"), c("b")]}));
+    assert_eq!(n.starts(0), ["a", "b"]);
+    n.run("a", 0);
+    n.pulling("b");
+    n.pull_failed("b", ImageError::NeverPull, 0);
+    n.exit("a", 0, 1);
+    // `a` ended, but `b` is still to run: the pod goes on.
+    let waiting = n.sync(20);
+    assert!(!waiting.done && waiting.kill.is_empty());
+    assert_eq!(n.state("b"), "waiting ErrImageNeverPull");
+    assert_eq!(n.starts(20), ["b"], "looked for again after its back-off");
+    n.pulling("b");
+    n.sync(20);
+    assert_eq!(n.state("b"), "waiting ErrImageNeverPull");
+    // getPhase: a waiting container keeps the pod Pending.
+    assert_eq!(n.phase(), "Pending");
+}
+
+/// The active deadline ends a pod whose image never came; the container never ran.
+#[test]
+fn the_active_deadline_ends_a_pod_waiting_for_its_image() {
+    let mut n = node(
+        json!({"restartPolicy": "Never", "activeDeadlineSeconds": 30, "containers": [c("a")]}),
+    );
+    n.sync(0);
+    n.pulling("a");
+    n.pull_failed("a", ImageError::Pull, 3);
+    let ended = n.sync(30);
+    assert!(ended.done);
+    assert_eq!(n.phase(), "Failed");
+    assert_eq!(n.state("a"), "terminated 137 ContainerStatusUnknown");
+}

@@ -7,8 +7,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
-use joblet_kubelet::Objects;
+use joblet_kubelet::{ImageError, Objects};
 
 use crate::reaper::Exit;
 
@@ -59,7 +61,24 @@ impl From<String> for StartFailure {
     }
 }
 
+/// An image made ready, or why it could not be.
+pub(crate) type ImageResult = Result<(), (ImageError, String)>;
+
+/// What a container's image needs before a run can start, as `EnsureImageExists` decides
+/// from the pull policy.
+pub(crate) enum ImageNeed {
+    Ready,
+    /// Looked for and, as the policy says, pulled: off the pod's worker, as it may take long.
+    Fetch(Pin<Box<dyn Future<Output = ImageResult> + Send>>),
+}
+
 pub(crate) trait ContainerRuntime: Send + Sync {
+    /// Whether the image of `container` is ready to start from (always, for a runtime that
+    /// has no images).
+    fn image(self: Arc<Self>, _container: &Container) -> ImageNeed {
+        ImageNeed::Ready
+    }
+
     fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure>;
 
     /// The pod ended: what its runs shared (its volumes) can go.

@@ -10,13 +10,16 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use joblet_api::defaults::image_pull_policy;
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
-use joblet_kubelet::{container_process, volume_payload, ImageConfig, Process};
+use joblet_kubelet::{container_process, volume_payload, ImageConfig, ImageError, Process};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::containers::{ContainerRuntime, RunEnd, RunRequest, StartFailure, Started, Stop};
+use crate::containers::{
+    ContainerRuntime, ImageNeed, RunEnd, RunRequest, StartFailure, Started, Stop,
+};
 use crate::host::HostRuntime;
 use crate::reaper::{Group, Reaper};
 use crate::write_volume_files;
@@ -32,6 +35,9 @@ pub(crate) struct PodmanRuntime {
     /// Bundles of the runs (`<dir>/<run id>`) and runc's state (`<dir>/runc`).
     pub dir: PathBuf,
     images: Mutex<HashMap<String, Arc<Image>>>,
+    /// One pull at a time, as the kubelet's default (`serializeImagePulls`): many pods of a
+    /// missing image pull it once.
+    pulls: Mutex<()>,
 }
 
 impl PodmanRuntime {
@@ -40,7 +46,36 @@ impl PodmanRuntime {
             host,
             dir,
             images: Mutex::new(HashMap::new()),
+            pulls: Mutex::new(()),
         }
+    }
+
+    /// `EnsureImageExists` (image_manager.go) on a blocking thread: the image looked for
+    /// unless the policy is `Always`, pulled if it must be, then prepared.
+    fn fetch(&self, name: &str, policy: &str) -> Result<(), (ImageError, String)> {
+        let present = || {
+            let cached = self.images.lock().expect("images").contains_key(name);
+            policy != "Always"
+                && (cached || podman(&self.host.reaper, &["image", "exists", name]).is_ok())
+        };
+        if !present() {
+            if policy == "Never" {
+                let message =
+                    format!("Container image {name:?} is not present with pull policy of Never");
+                return Err((ImageError::NeverPull, message));
+            }
+            let _one_at_a_time = self.pulls.lock().expect("pulls");
+            // The pull before this one may have brought it.
+            if !present() {
+                podman(&self.host.reaper, &["pull", "--quiet", name])
+                    .map_err(|e| (ImageError::Pull, pull_error(&e)))?;
+                // The name may have moved to another image: prepared again.
+                self.images.lock().expect("images").remove(name);
+            }
+        }
+        self.image(name)
+            .map(drop)
+            .map_err(|e| (ImageError::Pull, e))
     }
 
     /// The image, inspected and mounted by podman the first time it is asked for.
@@ -48,11 +83,11 @@ impl PodmanRuntime {
         if let Some(image) = self.images.lock().expect("images").get(name) {
             return Ok(image.clone());
         }
-        let podman = |args: &[&str]| run(&self.host.reaper, Command::new("podman").args(args));
-        let inspected = podman(&["image", "inspect", "--format", "json", name])
+        let reaper = &self.host.reaper;
+        let inspected = podman(reaper, &["image", "inspect", "--format", "json", name])
             .map_err(|e| format!("image {name:?} is not on this machine ({e}): podman pull it"))?;
         let config = image_config(&inspected)?;
-        let rootfs = podman(&["image", "mount", name])?;
+        let rootfs = podman(reaper, &["image", "mount", name])?;
         let image = Arc::new(Image {
             config,
             rootfs: PathBuf::from(rootfs.trim()),
@@ -154,6 +189,22 @@ impl PodmanRuntime {
 }
 
 impl ContainerRuntime for PodmanRuntime {
+    fn image(self: Arc<Self>, container: &Container) -> ImageNeed {
+        let name = container.image.clone().unwrap_or_default();
+        let policy =
+            (container.image_pull_policy.clone()).unwrap_or_else(|| image_pull_policy(Some(&name)));
+        if policy != "Always" && self.images.lock().expect("images").contains_key(&name) {
+            return ImageNeed::Ready;
+        }
+        let handle = self.host.handle.clone();
+        let fetch = handle.spawn_blocking(move || self.fetch(&name, &policy));
+        ImageNeed::Fetch(Box::pin(async move {
+            fetch
+                .await
+                .unwrap_or_else(|e| Err((ImageError::Pull, e.to_string())))
+        }))
+    }
+
     fn pod_ended(&self, pod: &Pod) {
         let dir = self.pod_dir(pod);
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
@@ -403,6 +454,16 @@ fn runc(root: &Path) -> Command {
     let mut command = Command::new("runc");
     command.arg("--root").arg(root);
     command
+}
+
+fn podman(reaper: &Reaper, args: &[&str]) -> Result<String, String> {
+    run(reaper, Command::new("podman").args(args))
+}
+
+/// podman's error of a failed pull, without its retries' warnings: its last line.
+fn pull_error(stderr: &str) -> String {
+    let last = stderr.lines().last().unwrap_or(stderr);
+    last.strip_prefix("Error: ").unwrap_or(last).to_string()
 }
 
 /// Runs a tool to its end: its standard output, or its error output as the error.

@@ -8,19 +8,24 @@ use std::sync::Arc;
 use joblet_api::k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_kubelet::{
-    later, since, sync_pod, Backoff, ContainerRecord, Exit, ExitReason, Observed, PodActions,
-    PodPlan, Run, State, Stop,
+    later, since, sync_pod, Backoff, ContainerRecord, Exit, ExitReason, ImageFailure, Observed,
+    PodActions, PodPlan, Run, State, Stop,
 };
 use tokio::sync::{mpsc, watch};
 
 use joblet_kubelet::env::container_env;
 use joblet_kubelet::Objects;
 
-use crate::containers::{self, ContainerRuntime, RunEnd, RunRequest, StartFailure};
+use crate::containers::{
+    self, ContainerRuntime, ImageNeed, ImageResult, RunEnd, RunRequest, StartFailure,
+};
 use crate::{pod_key, PodUpdate, Shared, StopRequest, StopSender};
 
 /// A container's run that ended: its index, how, and when.
 type Ended = (usize, RunEnd, Timestamp);
+
+/// A container's image that was fetched, or why it could not be, and when.
+type Fetched = (usize, ImageResult, Timestamp);
 
 struct Worker {
     shared: Arc<Shared>,
@@ -37,6 +42,9 @@ struct Worker {
     stop: Option<Stop>,
     status: PodStatus,
     ended: mpsc::UnboundedSender<Ended>,
+    fetched: mpsc::UnboundedSender<Fetched>,
+    /// Containers whose image was fetched for their next start.
+    image_ready: Vec<bool>,
     objects: watch::Receiver<Arc<Objects>>,
     /// Where its containers run (`runtimeClassName`), or why they cannot.
     runtime: Result<Arc<dyn ContainerRuntime>, String>,
@@ -75,6 +83,7 @@ pub(crate) async fn run_pod(
     status.pod_ip = Some(local.clone());
     status.pod_ips = Some(vec![PodIP { ip: local }]);
     let (ended, mut ends) = mpsc::unbounded_channel();
+    let (fetched, mut fetches) = mpsc::unbounded_channel();
     let mut objects = shared.objects.subscribe();
     objects.mark_unchanged();
     let runtime = shared.runtimes.for_pod(&pod);
@@ -82,6 +91,7 @@ pub(crate) async fn run_pod(
         runtime,
         objects: objects.clone(),
         unconfigurable: vec![false; specs.len()],
+        image_ready: vec![false; specs.len()],
         records: vec![ContainerRecord::default(); specs.len()],
         stops: (0..specs.len()).map(|_| None).collect(),
         started_at: shared.clock.now(),
@@ -94,6 +104,7 @@ pub(crate) async fn run_pod(
         stop: None,
         status,
         ended,
+        fetched,
     };
     let mut reported: Option<PodStatus> = None;
     loop {
@@ -122,6 +133,7 @@ pub(crate) async fn run_pod(
                     worker.ended(end);
                 }
             }
+            Some(fetched) = fetches.recv() => worker.fetched(fetched),
             Ok(()) = stop_rx.changed() => {}
             Ok(()) = objects.changed() => worker.unconfigurable.fill(false),
             _ = tokio::time::sleep(wake) => {}
@@ -165,6 +177,9 @@ impl Worker {
     }
 
     fn start_container(&mut self, i: usize) {
+        if !std::mem::take(&mut self.image_ready[i]) && self.fetch_image(i) {
+            return;
+        }
         let record = &mut self.records[i];
         if let State::Exited(run) = std::mem::take(&mut record.state) {
             record.last = Some(run);
@@ -230,6 +245,51 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// Fetches container `i`'s image if it is not ready (the container is `Pulling` till
+    /// then); whether it was not.
+    fn fetch_image(&mut self, i: usize) -> bool {
+        let Ok(runtime) = &self.runtime else {
+            return false;
+        };
+        let ImageNeed::Fetch(fetch) = runtime.clone().image(&self.specs[i]) else {
+            return false;
+        };
+        let record = &mut self.records[i];
+        let failed = match std::mem::take(&mut record.state) {
+            State::NoImage(failure) => Some(failure),
+            State::Exited(run) => {
+                record.last = Some(run);
+                None
+            }
+            _ => None,
+        };
+        record.state = State::Pulling { failed };
+        let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
+        self.shared.handle.spawn(async move {
+            let result = fetch.await;
+            let _ = fetched.send((i, result, clock.now()));
+        });
+        true
+    }
+
+    fn fetched(&mut self, (i, result, at): Fetched) {
+        let State::Pulling { failed } = std::mem::take(&mut self.records[i].state) else {
+            return;
+        };
+        self.records[i].state = match result {
+            Ok(()) => {
+                self.image_ready[i] = true;
+                State::NotStarted
+            }
+            Err((error, message)) => State::NoImage(ImageFailure {
+                error,
+                message,
+                count: failed.map_or(0, |f| f.count) + 1,
+                at,
+            }),
+        };
     }
 
     fn stop_container(&mut self, i: usize, grace: std::time::Duration, now: Timestamp) {

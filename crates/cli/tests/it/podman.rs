@@ -104,6 +104,7 @@ fn volumes_carry_a_config_map_and_an_init_containers_work_to_the_main_container(
       containers:
         - name: main
           image: {IMAGE}
+          imagePullPolicy: Never
           args: ["echo $(cat /etc/app/greeting) $(cat /work/data)"]
           volumeMounts:
             - {{name: work, mountPath: /work}}
@@ -320,4 +321,74 @@ fn kubectl_create_job_runs_the_image_on_a_podman_server() {
         "jsonpath={.spec.template.spec.runtimeClassName}",
     ]);
     assert_eq!(class, "podman");
+}
+
+/// An image that cannot be had leaves the pod Pending, its containers waiting as the
+/// kubelet's (a failed pull: `ErrImagePull`, then `ImagePullBackOff`; `Never`:
+/// `ErrImageNeverPull`), with the kubelet's events; no pod failure is counted, and the Job's
+/// `activeDeadlineSeconds` ends it.
+#[test]
+fn a_missing_image_waits_in_pending_until_the_deadline() {
+    let dir = scratch();
+    let server = crate::serve::Server::start(dir.path());
+    let missing = "localhost/joblet-test/missing:1";
+    server.apply(&podman_job(
+        "absent",
+        "  backoffLimit: 0\n  activeDeadlineSeconds: 12\n",
+        &format!(
+            r#"      containers:
+        - {{name: pulled, image: "{missing}", imagePullPolicy: IfNotPresent}}
+        - {{name: never, image: "{missing}", imagePullPolicy: Never}}
+"#
+        ),
+    ));
+    let waiting = |pod: &serde_json::Value, name: &str| -> String {
+        let statuses = pod["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let status = statuses
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default();
+        status["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    wait_for("the pull backing off", TIMEOUT, || {
+        let pods = server.json(&["get", "pods", "-l", "job-name=absent"]);
+        let pod = &pods["items"][0];
+        assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+        seen.insert(waiting(pod, "pulled"));
+        seen.contains("ImagePullBackOff") && waiting(pod, "never") == "ErrImageNeverPull"
+    });
+    let job = server.json(&["get", "job", "absent"]);
+    assert_eq!(job["status"]["active"], 1, "{job}");
+    assert!(
+        job["status"]["failed"].is_null(),
+        "a waiting pod is no failure: {job}"
+    );
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Pod",
+    ]);
+    for said in [
+        &format!("Failed to pull image \"{missing}\": "),
+        "Error: ErrImagePull",
+        &format!("Back-off pulling image \"{missing}\""),
+        "Error: ImagePullBackOff",
+        &format!("Container image \"{missing}\" is not present with pull policy of Never"),
+        "Error: ErrImageNeverPull",
+    ] {
+        assert!(events.contains(said), "{said:?} not in\n{events}");
+    }
+    wait_for("the deadline", TIMEOUT, || {
+        let job = server.json(&["get", "job", "absent"]);
+        condition_reasons(&job).contains(&"Failed:DeadlineExceeded".to_string())
+    });
 }
