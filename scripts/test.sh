@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
-# (redis-server; podman, runc and busybox-static for the podman runtime, whose test image
-# scripts/test-images.sh makes; the Python kubernetes client; kubectl must already be on
+# (redis-server; podman, runc and busybox-static for the podman runtime, whose test images
+# scripts/test-images.sh and examples/images/build.sh make; the Python kubernetes client; kubectl must already be on
 # the machine image), then `cargo test`, then each fuzz target for a short time
 # (scripts/fuzz.sh).
 set -euo pipefail
@@ -26,6 +26,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 scripts/test-images.sh
+# The images the recipe's manifests name, as they are written (examples/recipe/).
+examples/images/build.sh
 if ! command -v python3 >/dev/null 2>&1; then
   echo "error: python3 is not on PATH; the Python client test needs it" >&2
   exit 1

@@ -339,3 +339,43 @@ fn configmap_env_feeds_env_and_env_from_from_the_same_file() {
     let everything = format!("{}{}", run.stdout(), run.stderr());
     assert!(!everything.contains("not-a-real-password"), "{everything}");
 }
+
+/// The recipe's manifests exactly as written for a cluster (examples/recipe/), under
+/// `--runtime podman` with the images `examples/images/build.sh` makes: the image's
+/// working directory holds the `./script` a command names, an image's entrypoint runs when
+/// no command is given.
+#[test]
+fn the_recipes_manifests_run_as_written_in_containers() {
+    let recipe = |name: &str| example(&format!("recipe/{name}"));
+    let dir = scratch();
+    let resize = run_example(
+        dir.path(),
+        &recipe("image-resize.yaml"),
+        &["--runtime", "podman"],
+    );
+    resize.expect_code(0);
+    assert_eq!(resize.job()["status"]["succeeded"], 10);
+
+    let dir = scratch();
+    let shards = run_example(
+        dir.path(),
+        &recipe("shard-migration.yaml"),
+        &["--runtime", "podman", "--logs"],
+    );
+    shards.expect_code(0);
+    let out = shards.stdout();
+    assert!(
+        out.contains("] shard 7: migrated items 7000 to 7999\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches(": migrated items ").count(), 50, "{out}");
+
+    let dir = scratch();
+    let reliable = run_example(
+        dir.path(),
+        &recipe("reliable-job.yaml"),
+        &["--runtime", "podman"],
+    );
+    reliable.expect_code(0);
+    assert_eq!(reliable.job()["status"]["succeeded"], 10);
+}
