@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicy, SuccessPolicy};
-use k8s_openapi::api::core::v1::{Container, EnvVarSource, PodSpec, ResourceFieldSelector, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVarSource, PodSpec, ResourceFieldSelector, SecurityContext, Volume,
+};
 
 use crate::config::config_key_errors;
 use crate::field::{FieldError, Invalid};
@@ -832,6 +834,9 @@ fn validate_container<'a>(
         ));
     }
     refuse_what_a_runtime_cannot_give(path, container, runtime, volumes, errors);
+    if let Some(sc) = &container.security_context {
+        validate_security_context(&format!("{path}.securityContext"), sc, errors);
+    }
     for (j, env) in container.env.iter().flatten().enumerate() {
         let env_path = format!("{path}.env[{j}]");
         if env.name.is_empty() {
@@ -1104,6 +1109,84 @@ fn refuse_what_a_runtime_cannot_give(
     }
 }
 
+/// `ValidateSecurityContext`: ids in range, and no privilege escalation refused to a
+/// container that is given it anyway.
+fn validate_security_context(path: &str, sc: &SecurityContext, errors: &mut Vec<FieldError>) {
+    for (field, id) in [
+        ("runAsUser", sc.run_as_user),
+        ("runAsGroup", sc.run_as_group),
+    ] {
+        if let Some(id) = id.filter(|id| !(0..=i64::from(i32::MAX)).contains(id)) {
+            errors.push(FieldError::invalid(
+                format!("{path}.{field}"),
+                id,
+                "must be between 0 and 2147483647, inclusive",
+            ));
+        }
+    }
+    if sc.allow_privilege_escalation != Some(false) {
+        return;
+    }
+    let shown = || serde_json::to_string(sc).unwrap_or_default();
+    if sc.privileged == Some(true) {
+        errors.push(FieldError::invalid(
+            path,
+            shown(),
+            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+        ));
+    }
+    let added = sc.capabilities.as_ref().and_then(|c| c.add.as_ref());
+    if added.is_some_and(|add| add.iter().any(|c| c == "CAP_SYS_ADMIN")) {
+        errors.push(FieldError::invalid(
+            path,
+            shown(),
+            "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+        ));
+    }
+}
+
+/// The fields of a container's security context the podman runtime does not apply, each
+/// with whether it is set.
+fn unapplied_fields(sc: &SecurityContext) -> Vec<(&'static str, bool)> {
+    let mut fields = vec![
+        ("seLinuxOptions", sc.se_linux_options.is_some()),
+        ("windowsOptions", sc.windows_options.is_some()),
+        (
+            "procMount",
+            sc.proc_mount.as_deref().is_some_and(|m| m != "Default"),
+        ),
+        ("privileged", sc.privileged == Some(true)),
+    ];
+    fields.extend(profile_fields(
+        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
+    ));
+    fields
+}
+
+/// A seccomp or AppArmor profile other than `Unconfined`, which is what every joblet
+/// container gets (as a pod that names no profile on a node without `SeccompDefault`).
+fn profile_fields(seccomp: Option<&str>, app_armor: Option<&str>) -> [(&'static str, bool); 2] {
+    [
+        ("seccompProfile", seccomp.is_some_and(|t| t != "Unconfined")),
+        (
+            "appArmorProfile",
+            app_armor.is_some_and(|t| t != "Unconfined"),
+        ),
+    ]
+}
+
+fn security_not_applied(path: &str, fields: &[(&str, bool)], warnings: &mut Vec<String>) {
+    for (field, _) in fields.iter().filter(|(_, set)| *set) {
+        let what = if *field == "privileged" {
+            "gives all capabilities, but not the host's devices"
+        } else {
+            "not applied by joblet's podman runtime"
+        };
+        warnings.push(format!("{path}.{field}: {what}"));
+    }
+}
+
 /// Fields the host runtime does not act on but whose absence changes no result, each a
 /// warning (`path: detail`) for the user to see, as the API server's warnings are shown.
 pub fn runtime_warnings(job: &Job) -> Vec<String> {
@@ -1134,31 +1217,47 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
                 "{path}.{field}: ignored: joblet runs no probes or hooks"
             ));
         }
-        let runs_as = if on_host {
-            "the container runs as joblet's own user"
-        } else {
-            "joblet's podman runtime runs containers as root"
-        };
-        if container
-            .security_context
-            .as_ref()
-            .is_some_and(|c| *c != Default::default())
-        {
-            warnings.push(format!("{path}.securityContext: ignored: {runs_as}"));
+        if let Some(sc) = container.security_context.as_ref() {
+            if on_host && *sc != Default::default() {
+                warnings.push(format!(
+                    "{path}.securityContext: ignored: the container runs as joblet's own user"
+                ));
+            } else if !on_host {
+                security_not_applied(
+                    &format!("{path}.securityContext"),
+                    &unapplied_fields(sc),
+                    &mut warnings,
+                );
+            }
         }
     }
     // Defaulting sets it to `{}`: only what the user wrote is worth a word.
-    if pod
-        .security_context
-        .as_ref()
-        .is_some_and(|c| *c != Default::default())
-    {
-        let runs_as = if on_host {
-            "the pod runs as joblet's own user"
-        } else {
-            "joblet's podman runtime runs containers as root"
-        };
-        warnings.push(format!("{SPEC}.securityContext: ignored: {runs_as}"));
+    if let Some(sc) = pod.security_context.as_ref() {
+        let path = format!("{SPEC}.securityContext");
+        if on_host && *sc != Default::default() {
+            warnings.push(format!(
+                "{path}: ignored: the pod runs as joblet's own user"
+            ));
+        } else if !on_host {
+            let mut fields = vec![
+                ("seLinuxOptions", sc.se_linux_options.is_some()),
+                ("seLinuxChangePolicy", sc.se_linux_change_policy.is_some()),
+                (
+                    "sysctls",
+                    sc.sysctls.as_ref().is_some_and(|s| !s.is_empty()),
+                ),
+                ("windowsOptions", sc.windows_options.is_some()),
+                (
+                    "supplementalGroupsPolicy",
+                    sc.supplemental_groups_policy.as_deref() == Some("Strict"),
+                ),
+            ];
+            fields.extend(profile_fields(
+                sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                sc.app_armor_profile.as_ref().map(|p| p.type_.as_str()),
+            ));
+            security_not_applied(&path, &fields, &mut warnings);
+        }
     }
     for (i, volume) in pod.volumes.iter().flatten().enumerate() {
         let Some(empty) = volume.empty_dir.as_ref() else {
@@ -1596,16 +1695,39 @@ spec:
     }
 
     #[test]
+    fn a_security_context_that_contradicts_itself_is_refused() {
+        let container = |sc: serde_json::Value| {
+            json!({"spec": {"template": {"spec": {"runtimeClassName": "podman",
+            "containers": [{"name": "main", "image": "busybox", "securityContext": sc}]}}}})
+        };
+        let path = "spec.template.spec.containers[0].securityContext";
+        assert_eq!(
+            errors_for(container(json!({"allowPrivilegeEscalation": false, "privileged": true, "runAsUser": -1}))),
+            [
+                format!("{path}.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"),
+                format!("{path}: Invalid value: {{\"allowPrivilegeEscalation\":false,\"privileged\":true,\"runAsUser\":-1}}: cannot set `allowPrivilegeEscalation` to false and `privileged` to true"),
+            ]
+        );
+        assert!(errors_for(container(
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"]}})
+        ))
+        .is_empty());
+    }
+
+    #[test]
     fn what_the_podman_runtime_does_not_apply_is_a_warning() {
         let mut value = crate::yaml::document(BASE).unwrap();
         merge(
             &mut value,
             json!({"spec": {"template": {"spec": {
             "runtimeClassName": "podman",
-            "securityContext": {"runAsUser": 1000},
+            "securityContext": {"runAsUser": 1000, "fsGroup": 2000,
+                "seccompProfile": {"type": "RuntimeDefault"}},
             "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Gi"}},
                         {"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
             "containers": [{"name": "main", "image": "busybox", "imagePullPolicy": "Always",
+                "securityContext": {"runAsNonRoot": true, "privileged": true,
+                    "capabilities": {"drop": ["ALL"]}, "appArmorProfile": {"type": "Unconfined"}},
                 "resources": {"limits": {"cpu": "1"}}}]}}}}),
         );
         let mut job: Job = serde_json::from_value(value).unwrap();
@@ -1614,7 +1736,8 @@ spec:
         assert_eq!(
             runtime_warnings(&job),
             [
-                format!("{path}.securityContext: ignored: joblet's podman runtime runs containers as root"),
+                format!("{path}.containers[0].securityContext.privileged: gives all capabilities, but not the host's devices"),
+                format!("{path}.securityContext.seccompProfile: not applied by joblet's podman runtime"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
             ]
         );

@@ -10,6 +10,7 @@ mod events;
 mod image;
 mod objects;
 mod plan;
+mod security;
 mod status;
 mod sync;
 mod volumes;
@@ -22,6 +23,7 @@ pub use events::{kubelet_events, KubeletEvent};
 pub use image::{container_process, ImageConfig, Process};
 pub use objects::Objects;
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
+pub use security::{process_security, ImageUser, ProcessSecurity, DEFAULT_CAPABILITIES};
 pub use sync::{
     later, since, sync_pod, ContainerRecord, Exit, ExitReason, ImageError, ImageFailure, Observed,
     PodActions, Run, State, Stop,

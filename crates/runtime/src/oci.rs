@@ -5,6 +5,8 @@
 //! Measured here, that costs a tenth of a `podman run` a container (issue 11's note).
 
 use std::collections::HashMap;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,10 @@ use std::time::Duration;
 use joblet_api::defaults::image_pull_policy;
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
-use joblet_kubelet::{container_process, volume_payload, ImageConfig, ImageError, Process};
+use joblet_kubelet::{
+    container_process, process_security, volume_payload, ImageConfig, ImageError, ImageUser,
+    Process, ProcessSecurity,
+};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
@@ -24,9 +29,10 @@ use crate::host::HostRuntime;
 use crate::reaper::{Group, Reaper};
 use crate::write_volume_files;
 
-/// An image ready to run: its config and where its root filesystem is mounted.
+/// An image ready to run: its config, its users and where its root filesystem is mounted.
 struct Image {
     config: ImageConfig,
+    user: ImageUser,
     rootfs: PathBuf,
 }
 
@@ -86,11 +92,25 @@ impl PodmanRuntime {
         let reaper = &self.host.reaper;
         let inspected = podman(reaper, &["image", "inspect", "--format", "json", name])
             .map_err(|e| format!("image {name:?} is not on this machine ({e}): podman pull it"))?;
-        let config = image_config(&inspected)?;
-        let rootfs = podman(reaper, &["image", "mount", name])?;
+        let (config, user) = image_config(&inspected)?;
+        let rootfs = PathBuf::from(podman(reaper, &["image", "mount", name])?.trim());
+        // The image's own account files; a link is not followed (it would leave the image).
+        let read = |path: &str| {
+            let path = rootfs.join(path);
+            let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+            (is_file.then(|| std::fs::read_to_string(&path).ok()))
+                .flatten()
+                .unwrap_or_default()
+        };
+        let user = ImageUser {
+            user,
+            passwd: read("etc/passwd"),
+            group: read("etc/group"),
+        };
         let image = Arc::new(Image {
             config,
-            rootfs: PathBuf::from(rootfs.trim()),
+            user,
+            rootfs,
         });
         let mut images = self.images.lock().expect("images");
         Ok(images.entry(name.to_string()).or_insert(image).clone())
@@ -135,6 +155,9 @@ impl PodmanRuntime {
         let pod = run.pod;
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+        let fs_group = (pod.spec.as_ref())
+            .and_then(|s| s.security_context.as_ref()?.fs_group)
+            .and_then(|g| u32::try_from(g).ok());
         let mut mounts = Vec::new();
         for mount in run.container.volume_mounts.iter().flatten() {
             let Some(volume) = volumes.into_iter().flatten().find(|v| v.name == mount.name) else {
@@ -153,8 +176,13 @@ impl PodmanRuntime {
             let source = if let Some(host) = &volume.host_path {
                 host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(failed)?
             } else if let Some(files) = volume_payload(volume, namespace, run.objects) {
-                let payload = files.map_err(StartFailure::Waiting)?;
+                let mut payload = files.map_err(StartFailure::Waiting)?;
+                if fs_group.is_some() {
+                    // SetVolumeOwnership's mask for a read-only volume: the group reads.
+                    payload.values_mut().for_each(|file| file.mode |= 0o440);
+                }
                 write_volume_files(&dir, &payload).map_err(failed)?;
+                own_by_group(&dir, fs_group).map_err(failed)?;
                 dir
             } else {
                 let empty = volume.empty_dir.clone().unwrap_or_default();
@@ -163,6 +191,10 @@ impl PodmanRuntime {
                     if empty.medium.as_deref() == Some("Memory") {
                         mount_tmpfs(&dir, empty.size_limit.as_ref()).map_err(failed)?;
                     }
+                    // Any user of the pod's containers may write to it, as the kubelet's.
+                    std::fs::set_permissions(&dir, Permissions::from_mode(0o777))
+                        .map_err(failed)?;
+                    own_by_group(&dir, fs_group).map_err(failed)?;
                 }
                 dir
             };
@@ -225,6 +257,8 @@ impl ContainerRuntime for PodmanRuntime {
         let name = run.container.image.as_deref().unwrap_or("");
         let image = self.image(name)?;
         let process = container_process(run.container, run.env, &image.config)?;
+        let security =
+            process_security(run.pod, run.container, &image.user).map_err(StartFailure::Waiting)?;
         let mounts = self.mounts(&run)?;
         let meta = &run.pod.metadata;
         let namespace = meta.namespace.as_deref().unwrap_or("default");
@@ -237,7 +271,7 @@ impl ContainerRuntime for PodmanRuntime {
             .as_ref()
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
-        let mut config = bundle_config(&process, &hostname, mounts);
+        let mut config = bundle_config(&process, &security, &hostname, mounts);
         config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));
         config["linux"]["resources"] = resources(run.container);
         prepare_bundle(&bundle, &image.rootfs, &config)
@@ -375,6 +409,27 @@ fn mount_tmpfs(dir: &Path, size: Option<&QuantityText>) -> std::io::Result<()> {
     .map_err(std::io::Error::from)
 }
 
+/// `fsGroup` on a volume the kubelet manages (SetVolumeOwnership): everything in it owned by
+/// the group, directories setgid so that new files are too. Links are left alone.
+fn own_by_group(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
+    let Some(group) = group else {
+        return Ok(());
+    };
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(group))?;
+    if meta.is_dir() {
+        let mode = meta.permissions().mode() | 0o2000;
+        std::fs::set_permissions(dir, Permissions::from_mode(mode))?;
+        for entry in std::fs::read_dir(dir)? {
+            own_by_group(&entry?.path(), Some(group))?;
+        }
+    }
+    Ok(())
+}
+
 /// How long runc gets to end after its container was killed, before it is killed too.
 const RUNC_KILL_SLACK: Duration = Duration::from_secs(2);
 
@@ -480,8 +535,9 @@ fn run(reaper: &Reaper, command: &mut Command) -> Result<String, String> {
     }
 }
 
-/// `podman image inspect --format json`'s `Config`: entrypoint, cmd, env, working directory.
-fn image_config(inspected: &str) -> Result<ImageConfig, String> {
+/// `podman image inspect --format json`'s `Config`: entrypoint, cmd, env, working directory,
+/// and its `User`.
+fn image_config(inspected: &str) -> Result<(ImageConfig, String), String> {
     let value: Value =
         serde_json::from_str(inspected).map_err(|e| format!("podman image inspect: {e}"))?;
     let config = &value[0]["Config"];
@@ -493,34 +549,25 @@ fn image_config(inspected: &str) -> Result<ImageConfig, String> {
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect()
     };
-    Ok(ImageConfig {
+    let image = ImageConfig {
         entrypoint: strings("Entrypoint"),
         cmd: strings("Cmd"),
         env: strings("Env"),
         working_dir: config["WorkingDir"].as_str().unwrap_or("").to_string(),
-    })
+    };
+    Ok((image, config["User"].as_str().unwrap_or("").to_string()))
 }
 
 /// The OCI runtime config of a run: the process, the namespaces of a pod's container (the
 /// machine's network, as every joblet pod has), the mounts every container gets, and the
 /// host's name resolution.
-fn bundle_config(process: &Process, hostname: &str, volumes: Vec<Value>) -> Value {
-    let caps = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+fn bundle_config(
+    process: &Process,
+    security: &ProcessSecurity,
+    hostname: &str,
+    volumes: Vec<Value>,
+) -> Value {
+    let caps = &security.capabilities;
     let env: Vec<String> = process
         .env
         .iter()
@@ -547,15 +594,16 @@ fn bundle_config(process: &Process, hostname: &str, volumes: Vec<Value>) -> Valu
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": security.uid, "gid": security.gid,
+                "additionalGids": security.additional_gids},
             "args": process.args,
             "env": env,
             "cwd": process.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64.min(nofile_hard()), "soft": 1024}],
-            "noNewPrivileges": false,
+            "noNewPrivileges": security.no_new_privileges,
         },
-        "root": {"path": "rootfs", "readonly": false},
+        "root": {"path": "rootfs", "readonly": security.read_only_root},
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
@@ -620,18 +668,22 @@ mod tests {
     #[test]
     fn the_image_config_is_read_from_podman_inspect() {
         let inspected = r#"[{"Config": {"Entrypoint": ["/entry.sh"], "Cmd": ["a", "b"],
-            "Env": ["PATH=/bin"], "WorkingDir": "/work"}}]"#;
+            "Env": ["PATH=/bin"], "WorkingDir": "/work", "User": "app:staff"}}]"#;
         assert_eq!(
             image_config(inspected).unwrap(),
-            ImageConfig {
-                entrypoint: vec!["/entry.sh".into()],
-                cmd: vec!["a".into(), "b".into()],
-                env: vec!["PATH=/bin".into()],
-                working_dir: "/work".into(),
-            }
+            (
+                ImageConfig {
+                    entrypoint: vec!["/entry.sh".into()],
+                    cmd: vec!["a".into(), "b".into()],
+                    env: vec!["PATH=/bin".into()],
+                    working_dir: "/work".into(),
+                },
+                "app:staff".to_string()
+            )
         );
-        // An image without an entrypoint says `null`.
+        // An image without an entrypoint says `null`, one without a user nothing.
         let bare = r#"[{"Config": {"Entrypoint": null, "Cmd": ["/bin/sh"]}}]"#;
-        assert_eq!(image_config(bare).unwrap().cmd, ["/bin/sh"]);
+        assert_eq!(image_config(bare).unwrap().0.cmd, ["/bin/sh"]);
+        assert_eq!(image_config(bare).unwrap().1, "");
     }
 }

@@ -392,3 +392,75 @@ fn a_missing_image_waits_in_pending_until_the_deadline() {
         condition_reasons(&job).contains(&"Failed:DeadlineExceeded".to_string())
     });
 }
+
+/// The security context as a node applies it: the user and groups (`fsGroup` owning the
+/// volumes), no new privileges, the capabilities left after `drop: [ALL]` (only
+/// `NET_BIND_SERVICE`, bit 10, in the bounding set), a read-only root
+/// filesystem that still has its writable volumes; and `runAsNonRoot` refusing an image
+/// that runs as root, the container waiting with the kubelet's message.
+#[test]
+fn the_security_context_is_applied_and_run_as_non_root_is_checked() {
+    let dir = scratch();
+    let hardened = podman_job(
+        "hardened",
+        "",
+        &format!(
+            r#"      securityContext: {{runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}}
+      volumes: [{{name: scratch, emptyDir: {{}}}}]
+      containers:
+        - name: main
+          image: {IMAGE}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+          volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+          args:
+            - |
+              while read -r key first rest; do
+                case $key in Uid:|Gid:|Groups:|CapBnd:|NoNewPrivs:) echo "$key $first";; esac
+              done < /proc/self/status
+              (echo > /in-root) 2>/dev/null && echo "root writable" || echo "root read-only"
+              echo data > /scratch/file && set -- $(ls -ln /scratch/file) && echo "file $3 $4"
+"#
+        ),
+    );
+    let run = run(dir.path(), &hardened, &["--logs"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    let lines: Vec<&str> = (out.lines())
+        .filter(|l| l.starts_with("[pod/"))
+        .map(|l| l.split_once("] ").map_or("", |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "Uid: 1000",
+            "Gid: 3000",
+            "Groups: 2000",
+            "CapBnd: 0000000000000400",
+            "NoNewPrivs: 1",
+            "root read-only",
+            "file 1000 2000"
+        ],
+        "{out}"
+    );
+
+    let dir = scratch();
+    let rooted = podman_job(
+        "rooted",
+        "  activeDeadlineSeconds: 3\n",
+        &format!(
+            "      securityContext: {{runAsNonRoot: true}}\n      containers: [{{name: main, image: {IMAGE}}}]\n"
+        ),
+    );
+    let run = crate::util::run(dir.path(), &rooted, &[]);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains(
+            "Error: container has runAsNonRoot and image will run as root (pod: \"rooted-"
+        ),
+        "{out}"
+    );
+}
