@@ -13,6 +13,11 @@ A Job of N pods (default 200), parallelism 10, each a container from the test im
 - `seq N | xargs -P10 -I{} runc run` of one prepared bundle: the floor, what runc alone costs.
 Runs alternate (joblet, podman, runc, joblet, ...) and the ratios are taken pair by pair; the
 medians are printed.
+
+Then the time from starting `joblet run` (a fresh state directory each time: its engine
+inspects and mounts the image first) to its one container running: the container prints the clock (`date +%s%N`),
+with the podman runtime and with the host runtime, against `podman run` of the same, each
+the median of --runs alternating runs. It needs the image examples/images/build.sh makes.
 """
 
 import argparse
@@ -90,6 +95,56 @@ def runc(pods, bundle):
                  f"runc --root {root} run --bundle {bundle} bench-{{}}"])
 
 
+LATENCY_IMAGE = "localhost/joblet-examples/busybox:1"
+
+
+def first_output_ns(argv):
+    """Nanoseconds from launching `argv` to the clock its container prints first."""
+    start = time.time_ns()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"benchmark command failed: {argv[:4]}...: {done.stderr[-400:]}")
+    stamp = next(int(word) for line in done.stdout.splitlines()
+                 for word in line.split() if word.isdigit() and len(word) >= 18)
+    return stamp - start
+
+
+def joblet_latency(runtime):
+    manifest = WORK / f"first-{runtime}.yaml"
+    manifest.write_text(f"""apiVersion: batch/v1
+kind: Job
+metadata: {{name: first}}
+spec:
+  template:
+    spec:
+      runtimeClassName: {runtime}
+      restartPolicy: Never
+      containers: [{{name: main, image: {LATENCY_IMAGE}, command: ["date", "+%s%N"]}}]
+""")
+    state = WORK / f"first-{runtime}"
+    shutil.rmtree(state, ignore_errors=True)
+    return first_output_ns([str(JOBLET), "run", "--logs", "-f", str(manifest),
+                            "--state-dir", str(state)])
+
+
+def podman_latency():
+    return first_output_ns(["podman", "--runtime", "runc", "run", "--rm", "--network=none",
+                            "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+                            LATENCY_IMAGE, "date", "+%s%N"])
+
+
+def latencies(runs):
+    subprocess.run(["examples/images/build.sh"], cwd=ROOT, check=True)
+    found = {"podman runtime": [], "host runtime": [], "podman run": []}
+    for _ in range(runs):
+        found["podman runtime"].append(joblet_latency("podman"))
+        found["host runtime"].append(joblet_latency("host"))
+        found["podman run"].append(podman_latency())
+    print(f"start to first container running (median of {runs}):")
+    for name, values in found.items():
+        print(f"  {name:15} {statistics.median(values) / 1e6:7.1f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -114,6 +169,7 @@ def main():
         print(f"  {name:7} {seconds:6.2f} s  ({args.pods / seconds:5.1f} containers/s)")
     print(f"  joblet / xargs podman run = {ratio('joblet', 'podman'):.2f}x  (goal <= 0.5x, moonshot <= 0.15x)")
     print(f"  joblet / xargs runc run   = {ratio('joblet', 'runc'):.2f}x  (the floor)")
+    latencies(max(args.runs, 5))
 
 
 if __name__ == "__main__":

@@ -909,7 +909,7 @@ fn validate_container<'a>(
 
 /// A `resourceFieldRef` of an env var (`validateContainerResourceFieldSelector`): a resource
 /// of the container, and a divisor its unit allows.
-fn validate_resource_field(
+pub(crate) fn validate_resource_field(
     path: &str,
     selector: &ResourceFieldSelector,
     errors: &mut Vec<FieldError>,
@@ -974,6 +974,13 @@ fn validate_resource_field(
     }
 }
 
+/// `metadata.labels['KEY']` or `metadata.annotations['KEY']`: one label or annotation.
+pub(crate) fn is_keyed_field_path(path: &str) -> bool {
+    ["metadata.labels['", "metadata.annotations['"]
+        .iter()
+        .any(|p| path.starts_with(p) && path.ends_with("']"))
+}
+
 /// An env var's `valueFrom` (`validateEnvVarValueFrom`): one source, and no `value` beside it.
 fn validate_env_source(
     path: &str,
@@ -985,10 +992,7 @@ fn validate_env_source(
     if let Some(field_ref) = &source.field_ref {
         sources += 1;
         let field_path = field_ref.field_path.as_str();
-        let labelled = ["metadata.labels['", "metadata.annotations['"]
-            .iter()
-            .any(|p| field_path.starts_with(p) && field_path.ends_with("']"));
-        if !labelled && !SUPPORTED_FIELD_PATHS.contains(&field_path) {
+        if !is_keyed_field_path(field_path) && !SUPPORTED_FIELD_PATHS.contains(&field_path) {
             errors.push(FieldError::not_supported(
                 format!("{path}.valueFrom.fieldRef.fieldPath"),
                 field_path,

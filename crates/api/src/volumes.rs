@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, KeyToPath, PodSpec, Volume, VolumeProjection,
+};
 use serde_json::Value;
 
 use crate::field::FieldError;
@@ -106,6 +108,34 @@ fn validate_source(source: &Volume, path: &str, errors: &mut Vec<FieldError>) {
         }
         validate_projection(&here, secret.default_mode, &secret.items, errors);
     }
+    if let Some(downward) = &source.downward_api {
+        let here = format!("{path}.downwardAPI");
+        validate_mode(
+            &format!("{here}.defaultMode"),
+            downward.default_mode,
+            errors,
+        );
+        for item in downward.items.iter().flatten() {
+            validate_downward_file(&here, item, errors);
+        }
+    }
+    if let Some(projected) = &source.projected {
+        let here = format!("{path}.projected");
+        validate_mode(
+            &format!("{here}.defaultMode"),
+            projected.default_mode,
+            errors,
+        );
+        let mut paths = HashSet::new();
+        for (j, projection) in projected.sources.iter().flatten().enumerate() {
+            validate_projection_source(
+                &format!("{here}.sources[{j}]"),
+                projection,
+                &mut paths,
+                errors,
+            );
+        }
+    }
     if let Some(host_path) = &source.host_path {
         if host_path.path.is_empty() {
             errors.push(FieldError::required(format!("{path}.hostPath.path"), ""));
@@ -116,6 +146,122 @@ fn validate_source(source: &Volume, path: &str, errors: &mut Vec<FieldError>) {
                 "must not contain '..'",
             ));
         }
+    }
+}
+
+/// One source of a `projected` volume (`validateProjectionSources`): one kind, its own
+/// rules, and no path another source already projects.
+fn validate_projection_source<'a>(
+    path: &str,
+    projection: &'a VolumeProjection,
+    paths: &mut HashSet<&'a str>,
+    errors: &mut Vec<FieldError>,
+) {
+    let kinds = match serde_json::to_value(projection) {
+        Ok(Value::Object(map)) => map.keys().cloned().collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    if kinds.len() > 1 {
+        errors.push(FieldError::forbidden(
+            path,
+            "may not specify more than 1 volume type per source",
+        ));
+        return;
+    }
+    let mut projected: Vec<&str> = Vec::new();
+    if let Some(config_map) = &projection.config_map {
+        let here = format!("{path}.configMap");
+        if config_map.name.is_empty() {
+            errors.push(FieldError::required(format!("{here}.name"), ""));
+        }
+        validate_projection(&here, None, &config_map.items, errors);
+        projected.extend(config_map.items.iter().flatten().map(|i| i.path.as_str()));
+    }
+    if let Some(secret) = &projection.secret {
+        let here = format!("{path}.secret");
+        if secret.name.is_empty() {
+            errors.push(FieldError::required(format!("{here}.name"), ""));
+        }
+        validate_projection(&here, None, &secret.items, errors);
+        projected.extend(secret.items.iter().flatten().map(|i| i.path.as_str()));
+    }
+    if let Some(downward) = &projection.downward_api {
+        let here = format!("{path}.downwardAPI");
+        for item in downward.items.iter().flatten() {
+            validate_downward_file(&here, item, errors);
+            projected.push(item.path.as_str());
+        }
+    }
+    for file in projected {
+        if !paths.insert(file) {
+            errors.push(FieldError::invalid_str(
+                path,
+                file,
+                "conflicting duplicate paths",
+            ));
+        }
+    }
+}
+
+/// The paths a `downwardAPI` file may take its value from (`validVolumeDownwardAPIFieldPathExpressions`).
+const VOLUME_FIELD_PATHS: &[&str] = &[
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+];
+
+/// One file of a `downwardAPI` volume or projection (`validateDownwardAPIVolumeFile`, whose
+/// errors name the source, not the item): a local path, and one of a field or a resource.
+fn validate_downward_file(path: &str, file: &DownwardAPIVolumeFile, errors: &mut Vec<FieldError>) {
+    if file.path.is_empty() {
+        errors.push(FieldError::required(format!("{path}.path"), ""));
+    }
+    for detail in local_non_reserved_path_errors(&file.path) {
+        errors.push(FieldError::invalid_str(
+            format!("{path}.path"),
+            &file.path,
+            detail,
+        ));
+    }
+    match (&file.field_ref, &file.resource_field_ref) {
+        (Some(field), resource) => {
+            let field_path = field.field_path.as_str();
+            let keyed = crate::validation::is_keyed_field_path(field_path);
+            if !keyed && !VOLUME_FIELD_PATHS.contains(&field_path) {
+                errors.push(FieldError::not_supported(
+                    format!("{path}.fieldRef.fieldPath"),
+                    field_path,
+                    VOLUME_FIELD_PATHS,
+                ));
+            }
+            if resource.is_some() {
+                errors.push(FieldError::invalid_str(
+                    path,
+                    "resource",
+                    "fieldRef and resourceFieldRef can not be specified simultaneously",
+                ));
+            }
+        }
+        (None, Some(resource)) => {
+            let here = format!("{path}.resourceFieldRef");
+            if resource.container_name.as_deref().unwrap_or("").is_empty() {
+                errors.push(FieldError::required(format!("{here}.containerName"), ""));
+            }
+            crate::validation::validate_resource_field(&here, resource, errors);
+        }
+        (None, None) => errors.push(FieldError::required(
+            path,
+            "one of fieldRef and resourceFieldRef is required",
+        )),
+    }
+    validate_mode(&format!("{path}.mode"), file.mode, errors);
+}
+
+fn validate_mode(path: &str, mode: Option<i32>, errors: &mut Vec<FieldError>) {
+    if let Some(mode) = mode.filter(|m| !(0..=0o777).contains(m)) {
+        errors.push(FieldError::invalid(path, mode, FILE_MODE_ERROR));
     }
 }
 
@@ -157,8 +303,16 @@ fn validate_projection(
     }
 }
 
-/// The volume kinds the podman runtime mounts.
-const MOUNTABLE: &[&str] = &["emptyDir", "hostPath", "configMap", "secret"];
+/// The volume kinds the podman runtime mounts, and the sources it projects.
+const MOUNTABLE: &[&str] = &[
+    "emptyDir",
+    "hostPath",
+    "configMap",
+    "secret",
+    "downwardAPI",
+    "projected",
+];
+const PROJECTABLE: &[&str] = &["configMap", "secret", "downwardAPI"];
 
 /// A container's `volumeMounts` (`ValidateVolumeMounts`): each names a volume of the pod, a
 /// `mountPath` used once, a relative `subPath` that stays inside; and the volume is of a kind
@@ -185,8 +339,24 @@ pub fn validate_mounts(
                 if let Some(kind) = kinds.iter().find(|k| !MOUNTABLE.contains(&k.as_str())) {
                     errors.push(FieldError::forbidden(
                         format!("{here}.name"),
-                        format!("joblet mounts emptyDir, hostPath, configMap and secret volumes, not {kind}"),
+                        format!("joblet mounts emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes, not {kind}"),
                     ));
+                }
+                let sources = volume
+                    .projected
+                    .iter()
+                    .flat_map(|p| p.sources.iter().flatten());
+                for source in sources {
+                    let kinds = match serde_json::to_value(source) {
+                        Ok(Value::Object(map)) => map.keys().cloned().collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    };
+                    for kind in kinds.iter().filter(|k| !PROJECTABLE.contains(&k.as_str())) {
+                        errors.push(FieldError::forbidden(
+                            format!("{here}.name"),
+                            format!("joblet projects configMap, secret and downwardAPI sources, not {kind}: it has no service accounts or certificates"),
+                        ));
+                    }
                 }
             }
         }
@@ -340,7 +510,7 @@ mod tests {
                 "c.volumeMounts[0].subPath: Invalid value: \"a/../../b\": must not contain '..'",
                 "c.volumeMounts[1].mountPath: Invalid value: \"/data\": must be unique",
                 "c.volumeMounts[2].name: Not found: \"missing\"",
-                "c.volumeMounts[3].name: Forbidden: joblet mounts emptyDir, hostPath, configMap and secret volumes, not persistentVolumeClaim",
+                "c.volumeMounts[3].name: Forbidden: joblet mounts emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes, not persistentVolumeClaim",
             ]
         );
     }
@@ -366,6 +536,52 @@ mod tests {
                 "c.volumeMounts[0].mountPropagation: Forbidden: joblet mounts volumes without propagation, not HostToContainer",
                 "c.volumeMounts[0].recursiveReadOnly: Forbidden: joblet makes only the mount itself read-only",
             ]
+        );
+    }
+
+    #[test]
+    fn downward_api_and_projected_sources_are_checked_as_upstream() {
+        let at = "spec.volumes[0]";
+        assert_eq!(
+            errors(json!([{"name": "info", "downwardAPI": {"items": [
+                {"path": "node", "fieldRef": {"fieldPath": "spec.nodeName"}},
+                {"path": "../x", "resourceFieldRef": {"resource": "limits.gpu"}},
+                {"path": "both", "fieldRef": {"fieldPath": "metadata.name"},
+                 "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
+                {"path": "none", "mode": 0o1000}]}}])),
+            [
+                format!("{at}.downwardAPI.fieldRef.fieldPath: Unsupported value: \"spec.nodeName\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\""),
+                format!("{at}.downwardAPI.path: Invalid value: \"../x\": must not contain '..'"),
+                format!("{at}.downwardAPI.resourceFieldRef.containerName: Required value"),
+                format!("{at}.downwardAPI.resourceFieldRef.resource: Unsupported value: \"limits.gpu\": supported values: \"limits.cpu\", \"limits.ephemeral-storage\", \"limits.memory\", \"requests.cpu\", \"requests.ephemeral-storage\", \"requests.memory\""),
+                format!("{at}.downwardAPI: Invalid value: \"resource\": fieldRef and resourceFieldRef can not be specified simultaneously"),
+                format!("{at}.downwardAPI: Required value: one of fieldRef and resourceFieldRef is required"),
+                format!("{at}.downwardAPI.mode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive"),
+            ]
+        );
+        assert_eq!(
+            errors(json!([{"name": "all", "projected": {"sources": [
+                {"configMap": {"name": "a", "items": [{"key": "k", "path": "same"}]}},
+                {"secret": {"name": "", "items": [{"key": "k", "path": "same"}]}},
+                {"configMap": {"name": "b"}, "secret": {"name": "c"}}]}}])),
+            [
+                format!("{at}.projected.sources[1].secret.name: Required value"),
+                format!("{at}.projected.sources[1]: Invalid value: \"same\": conflicting duplicate paths"),
+                format!("{at}.projected.sources[2]: Forbidden: may not specify more than 1 volume type per source"),
+            ]
+        );
+        let volumes: Vec<Volume> =
+            serde_json::from_value(json!([{"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}}]}}]))
+            .unwrap();
+        let container: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "token", "mountPath": "/var/run/secrets/tokens"}]}))
+        .unwrap();
+        let mut found = Vec::new();
+        validate_mounts(&volumes, &container, "c", &mut found);
+        assert_eq!(
+            found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["c.volumeMounts[0].name: Forbidden: joblet projects configMap, secret and downwardAPI sources, not serviceAccountToken: it has no service accounts or certificates"]
         );
     }
 }

@@ -57,7 +57,7 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// Resolves a downward-API field path against the pod.
-fn field_value(pod: &Pod, node: &Node, path: &str) -> Option<String> {
+pub(crate) fn field_value(pod: &Pod, node: &Node, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let keyed = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -106,7 +106,7 @@ pub struct Node {
 /// A container resource's value for a variable, as `ExtractContainerResourceValue` computes
 /// it: the limit (the node's capacity when there is none) or the request (the limit when
 /// there is none, as the API server defaults it; else 0), divided by the divisor, rounded up.
-fn resource_value(
+pub(crate) fn resource_value(
     pod: &Pod,
     container: &Container,
     selector: &ResourceFieldSelector,

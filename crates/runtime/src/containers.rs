@@ -10,7 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
-use joblet_kubelet::{ImageError, Objects};
+use joblet_kubelet::{ImageError, Node, Objects};
 
 use crate::reaper::Exit;
 
@@ -22,6 +22,8 @@ pub(crate) struct RunRequest<'a> {
     pub env: &'a [(String, String)],
     /// The ConfigMaps and Secrets of the node, for the files of its volumes.
     pub objects: &'a Objects,
+    /// The node, for the downward API's files.
+    pub node: &'a Node,
     /// How often the container restarted before: names this run's log.
     pub restarts: i32,
 }

@@ -149,11 +149,11 @@ impl PodmanRuntime {
 
     /// The container's volume mounts as OCI bind mounts, each volume made ready first: an
     /// `emptyDir` made once for the pod (a tmpfs for `medium: Memory`), a `hostPath`
-    /// checked against its `type`, a ConfigMap's or Secret's files written as the kubelet
-    /// lays them out. A missing ConfigMap, Secret or key leaves the container waiting.
+    /// checked against its `type`, the files of a ConfigMap, Secret, the downward API or a
+    /// projection of them written as the kubelet lays them out. A missing ConfigMap, Secret
+    /// or key leaves the container waiting.
     fn mounts(&self, run: &RunRequest<'_>) -> Result<Vec<Value>, StartFailure> {
         let pod = run.pod;
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
         let fs_group = (pod.spec.as_ref())
             .and_then(|s| s.security_context.as_ref()?.fs_group)
@@ -175,7 +175,7 @@ impl PodmanRuntime {
             };
             let source = if let Some(host) = &volume.host_path {
                 host_path(&host.path, host.type_.as_deref().unwrap_or("")).map_err(failed)?
-            } else if let Some(files) = volume_payload(volume, namespace, run.objects) {
+            } else if let Some(files) = volume_payload(volume, pod, run.node, run.objects) {
                 let mut payload = files.map_err(StartFailure::Waiting)?;
                 if fs_group.is_some() {
                     // SetVolumeOwnership's mask for a read-only volume: the group reads.

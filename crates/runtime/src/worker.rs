@@ -202,6 +202,7 @@ impl Worker {
             container: spec,
             env: &env,
             objects: &objects,
+            node: &self.shared.node,
             restarts,
         };
         let started = match &self.runtime {

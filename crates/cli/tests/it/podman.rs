@@ -464,3 +464,44 @@ fn the_security_context_is_applied_and_run_as_non_root_is_checked() {
         "{out}"
     );
 }
+
+/// A `downwardAPI` volume and a `projected` one joining a ConfigMap and the downward API,
+/// read inside the container.
+#[test]
+fn downward_api_and_projected_volumes_hold_the_pods_own_words() {
+    let dir = scratch();
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: hello}\n---\n";
+    let job = podman_job(
+        "described",
+        "",
+        &format!(
+            r#"      volumes:
+        - name: info
+          downwardAPI:
+            items:
+              - {{path: name, fieldRef: {{fieldPath: "metadata.labels['job-name']"}}}}
+              - {{path: memory, resourceFieldRef: {{containerName: main, resource: limits.memory, divisor: 1Mi}}}}
+        - name: all
+          projected:
+            sources:
+              - configMap: {{name: settings}}
+              - downwardAPI: {{items: [{{path: namespace, fieldRef: {{fieldPath: metadata.namespace}}}}]}}
+      containers:
+        - name: main
+          image: {IMAGE}
+          resources: {{limits: {{memory: 64Mi}}}}
+          args: ["echo $(cat /info/name) $(cat /info/memory) $(cat /all/greeting) $(cat /all/namespace)"]
+          volumeMounts:
+            - {{name: info, mountPath: /info}}
+            - {{name: all, mountPath: /all}}
+"#
+        ),
+    );
+    let run = run(dir.path(), &format!("{config_map}{job}"), &["--logs"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("/main] described 64 hello default\n"),
+        "{}",
+        run.stdout()
+    );
+}
