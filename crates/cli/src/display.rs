@@ -130,8 +130,13 @@ impl State {
     fn notice(&mut self, notice: Notice) {
         match notice {
             Notice::Event { object, event, .. } => {
+                // Each container's start is left to `kubectl describe`: two lines a pod
+                // would bury the rest.
+                let container_start = event.type_ == EventType::Normal
+                    && matches!(event.reason.as_str(), "Created" | "Started")
+                    && object.starts_with("pod/");
                 // On a terminal, only what went wrong: the bars show the rest.
-                if self.view == View::Events
+                if (self.view == View::Events && !container_start)
                     || (self.view == View::Progress && event.type_ == EventType::Warning)
                 {
                     self.line(event.type_.as_str(), &event.reason, &object, &event.message);

@@ -2,9 +2,7 @@
 //! container that starts waiting in back-off (`BackOff`), whose configuration or start
 //! failed (`Failed`, `Error: …`) or whose image could not be had (image_manager.go's
 //! `Failed to pull image …`, `Back-off pulling image …`, `ErrImageNeverPull`), as upstream's
-//! kubelet records them. The Normal events of
-//! every container's start (`Created`, `Started`) are left out: ten thousand pods would make
-//! forty thousand of them.
+//! kubelet records them; and each run's start (`Created`, `Started`).
 
 use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 
@@ -76,6 +74,19 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
                 event("Failed", "Error: ErrImageNeverPull".to_string(), true),
             ]),
             _ => {}
+        }
+        // A new container id is a run that started (`startContainer`'s Normal events); a
+        // start that failed keeps the last run's id.
+        let new_run = now.container_id.is_some()
+            && now.container_id != was.and_then(|c| c.container_id.clone());
+        if new_run {
+            let name = &now.name;
+            events.push(event(
+                "Created",
+                format!("Created container: {name}"),
+                false,
+            ));
+            events.push(event("Started", format!("Started container {name}"), false));
         }
         let start_error = state(&now)
             .terminated
@@ -200,5 +211,37 @@ mod tests {
                 ("Failed", "Error: ErrImageNeverPull".into(), true)
             ]
         );
+    }
+
+    #[test]
+    fn each_run_that_starts_is_created_and_started() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let with_id = |id: Option<&str>, state: serde_json::Value| {
+            let mut c = container(state);
+            if let Some(id) = id {
+                c["containerID"] = json!(id);
+            }
+            status(json!([c]))
+        };
+        let creating = with_id(None, json!({"waiting": {"reason": "ContainerCreating"}}));
+        let running = with_id(Some("joblet://10"), json!({"running": {}}));
+        let said = |from: &PodStatus, to: &PodStatus| -> Vec<(&'static str, String, bool)> {
+            (kubelet_events(&pod, from, to).into_iter())
+                .map(|e| (e.reason, e.message, e.warning))
+                .collect()
+        };
+        assert_eq!(
+            said(&creating, &running),
+            [
+                ("Created", "Created container: main".to_string(), false),
+                ("Started", "Started container main".to_string(), false)
+            ]
+        );
+        let exited = with_id(Some("joblet://10"), json!({"terminated": {"exitCode": 0}}));
+        assert!(said(&running, &exited).is_empty());
+        // A run too short to be seen running is still said; so is the next run.
+        assert_eq!(said(&creating, &exited).len(), 2);
+        let again = with_id(Some("joblet://11"), json!({"running": {}}));
+        assert_eq!(said(&exited, &again).len(), 2);
     }
 }
