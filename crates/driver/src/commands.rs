@@ -371,6 +371,9 @@ impl Engine {
                 pod.object.clone()
             });
             self.runtime.stop(namespace, name, grace, disruption);
+            if let Some(pod) = &object {
+                self.record_killing(&entry.job, pod, now);
+            }
             entry.dirty = true;
             self.persist_pod(&mut entry, name);
             self.jobs.insert(job_key, entry);

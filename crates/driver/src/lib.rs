@@ -495,8 +495,11 @@ impl Engine {
 
     fn stop_all(&mut self, grace: Option<Duration>) {
         self.writer.cancel_starts();
-        for entry in self.jobs.values() {
-            for name in entry.pods.keys() {
+        let now = self.clock.now();
+        let keys: Vec<JobKey> = self.jobs.keys().cloned().collect();
+        for key in keys {
+            let entry = self.jobs.remove(&key).expect("listed above");
+            for (name, pod) in &entry.pods {
                 // Stopping with joblet is a node shutdown: the pods are disrupted.
                 self.runtime.stop(
                     entry.job.namespace(),
@@ -504,7 +507,9 @@ impl Engine {
                     grace,
                     Some(Disruption::NODE_SHUTDOWN),
                 );
+                self.record_killing(&entry.job, &pod.object, now);
             }
+            self.jobs.insert(key, entry);
         }
         for (namespace, name) in self.loose_pods.keys() {
             self.runtime
@@ -561,6 +566,8 @@ impl Engine {
                     .or(Some(30));
                 pod.view = PodView::from_pod(&pod.object);
                 self.runtime.stop(&namespace, name, None, None);
+                let pod = pod.object.clone();
+                self.record_killing(&entry.job, &pod, now);
             }
         }
         let touched: Vec<String> = result
@@ -774,6 +781,28 @@ impl Engine {
             event,
             now,
         );
+    }
+
+    /// The kubelet's `Killing` events for a pod of `job` it is asked to stop: one for each
+    /// container its last status shows running (`killContainer`: `Stopping container NAME`).
+    fn record_killing(&mut self, job: &ValidJob, pod: &Pod, now: Time) {
+        let status = pod.status.clone().unwrap_or_default();
+        let statuses = (status.init_container_statuses.iter().flatten())
+            .chain(status.container_statuses.iter().flatten());
+        let running: Vec<String> = statuses
+            .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            .map(|c| c.name.clone())
+            .collect();
+        let object = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
+        for container in running {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Killing".to_string(),
+                message: format!("Stopping container {container}"),
+            };
+            let involved = container_reference(pod, &container);
+            self.record_event_about(job, involved, "kubelet", object.clone(), &event, now);
+        }
     }
 
     /// Records an event about `involved` (an object of `job`, or the Job itself), and tells

@@ -1468,3 +1468,34 @@ fn kubectl_creates_lists_describes_and_deletes_config_maps_and_secrets() {
     server.ok(&["delete", "secret", "db"]);
     assert_eq!(server.ok(&["get", "cm,secrets", "-o", "name"]), "");
 }
+
+/// `kubectl describe pod` tells a pod's life as on a cluster: the kubelet's `Created` and
+/// `Started` for its run, and `Killing` when the Job controller stops it at the deadline.
+#[test]
+fn a_pods_events_say_it_was_created_started_and_killed() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job(
+        "deadline",
+        "  activeDeadlineSeconds: 2\n",
+        "exec sleep 60",
+    ));
+    wait_for("the deadline", Duration::from_secs(20), || {
+        let job = server.json(&["get", "job", "deadline"]);
+        crate::util::condition_reasons(&job).contains(&"Failed:DeadlineExceeded".to_string())
+    });
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Pod",
+        "-o",
+        "jsonpath={range .items[*]}{.type} {.reason} {.source.component} {.involvedObject.fieldPath}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        events,
+        "Normal Created kubelet spec.containers{main}: Created container: main\n\
+         Normal Started kubelet spec.containers{main}: Started container main\n\
+         Normal Killing kubelet spec.containers{main}: Stopping container main\n",
+    );
+}
