@@ -378,10 +378,17 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
         return Err(format!("error: {source}: no Job in the input"));
     }
     let joblet_api::Manifest {
-        jobs,
-        config_maps,
+        mut jobs,
+        mut config_maps,
         mut secrets,
     } = all;
+    // As `kubectl create -f` gets them named by the API server: each run makes new objects.
+    let metas = (jobs.iter_mut().map(|j| &mut j.metadata))
+        .chain(config_maps.iter_mut().map(|c| &mut c.metadata))
+        .chain(secrets.iter_mut().map(|s| &mut s.metadata));
+    for meta in metas {
+        joblet_driver::generate_name(meta);
+    }
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for mut job in jobs {

@@ -18,6 +18,7 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, ObjectReference, Pod, PodStatus, Secret,
 };
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, EventType, JobState, PodView, Status,
@@ -902,6 +903,25 @@ async fn sleep_until(wake: Option<Duration>) {
 /// Fills `bytes` from the kernel's random source.
 pub fn random_bytes(bytes: &mut [u8]) -> std::io::Result<()> {
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, bytes)
+}
+
+/// `metadata.generateName` of an object without a name: the prefix and five random
+/// characters, as the API server names it on create.
+pub fn generate_name(meta: &mut ObjectMeta) {
+    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return;
+    }
+    if let Some(prefix) = meta.generate_name.as_deref() {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut bytes = [0u8; 5];
+        // Without a random source the suffix is fixed; a clash is an AlreadyExists.
+        let _ = random_bytes(&mut bytes);
+        let suffix: String = bytes
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect();
+        meta.name = Some(format!("{prefix}{suffix}"));
+    }
 }
 
 /// A random (version 4) UUID, as the API server gives every object.

@@ -1047,3 +1047,22 @@ fn without_escapes(text: &str) -> String {
     }
     out
 }
+
+/// A Job named by `generateName` (samples made for `kubectl create -f`) gets a name as the
+/// API server gives one: the prefix and five random characters.
+#[test]
+fn a_job_with_generate_name_is_named_as_the_api_server_names_it() {
+    let dir = scratch();
+    let manifest =
+        job("unused", "", "true").replace("  name: unused\n", "  generateName: sample-\n");
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    let job = run.job();
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("sample-") && name.len() == "sample-".len() + 5,
+        "{name}"
+    );
+    assert_eq!(job["metadata"]["generateName"], "sample-");
+    assert_eq!(job["status"]["succeeded"], 1);
+}

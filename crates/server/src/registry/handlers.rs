@@ -7,9 +7,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    ManagedFieldsEntry, ObjectMeta, Time,
-};
+use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use joblet_api::k8s_openapi::Metadata;
 use joblet_driver::{ObjectKey, Propagation, SystemClock, UpdateBase};
 use serde::Serialize;
@@ -54,7 +52,7 @@ pub async fn create<S: Strategy>(
         ));
     }
     meta.namespace = Some(namespace.to_string());
-    generate_name(meta);
+    joblet_driver::generate_name(meta);
     let now = SystemClock.now_timestamp();
     // The creator owns what it set and the defaults, not what the server generates;
     // managed fields sent along are kept beside it, as upstream keeps them.
@@ -105,24 +103,6 @@ pub async fn create<S: Strategy>(
         created.to_string(),
         &warnings,
     ))
-}
-
-/// `metadata.generateName`: the prefix and five random characters, as the API server does.
-fn generate_name(meta: &mut ObjectMeta) {
-    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
-        return;
-    }
-    if let Some(prefix) = meta.generate_name.as_deref() {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut bytes = [0u8; 5];
-        // Without a random source the suffix is fixed; a clash is an AlreadyExists.
-        let _ = joblet_driver::random_bytes(&mut bytes);
-        let suffix: String = bytes
-            .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-            .collect();
-        meta.name = Some(format!("{prefix}{suffix}"));
-    }
 }
 
 /// The managed fields of an updated object: those after a change by a manager, or those
