@@ -17,6 +17,9 @@ fn options() -> serde_saphyr::Options {
     budget.max_events = 20_000_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // kubectl reads YAML 1.1 scalars (go-yaml v2, integers through Go's
+    // `strconv.ParseInt(s, 0, 64)`): `0400` and `0o400` are 256, `yes` and `on` are true.
+    options.legacy_octal_numbers = true;
     options
 }
 
@@ -86,6 +89,22 @@ mod tests {
         let block: String = (0..1_000).map(|i| " ".repeat(i) + "a:\n").collect();
         let error = documents(&block).unwrap_err();
         assert!(error.contains("line 129"), "{error}");
+    }
+
+    #[test]
+    fn scalars_are_read_as_kubectl_reads_them_yaml_1_1() {
+        let values = documents(
+            "mode: 0400\nprefixed: 0o400\nlimit: 010\nhex: 0x1F\nplain: 10\nzero: 0\n\
+             on: yes\noff: off\nquoted: \"0400\"\nratio: 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"mode": 256, "prefixed": 256, "limit": 8, "hex": 31,
+                "plain": 10, "zero": 0, "on": true, "off": false, "quoted": "0400", "ratio": 0.5})
+            ]
+        );
     }
 
     #[test]

@@ -1066,3 +1066,13 @@ fn a_job_with_generate_name_is_named_as_the_api_server_names_it() {
     assert_eq!(job["metadata"]["generateName"], "sample-");
     assert_eq!(job["status"]["succeeded"], 1);
 }
+
+/// YAML as kubectl reads it (1.1 scalars): a leading-zero number is octal.
+#[test]
+fn octal_numbers_are_read_as_kubectl_reads_them() {
+    let dir = scratch();
+    let manifest = job("octal", "  backoffLimit: 010\n", "true");
+    let run = run(dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.job()["spec"]["backoffLimit"], 8);
+}
