@@ -39,17 +39,23 @@ pub fn default_volumes(pod: &mut PodSpec) {
 
 /// The sources a volume names (its JSON keys besides `name`): exactly one is valid.
 fn source_names(volume: &Volume) -> Vec<String> {
-    match serde_json::to_value(volume) {
+    let mut names = set_fields(volume);
+    names.retain(|name| name != "name");
+    names
+}
+
+/// The fields `value` sets: the keys of its JSON object that are not null.
+fn set_fields(value: &impl serde::Serialize) -> Vec<String> {
+    match serde_json::to_value(value) {
         Ok(Value::Object(fields)) => fields
             .into_iter()
-            .filter(|(k, v)| k != "name" && !v.is_null())
+            .filter(|(_, v)| !v.is_null())
             .map(|(k, _)| k)
             .collect(),
         _ => Vec::new(),
     }
 }
 
-/// `ValidateVolumes`.
 pub fn validate_volumes(volumes: &[Volume], path: &str, errors: &mut Vec<FieldError>) {
     let mut names = HashSet::new();
     for (i, volume) in volumes.iter().enumerate() {
@@ -157,11 +163,7 @@ fn validate_projection_source<'a>(
     paths: &mut HashSet<&'a str>,
     errors: &mut Vec<FieldError>,
 ) {
-    let kinds = match serde_json::to_value(projection) {
-        Ok(Value::Object(map)) => map.keys().cloned().collect::<Vec<_>>(),
-        _ => Vec::new(),
-    };
-    if kinds.len() > 1 {
+    if set_fields(projection).len() > 1 {
         errors.push(FieldError::forbidden(
             path,
             "may not specify more than 1 volume type per source",
@@ -169,21 +171,26 @@ fn validate_projection_source<'a>(
         return;
     }
     let mut projected: Vec<&str> = Vec::new();
-    if let Some(config_map) = &projection.config_map {
-        let here = format!("{path}.configMap");
-        if config_map.name.is_empty() {
+    let keyed = [
+        (
+            "configMap",
+            projection.config_map.as_ref().map(|c| (&c.name, &c.items)),
+        ),
+        (
+            "secret",
+            projection.secret.as_ref().map(|s| (&s.name, &s.items)),
+        ),
+    ];
+    for (kind, source) in keyed {
+        let Some((name, items)) = source else {
+            continue;
+        };
+        let here = format!("{path}.{kind}");
+        if name.is_empty() {
             errors.push(FieldError::required(format!("{here}.name"), ""));
         }
-        validate_projection(&here, None, &config_map.items, errors);
-        projected.extend(config_map.items.iter().flatten().map(|i| i.path.as_str()));
-    }
-    if let Some(secret) = &projection.secret {
-        let here = format!("{path}.secret");
-        if secret.name.is_empty() {
-            errors.push(FieldError::required(format!("{here}.name"), ""));
-        }
-        validate_projection(&here, None, &secret.items, errors);
-        projected.extend(secret.items.iter().flatten().map(|i| i.path.as_str()));
+        validate_projection(&here, None, items, errors);
+        projected.extend(items.iter().flatten().map(|i| i.path.as_str()));
     }
     if let Some(downward) = &projection.downward_api {
         let here = format!("{path}.downwardAPI");
@@ -271,13 +278,7 @@ fn validate_projection(
     items: &Option<Vec<KeyToPath>>,
     errors: &mut Vec<FieldError>,
 ) {
-    if let Some(mode) = default_mode.filter(|m| !(0..=0o777).contains(m)) {
-        errors.push(FieldError::invalid(
-            format!("{path}.defaultMode"),
-            mode,
-            FILE_MODE_ERROR,
-        ));
-    }
+    validate_mode(&format!("{path}.defaultMode"), default_mode, errors);
     for (i, item) in items.iter().flatten().enumerate() {
         let here = format!("{path}.items[{i}]");
         if item.key.is_empty() {
@@ -293,13 +294,7 @@ fn validate_projection(
                 detail,
             ));
         }
-        if let Some(mode) = item.mode.filter(|m| !(0..=0o777).contains(m)) {
-            errors.push(FieldError::invalid(
-                format!("{here}.mode"),
-                mode,
-                FILE_MODE_ERROR,
-            ));
-        }
+        validate_mode(&format!("{here}.mode"), item.mode, errors);
     }
 }
 
@@ -347,10 +342,7 @@ pub fn validate_mounts(
                     .iter()
                     .flat_map(|p| p.sources.iter().flatten());
                 for source in sources {
-                    let kinds = match serde_json::to_value(source) {
-                        Ok(Value::Object(map)) => map.keys().cloned().collect::<Vec<_>>(),
-                        _ => Vec::new(),
-                    };
+                    let kinds = set_fields(source);
                     for kind in kinds.iter().filter(|k| !PROJECTABLE.contains(&k.as_str())) {
                         errors.push(FieldError::forbidden(
                             format!("{here}.name"),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use joblet_api::k8s_openapi::api::core::v1::{
-    DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Volume,
+    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Volume,
 };
 use joblet_api::volumes::DEFAULT_MODE;
 
@@ -142,9 +142,8 @@ fn downward_payload<'a>(
                     .ok_or_else(|| format!("unsupported fieldPath: {path}"))?,
             }
         } else if let Some(resource) = &item.resource_field_ref {
-            let spec = pod.spec.clone().unwrap_or_default();
-            let first = spec.containers.first().cloned().unwrap_or_default();
-            resource_value(pod, &first, resource, node)?
+            // Validation requires `containerName` here: the container passed is unused.
+            resource_value(pod, &Container::default(), resource, node)?
         } else {
             continue;
         };
