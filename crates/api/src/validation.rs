@@ -1263,6 +1263,23 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
             security_not_applied(&path, &fields, &mut warnings);
         }
     }
+    if pod
+        .image_pull_secrets
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        let how = if on_host {
+            "the host runtime pulls no images"
+        } else {
+            "joblet's podman runtime pulls with podman's own credentials (podman login)"
+        };
+        warnings.push(format!("{SPEC}.imagePullSecrets: not used: {how}"));
+    }
+    if pod.host_aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+        warnings.push(format!(
+            "{SPEC}.hostAliases: not applied: joblet's pods see the machine's /etc/hosts"
+        ));
+    }
     for (i, volume) in pod.volumes.iter().flatten().enumerate() {
         let Some(empty) = volume.empty_dir.as_ref() else {
             continue;
@@ -1727,6 +1744,8 @@ spec:
             "runtimeClassName": "podman",
             "securityContext": {"runAsUser": 1000, "fsGroup": 2000,
                 "seccompProfile": {"type": "RuntimeDefault"}},
+            "imagePullSecrets": [{"name": "registry"}],
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["db"]}],
             "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Gi"}},
                         {"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
             "containers": [{"name": "main", "image": "busybox", "imagePullPolicy": "Always",
@@ -1742,6 +1761,8 @@ spec:
             [
                 format!("{path}.containers[0].securityContext.privileged: gives all capabilities, but not the host's devices"),
                 format!("{path}.securityContext.seccompProfile: not applied by joblet's podman runtime"),
+                format!("{path}.imagePullSecrets: not used: joblet's podman runtime pulls with podman's own credentials (podman login)"),
+                format!("{path}.hostAliases: not applied: joblet's pods see the machine's /etc/hosts"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
             ]
         );
