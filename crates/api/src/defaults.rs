@@ -125,7 +125,9 @@ fn default_template(template: &mut PodTemplateSpec) {
         container
             .termination_message_policy
             .get_or_insert_with(|| "File".to_string());
-        container.resources.get_or_insert_with(Default::default);
+        crate::resources::default_requests(
+            container.resources.get_or_insert_with(Default::default),
+        );
         if container.image_pull_policy.is_none() {
             container.image_pull_policy = Some(image_pull_policy(container.image.as_deref()));
         }

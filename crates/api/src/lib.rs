@@ -10,6 +10,8 @@ pub mod manifest;
 pub mod names;
 pub mod printers;
 pub mod quantity;
+pub mod resources;
+pub mod scheduling;
 pub mod update;
 pub mod valid;
 pub mod validation;

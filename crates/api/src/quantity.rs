@@ -9,6 +9,8 @@ pub struct Quantity {
     denominator: i128,
     /// Written with a binary suffix (`Ki` … `Ei`).
     pub binary: bool,
+    /// Written with an exponent (`1e3`).
+    exponent: bool,
 }
 
 impl Quantity {
@@ -36,6 +38,7 @@ impl Quantity {
         };
         let mut denominator = 10i128.checked_pow(fraction.len() as u32)?;
         let scale = |n: i128, base: i128, power: u32| n.checked_mul(base.checked_pow(power)?);
+        let exponent = suffix.starts_with(['e', 'E']);
         let (base, power, binary) = match suffix {
             "" => (10, 0, false),
             "Ki" => (1024, 1, true),
@@ -78,6 +81,7 @@ impl Quantity {
             numerator,
             denominator,
             binary,
+            exponent,
         })
     }
 
@@ -89,6 +93,43 @@ impl Quantity {
     /// The value in thousandths, rounded up (`Quantity.MilliValue`).
     pub fn milli_value(&self) -> i128 {
         ceil_div(self.numerator.saturating_mul(1000), self.denominator)
+    }
+
+    /// The quantity as the API server writes it back (`Quantity.String`): `1.5` is
+    /// `1500m`, `2048Mi` is `2Gi`, `1e3` stays `1e3`; below 1024 or fractional, a binary
+    /// quantity is written in decimal.
+    pub fn canonical(&self) -> String {
+        let nanos = ceil_div(
+            self.numerator.saturating_mul(1_000_000_000),
+            self.denominator,
+        );
+        if nanos == 0 {
+            return "0".to_string();
+        }
+        let whole = (nanos % 1_000_000_000 == 0).then_some(nanos / 1_000_000_000);
+        if let Some(value) = whole.filter(|v| self.binary && v.abs() >= 1024) {
+            let (mut mantissa, mut power) = (value, 0);
+            while power < 6 && mantissa % 1024 == 0 {
+                mantissa /= 1024;
+                power += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][power];
+            return format!("{mantissa}{suffix}");
+        }
+        // The value in nanos, with the largest exponent (a multiple of 3) that keeps the
+        // mantissa whole.
+        let (mut mantissa, mut exponent) = (nanos, -9);
+        while exponent < 18 && mantissa % 1000 == 0 {
+            mantissa /= 1000;
+            exponent += 3;
+        }
+        let suffix = match (self.exponent, exponent) {
+            (_, 0) => String::new(),
+            (true, e) => format!("e{e}"),
+            (false, e) => ["n", "u", "m", "", "k", "M", "G", "T", "P", "E"][((e + 9) / 3) as usize]
+                .to_string(),
+        };
+        format!("{mantissa}{suffix}")
     }
 
     /// Whether two quantities are the same amount.
@@ -130,6 +171,18 @@ mod tests {
         assert_eq!(q("1n").milli_value(), 1);
         assert!(q("1Ki").binary && !q("1k").binary);
         assert!(q("1000k").same_amount(&q("1M")));
+        let canonical = |text: &str| q(text).canonical();
+        assert_eq!(canonical("1.5"), "1500m");
+        assert_eq!(canonical("1000m"), "1");
+        assert_eq!(canonical("2000"), "2k");
+        assert_eq!(canonical("2048Mi"), "2Gi");
+        assert_eq!(canonical("1536Mi"), "1536Mi");
+        assert_eq!(canonical("512Ki"), "512Ki");
+        assert_eq!(canonical("0.5Ki"), "512");
+        assert_eq!(canonical("1e3"), "1e3");
+        assert_eq!(canonical("0.1"), "100m");
+        assert_eq!(canonical("-2"), "-2");
+        assert_eq!(canonical("0Mi"), "0");
         for bad in ["", "Mi", "1.2.3", "1x", "1Kii", "--1", "1e", "."] {
             assert_eq!(Quantity::parse(bad), None, "{bad}");
         }

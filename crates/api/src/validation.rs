@@ -715,6 +715,16 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         validate_container(&path, container, runtime, volumes, &mut names, errors);
     }
     validate_container_restart_policies(pod, errors);
+    if pod.resources.as_ref().is_some_and(|r| {
+        r.limits.as_ref().is_some_and(|l| !l.is_empty())
+            || r.requests.as_ref().is_some_and(|l| !l.is_empty())
+    }) {
+        errors.push(FieldError::forbidden(
+            format!("{SPEC}.resources"),
+            "joblet does not take pod-level resources yet: set them on each container",
+        ));
+    }
+    crate::scheduling::validate_scheduling(pod, SPEC, errors);
     let volumes = pod.volumes.as_deref().unwrap_or_default();
     crate::volumes::validate_volumes(volumes, &format!("{SPEC}.volumes"), errors);
     if let Some(seconds) = pod.active_deadline_seconds {
@@ -834,6 +844,9 @@ fn validate_container<'a>(
         ));
     }
     refuse_what_a_runtime_cannot_give(path, container, runtime, volumes, errors);
+    if let Some(resources) = &container.resources {
+        crate::resources::validate_resources(&format!("{path}.resources"), resources, errors);
+    }
     if let Some(sc) = &container.security_context {
         validate_security_context(&format!("{path}.securityContext"), sc, errors);
     }

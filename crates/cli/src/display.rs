@@ -130,10 +130,13 @@ impl State {
     fn notice(&mut self, notice: Notice) {
         match notice {
             Notice::Event { object, event, .. } => {
-                // Each container's start and stop are left to `kubectl describe`: lines
-                // for every pod would bury the rest.
+                // Each pod's binding and each container's start and stop are left to
+                // `kubectl describe`: lines for every pod would bury the rest.
                 let container_start = event.type_ == EventType::Normal
-                    && matches!(event.reason.as_str(), "Created" | "Started" | "Killing")
+                    && matches!(
+                        event.reason.as_str(),
+                        "Scheduled" | "Created" | "Started" | "Killing"
+                    )
                     && object.starts_with("pod/");
                 // On a terminal, only what went wrong: the bars show the rest.
                 if (self.view == View::Events && !container_start)

@@ -74,6 +74,10 @@ struct ServeArgs {
     /// template when it is created (a pod's own class always wins).
     #[arg(long, value_enum, value_name = "RUNTIME", default_value = "host")]
     runtime: RuntimeClass,
+    /// How many pods the node runs at once, as the kubelet's `--max-pods`: the scheduler
+    /// keeps the others Pending until one ends.
+    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(i64).range(1..))]
+    max_pods: i64,
     /// Base of the pod re-creation and container restart back-off (upstream: 10s).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
     backoff_base: Duration,
@@ -149,6 +153,10 @@ struct RunArgs {
     /// template when it is created (a pod's own class always wins).
     #[arg(long, value_enum, value_name = "RUNTIME", default_value = "host")]
     runtime: RuntimeClass,
+    /// How many pods the node runs at once, as the kubelet's `--max-pods`: the scheduler
+    /// keeps the others Pending until one ends.
+    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(i64).range(1..))]
+    max_pods: i64,
     /// Stream every pod's output, each line prefixed `[pod/NAME/CONTAINER]`.
     #[arg(long)]
     logs: bool,
@@ -303,6 +311,7 @@ fn serve(args: ServeArgs) -> u8 {
         stop_pods_on_exit: args.stop_pods_on_exit,
         durability: durability(args.no_fsync),
         default_runtime_class: args.runtime.name(),
+        max_pods: args.max_pods,
     };
     let leaving = if args.stop_pods_on_exit {
         "stopping every pod"
@@ -511,6 +520,7 @@ fn run(args: RunArgs) -> u8 {
         event_ttl: None,
         supervisor,
         durability: durability(args.no_fsync),
+        max_pods: args.max_pods,
     };
     let view = if args.output.is_some() {
         display::View::Quiet

@@ -370,7 +370,7 @@ impl Engine {
                 pod.view = PodView::from_pod(&pod.object);
                 pod.object.clone()
             });
-            self.runtime.stop(namespace, name, grace, disruption);
+            self.stop_pod(namespace, name, grace, disruption);
             if let Some(pod) = &object {
                 self.record_killing(&entry.job, pod, now);
             }
@@ -383,7 +383,7 @@ impl Engine {
             mark_deleted(&mut loose.object, grace, now);
             loose.delete_when_done = true;
             let object = loose.object.clone();
-            self.runtime.stop(namespace, name, grace, disruption);
+            self.stop_pod(namespace, name, grace, disruption);
             return Ok(object);
         }
         let stored = self
@@ -456,7 +456,7 @@ impl Engine {
             .cloned()
             .collect();
         for key in loose {
-            self.runtime.stop(&key.0, &key.1, None, None);
+            self.stop_pod(&key.0, &key.1, None, None);
             if let Some(pod) = self.loose_pods.get_mut(&key) {
                 pod.delete_when_done = true;
             }
@@ -521,7 +521,7 @@ impl Engine {
                 continue;
             }
             if cascade {
-                self.runtime.stop(&namespace, &name, None, None);
+                self.stop_pod(&namespace, &name, None, None);
             }
             self.batch.put(pod_record(&object, rv));
             self.loose_pods.insert(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, ObjectReference, Pod, PodStatus, Secret,
+    ConfigMap, Namespace, ObjectReference, Pod, PodCondition, PodStatus, Secret,
 };
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
@@ -26,14 +26,17 @@ use joblet_core::{
 };
 use joblet_kubelet::kubelet_events;
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
+use joblet_scheduler::{Decision, Scheduler};
 use joblet_store::{Batch, Record, Store, StoreError};
 pub use joblet_store::{CrashPoint, Durability};
 use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
 pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, UpdateBase};
-use objects::{container_reference, event_record, job_record, job_reference, pod_record};
-pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_POD};
+use objects::{
+    container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
+};
+pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_NODE, KIND_POD};
 pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET};
 pub use writer::Feed;
 
@@ -52,6 +55,8 @@ pub struct EngineConfig {
     pub supervisor: Option<SupervisorCommand>,
     /// What a commit survives: a power loss (fsync per group commit) or a process crash.
     pub durability: Durability,
+    /// How many pods the node takes at once (the kubelet's `--max-pods`).
+    pub max_pods: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +112,9 @@ pub enum Notice {
 type JobKey = (String, String);
 
 /// The kinds of the objects the API serves, as stored.
-pub const SERVED_KINDS: [&str; 6] = [
+pub const SERVED_KINDS: [&str; 7] = [
     KIND_NAMESPACE,
+    KIND_NODE,
     KIND_JOB,
     KIND_POD,
     KIND_EVENT,
@@ -188,6 +194,12 @@ pub struct Engine {
     next_resource_version: i64,
     runtime: Runtime,
     updates: mpsc::UnboundedReceiver<PodUpdate>,
+    /// This machine as the cluster's one node, and the scheduler that binds pods to it.
+    node: joblet_api::k8s_openapi::api::core::v1::Node,
+    scheduler: Scheduler,
+    /// Pods deleted while they waited for the node: no kubelet has them, so they are
+    /// marked failed here, as the pod garbage collector marks them on a cluster.
+    unbound_deleted: Vec<JobKey>,
     jobs: BTreeMap<JobKey, JobEntry>,
     pod_owner: HashMap<JobKey, JobKey>,
     namespaces: BTreeMap<String, Namespace>,
@@ -233,14 +245,30 @@ impl Engine {
         let next_resource_version = store.resource_version();
         let store = Arc::new(Mutex::new(store));
         let writer = writer::Writer::start(store.clone(), runtime.clone());
+        let machine = joblet_runtime::this_node(&config.state_dir, config.max_pods);
+        let node = joblet_kubelet::node_object(&machine, &new_uid(), &clock.now().to_wire());
+        let scheduler = Scheduler::new(&node);
+        // The node registers itself anew at each start, as a kubelet updates its status.
+        let mut batch = Batch::default();
+        let node_rv = next_resource_version + 1;
+        batch.put(objects::record(
+            KIND_NODE,
+            "",
+            &machine.name,
+            node_rv,
+            &node,
+        ));
         Ok(Engine {
             config,
             clock,
             store,
             writer,
-            next_resource_version,
+            next_resource_version: node_rv,
             runtime,
             updates,
+            node,
+            scheduler,
+            unbound_deleted: Vec::new(),
             jobs: BTreeMap::new(),
             pod_owner: HashMap::new(),
             namespaces: BTreeMap::new(),
@@ -249,7 +277,7 @@ impl Engine {
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
             commands: None,
-            batch: Batch::default(),
+            batch,
             to_start: Vec::new(),
             to_acknowledge: Vec::new(),
             observer,
@@ -413,8 +441,15 @@ impl Engine {
                 self.apply_update(update);
             }
             let now = self.clock.now();
+            self.fail_unbound_deleted();
             if !interrupted {
                 self.sync_due(now);
+                // A sync that deleted waiting pods syncs again once they are marked failed.
+                while !self.unbound_deleted.is_empty() {
+                    self.fail_unbound_deleted();
+                    self.sync_due(now);
+                }
+                self.schedule_pods(now);
                 self.expire_events(now);
             }
             self.flush();
@@ -502,7 +537,7 @@ impl Engine {
             let entry = self.jobs.remove(&key).expect("listed above");
             for (name, pod) in &entry.pods {
                 // Stopping with joblet is a node shutdown: the pods are disrupted.
-                self.runtime.stop(
+                self.stop_pod(
                     entry.job.namespace(),
                     name,
                     grace,
@@ -512,9 +547,9 @@ impl Engine {
             }
             self.jobs.insert(key, entry);
         }
-        for (namespace, name) in self.loose_pods.keys() {
-            self.runtime
-                .stop(namespace, name, grace, Some(Disruption::NODE_SHUTDOWN));
+        let loose: Vec<JobKey> = self.loose_pods.keys().cloned().collect();
+        for (namespace, name) in loose {
+            self.stop_pod(&namespace, &name, grace, Some(Disruption::NODE_SHUTDOWN));
         }
     }
 
@@ -566,8 +601,8 @@ impl Engine {
                     .and_then(|s| s.termination_grace_period_seconds)
                     .or(Some(30));
                 pod.view = PodView::from_pod(&pod.object);
-                self.runtime.stop(&namespace, name, None, None);
                 let pod = pod.object.clone();
+                self.stop_pod(&namespace, name, None, None);
                 self.record_killing(&entry.job, &pod, now);
             }
         }
@@ -583,14 +618,15 @@ impl Engine {
         for spec in &result.create {
             let pod = build_pod(&entry.job, spec, now);
             let view = PodView::from_pod(&pod);
-            self.pod_owner
-                .insert((namespace.clone(), spec.name.clone()), key.clone());
-            self.runtime.reserve(&namespace, &spec.name);
+            let pod_key = (namespace.clone(), spec.name.clone());
+            self.pod_owner.insert(pod_key.clone(), key.clone());
+            // Created pods wait for the scheduler, in the order they were created.
+            self.scheduler
+                .enqueue(pod_key, pod.spec.as_ref().expect("built with a spec"));
             entry
                 .pods
                 .insert(spec.name.clone(), PodEntry { object: pod, view });
             self.persist_pod(&mut entry, &spec.name);
-            self.to_start.push(entry.pods[&spec.name].object.clone());
         }
         for event in &result.events {
             self.record_event(&entry.job, event, now);
@@ -634,6 +670,7 @@ impl Engine {
         let pod_key = (update.namespace, update.name);
         if is_final {
             self.to_acknowledge.push(pod_key.clone());
+            self.scheduler.remove(&pod_key);
         }
         let Some(job_key) = self.pod_owner.get(&pod_key).cloned() else {
             self.apply_loose_update(pod_key, update.status);
@@ -838,6 +875,160 @@ impl Engine {
 }
 
 impl Engine {
+    /// Stops a pod: through the runtime once it is bound to the node; a pod that still
+    /// waits for the scheduler leaves its queue and is marked failed on the next turn.
+    fn stop_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        grace: Option<Duration>,
+        disruption: Option<Disruption>,
+    ) {
+        let key = (namespace.to_string(), name.to_string());
+        if self.scheduler.remove(&key) {
+            self.unbound_deleted.push(key);
+        } else {
+            self.runtime.stop(namespace, name, grace, disruption);
+        }
+    }
+
+    /// Marks the pods deleted while they waited `Failed`, as the pod garbage collector does
+    /// with deleted pods that were never scheduled (`gcUnscheduledTerminating`).
+    fn fail_unbound_deleted(&mut self) {
+        for key in std::mem::take(&mut self.unbound_deleted) {
+            let object = match self.pod_owner.get(&key) {
+                Some(job) => self.jobs.get(job).and_then(|e| e.pods.get(&key.1)),
+                None => None,
+            }
+            .map(|p| &p.object)
+            .or_else(|| self.loose_pods.get(&key).map(|p| &p.object));
+            let Some(object) = object else { continue };
+            let mut status = object.status.clone().unwrap_or_default();
+            status.phase = Some("Failed".to_string());
+            self.apply_update(PodUpdate {
+                namespace: key.0,
+                name: key.1,
+                status,
+            });
+        }
+    }
+
+    /// Carries out the scheduler's decisions: binds the pods that fit and starts them, and
+    /// says why the others wait.
+    fn schedule_pods(&mut self, now: Time) {
+        for decision in self.scheduler.schedule() {
+            match decision {
+                Decision::Bind(key) => self.bind(key, now),
+                Decision::Unschedulable { pod, message } => {
+                    self.mark_unschedulable(pod, message, now)
+                }
+            }
+        }
+    }
+
+    /// Sets a pod's `PodScheduled` condition; `Some(message)` when it is not (`Unschedulable`).
+    fn scheduled_condition(pod: &mut Pod, unschedulable: Option<&str>, now: Time) {
+        let status = pod.status.get_or_insert_with(Default::default);
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "PodScheduled");
+        conditions.insert(
+            0,
+            PodCondition {
+                type_: "PodScheduled".to_string(),
+                status: if unschedulable.is_some() {
+                    "False"
+                } else {
+                    "True"
+                }
+                .to_string(),
+                reason: unschedulable.map(|_| "Unschedulable".to_string()),
+                message: unschedulable.map(str::to_string),
+                last_transition_time: Some(now.to_wire()),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Binds a pod to the node (`spec.nodeName`, `PodScheduled`), and hands it to the
+    /// runtime once that is committed.
+    fn bind(&mut self, key: JobKey, now: Time) {
+        let node = self.node.metadata.name.clone().unwrap_or_default();
+        let place = |pod: &mut Pod| {
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.node_name = Some(node.clone());
+            }
+            Self::scheduled_condition(pod, None, now);
+        };
+        // A pod that named the node itself was never the scheduler's to place.
+        let named = |pod: &Pod| pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+        self.runtime.reserve(&key.0, &key.1);
+        if let Some(loose) = self.loose_pods.get_mut(&key) {
+            place(&mut loose.object);
+            let object = loose.object.clone();
+            let rv = self.next_resource_version();
+            self.batch.put(pod_record(&object, rv));
+            self.to_start.push(object);
+            return;
+        }
+        let Some(job_key) = self.pod_owner.get(&key).cloned() else {
+            return;
+        };
+        let Some(mut entry) = self.jobs.remove(&job_key) else {
+            return;
+        };
+        if let Some(pod) = entry.pods.get_mut(&key.1) {
+            let by_name = named(&pod.object);
+            place(&mut pod.object);
+            pod.view = PodView::from_pod(&pod.object);
+            let object = pod.object.clone();
+            self.persist_pod(&mut entry, &key.1);
+            if by_name {
+                self.to_start.push(object);
+                self.jobs.insert(job_key, entry);
+                return;
+            }
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Scheduled".to_string(),
+                message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
+            };
+            let involved = pod_reference(&object);
+            let said = format!("pod/{}", key.1);
+            self.record_event_about(&entry.job, involved, "default-scheduler", said, &event, now);
+            self.to_start.push(object);
+        }
+        self.jobs.insert(job_key, entry);
+    }
+
+    /// A pod that does not fit: `PodScheduled` False, and a `FailedScheduling` event.
+    fn mark_unschedulable(&mut self, key: JobKey, message: String, now: Time) {
+        let Some(job_key) = self.pod_owner.get(&key).cloned() else {
+            let rv = self.next_resource_version();
+            if let Some(loose) = self.loose_pods.get_mut(&key) {
+                Self::scheduled_condition(&mut loose.object, Some(&message), now);
+                self.batch.put(pod_record(&loose.object, rv));
+            }
+            return;
+        };
+        let Some(mut entry) = self.jobs.remove(&job_key) else {
+            return;
+        };
+        if let Some(pod) = entry.pods.get_mut(&key.1) {
+            Self::scheduled_condition(&mut pod.object, Some(&message), now);
+            pod.view = PodView::from_pod(&pod.object);
+            let involved = pod_reference(&pod.object);
+            self.persist_pod(&mut entry, &key.1);
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "FailedScheduling".to_string(),
+                message,
+            };
+            let said = format!("pod/{}", key.1);
+            self.record_event_about(&entry.job, involved, "default-scheduler", said, &event, now);
+        }
+        self.jobs.insert(job_key, entry);
+    }
+
     /// Deletes the events whose time is up: a long-running server would otherwise keep
     /// every event forever.
     fn expire_events(&mut self, now: Time) {
@@ -975,8 +1166,17 @@ fn why_failed(status: &PodStatus) -> String {
             );
         }
     }
-    let disrupted = status.conditions.iter().flatten();
-    match disrupted.clone().find(|c| c.type_ == "DisruptionTarget") {
+    // Disrupted, or never scheduled (deleted while it waited for the node).
+    let conditions = status.conditions.iter().flatten();
+    let said = conditions
+        .clone()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .or_else(|| {
+            conditions
+                .clone()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        });
+    match said {
         Some(c) => format!(
             "{}: {}",
             c.reason.as_deref().unwrap_or(""),

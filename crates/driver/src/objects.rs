@@ -15,6 +15,7 @@ pub const KIND_JOB: &str = "Job";
 pub const KIND_POD: &str = "Pod";
 pub const KIND_EVENT: &str = "Event";
 pub const KIND_NAMESPACE: &str = "Namespace";
+pub const KIND_NODE: &str = "Node";
 /// The controller's own record of a Job: its back-off record and pod counter.
 pub const KIND_CONTROLLER: &str = "ControllerState";
 
@@ -90,6 +91,18 @@ pub fn job_reference(job: &ValidJob) -> ObjectReference {
     }
 }
 
+/// A pod, as the scheduler's events name it (a kubelet's name one of its containers).
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Pod".to_string()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
 /// The container of a pod a kubelet event is about (`spec.containers{main}`).
 pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
     let spec = pod.spec.as_ref();
@@ -101,13 +114,8 @@ pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
     });
     let field = if init { "initContainers" } else { "containers" };
     ObjectReference {
-        api_version: Some("v1".to_string()),
-        kind: Some("Pod".to_string()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
         field_path: Some(format!("spec.{field}{{{container}}}")),
-        ..Default::default()
+        ..pod_reference(pod)
     }
 }
 

@@ -106,8 +106,11 @@ impl Engine {
             // Running on under the supervisor, or ended while nobody watched: its reports
             // are on their way.
             let adopted = unfinished && self.runtime.adopted(namespace, name);
-            let lost =
-                unfinished && !adopted && (self.config.supervisor.is_none() || started(&pod));
+            let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+            // A pod that waited for the node ran nowhere: it waits again.
+            let lost = unfinished
+                && !adopted
+                && (started(&pod) || (bound && self.config.supervisor.is_none()));
             if lost {
                 let status = pod.status.get_or_insert_with(Default::default);
                 joblet_runtime::mark_lost(status, &now.to_wire());
@@ -115,10 +118,23 @@ impl Engine {
                 let rv = self.next_resource_version();
                 self.batch.put(pod_record(&pod, rv));
             } else if unfinished && !adopted {
-                // Recorded, and the engine stopped before handing it over: it starts now,
-                // once.
-                self.runtime.reserve(namespace, name);
-                self.to_start.push(pod.clone());
+                let key = (namespace.to_string(), name.to_string());
+                if bound {
+                    // Recorded and bound, and the engine stopped before handing it over:
+                    // it starts now, once.
+                    self.runtime.reserve(namespace, name);
+                    self.to_start.push(pod.clone());
+                    self.scheduler
+                        .add_bound(key, pod.spec.as_ref().expect("bound"));
+                } else {
+                    // It was waiting for the node: it waits again.
+                    self.scheduler
+                        .enqueue(key, pod.spec.as_ref().expect("built with a spec"));
+                }
+            } else if adopted {
+                let key = (namespace.to_string(), name.to_string());
+                self.scheduler
+                    .add_bound(key, pod.spec.as_ref().expect("built with a spec"));
             }
             let owner = pod
                 .metadata

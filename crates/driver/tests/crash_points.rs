@@ -62,6 +62,7 @@ fn config(state: &Path) -> EngineConfig {
             log: state.join("supervisor.log"),
             inherit_stdout: false,
         }),
+        max_pods: 110,
         durability: joblet_driver::Durability::PowerLoss,
     }
 }

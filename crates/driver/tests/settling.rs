@@ -43,6 +43,7 @@ async fn a_job_whose_pods_cannot_start_settles_every_time() {
             keep_running: false,
             event_ttl: None,
             supervisor: None,
+            max_pods: 110,
             durability: joblet_driver::Durability::ProcessCrash,
         };
         let mut engine = Engine::open(config, Box::new(|_| {})).unwrap();

@@ -9,7 +9,7 @@ use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelect
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_api::quantity::{ceil_div, Quantity};
 
-use crate::Objects;
+use crate::{Node, Objects};
 
 /// Expands `$(NAME)` with `lookup`; `$$` is a literal `$`; an unknown `$(NAME)` and any
 /// other `$` stay as written.
@@ -93,18 +93,8 @@ pub(crate) fn field_value(pod: &Pod, node: &Node, path: &str) -> Option<String> 
     }
 }
 
-/// The node pods run on: its name (`spec.nodeName`), and the capacity a container without a
-/// limit is given by `resourceFieldRef` (`defaultPodLimitsForDownwardAPI`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    pub name: String,
-    pub cpu_millis: i128,
-    pub memory_bytes: i128,
-    pub ephemeral_storage_bytes: i128,
-}
-
 /// A container resource's value for a variable, as `ExtractContainerResourceValue` computes
-/// it: the limit (the node's capacity when there is none) or the request (the limit when
+/// it: the limit (the node's allocatable amount when there is none) or the request (the limit when
 /// there is none, as the API server defaults it; else 0), divided by the divisor, rounded up.
 pub(crate) fn resource_value(
     pod: &Pod,
@@ -139,8 +129,8 @@ pub(crate) fn resource_value(
     let amount = match kind {
         "limits" => limit.or_else(|| match resource {
             "cpu" => Quantity::parse(&format!("{}m", node.cpu_millis)),
-            "memory" => capacity(node.memory_bytes),
-            "ephemeral-storage" => capacity(node.ephemeral_storage_bytes),
+            "memory" => capacity(node.allocatable_memory_bytes()),
+            "ephemeral-storage" => capacity(node.allocatable_ephemeral_storage_bytes()),
             _ => None,
         }),
         "requests" => quantity(&resources.requests).or(limit),
@@ -389,11 +379,12 @@ mod tests {
             cpu_millis: 2000,
             memory_bytes: 8 << 30,
             ephemeral_storage_bytes: 100 << 30,
+            ..Default::default()
         }
     }
 
     #[test]
-    fn resource_fields_divide_the_limit_or_the_nodes_capacity_rounding_up() {
+    fn resource_fields_divide_the_limit_or_the_nodes_allocatable_rounding_up() {
         let env = env_of(serde_json::json!({"name": "c",
             "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}, "requests": {"memory": "32Mi"}},
             "env": [
@@ -407,8 +398,9 @@ mod tests {
         let get = |n: &str| env.iter().find(|(k, _)| k == n).unwrap().1.as_str();
         assert_eq!((get("CPU"), get("CPU_M")), ("2", "1500"));
         assert_eq!((get("MEM_MI"), get("REQ_MEM")), ("64", "32"));
-        // A request defaults to the limit; no limit: the node's capacity.
-        assert_eq!((get("REQ_CPU"), get("DISK")), ("1500", "100"));
+        // A request defaults to the limit; no limit: the node's allocatable amount (the
+        // kubelet keeps 10% of the disk for eviction).
+        assert_eq!((get("REQ_CPU"), get("DISK")), ("1500", "90"));
         let no_limits = env_of(serde_json::json!({"name": "c", "env": [
             {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
             {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Gi"}}},

@@ -8,6 +8,7 @@
 pub mod env;
 mod events;
 mod image;
+mod node;
 mod objects;
 mod plan;
 mod security;
@@ -18,9 +19,9 @@ mod volumes;
 use joblet_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-pub use env::Node;
 pub use events::{kubelet_events, KubeletEvent};
 pub use image::{container_process, ImageConfig, Process};
+pub use node::{node_object, Node, DEFAULT_MAX_PODS};
 pub use objects::Objects;
 pub use plan::{Backoff, ContainerPlan, Kind, PodPlan, RestartPolicy};
 pub use security::{process_security, ImageUser, ProcessSecurity, DEFAULT_CAPABILITIES};

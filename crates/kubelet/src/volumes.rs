@@ -12,7 +12,8 @@ use joblet_api::k8s_openapi::api::core::v1::{
 };
 use joblet_api::volumes::DEFAULT_MODE;
 
-use crate::env::{field_value, resource_value, Node};
+use crate::env::{field_value, resource_value};
+use crate::Node;
 use crate::Objects;
 
 /// One projected file: its contents and permission bits.
@@ -263,6 +264,7 @@ mod tests {
             cpu_millis: 2000,
             memory_bytes: 1 << 30,
             ephemeral_storage_bytes: 1 << 40,
+            ..Default::default()
         }
     }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use joblet_api::k8s_openapi::api::core::v1::{Pod, PodStatus};
+use joblet_api::k8s_openapi::api::core::v1::{NodeSystemInfo, Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 pub use joblet_kubelet::{Disruption, StopRequest};
 use joblet_kubelet::{Node, Objects};
@@ -265,7 +265,8 @@ impl Local {
         updates: mpsc::UnboundedSender<PodUpdate>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.log_dir)?;
-        let node = this_node(&config.log_dir);
+        // The pods' own view of the node (the downward API) does not hold its pod limit.
+        let node = this_node(&config.log_dir, joblet_kubelet::DEFAULT_MAX_PODS);
         let handle = tokio::runtime::Handle::current();
         let host = Arc::new(host::HostRuntime {
             config: config.clone(),
@@ -368,8 +369,9 @@ impl Local {
 }
 
 /// The node a local pod runs on: this machine, its name and capacity (CPUs, memory, and
-/// the file system pods write their logs to).
-fn this_node(dir: &Path) -> Node {
+/// the file system of `dir`, where pods write their logs and volumes), the pods it takes,
+/// and what it runs.
+pub fn this_node(dir: &Path, max_pods: i64) -> Node {
     let name = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -384,11 +386,47 @@ fn this_node(dir: &Path) -> Node {
     let disk = nix::sys::statvfs::statvfs(dir)
         .map(|s| s.blocks() as i128 * s.fragment_size() as i128)
         .unwrap_or(0);
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let os_release = read("/etc/os-release");
+    let os_image = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".to_string());
+    let kernel = nix::sys::utsname::uname()
+        .ok()
+        .and_then(|u| u.release().to_str().map(str::to_string))
+        .unwrap_or_default();
+    // Go's names for the architectures, as `kubernetes.io/arch` carries them.
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    let version = env!("CARGO_PKG_VERSION");
     Node {
         name,
         cpu_millis: cpus as i128 * 1000,
         memory_bytes: memory_kib * 1024,
         ephemeral_storage_bytes: disk,
+        max_pods,
+        system: NodeSystemInfo {
+            architecture: architecture.to_string(),
+            operating_system: std::env::consts::OS.to_string(),
+            os_image,
+            kernel_version: kernel,
+            machine_id: read("/etc/machine-id"),
+            system_uuid: read("/etc/machine-id"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            container_runtime_version: format!("joblet://{version}"),
+            kubelet_version: format!("v1.34.0-joblet.{version}"),
+            ..Default::default()
+        },
     }
 }
 

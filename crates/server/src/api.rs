@@ -109,9 +109,14 @@ fn route(path: &str) -> Option<Target> {
             resource: Resource::by_path(group, plural)?,
             namespace: None,
         }),
-        ["namespaces", name] if group.is_empty() => object(&NAMESPACES, "", name, None),
-        ["namespaces", name, "status"] if group.is_empty() => {
-            object(&NAMESPACES, "", name, Some("status"))
+        // Cluster-scoped kinds: namespaces, nodes.
+        [plural, name] => {
+            let resource = Resource::by_path(group, plural).filter(|r| !r.namespaced)?;
+            object(resource, "", name, None)
+        }
+        [plural, name, "status"] => {
+            let resource = Resource::by_path(group, plural).filter(|r| !r.namespaced)?;
+            object(resource, "", name, Some("status"))
         }
         ["namespaces", namespace, plural] => {
             let resource = Resource::by_path(group, plural).filter(|r| r.namespaced)?;

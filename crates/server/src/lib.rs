@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub durability: Durability,
     /// The runtime class of pods whose template names none (`--runtime`).
     pub default_runtime_class: &'static str,
+    /// How many pods the node takes at once (`--max-pods`).
+    pub max_pods: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ pub fn open_engine(
     event_ttl: Duration,
     supervisor: Option<SupervisorCommand>,
     durability: Durability,
+    max_pods: i64,
 ) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
     let config = EngineConfig {
         state_dir: state_dir.to_path_buf(),
@@ -127,6 +130,7 @@ pub fn open_engine(
         event_ttl: Some(event_ttl),
         supervisor,
         durability,
+        max_pods,
     };
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
@@ -164,6 +168,7 @@ pub async fn serve(
         config.event_ttl,
         Some(config.supervisor.clone()),
         config.durability,
+        config.max_pods,
     )?;
     let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
     let state = Arc::new(AppState {

@@ -100,6 +100,18 @@ pub const NAMESPACES: Resource = Resource {
     field_paths: &[("status.phase", "/status/phase")],
 };
 
+pub const NODES: Resource = Resource {
+    kind: "Node",
+    plural: "nodes",
+    singular: "node",
+    group: "",
+    namespaced: false,
+    short_names: &["no"],
+    categories: &[],
+    subresources: &[("status", &["get", "patch", "update"])],
+    field_paths: &[("spec.unschedulable", "/spec/unschedulable")],
+};
+
 pub const CONFIG_MAPS: Resource = Resource {
     kind: "ConfigMap",
     plural: "configmaps",
@@ -125,7 +137,15 @@ pub const SECRETS: Resource = Resource {
 };
 
 /// In discovery order: `kubectl get all` lists pods before jobs, as on a cluster.
-pub const RESOURCES: [&Resource; 6] = [&NAMESPACES, &PODS, &EVENTS, &CONFIG_MAPS, &SECRETS, &JOBS];
+pub const RESOURCES: [&Resource; 7] = [
+    &NAMESPACES,
+    &NODES,
+    &PODS,
+    &EVENTS,
+    &CONFIG_MAPS,
+    &SECRETS,
+    &JOBS,
+];
 
 impl Resource {
     pub fn by_kind(kind: &str) -> Option<&'static Resource> {

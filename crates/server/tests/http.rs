@@ -34,6 +34,7 @@ impl App {
             std::time::Duration::from_secs(3600),
             None,
             joblet_driver::Durability::ProcessCrash,
+            110,
         )
         .unwrap();
         let (_stop, stop_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -5,5 +5,6 @@ mod examples;
 mod podman;
 mod resume;
 mod run;
+mod scheduling;
 mod serve;
 mod util;

@@ -1469,8 +1469,9 @@ fn kubectl_creates_lists_describes_and_deletes_config_maps_and_secrets() {
     assert_eq!(server.ok(&["get", "cm,secrets", "-o", "name"]), "");
 }
 
-/// `kubectl describe pod` tells a pod's life as on a cluster: the kubelet's `Created` and
-/// `Started` for its run, and `Killing` when the Job controller stops it at the deadline.
+/// `kubectl describe pod` tells a pod's life as on a cluster: the scheduler's `Scheduled`
+/// to the machine's node, the kubelet's `Created` and `Started` for its run, and `Killing`
+/// when the Job controller stops it at the deadline.
 #[test]
 fn a_pods_events_say_it_was_created_started_and_killed() {
     let dir = scratch();
@@ -1492,10 +1493,22 @@ fn a_pods_events_say_it_was_created_started_and_killed() {
         "-o",
         "jsonpath={range .items[*]}{.type} {.reason} {.source.component} {.involvedObject.fieldPath}: {.message}{\"\\n\"}{end}",
     ]);
+    let pod = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Pod",
+        "-o",
+        "jsonpath={.items[0].involvedObject.name}",
+    ]);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
     assert_eq!(
         events,
-        "Normal Created kubelet spec.containers{main}: Created container: main\n\
-         Normal Started kubelet spec.containers{main}: Started container main\n\
-         Normal Killing kubelet spec.containers{main}: Stopping container main\n",
+        format!(
+            "Normal Scheduled default-scheduler : Successfully assigned default/{pod} to {node}\n\
+             Normal Created kubelet spec.containers{{main}}: Created container: main\n\
+             Normal Started kubelet spec.containers{{main}}: Started container main\n\
+             Normal Killing kubelet spec.containers{{main}}: Stopping container main\n"
+        ),
     );
 }

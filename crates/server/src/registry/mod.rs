@@ -6,6 +6,7 @@
 mod config_maps;
 mod handlers;
 mod jobs;
+mod nodes;
 pub mod request;
 mod secrets;
 
@@ -177,10 +178,11 @@ impl<S: Strategy> Rest for Store<S> {
 }
 
 /// The kinds served through strategies (Pods, Events and Namespaces follow).
-static REGISTRY: [&dyn Rest; 3] = [
+static REGISTRY: [&dyn Rest; 4] = [
     &Store(jobs::Jobs),
     &Store(config_maps::ConfigMaps),
     &Store(secrets::Secrets),
+    &nodes::Nodes,
 ];
 
 pub fn lookup(kind: &str) -> Option<&'static dyn Rest> {
