@@ -59,7 +59,7 @@ pub fn validate_config_map(config_map: &ConfigMap) -> Result<(), Invalid> {
     if size > MAX_SIZE {
         errors.push(too_long(""));
     }
-    finish("ConfigMap", name, errors)
+    Invalid::check("ConfigMap", &name, errors)
 }
 
 /// Validates a Secret prepared by [`prepare_secret`].
@@ -114,7 +114,7 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
         }
         _ => {}
     }
-    finish("Secret", name, errors)
+    Invalid::check("Secret", &name, errors)
 }
 
 /// A ConfigMap or Secret that passed the API server's validation: the only form in which
@@ -199,7 +199,7 @@ fn join(
     if let Err(invalid) = create {
         errors.extend(invalid.errors);
     }
-    finish(kind, name, errors)
+    Invalid::check(kind, &name, errors)
 }
 
 fn validate_meta(meta: &ObjectMeta, errors: &mut Vec<FieldError>) -> String {
@@ -258,14 +258,6 @@ fn too_long(path: &str) -> FieldError {
     FieldError {
         path: path.to_string(),
         kind: FieldErrorKind::TooLong { max: MAX_SIZE },
-    }
-}
-
-fn finish(kind: &'static str, name: String, errors: Vec<FieldError>) -> Result<(), Invalid> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Invalid { kind, name, errors })
     }
 }
 

@@ -196,6 +196,21 @@ pub struct Invalid {
     pub errors: Vec<FieldError>,
 }
 
+impl Invalid {
+    /// `Ok` without errors, else the object's `Invalid`.
+    pub fn check(kind: &'static str, name: &str, errors: Vec<FieldError>) -> Result<(), Invalid> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid {
+                kind,
+                name: name.to_string(),
+                errors,
+            })
+        }
+    }
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} is invalid: ", self.kind, self.name)?;

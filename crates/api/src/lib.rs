@@ -12,6 +12,7 @@ pub mod printers;
 pub mod quantity;
 pub mod resources;
 pub mod scheduling;
+pub mod services;
 pub mod update;
 pub mod valid;
 pub mod validation;

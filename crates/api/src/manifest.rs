@@ -1,8 +1,8 @@
 //! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`; Jobs, and the
-//! ConfigMaps and Secrets that ship beside them.
+//! Namespaces, ConfigMaps, Secrets and Services that ship beside them.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,31 +72,39 @@ pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ManifestEr
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Manifest {
     pub jobs: Vec<Job>,
+    pub namespaces: Vec<Namespace>,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
+    pub services: Vec<Service>,
 }
 
 /// One object of a manifest.
 enum Object {
     Job(Box<Job>),
+    Namespace(Box<Namespace>),
     ConfigMap(Box<ConfigMap>),
     Secret(Box<Secret>),
+    Service(Box<Service>),
 }
 
 impl Object {
     fn kind(&self) -> &'static str {
         match self {
             Object::Job(_) => "Job",
+            Object::Namespace(_) => "Namespace",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Secret(_) => "Secret",
+            Object::Service(_) => "Service",
         }
     }
 
     fn to_value(&self) -> Value {
         let value = match self {
             Object::Job(o) => serde_json::to_value(o),
+            Object::Namespace(o) => serde_json::to_value(o),
             Object::ConfigMap(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
         };
         value.unwrap_or(Value::Null)
     }
@@ -147,8 +155,10 @@ pub fn parse_manifest(
             }
             match object {
                 Object::Job(job) => manifest.jobs.push(*job),
+                Object::Namespace(namespace) => manifest.namespaces.push(*namespace),
                 Object::ConfigMap(config_map) => manifest.config_maps.push(*config_map),
                 Object::Secret(secret) => manifest.secrets.push(*secret),
+                Object::Service(service) => manifest.services.push(*service),
             }
         }
     }
@@ -222,8 +232,10 @@ fn collect_objects(value: Value, objects: &mut Vec<(Value, Object)>) -> Result<(
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     let object = match (api_version, kind) {
         ("batch/v1", "Job") => Object::Job(decode(&value)?),
+        ("v1", "Namespace") => Object::Namespace(decode(&value)?),
         ("v1", "ConfigMap") => Object::ConfigMap(decode(&value)?),
         ("v1", "Secret") => Object::Secret(decode(&value)?),
+        ("v1", "Service") => Object::Service(decode(&value)?),
         ("v1", "List") => {
             let items = match map.get("items") {
                 Some(Value::Array(items)) => items.clone(),
@@ -243,7 +255,7 @@ fn collect_objects(value: Value, objects: &mut Vec<(Value, Object)>) -> Result<(
                 .and_then(Value::as_str)
                 .unwrap_or("");
             return Err(format!(
-                "joblet runs batch/v1 Jobs, with the v1 ConfigMaps and Secrets beside them; this is a {api_version} {kind} {name:?}"
+                "joblet runs batch/v1 Jobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a {api_version} {kind} {name:?}"
             ));
         }
     };
@@ -393,10 +405,10 @@ metadata: {name: a}
 
     #[test]
     fn other_kinds_are_refused_by_name() {
-        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n";
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n";
         assert_eq!(
             parse_jobs("f.yaml", text).unwrap_err().to_string(),
-            "f.yaml: document 1: joblet runs batch/v1 Jobs, with the v1 ConfigMaps and Secrets beside them; this is a v1 Service \"web\""
+            "f.yaml: document 1: joblet runs batch/v1 Jobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a apps/v1 Deployment \"web\""
         );
         assert!(matches!(
             parse_jobs("f.yaml", "").unwrap_err(),

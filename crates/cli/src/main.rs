@@ -380,21 +380,27 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
             eprintln!("Warning: {warning}");
         }
         all.jobs.extend(manifest.jobs);
+        all.namespaces.extend(manifest.namespaces);
         all.config_maps.extend(manifest.config_maps);
         all.secrets.extend(manifest.secrets);
+        all.services.extend(manifest.services);
     }
     if all.jobs.is_empty() {
         return Err(format!("error: {source}: no Job in the input"));
     }
     let joblet_api::Manifest {
         mut jobs,
+        mut namespaces,
         mut config_maps,
         mut secrets,
+        mut services,
     } = all;
     // As `kubectl create -f` gets them named by the API server: each run makes new objects.
     let metas = (jobs.iter_mut().map(|j| &mut j.metadata))
+        .chain(namespaces.iter_mut().map(|n| &mut n.metadata))
         .chain(config_maps.iter_mut().map(|c| &mut c.metadata))
-        .chain(secrets.iter_mut().map(|s| &mut s.metadata));
+        .chain(secrets.iter_mut().map(|s| &mut s.metadata))
+        .chain(services.iter_mut().map(|s| &mut s.metadata));
     for meta in metas {
         joblet_driver::generate_name(meta);
     }
@@ -428,12 +434,34 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
             errors.push(format!("error: {invalid}"));
         }
     }
+    // A run's namespaces exist as soon as something is in them: a Namespace document is
+    // checked, and needs nothing more.
+    for namespace in &namespaces {
+        if let Err(invalid) = joblet_api::services::validate_namespace(namespace) {
+            errors.push(format!("error: {invalid}"));
+        }
+    }
+    for service in &mut services {
+        joblet_api::services::default_service(service);
+        match joblet_api::services::validate_service(service) {
+            Ok(()) => eprintln!(
+                "Warning: {}",
+                joblet_api::services::service_warning(service)
+            ),
+            Err(invalid) => errors.push(format!("error: {invalid}")),
+        }
+    }
     let metas = (valid.iter().map(|(job, _)| ("Job", &job.metadata)))
         .chain(config_maps.iter().map(|c| ("ConfigMap", &c.metadata)))
-        .chain(secrets.iter().map(|s| ("Secret", &s.metadata)));
+        .chain(secrets.iter().map(|s| ("Secret", &s.metadata)))
+        .chain(services.iter().map(|s| ("Service", &s.metadata)))
+        .chain(namespaces.iter().map(|n| ("Namespace", &n.metadata)));
     let mut seen = std::collections::HashSet::new();
     for (kind, meta) in metas {
-        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let namespace = match kind {
+            "Namespace" => "",
+            _ => meta.namespace.as_deref().unwrap_or("default"),
+        };
         let name = meta.name.as_deref().unwrap_or_default();
         if !seen.insert((kind, namespace, name)) {
             errors.push(format!("error: {kind} {name:?} appears twice in {source}"));

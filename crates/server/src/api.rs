@@ -465,25 +465,8 @@ async fn create_namespace(
     })?;
     let warnings = field_validation(params, unknown)?;
     let name = namespace.metadata.name.clone().unwrap_or_default();
-    if !joblet_api::validation::is_dns1123_label(&name) {
-        let invalid = joblet_api::Invalid {
-            kind: "Namespace",
-            name: name.clone(),
-            errors: vec![if name.is_empty() {
-                joblet_api::FieldError::required(
-                    "metadata.name",
-                    "name or generateName is required",
-                )
-            } else {
-                joblet_api::FieldError::invalid_str(
-                    "metadata.name",
-                    &name,
-                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-                )
-            }],
-        };
-        return Err(ApiError::invalid(&NAMESPACES, &invalid));
-    }
+    joblet_api::services::validate_namespace(&namespace)
+        .map_err(|invalid| ApiError::invalid(&NAMESPACES, &invalid))?;
     let created = state
         .engine
         .create_namespace(&name)

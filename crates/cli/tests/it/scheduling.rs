@@ -194,3 +194,56 @@ fn a_template_naming_a_node_runs_there_or_waits_for_it() {
     assert!(summary("elsewhere").contains("Failed"), "{}", run.context());
     assert!(!out.contains("FailedScheduling"), "{}", run.context());
 }
+
+/// A file as written for a cluster: a Namespace first, a headless Service for the pods'
+/// names, and an Indexed Job in that namespace. The Job runs; the Service is accepted with
+/// what joblet does not do for it.
+#[test]
+fn a_job_file_with_its_namespace_and_headless_service_runs() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: training}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: workers, namespace: training}
+spec:
+  clusterIP: None
+  selector: {job-name: train}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: train, namespace: training}
+spec:
+  completions: 2
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      subdomain: workers
+      restartPolicy: Never
+      containers:
+      - name: worker
+        image: busybox
+        command: ["sh", "-c", "test \"$HOSTNAME\" = train-$JOB_COMPLETION_INDEX"]
+"#;
+    let run = run(dir.path(), manifest, &["-o", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.job()["metadata"]["namespace"], "training");
+    assert_eq!(run.job()["status"]["succeeded"], 2, "{}", run.context());
+    assert!(
+        run.stderr().contains("Warning: Service \"workers\": accepted, not served: joblet gives Services no virtual IP and no DNS names"),
+        "{}",
+        run.context()
+    );
+    // What a cluster refuses is refused here too, before anything runs.
+    let bad = manifest.replace("name: training}", "name: Training}");
+    let run = crate::util::run(dir.path(), &bad, &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("Namespace \"Training\" is invalid: metadata.name: Invalid value: \"Training\": a lowercase RFC 1123 label"),
+        "{}",
+        run.context()
+    );
+}
