@@ -120,7 +120,7 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
 /// A ConfigMap or Secret that passed the API server's validation: the only form in which
 /// the engine takes one.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Valid<T>(T);
+pub struct Valid<T>(pub(crate) T);
 
 impl<T> Valid<T> {
     pub fn object(&self) -> &T {

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::config::Valid;
 use crate::field::{FieldError, Invalid};
 use crate::names::{label_value_errors, qualified_name_errors};
 use crate::validation::{is_dns1123_label, DNS1123_LABEL_ERROR};
@@ -140,6 +141,29 @@ pub fn validate_service(service: &Service) -> Result<(), Invalid> {
         }
     }
     Invalid::check("Service", &name, errors)
+}
+
+pub fn admit_service(service: Service) -> Result<Valid<Service>, Invalid> {
+    validate_service(&service)?;
+    Ok(Valid(service))
+}
+
+/// `ValidateServiceUpdate`, for what joblet keeps: the cluster IP a Service was created with
+/// (none, or `None` for a headless one) never changes.
+pub fn admit_service_update(new: Service, old: &Service) -> Result<Valid<Service>, Invalid> {
+    let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+    let (new_ip, old_ip) = (ip(&new), ip(old));
+    if new_ip.is_some() && new_ip != old_ip {
+        let name = new.metadata.name.clone().unwrap_or_default();
+        let value = new_ip.unwrap_or_default();
+        let error = FieldError::invalid_str("spec.clusterIP", &value, "field is immutable");
+        return Err(Invalid {
+            kind: "Service",
+            name,
+            errors: vec![error],
+        });
+    }
+    admit_service(new)
 }
 
 /// `IsValidPortName`: at most 15 characters, lower case letters, digits and inner hyphens,

@@ -255,11 +255,12 @@ impl Engine {
         object: Plain,
         base: Option<&UpdateBase>,
     ) -> Result<Value, CommandError> {
-        let namespace = match &object {
-            Plain::ConfigMap(valid) => valid.object().metadata.namespace.clone(),
-            Plain::Secret(valid) => valid.object().metadata.namespace.clone(),
-        }
-        .unwrap_or_default();
+        let (namespace, for_node) = match &object {
+            Plain::ConfigMap(valid) => (valid.object().metadata.namespace.clone(), true),
+            Plain::Secret(valid) => (valid.object().metadata.namespace.clone(), true),
+            Plain::Service(valid) => (valid.object().metadata.namespace.clone(), false),
+        };
+        let namespace = namespace.unwrap_or_default();
         if !self.namespaces.contains_key(&namespace) {
             return Err(CommandError::NamespaceNotFound(namespace));
         }
@@ -267,7 +268,9 @@ impl Engine {
         let (record, stored) = self.plain.put(object, base, rv)?;
         self.next_resource_version = rv;
         self.batch.put(record);
-        self.publish_node_objects();
+        if for_node {
+            self.publish_node_objects();
+        }
         Ok(stored)
     }
 
@@ -296,7 +299,9 @@ impl Engine {
             .ok_or(CommandError::NotFound)?;
         let rv = self.next_resource_version();
         self.batch.delete(kind, &key.0, &key.1, rv);
-        self.publish_node_objects();
+        if kind != crate::KIND_SERVICE {
+            self.publish_node_objects();
+        }
         Ok(object)
     }
 

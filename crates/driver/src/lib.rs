@@ -37,7 +37,7 @@ use objects::{
     container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
 };
 pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_NODE, KIND_POD};
-pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET};
+pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET, KIND_SERVICE};
 pub use writer::Feed;
 
 #[derive(Clone, Debug)]
@@ -112,7 +112,7 @@ pub enum Notice {
 type JobKey = (String, String);
 
 /// The kinds of the objects the API serves, as stored.
-pub const SERVED_KINDS: [&str; 7] = [
+pub const SERVED_KINDS: [&str; 8] = [
     KIND_NAMESPACE,
     KIND_NODE,
     KIND_JOB,
@@ -120,6 +120,7 @@ pub const SERVED_KINDS: [&str; 7] = [
     KIND_EVENT,
     KIND_CONFIG_MAP,
     KIND_SECRET,
+    KIND_SERVICE,
 ];
 
 /// A pod without a Job in memory (its Job was deleted): tracked until its processes end.

@@ -1,11 +1,12 @@
-//! ConfigMaps and Secrets: objects no controller reconciles. The engine stores them as they
-//! were validated, checks existence and preconditions, and hands every committed change to
-//! the node, whose pods take variables from them.
+//! ConfigMaps, Secrets and Services: objects no controller reconciles. The engine stores
+//! them as they were validated, checks existence and preconditions, and hands every
+//! committed change of a ConfigMap or Secret to the node, whose pods take variables from
+//! them.
 
 use std::collections::BTreeMap;
 
 use joblet_api::config::Valid;
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::k8s_openapi::{Metadata, Resource};
 use joblet_store::Record;
@@ -19,18 +20,21 @@ use crate::JobKey;
 
 pub const KIND_CONFIG_MAP: &str = "ConfigMap";
 pub const KIND_SECRET: &str = "Secret";
+pub const KIND_SERVICE: &str = "Service";
 
-/// A validated ConfigMap or Secret, as the API hands it to the engine.
+/// A validated object no controller reconciles, as the API hands it to the engine.
 pub enum Plain {
     ConfigMap(Valid<ConfigMap>),
     Secret(Valid<Secret>),
+    Service(Box<Valid<Service>>),
 }
 
-/// The stored ConfigMaps and Secrets, by namespace and name.
+/// The stored ConfigMaps, Secrets and Services, by namespace and name.
 #[derive(Default)]
 pub(crate) struct PlainObjects {
     config_maps: Kept<ConfigMap>,
     secrets: Kept<Secret>,
+    services: Kept<Service>,
 }
 
 type Kept<T> = BTreeMap<JobKey, T>;
@@ -47,6 +51,7 @@ impl PlainObjects {
         match object {
             Plain::ConfigMap(valid) => put(&mut self.config_maps, valid.into_object(), base, rv),
             Plain::Secret(valid) => put(&mut self.secrets, valid.into_object(), base, rv),
+            Plain::Service(valid) => put(&mut self.services, valid.into_object(), base, rv),
         }
     }
 
@@ -55,6 +60,7 @@ impl PlainObjects {
         match kind {
             KIND_CONFIG_MAP => self.config_maps.remove(key).map(to_value),
             KIND_SECRET => self.secrets.remove(key).map(to_value),
+            KIND_SERVICE => self.services.remove(key).map(to_value),
             _ => None,
         }
     }
@@ -63,16 +69,19 @@ impl PlainObjects {
     pub(crate) fn remove_namespace(&mut self, namespace: &str) -> Vec<(&'static str, String)> {
         let mut removed = take_namespace(&mut self.config_maps, namespace, KIND_CONFIG_MAP);
         removed.extend(take_namespace(&mut self.secrets, namespace, KIND_SECRET));
+        removed.extend(take_namespace(&mut self.services, namespace, KIND_SERVICE));
         removed
     }
 
-    /// Loads stored records of either kind; unreadable ones are skipped and said.
+    /// Loads stored records of these kinds; unreadable ones are skipped and said.
     pub(crate) fn load(&mut self, records: Vec<Record>) {
         for record in records {
             let key = (record.namespace.clone(), record.name.clone());
             let loaded = match record.kind.as_str() {
                 KIND_CONFIG_MAP => load(&mut self.config_maps, key, &record.body),
-                _ => load(&mut self.secrets, key, &record.body),
+                KIND_SECRET => load(&mut self.secrets, key, &record.body),
+                KIND_SERVICE => load(&mut self.services, key, &record.body),
+                other => Err(format!("not a kind kept here: {other}")),
             };
             if let Err(error) = loaded {
                 eprintln!(
@@ -83,7 +92,8 @@ impl PlainObjects {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether the node has no ConfigMap or Secret to know of.
+    pub(crate) fn nothing_for_node(&self) -> bool {
         self.config_maps.is_empty() && self.secrets.is_empty()
     }
 

@@ -26,9 +26,10 @@ impl Engine {
         let events = store.list(crate::KIND_EVENT)?;
         let mut plain = store.list(crate::KIND_CONFIG_MAP)?;
         plain.extend(store.list(crate::KIND_SECRET)?);
+        plain.extend(store.list(crate::KIND_SERVICE)?);
         drop(store);
         self.plain.load(plain);
-        if !self.plain.is_empty() {
+        if !self.plain.nothing_for_node() {
             self.publish_node_objects();
         }
         if let Some(ttl) = self.config.event_ttl {

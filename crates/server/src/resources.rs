@@ -136,14 +136,27 @@ pub const SECRETS: Resource = Resource {
     field_paths: &[("type", "/type")],
 };
 
+pub const SERVICES: Resource = Resource {
+    kind: "Service",
+    plural: "services",
+    singular: "service",
+    group: "",
+    namespaced: true,
+    short_names: &["svc"],
+    categories: &["all"],
+    subresources: &[("status", &["get", "patch", "update"])],
+    field_paths: &[],
+};
+
 /// In discovery order: `kubectl get all` lists pods before jobs, as on a cluster.
-pub const RESOURCES: [&Resource; 7] = [
+pub const RESOURCES: [&Resource; 8] = [
     &NAMESPACES,
     &NODES,
     &PODS,
     &EVENTS,
     &CONFIG_MAPS,
     &SECRETS,
+    &SERVICES,
     &JOBS,
 ];
 

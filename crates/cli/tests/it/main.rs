@@ -2,9 +2,9 @@
 
 mod crash;
 mod examples;
+mod one_node;
 mod podman;
 mod resume;
 mod run;
-mod scheduling;
 mod serve;
 mod util;

@@ -9,6 +9,7 @@ mod jobs;
 mod nodes;
 pub mod request;
 mod secrets;
+mod services;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -178,10 +179,11 @@ impl<S: Strategy> Rest for Store<S> {
 }
 
 /// The kinds served through strategies (Pods, Events and Namespaces follow).
-static REGISTRY: [&dyn Rest; 4] = [
+static REGISTRY: [&dyn Rest; 5] = [
     &Store(jobs::Jobs),
     &Store(config_maps::ConfigMaps),
     &Store(secrets::Secrets),
+    &Store(services::Services),
     &nodes::Nodes,
 ];
 

@@ -1,5 +1,6 @@
-//! The node's scheduler, as a user meets it: requests counted against the machine, pods
-//! that wait in `Pending` with the scheduler's reason, and the node kubectl lists.
+//! One node, as a cluster sees it: requests counted against the machine, pods that wait in
+//! `Pending` with the scheduler's reason, the node kubectl lists, and the other documents a
+//! Job file carries (a Namespace, a headless Service).
 
 use crate::serve::{wait_for, Server};
 use crate::util::{job, run, scratch};
@@ -201,7 +202,76 @@ fn a_template_naming_a_node_runs_there_or_waits_for_it() {
 #[test]
 fn a_job_file_with_its_namespace_and_headless_service_runs() {
     let dir = scratch();
-    let manifest = r#"apiVersion: v1
+    let run = run(dir.path(), TRAINING, &["-o", "json"]);
+    run.expect_code(0);
+    assert_eq!(run.job()["metadata"]["namespace"], "training");
+    assert_eq!(run.job()["status"]["succeeded"], 2, "{}", run.context());
+    assert!(
+        run.stderr().contains("Warning: Service \"workers\": accepted, not served: joblet gives Services no virtual IP and no DNS names"),
+        "{}",
+        run.context()
+    );
+    // What a cluster refuses is refused here too, before anything runs.
+    let bad = TRAINING.replace("name: training}", "name: Training}");
+    let run = crate::util::run(dir.path(), &bad, &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("Namespace \"Training\" is invalid: metadata.name: Invalid value: \"Training\": a lowercase RFC 1123 label"),
+        "{}",
+        run.context()
+    );
+}
+
+/// The same file through `kubectl apply` on `serve`: the Namespace, the Service (listed
+/// with upstream's columns) and the Job are created, and the Job runs.
+#[test]
+fn kubectl_applies_a_job_file_with_its_namespace_and_headless_service() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let run = server.kubectl_with(&["apply", "-f", "-"], Some(TRAINING));
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout(),
+        "namespace/training created\nservice/workers created\njob.batch/train created\n"
+    );
+    assert!(
+        run.stderr()
+            .contains("Warning: Service \"workers\": accepted, not served"),
+        "{}",
+        run.context()
+    );
+    server.ok(&[
+        "wait",
+        "-n",
+        "training",
+        "--for=condition=complete",
+        "job/train",
+        "--timeout=30s",
+    ]);
+    let services = server.ok(&["get", "svc", "-n", "training", "-o", "wide"]);
+    let row: Vec<&str> = services
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        [row[0], row[1], row[2], row[3], row[4], row[6]],
+        [
+            "workers",
+            "ClusterIP",
+            "None",
+            "<none>",
+            "<none>",
+            "job-name=train"
+        ],
+        "{services}"
+    );
+    server.ok(&["delete", "namespace", "training"]);
+    assert_eq!(server.ok(&["get", "svc", "-A", "-o", "name"]), "");
+}
+
+const TRAINING: &str = r#"apiVersion: v1
 kind: Namespace
 metadata: {name: training}
 ---
@@ -228,22 +298,3 @@ spec:
         image: busybox
         command: ["sh", "-c", "test \"$HOSTNAME\" = train-$JOB_COMPLETION_INDEX"]
 "#;
-    let run = run(dir.path(), manifest, &["-o", "json"]);
-    run.expect_code(0);
-    assert_eq!(run.job()["metadata"]["namespace"], "training");
-    assert_eq!(run.job()["status"]["succeeded"], 2, "{}", run.context());
-    assert!(
-        run.stderr().contains("Warning: Service \"workers\": accepted, not served: joblet gives Services no virtual IP and no DNS names"),
-        "{}",
-        run.context()
-    );
-    // What a cluster refuses is refused here too, before anything runs.
-    let bad = manifest.replace("name: training}", "name: Training}");
-    let run = crate::util::run(dir.path(), &bad, &[]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("Namespace \"Training\" is invalid: metadata.name: Invalid value: \"Training\": a lowercase RFC 1123 label"),
-        "{}",
-        run.context()
-    );
-}
