@@ -119,6 +119,15 @@ pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
     }
 }
 
+/// A uid for the event written at `rv`, as the API server gives every object one (clients
+/// key events by it): a random prefix per process and the resourceVersion, unique without
+/// reading the system's randomness for every event.
+fn event_uid(rv: i64) -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| crate::new_uid()[..23].to_string());
+    format!("{prefix}-{:012x}", rv & 0xffff_ffff_ffff)
+}
+
 /// An event about `involved`, recorded by `component` (`job-controller`, `kubelet`).
 pub fn event_record(
     involved: ObjectReference,
@@ -135,6 +144,7 @@ pub fn event_record(
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.clone()),
+            uid: Some(event_uid(rv)),
             resource_version: Some(rv.to_string()),
             creation_timestamp: Some(now.to_wire()),
             ..Default::default()

@@ -1502,6 +1502,11 @@ fn a_pods_events_say_it_was_created_started_and_killed() {
         "jsonpath={.items[0].involvedObject.name}",
     ]);
     let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    // Each event has a uid of its own, as the API server gives them.
+    let uids = server.ok(&["get", "events", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    let uids: Vec<&str> = uids.split_whitespace().collect();
+    let distinct: std::collections::HashSet<&&str> = uids.iter().collect();
+    assert!(uids.len() >= 4 && distinct.len() == uids.len(), "{uids:?}");
     assert_eq!(
         events,
         format!(
