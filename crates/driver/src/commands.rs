@@ -240,6 +240,8 @@ impl Engine {
         reply: Reply<T>,
         result: Result<T, CommandError>,
     ) {
+        // A waiting pod the command deleted is failed in the same commit.
+        self.fail_unbound_deleted();
         self.flush();
         self.writer.submit(
             Default::default(),

@@ -895,7 +895,7 @@ impl Engine {
 
     /// Marks the pods deleted while they waited `Failed`, as the pod garbage collector does
     /// with deleted pods that were never scheduled (`gcUnscheduledTerminating`).
-    fn fail_unbound_deleted(&mut self) {
+    pub(crate) fn fail_unbound_deleted(&mut self) {
         for key in std::mem::take(&mut self.unbound_deleted) {
             let object = match self.pod_owner.get(&key) {
                 Some(job) => self.jobs.get(job).and_then(|e| e.pods.get(&key.1)),

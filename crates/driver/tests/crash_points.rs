@@ -14,8 +14,16 @@ use joblet_runtime::SupervisorCommand;
 
 const COMPLETIONS: usize = 4;
 
-fn job(dir: &Path) -> Job {
-    serde_json::from_value(serde_json::json!({
+/// The Job of a simulation: its pods run, or they never fit the node and wait until the
+/// Job's deadline deletes them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pods {
+    Run,
+    NeverFit,
+}
+
+fn job(dir: &Path, pods: Pods) -> Job {
+    let mut job: Job = serde_json::from_value(serde_json::json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "points"},
@@ -37,7 +45,14 @@ fn job(dir: &Path) -> Job {
             }},
         },
     }))
-    .unwrap()
+    .unwrap();
+    if pods == Pods::NeverFit {
+        let spec = job.spec.as_mut().unwrap();
+        spec.active_deadline_seconds = Some(1);
+        let pod = spec.template.spec.as_mut().unwrap();
+        pod.node_selector = Some([("disk".to_string(), "none".to_string())].into());
+    }
+    job
 }
 
 fn backoff() -> BackoffConfig {
@@ -73,6 +88,7 @@ async fn engine_life(
     state: &Path,
     dir: &Path,
     crash: Option<(u64, CrashPoint)>,
+    pods: Pods,
 ) -> Option<JobStatus> {
     std::fs::create_dir_all(state).unwrap();
     // Waits for the last supervisor if it still runs pods; serves otherwise.
@@ -90,8 +106,8 @@ async fn engine_life(
         eprintln!("recover: {e}");
         return None;
     }
-    let admitted = joblet_driver::admit(job(dir)).unwrap();
-    if let Err(e) = engine.create_or_resume(admitted, job(dir)) {
+    let admitted = joblet_driver::admit(job(dir, pods)).unwrap();
+    if let Err(e) = engine.create_or_resume(admitted, job(dir, pods)) {
         eprintln!("create: {e}");
         return None;
     }
@@ -130,41 +146,47 @@ fn indexes_run(dir: &Path) -> Vec<usize> {
 
 /// Runs with a crash at the `nth` commit, then restarts until the Job settles. `None` if
 /// the run needed fewer commits than `nth` (no crash happened).
-async fn crash_and_recover(nth: u64, point: CrashPoint) -> Option<String> {
+async fn crash_and_recover(nth: u64, point: CrashPoint, pods: Pods) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    if engine_life(&state, dir.path(), Some((nth, point)))
+    if engine_life(&state, dir.path(), Some((nth, point)), pods)
         .await
         .is_some()
     {
         return None;
     }
     let status = loop {
-        if let Some(status) = engine_life(&state, dir.path(), None).await {
+        if let Some(status) = engine_life(&state, dir.path(), None, pods).await {
             break status;
         }
     };
+    let expected = match pods {
+        Pods::Run => (0..COMPLETIONS).collect::<Vec<_>>(),
+        Pods::NeverFit => Vec::new(),
+    };
     assert_eq!(
         indexes_run(dir.path()),
-        (0..COMPLETIONS).collect::<Vec<_>>(),
-        "each index runs once (crash at commit {nth}, {point:?})"
+        expected,
+        "each index runs once, or never (crash at commit {nth}, {point:?})"
     );
     Some(summary(&status))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_crash_point_ends_as_the_run_without_crash() {
+/// Every crash point of a run, then restarts until the Job settles: it must end as the run
+/// without a crash ended (`condition` among its conditions); the number of crash points.
+async fn every_crash_point(pods: Pods, condition: &str) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let Some(reference) = engine_life(&dir.path().join("state"), dir.path(), None).await else {
+    let state = dir.path().join("state");
+    let Some(reference) = engine_life(&state, dir.path(), None, pods).await else {
         panic!("a run without crash settles");
     };
     let expected = summary(&reference);
-    assert!(expected.contains("Complete=True"), "{expected}");
+    assert!(expected.contains(condition), "{expected}");
     let mut points = 0;
     for point in [CrashPoint::BeforeCommit, CrashPoint::AfterCommit] {
         for nth in 1.. {
             let Some(summary) =
-                tokio::time::timeout(Duration::from_secs(60), crash_and_recover(nth, point))
+                tokio::time::timeout(Duration::from_secs(60), crash_and_recover(nth, point, pods))
                     .await
                     .unwrap_or_else(|_| panic!("crash at commit {nth}, {point:?}: no end"))
             else {
@@ -175,6 +197,17 @@ async fn every_crash_point_ends_as_the_run_without_crash() {
         }
     }
     eprintln!("{points} crash points, each ended as: {expected}");
+    points
+}
+
+/// One test for both cases: the supervisors of a process share its one reaper of children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_crash_point_ends_as_the_run_without_crash() {
+    let points = every_crash_point(Pods::Run, "Complete=True").await;
     // Creating the Job, each pod's record, start and end: a few commits each at least.
     assert!(points >= 2 * COMPLETIONS, "only {points} crash points");
+    // Pods that wait for the node until the deadline deletes them: a crash between their
+    // deletion and their failure being recorded must not leave them waiting for ever.
+    let points = every_crash_point(Pods::NeverFit, "Failed=True").await;
+    assert!(points >= 4, "only {points} crash points");
 }
