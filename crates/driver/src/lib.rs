@@ -962,12 +962,12 @@ impl Engine {
         };
         // A pod that named the node itself was never the scheduler's to place.
         let named = |pod: &Pod| pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-        self.runtime.reserve(&key.0, &key.1);
         if let Some(loose) = self.loose_pods.get_mut(&key) {
             place(&mut loose.object);
             let object = loose.object.clone();
             let rv = self.next_resource_version();
             self.batch.put(pod_record(&object, rv));
+            self.runtime.reserve(&key.0, &key.1);
             self.to_start.push(object);
             return;
         }
@@ -983,19 +983,25 @@ impl Engine {
             pod.view = PodView::from_pod(&pod.object);
             let object = pod.object.clone();
             self.persist_pod(&mut entry, &key.1);
-            if by_name {
-                self.to_start.push(object);
-                self.jobs.insert(job_key, entry);
-                return;
+            if !by_name {
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "Scheduled".to_string(),
+                    message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
+                };
+                let involved = pod_reference(&object);
+                let said = format!("pod/{}", key.1);
+                self.record_event_about(
+                    &entry.job,
+                    involved,
+                    "default-scheduler",
+                    said,
+                    &event,
+                    now,
+                );
             }
-            let event = Event {
-                type_: EventType::Normal,
-                reason: "Scheduled".to_string(),
-                message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
-            };
-            let involved = pod_reference(&object);
-            let said = format!("pod/{}", key.1);
-            self.record_event_about(&entry.job, involved, "default-scheduler", said, &event, now);
+            // Reserved only once found, so that nothing is held for a pod that is gone.
+            self.runtime.reserve(&key.0, &key.1);
             self.to_start.push(object);
         }
         self.jobs.insert(job_key, entry);
