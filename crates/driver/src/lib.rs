@@ -195,8 +195,8 @@ pub struct Engine {
     next_resource_version: i64,
     runtime: Runtime,
     updates: mpsc::UnboundedReceiver<PodUpdate>,
-    /// This machine as the cluster's one node, and the scheduler that binds pods to it.
-    node: joblet_api::k8s_openapi::api::core::v1::Node,
+    /// This machine's name as the cluster's one node, and the scheduler that binds pods to it.
+    node_name: String,
     scheduler: Scheduler,
     /// Pods deleted while they waited for the node: no kubelet has them, so they are
     /// marked failed here, as the pod garbage collector marks them on a cluster.
@@ -267,7 +267,7 @@ impl Engine {
             next_resource_version: node_rv,
             runtime,
             updates,
-            node,
+            node_name: machine.name.clone(),
             scheduler,
             unbound_deleted: Vec::new(),
             jobs: BTreeMap::new(),
@@ -897,13 +897,9 @@ impl Engine {
     /// with deleted pods that were never scheduled (`gcUnscheduledTerminating`).
     pub(crate) fn fail_unbound_deleted(&mut self) {
         for key in std::mem::take(&mut self.unbound_deleted) {
-            let object = match self.pod_owner.get(&key) {
-                Some(job) => self.jobs.get(job).and_then(|e| e.pods.get(&key.1)),
-                None => None,
-            }
-            .map(|p| &p.object)
-            .or_else(|| self.loose_pods.get(&key).map(|p| &p.object));
-            let Some(object) = object else { continue };
+            let Some(object) = self.pod_object(&key) else {
+                continue;
+            };
             let mut status = object.status.clone().unwrap_or_default();
             status.phase = Some("Failed".to_string());
             self.apply_update(PodUpdate {
@@ -912,6 +908,62 @@ impl Engine {
                 status,
             });
         }
+    }
+
+    /// A pod the engine tracks: of a Job, or loose.
+    fn pod_object(&self, key: &JobKey) -> Option<&Pod> {
+        let owned = (self.pod_owner.get(key))
+            .and_then(|job| self.jobs.get(job))
+            .and_then(|entry| entry.pods.get(&key.1));
+        owned
+            .map(|p| &p.object)
+            .or_else(|| self.loose_pods.get(key).map(|p| &p.object))
+    }
+
+    /// Changes a tracked pod and writes it: `change`'s answer, the pod as changed, and the
+    /// key of its Job (none for a loose pod).
+    fn change_pod<R>(
+        &mut self,
+        key: &JobKey,
+        change: impl FnOnce(&mut Pod) -> R,
+    ) -> Option<(R, Pod, Option<JobKey>)> {
+        if let Some(loose) = self.loose_pods.get_mut(key) {
+            let answer = change(&mut loose.object);
+            let object = loose.object.clone();
+            let rv = self.next_resource_version();
+            self.batch.put(pod_record(&object, rv));
+            return Some((answer, object, None));
+        }
+        let job_key = self.pod_owner.get(key).cloned()?;
+        let mut entry = self.jobs.remove(&job_key)?;
+        let changed = entry.pods.get_mut(&key.1).map(|pod| {
+            let answer = change(&mut pod.object);
+            pod.view = PodView::from_pod(&pod.object);
+            (answer, pod.object.clone())
+        });
+        if changed.is_some() {
+            self.persist_pod(&mut entry, &key.1);
+        }
+        self.jobs.insert(job_key.clone(), entry);
+        changed.map(|(answer, object)| (answer, object, Some(job_key)))
+    }
+
+    /// The scheduler's event about a pod of the Job `job_key`.
+    fn record_scheduler_event(&mut self, job_key: &JobKey, pod: &Pod, event: Event, now: Time) {
+        let Some(entry) = self.jobs.remove(job_key) else {
+            return;
+        };
+        let object = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
+        let involved = pod_reference(pod);
+        self.record_event_about(
+            &entry.job,
+            involved,
+            "default-scheduler",
+            object,
+            &event,
+            now,
+        );
+        self.jobs.insert(job_key.clone(), entry);
     }
 
     /// Carries out the scheduler's decisions: binds the pods that fit and starts them, and
@@ -953,87 +1005,43 @@ impl Engine {
     /// Binds a pod to the node (`spec.nodeName`, `PodScheduled`), and hands it to the
     /// runtime once that is committed.
     fn bind(&mut self, key: JobKey, now: Time) {
-        let node = self.node.metadata.name.clone().unwrap_or_default();
-        let place = |pod: &mut Pod| {
-            if let Some(spec) = pod.spec.as_mut() {
-                spec.node_name = Some(node.clone());
-            }
+        let node = self.node_name.clone();
+        let placed = self.change_pod(&key, |pod| {
+            let spec = pod.spec.get_or_insert_with(Default::default);
+            // A pod that named the node itself was never the scheduler's to place.
+            let by_name = spec.node_name.replace(node.clone()).is_some();
             Self::scheduled_condition(pod, None, now);
-        };
-        // A pod that named the node itself was never the scheduler's to place.
-        let named = |pod: &Pod| pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-        if let Some(loose) = self.loose_pods.get_mut(&key) {
-            place(&mut loose.object);
-            let object = loose.object.clone();
-            let rv = self.next_resource_version();
-            self.batch.put(pod_record(&object, rv));
-            self.runtime.reserve(&key.0, &key.1);
-            self.to_start.push(object);
+            by_name
+        });
+        let Some((by_name, object, owner)) = placed else {
             return;
+        };
+        if let (false, Some(job_key)) = (by_name, owner) {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Scheduled".to_string(),
+                message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
+            };
+            self.record_scheduler_event(&job_key, &object, event, now);
         }
-        let Some(job_key) = self.pod_owner.get(&key).cloned() else {
-            return;
-        };
-        let Some(mut entry) = self.jobs.remove(&job_key) else {
-            return;
-        };
-        if let Some(pod) = entry.pods.get_mut(&key.1) {
-            let by_name = named(&pod.object);
-            place(&mut pod.object);
-            pod.view = PodView::from_pod(&pod.object);
-            let object = pod.object.clone();
-            self.persist_pod(&mut entry, &key.1);
-            if !by_name {
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: "Scheduled".to_string(),
-                    message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
-                };
-                let involved = pod_reference(&object);
-                let said = format!("pod/{}", key.1);
-                self.record_event_about(
-                    &entry.job,
-                    involved,
-                    "default-scheduler",
-                    said,
-                    &event,
-                    now,
-                );
-            }
-            // Reserved only once found, so that nothing is held for a pod that is gone.
-            self.runtime.reserve(&key.0, &key.1);
-            self.to_start.push(object);
-        }
-        self.jobs.insert(job_key, entry);
+        // Reserved only once found, so that nothing is held for a pod that is gone.
+        self.runtime.reserve(&key.0, &key.1);
+        self.to_start.push(object);
     }
 
     /// A pod that does not fit: `PodScheduled` False, and a `FailedScheduling` event.
     fn mark_unschedulable(&mut self, key: JobKey, message: String, now: Time) {
-        let Some(job_key) = self.pod_owner.get(&key).cloned() else {
-            let rv = self.next_resource_version();
-            if let Some(loose) = self.loose_pods.get_mut(&key) {
-                Self::scheduled_condition(&mut loose.object, Some(&message), now);
-                self.batch.put(pod_record(&loose.object, rv));
-            }
-            return;
-        };
-        let Some(mut entry) = self.jobs.remove(&job_key) else {
-            return;
-        };
-        if let Some(pod) = entry.pods.get_mut(&key.1) {
-            Self::scheduled_condition(&mut pod.object, Some(&message), now);
-            pod.view = PodView::from_pod(&pod.object);
-            let involved = pod_reference(&pod.object);
-            self.persist_pod(&mut entry, &key.1);
+        let marked = self.change_pod(&key, |pod| {
+            Self::scheduled_condition(pod, Some(&message), now);
+        });
+        if let Some(((), object, Some(job_key))) = marked {
             let event = Event {
                 type_: EventType::Warning,
                 reason: "FailedScheduling".to_string(),
                 message,
             };
-            let said = format!("pod/{}", key.1);
-            self.record_event_about(&entry.job, involved, "default-scheduler", said, &event, now);
+            self.record_scheduler_event(&job_key, &object, event, now);
         }
-        self.jobs.insert(job_key, entry);
     }
 
     /// Deletes the events whose time is up: a long-running server would otherwise keep
