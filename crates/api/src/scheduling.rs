@@ -48,6 +48,69 @@ pub fn validate_scheduling(spec: &PodSpec, path: &str, errors: &mut Vec<FieldErr
     for (i, toleration) in spec.tolerations.iter().flatten().enumerate() {
         validate_toleration(toleration, &format!("{path}.tolerations[{i}]"), errors);
     }
+    refuse_what_the_scheduler_does_not_do(spec, path, errors);
+}
+
+/// Fields that would keep a pod from running on a cluster, or decide where, that joblet's
+/// scheduler does not act on: refused with their path rather than ignored.
+fn refuse_what_the_scheduler_does_not_do(spec: &PodSpec, path: &str, errors: &mut Vec<FieldError>) {
+    let affinity = spec.affinity.as_ref();
+    let required = [
+        (
+            "podAffinity",
+            affinity
+                .and_then(|a| a.pod_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
+        ),
+        (
+            "podAntiAffinity",
+            affinity
+                .and_then(|a| a.pod_anti_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
+        ),
+    ];
+    for (field, terms) in required {
+        if terms.is_some_and(|t| !t.is_empty()) {
+            errors.push(FieldError::forbidden(
+                format!("{path}.affinity.{field}.requiredDuringSchedulingIgnoredDuringExecution"),
+                "joblet's scheduler does not apply required pod affinity or anti-affinity yet",
+            ));
+        }
+    }
+    if spec
+        .scheduling_gates
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+    {
+        errors.push(FieldError::forbidden(
+            format!("{path}.schedulingGates"),
+            "nothing in joblet lifts scheduling gates, so its pods would wait for ever",
+        ));
+    }
+    if let Some(name) = spec.scheduler_name.as_deref() {
+        if name != "default-scheduler" {
+            errors.push(FieldError::forbidden(
+                format!("{path}.schedulerName"),
+                format!("joblet's one scheduler is default-scheduler; {name:?} does not run here, so its pods would wait for ever"),
+            ));
+        }
+    }
+    if let Some(class) = spec
+        .priority_class_name
+        .as_deref()
+        .filter(|c| !c.is_empty())
+    {
+        errors.push(FieldError::forbidden(
+            format!("{path}.priorityClassName"),
+            format!("joblet serves no PriorityClasses: {class:?} would not be found, and all pods have the same priority"),
+        ));
+    }
 }
 
 fn label_name(path: &str, key: &str, errors: &mut Vec<FieldError>) {
@@ -195,6 +258,35 @@ fn validate_toleration(toleration: &Toleration, path: &str, errors: &mut Vec<Fie
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_the_scheduler_does_not_do_is_refused_with_its_path() {
+        let term = json!([{"labelSelector": {"matchLabels": {"app": "x"}},
+            "topologyKey": "kubernetes.io/hostname"}]);
+        let spec = json!({
+            "schedulerName": "volcano",
+            "priorityClassName": "high",
+            "schedulingGates": [{"name": "example.com/quota"}],
+            "affinity": {
+                "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term},
+                "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term}}
+        });
+        assert_eq!(
+            errors_for(spec),
+            [
+                "s.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution: Forbidden: joblet's scheduler does not apply required pod affinity or anti-affinity yet",
+                "s.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution: Forbidden: joblet's scheduler does not apply required pod affinity or anti-affinity yet",
+                "s.schedulingGates: Forbidden: nothing in joblet lifts scheduling gates, so its pods would wait for ever",
+                "s.schedulerName: Forbidden: joblet's one scheduler is default-scheduler; \"volcano\" does not run here, so its pods would wait for ever",
+                "s.priorityClassName: Forbidden: joblet serves no PriorityClasses: \"high\" would not be found, and all pods have the same priority",
+            ]
+        );
+        // The defaulted scheduler name is accepted.
+        assert_eq!(
+            errors_for(json!({"schedulerName": "default-scheduler"})),
+            Vec::<String>::new()
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
