@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
-# (redis-server; podman, runc and busybox-static for the podman runtime, whose test images
-# scripts/test-images.sh and examples/images/build.sh make; the Python kubernetes client; kubectl must already be on
-# the machine image), then `cargo test`, then each fuzz target for a short time
+# (redis-server; podman, docker.io, runc and busybox-static for the container runtimes, whose
+# test images scripts/test-images.sh and examples/images/build.sh make; the Python
+# kubernetes client; kubectl must already be on the machine image), starts the Docker daemon
+# if it is not running, then `cargo test`, then each fuzz target for a short time
 # (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -20,10 +22,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-# The podman runtime runs containers with runc and mounts overlays: it needs root.
+# The container runtimes run containers with runc and mount overlays: they need root.
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: the podman runtime's tests need root (they mount overlays and run runc)" >&2
+  echo "error: the container runtimes' tests need root (they mount overlays and run runc)" >&2
   exit 1
+fi
+# The docker runtime's images are the Docker daemon's: started when it is not running.
+if ! docker info >/dev/null 2>&1; then
+  dockerd_log=$(mktemp --tmpdir joblet-test-dockerd.XXXXXX)
+  setsid dockerd >"$dockerd_log" 2>&1 < /dev/null &
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  if ! docker info >/dev/null 2>&1; then
+    echo "error: the Docker daemon did not start; its log ($dockerd_log) ends:" >&2
+    tail -n 20 "$dockerd_log" >&2
+    exit 1
+  fi
 fi
 scripts/test-images.sh
 # The images the recipe's manifests name, as they are written (examples/recipe/).

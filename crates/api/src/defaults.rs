@@ -151,7 +151,7 @@ pub fn image_pull_policy(image: Option<&str>) -> String {
 
 /// The runtime classes a pod may name in `spec.runtimeClassName`; a pod that names none
 /// runs on the host.
-pub const RUNTIME_CLASSES: [&str; 2] = ["host", "podman"];
+pub const RUNTIME_CLASSES: [&str; 3] = ["host", "podman", "docker"];
 
 /// The default runtime of `--runtime`, applied on create to a template that names no
 /// runtime class, as a mutating admission plugin would: the class is stored with the Job,

@@ -699,7 +699,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     }
     let runtime = match pod.runtime_class_name.as_deref() {
         None | Some("host") => Runtime::Host,
-        Some("podman") => Runtime::Podman,
+        Some("podman" | "docker") => Runtime::Image,
         Some(other) => {
             errors.push(FieldError::not_supported(
                 format!("{SPEC}.runtimeClassName"),
@@ -804,9 +804,9 @@ fn containers_with_paths(pod: &PodSpec) -> impl Iterator<Item = (String, &Contai
 enum Runtime {
     /// Host processes: nothing from the image, no mounts, no memory limit.
     Host,
-    /// Containers from images (podman prepares them, runc runs them), with their volumes
-    /// and limits.
-    Podman,
+    /// Containers from images (podman or docker prepares them, runc runs them), with their
+    /// volumes and limits.
+    Image,
 }
 
 fn validate_container<'a>(
@@ -839,7 +839,7 @@ fn validate_container<'a>(
         errors.push(FieldError::required(
             format!("{path}.command"),
             format!(
-                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman or runtimeClassName: podman"
+                "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman|docker or runtimeClassName: podman|docker"
             ),
         ));
     }
@@ -1086,7 +1086,7 @@ fn validate_env_source(
 
 /// What the pod's runtime would silently get wrong, refused before anything runs: on the
 /// host a mount would read and write the host's own path and a memory limit would not
-/// hold; the podman runtime mounts what `validate_mounts` allows and enforces limits.
+/// hold; the container runtimes mount what `validate_mounts` allows and enforces limits.
 fn refuse_what_a_runtime_cannot_give(
     path: &str,
     container: &Container,
@@ -1098,11 +1098,11 @@ fn refuse_what_a_runtime_cannot_give(
         (Runtime::Host, Some(mount)) => errors.push(FieldError::forbidden(
             format!("{path}.volumeMounts"),
             format!(
-                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory; --runtime podman or runtimeClassName: podman mounts them",
+                "joblet runs containers as host processes and cannot mount volumes: {:?} would be the host's own directory; --runtime podman|docker or runtimeClassName: podman|docker mounts them",
                 mount.mount_path
             ),
         )),
-        (Runtime::Podman, Some(_)) => {
+        (Runtime::Image, Some(_)) => {
             crate::volumes::validate_mounts(volumes, container, path, errors)
         }
         (_, None) => {}
@@ -1121,7 +1121,7 @@ fn refuse_what_a_runtime_cannot_give(
     if runtime == Runtime::Host && limits.is_some_and(|l| l.contains_key("memory")) {
         errors.push(FieldError::forbidden(
             format!("{path}.resources.limits.memory"),
-            "joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman or runtimeClassName: podman does",
+            "joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman|docker or runtimeClassName: podman|docker does",
         ));
     }
 }
@@ -1162,7 +1162,7 @@ fn validate_security_context(path: &str, sc: &SecurityContext, errors: &mut Vec<
     }
 }
 
-/// The fields of a container's security context the podman runtime does not apply, each
+/// The fields of a container's security context the container runtimes do not apply, each
 /// with whether it is set.
 fn unapplied_fields(sc: &SecurityContext) -> Vec<(&'static str, bool)> {
     let mut fields = vec![
@@ -1198,7 +1198,7 @@ fn security_not_applied(path: &str, fields: &[(&str, bool)], warnings: &mut Vec<
         let what = if *field == "privileged" {
             "gives all capabilities, but not the host's devices"
         } else {
-            "not applied by joblet's podman runtime"
+            "not applied by joblet's container runtimes"
         };
         warnings.push(format!("{path}.{field}: {what}"));
     }
@@ -1284,7 +1284,7 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
         let how = if on_host {
             "the host runtime pulls no images"
         } else {
-            "joblet's podman runtime pulls with podman's own credentials (podman login)"
+            "joblet's container runtimes pull with the engine's own credentials (podman login, docker login)"
         };
         warnings.push(format!("{SPEC}.imagePullSecrets: not used: {how}"));
     }
@@ -1712,11 +1712,11 @@ spec:
         );
         assert_eq!(
             errors_for(pod("host", from_image.clone())),
-            [format!("{path}.containers[0].command: Required value: joblet runs container \"main\" as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman or runtimeClassName: podman")]
+            [format!("{path}.containers[0].command: Required value: joblet runs container \"main\" as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman|docker or runtimeClassName: podman|docker")]
         );
         assert_eq!(
             errors_for(pod("gvisor", json!({"name": "main", "image": "busybox", "command": ["true"]}))),
-            [format!("{path}.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\"")]
+            [format!("{path}.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\", \"docker\"")]
         );
         let mounted = json!({"name": "main", "image": "busybox",
             "volumeMounts": [{"name": "v", "mountPath": "/data"}]});
@@ -1773,8 +1773,8 @@ spec:
             runtime_warnings(&job),
             [
                 format!("{path}.containers[0].securityContext.privileged: gives all capabilities, but not the host's devices"),
-                format!("{path}.securityContext.seccompProfile: not applied by joblet's podman runtime"),
-                format!("{path}.imagePullSecrets: not used: joblet's podman runtime pulls with podman's own credentials (podman login)"),
+                format!("{path}.securityContext.seccompProfile: not applied by joblet's container runtimes"),
+                format!("{path}.imagePullSecrets: not used: joblet's container runtimes pull with the engine's own credentials (podman login, docker login)"),
                 format!("{path}.hostAliases: not applied: joblet's pods see the machine's /etc/hosts"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
             ]
@@ -1799,8 +1799,8 @@ spec:
         assert_eq!(
             errors,
             [
-                format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory; --runtime podman or runtimeClassName: podman mounts them"),
-                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman or runtimeClassName: podman does"),
+                format!("{path}.volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory; --runtime podman|docker or runtimeClassName: podman|docker mounts them"),
+                format!("{path}.resources.limits.memory: Forbidden: joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman|docker or runtimeClassName: podman|docker does"),
             ]
         );
         // A volume nothing mounts, a CPU limit, requests: accepted.

@@ -123,6 +123,8 @@ enum RuntimeClass {
     Host,
     /// Containers from their images (podman prepares them, runc runs them), as root.
     Podman,
+    /// Containers from their images in a Docker daemon's storage (runc runs them), as root.
+    Docker,
 }
 
 impl RuntimeClass {
@@ -130,6 +132,7 @@ impl RuntimeClass {
         match self {
             RuntimeClass::Host => "host",
             RuntimeClass::Podman => "podman",
+            RuntimeClass::Docker => "docker",
         }
     }
 }

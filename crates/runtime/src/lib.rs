@@ -6,6 +6,7 @@
 //! The runtime knows nothing of Jobs: it takes Pod objects and reports their status.
 
 mod containers;
+mod engines;
 mod host;
 mod leftover;
 mod lost;
@@ -109,7 +110,8 @@ struct Shared {
 /// RuntimeClasses name its nodes' handlers; a pod that names none runs on the host.
 struct Runtimes {
     host: Arc<host::HostRuntime>,
-    podman: Arc<oci::PodmanRuntime>,
+    podman: Arc<oci::OciRuntime>,
+    docker: Arc<oci::OciRuntime>,
 }
 
 impl Runtimes {
@@ -121,6 +123,7 @@ impl Runtimes {
         match class.unwrap_or("") {
             "" | "host" => Ok(self.host.clone()),
             "podman" => Ok(self.podman.clone()),
+            "docker" => Ok(self.docker.clone()),
             other => Err(format!("RuntimeClass {other:?} not found")),
         }
     }
@@ -131,7 +134,8 @@ impl Runtimes {
 pub fn check_runtime_class(class: &str) -> Result<(), String> {
     match class {
         "" | "host" => Ok(()),
-        "podman" => oci::check_podman(),
+        "podman" => oci::check_engine(&engines::Podman),
+        "docker" => oci::check_engine(&engines::Docker),
         other => Err(format!("RuntimeClass {other:?} not found")),
     }
 }
@@ -274,10 +278,20 @@ impl Local {
             clock: clock.clone(),
             reaper: Reaper::get(),
         });
-        let podman = oci::PodmanRuntime::new(host.clone(), config.containers_dir.clone());
+        // Both keep their runs under one directory: a run's name is its pod's and
+        // container's, whichever runtime it is, and a dead supervisor's leftovers are
+        // removed alike.
+        let oci = |engine: Box<dyn engines::ImageEngine>| {
+            Arc::new(oci::OciRuntime::new(
+                host.clone(),
+                engine,
+                config.containers_dir.clone(),
+            ))
+        };
         let runtimes = Runtimes {
+            podman: oci(Box::new(engines::Podman)),
+            docker: oci(Box::new(engines::Docker)),
             host,
-            podman: Arc::new(podman),
         };
         Ok(Local {
             shared: Arc::new(Shared {

@@ -1,8 +1,9 @@
-//! The `podman` runtime: podman prepares each image once (its config and a mount of its
-//! root filesystem), and each run of a container is `runc run` on an overlay of that root
-//! filesystem, launched and watched as host containers are: its output into the log, its
-//! exit status (runc's is the container's), SIGTERM then SIGKILL to its process group.
-//! Measured here, that costs a tenth of a `podman run` a container (issue 11's note).
+//! Containers from images, as the `podman` and `docker` runtimes run them: the engine
+//! prepares each image once (its config, its root filesystem as overlay layers: see
+//! `engines.rs`), and each run of a container is `runc run` on an overlay of those layers,
+//! launched and watched as host containers are: its output into the log, its exit status
+//! (runc's is the container's), SIGTERM then SIGKILL to its process group. Measured here,
+//! that costs a tenth of a `podman run` a container (issue 11's note).
 
 use std::collections::HashMap;
 use std::fs::Permissions;
@@ -25,19 +26,23 @@ use serde_json::{json, Value};
 use crate::containers::{
     ContainerRuntime, ImageNeed, RunEnd, RunRequest, StartFailure, Started, Stop,
 };
+use crate::engines::{run_tool, ImageEngine};
 use crate::host::HostRuntime;
 use crate::reaper::{Group, Reaper};
 use crate::write_volume_files;
 
-/// An image ready to run: its config, its users and where its root filesystem is mounted.
+/// An image ready to run: its config, its users and its root filesystem's layers.
 struct Image {
     config: ImageConfig,
     user: ImageUser,
-    rootfs: PathBuf,
+    /// Read-only overlay layers, the top one first.
+    layers: Vec<PathBuf>,
 }
 
-pub(crate) struct PodmanRuntime {
+pub(crate) struct OciRuntime {
     pub host: Arc<HostRuntime>,
+    /// Where the images come from.
+    engine: Box<dyn ImageEngine>,
     /// Bundles of the runs (`<dir>/<run id>`) and runc's state (`<dir>/runc`).
     pub dir: PathBuf,
     images: Mutex<HashMap<String, Arc<Image>>>,
@@ -46,10 +51,11 @@ pub(crate) struct PodmanRuntime {
     pulls: Mutex<()>,
 }
 
-impl PodmanRuntime {
-    pub(crate) fn new(host: Arc<HostRuntime>, dir: PathBuf) -> Self {
-        PodmanRuntime {
+impl OciRuntime {
+    pub(crate) fn new(host: Arc<HostRuntime>, engine: Box<dyn ImageEngine>, dir: PathBuf) -> Self {
+        OciRuntime {
             host,
+            engine,
             dir,
             images: Mutex::new(HashMap::new()),
             pulls: Mutex::new(()),
@@ -59,10 +65,10 @@ impl PodmanRuntime {
     /// `EnsureImageExists` (image_manager.go) on a blocking thread: the image looked for
     /// unless the policy is `Always`, pulled if it must be, then prepared.
     fn fetch(&self, name: &str, policy: &str) -> Result<(), (ImageError, String)> {
+        let reaper = &self.host.reaper;
         let present = || {
             let cached = self.images.lock().expect("images").contains_key(name);
-            policy != "Always"
-                && (cached || podman(&self.host.reaper, &["image", "exists", name]).is_ok())
+            policy != "Always" && (cached || self.engine.exists(reaper, name))
         };
         if !present() {
             if policy == "Never" {
@@ -73,8 +79,7 @@ impl PodmanRuntime {
             let _one_at_a_time = self.pulls.lock().expect("pulls");
             // The pull before this one may have brought it.
             if !present() {
-                podman(&self.host.reaper, &["pull", "--quiet", name])
-                    .map_err(|e| (ImageError::Pull, pull_error(&e)))?;
+                (self.engine.pull(reaper, name)).map_err(|e| (ImageError::Pull, e))?;
                 // The name may have moved to another image: prepared again.
                 self.images.lock().expect("images").remove(name);
             }
@@ -84,33 +89,27 @@ impl PodmanRuntime {
             .map_err(|e| (ImageError::Pull, e))
     }
 
-    /// The image, inspected and mounted by podman the first time it is asked for.
+    /// The image, inspected and its layers found by the engine the first time it is asked
+    /// for.
     fn image(&self, name: &str) -> Result<Arc<Image>, String> {
         if let Some(image) = self.images.lock().expect("images").get(name) {
             return Ok(image.clone());
         }
-        let reaper = &self.host.reaper;
-        let inspected = podman(reaper, &["image", "inspect", "--format", "json", name])
-            .map_err(|e| format!("image {name:?} is not on this machine ({e}): podman pull it"))?;
-        let (config, user) = image_config(&inspected)?;
-        let rootfs = PathBuf::from(podman(reaper, &["image", "mount", name])?.trim());
-        // The image's own account files; a link is not followed (it would leave the image).
-        let read = |path: &str| {
-            let path = rootfs.join(path);
-            let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-            (is_file.then(|| std::fs::read_to_string(&path).ok()))
-                .flatten()
-                .unwrap_or_default()
-        };
+        let (reaper, engine) = (&self.host.reaper, self.engine.name());
+        let inspected = (self.engine.inspect(reaper, name)).map_err(|e| {
+            format!("image {name:?} is not on this machine ({e}): {engine} pull it")
+        })?;
+        let (config, user) = image_config(&inspected);
+        let layers = self.engine.layers(reaper, name, &inspected)?;
         let user = ImageUser {
             user,
-            passwd: read("etc/passwd"),
-            group: read("etc/group"),
+            passwd: layered_file(&layers, "etc/passwd"),
+            group: layered_file(&layers, "etc/group"),
         };
         let image = Arc::new(Image {
             config,
             user,
-            rootfs,
+            layers,
         });
         let mut images = self.images.lock().expect("images");
         Ok(images.entry(name.to_string()).or_insert(image).clone())
@@ -220,7 +219,7 @@ impl PodmanRuntime {
     }
 }
 
-impl ContainerRuntime for PodmanRuntime {
+impl ContainerRuntime for OciRuntime {
     fn image(self: Arc<Self>, container: &Container) -> ImageNeed {
         let name = container.image.clone().unwrap_or_default();
         let policy =
@@ -252,7 +251,7 @@ impl ContainerRuntime for PodmanRuntime {
 
     fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure> {
         if !nix::unistd::geteuid().is_root() {
-            return Err(StartFailure::Failed(NOT_ROOT.to_string()));
+            return Err(StartFailure::Failed(not_root(self.engine.name())));
         }
         let name = run.container.image.as_deref().unwrap_or("");
         let image = self.image(name)?;
@@ -274,7 +273,7 @@ impl ContainerRuntime for PodmanRuntime {
         let mut config = bundle_config(&process, &security, &hostname, mounts);
         config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));
         config["linux"]["resources"] = resources(run.container);
-        prepare_bundle(&bundle, &image.rootfs, &config)
+        prepare_bundle(&bundle, &image.layers, &config)
             .map_err(|e| format!("preparing the container's root filesystem: {e}"))?;
         let runc_root = self.dir.join("runc");
         let mut command = runc(&runc_root);
@@ -433,32 +432,21 @@ fn own_by_group(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
 /// How long runc gets to end after its container was killed, before it is killed too.
 const RUNC_KILL_SLACK: Duration = Duration::from_secs(2);
 
-/// Whether this machine can run podman pods, checked before anything runs: root, and
-/// podman and runc that answer. The error names what to do.
-pub(crate) fn check_podman() -> Result<(), String> {
+/// Whether this machine can run containers of `engine`'s images, checked before anything
+/// runs: root, and the engine and runc that answer. The error names what to do.
+pub(crate) fn check_engine(engine: &dyn ImageEngine) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(NOT_ROOT.to_string());
+        return Err(not_root(engine.name()));
     }
-    let reaper = Reaper::get();
-    for program in ["podman", "runc"] {
-        let output = reaper.output(Command::new(program).arg("--version"));
-        match output {
-            Ok(output) if output.exit.code == 0 => {}
-            Ok(output) => {
-                let error = String::from_utf8_lossy(&output.stderr);
-                return Err(format!("`{program} --version` failed: {}", error.trim()));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("{program} is not installed: {NEEDS}"))
-            }
-            Err(e) => return Err(format!("{program}: {e}")),
-        }
-    }
-    Ok(())
+    engine.check(&Reaper::get())
 }
 
-const NEEDS: &str = "the podman runtime needs podman and runc (apt-get install podman runc)";
-const NOT_ROOT: &str = "the podman runtime runs containers as root: run joblet as root (rootless containers are not supported)";
+fn not_root(engine: &str) -> String {
+    format!("the {engine} runtime runs containers as root: run joblet as root (rootless containers are not supported)")
+}
+
+/// What runc's errors say to install.
+const RUNC_NEEDS: &str = "the container runtimes need runc (apt-get install runc)";
 
 /// Ends what a supervisor that died left of its podman pods, before a new one starts: their
 /// containers (their runc processes died or were orphaned, the pods are recorded lost), the
@@ -475,7 +463,11 @@ pub(crate) fn remove_leftovers(dir: &Path) {
             .collect()
     };
     for id in names(&runc_root) {
-        let _ = run(&reaper, runc(&runc_root).args(["kill", &id, "KILL"]));
+        let _ = run_tool(
+            &reaper,
+            runc(&runc_root).args(["kill", &id, "KILL"]),
+            RUNC_NEEDS,
+        );
     }
     for name in names(dir) {
         if name != "runc" && name != "pods" {
@@ -500,7 +492,7 @@ pub(crate) fn remove_leftovers(dir: &Path) {
 fn runc_kill(reaper: &Reaper, root: &Path, id: &str, signal: &'static str) {
     let (reaper, root, id) = (reaper.clone(), root.to_path_buf(), id.to_string());
     std::thread::spawn(move || {
-        let _ = run(&reaper, runc(&root).args(["kill", &id, signal]));
+        let _ = run_tool(&reaper, runc(&root).args(["kill", &id, signal]), RUNC_NEEDS);
     });
 }
 
@@ -511,36 +503,26 @@ fn runc(root: &Path) -> Command {
     command
 }
 
-fn podman(reaper: &Reaper, args: &[&str]) -> Result<String, String> {
-    run(reaper, Command::new("podman").args(args))
-}
-
-/// podman's error of a failed pull, without its retries' warnings: its last line.
-fn pull_error(stderr: &str) -> String {
-    let last = stderr.lines().last().unwrap_or(stderr);
-    last.strip_prefix("Error: ").unwrap_or(last).to_string()
-}
-
-/// Runs a tool to its end: its standard output, or its error output as the error.
-fn run(reaper: &Reaper, command: &mut Command) -> Result<String, String> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let output = reaper.output(command).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{program} is not installed: {NEEDS}"),
-        _ => format!("{program}: {e}"),
-    })?;
-    if output.exit.code == 0 {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+/// A file of the image as its layers make it: the top layer that has it, unless a layer
+/// above deleted it (an overlay whiteout, a 0/0 character device). A link is not followed
+/// (it would leave the image); a missing file reads as empty.
+fn layered_file(layers: &[PathBuf], path: &str) -> String {
+    for layer in layers {
+        match std::fs::symlink_metadata(layer.join(path)) {
+            Ok(meta) if meta.is_file() => {
+                return std::fs::read_to_string(layer.join(path)).unwrap_or_default()
+            }
+            // A whiteout, a link or a directory.
+            Ok(_) => return String::new(),
+            Err(_) => {}
+        }
     }
+    String::new()
 }
 
-/// `podman image inspect --format json`'s `Config`: entrypoint, cmd, env, working directory,
-/// and its `User`.
-fn image_config(inspected: &str) -> Result<(ImageConfig, String), String> {
-    let value: Value =
-        serde_json::from_str(inspected).map_err(|e| format!("podman image inspect: {e}"))?;
-    let config = &value[0]["Config"];
+/// `image inspect`'s `Config`: entrypoint, cmd, env, working directory, and its `User`.
+fn image_config(inspected: &Value) -> (ImageConfig, String) {
+    let config = &inspected["Config"];
     let strings = |field: &str| -> Vec<String> {
         config[field]
             .as_array()
@@ -555,7 +537,7 @@ fn image_config(inspected: &str) -> Result<(ImageConfig, String), String> {
         env: strings("Env"),
         working_dir: config["WorkingDir"].as_str().unwrap_or("").to_string(),
     };
-    Ok((image, config["User"].as_str().unwrap_or("").to_string()))
+    (image, config["User"].as_str().unwrap_or("").to_string())
 }
 
 /// The OCI runtime config of a run: the process, the namespaces of a pod's container (the
@@ -624,8 +606,9 @@ fn nofile_hard() -> u64 {
         .map_or(1024, |(_, hard)| hard)
 }
 
-/// The bundle directory: `config.json`, and `rootfs` an overlay whose writes go to `upper`.
-fn prepare_bundle(bundle: &Path, image: &Path, config: &Value) -> std::io::Result<()> {
+/// The bundle directory: `config.json`, and `rootfs` an overlay of the image's layers whose
+/// writes go to `upper`.
+fn prepare_bundle(bundle: &Path, layers: &[PathBuf], config: &Value) -> std::io::Result<()> {
     let (upper, work, rootfs) = (
         bundle.join("upper"),
         bundle.join("work"),
@@ -634,9 +617,10 @@ fn prepare_bundle(bundle: &Path, image: &Path, config: &Value) -> std::io::Resul
     for dir in [&upper, &work, &rootfs] {
         std::fs::create_dir_all(dir)?;
     }
+    let lower: Vec<_> = layers.iter().map(|l| l.to_string_lossy()).collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
-        image.display(),
+        lower.join(":"),
         upper.display(),
         work.display()
     );
@@ -655,7 +639,11 @@ fn prepare_bundle(bundle: &Path, image: &Path, config: &Value) -> std::io::Resul
 /// bundle.
 fn remove_bundle(reaper: &Reaper, runc_root: &Path, bundle: &Path, id: &str) {
     if runc_root.join(id).exists() {
-        let _ = run(reaper, runc(runc_root).args(["delete", "--force", id]));
+        let _ = run_tool(
+            reaper,
+            runc(runc_root).args(["delete", "--force", id]),
+            RUNC_NEEDS,
+        );
     }
     let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(bundle);
@@ -666,11 +654,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_image_config_is_read_from_podman_inspect() {
-        let inspected = r#"[{"Config": {"Entrypoint": ["/entry.sh"], "Cmd": ["a", "b"],
-            "Env": ["PATH=/bin"], "WorkingDir": "/work", "User": "app:staff"}}]"#;
+    fn the_image_config_is_read_from_image_inspect() {
+        let inspected = json!({"Config": {"Entrypoint": ["/entry.sh"], "Cmd": ["a", "b"],
+            "Env": ["PATH=/bin"], "WorkingDir": "/work", "User": "app:staff"}});
         assert_eq!(
-            image_config(inspected).unwrap(),
+            image_config(&inspected),
             (
                 ImageConfig {
                     entrypoint: vec!["/entry.sh".into()],
@@ -682,8 +670,8 @@ mod tests {
             )
         );
         // An image without an entrypoint says `null`, one without a user nothing.
-        let bare = r#"[{"Config": {"Entrypoint": null, "Cmd": ["/bin/sh"]}}]"#;
-        assert_eq!(image_config(bare).unwrap().0.cmd, ["/bin/sh"]);
-        assert_eq!(image_config(bare).unwrap().1, "");
+        let bare = json!({"Config": {"Entrypoint": null, "Cmd": ["/bin/sh"]}});
+        assert_eq!(image_config(&bare).0.cmd, ["/bin/sh"]);
+        assert_eq!(image_config(&bare).1, "");
     }
 }

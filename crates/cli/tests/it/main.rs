@@ -1,6 +1,7 @@
 //! End-to-end tests of the `joblet` binary on real processes.
 
 mod crash;
+mod docker;
 mod examples;
 mod one_node;
 mod podman;

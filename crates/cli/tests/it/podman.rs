@@ -46,11 +46,7 @@ fn an_indexed_job_runs_in_its_image_with_the_images_entrypoint() {
     let job: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(job["status"]["succeeded"], 3, "{job}");
     assert_eq!(job["status"]["completedIndexes"], "0-2");
-    let mut lines: Vec<String> = stdout
-        .lines()
-        .filter(|l| l.starts_with("[pod/"))
-        .map(|l| l.split_once("] ").map_or("", |(_, rest)| rest).to_string())
-        .collect();
+    let mut lines = streamed_log_lines(&stdout);
     lines.sort();
     assert_eq!(
         lines,
@@ -73,7 +69,7 @@ fn an_unknown_runtime_class_is_refused_before_anything_runs() {
     run.expect_code(2);
     assert!(
         run.stderr().contains(
-            "spec.template.spec.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\""
+            "spec.template.spec.runtimeClassName: Unsupported value: \"gvisor\": supported values: \"host\", \"podman\", \"docker\""
         ),
         "{}",
         run.stderr()
@@ -261,15 +257,13 @@ fn a_missing_engine_is_named_before_anything_runs() {
     let file = dir.path().join("job.yaml");
     std::fs::write(&file, manifest).unwrap();
     let state = dir.path().join("state");
-    let run = joblet()
-        .env("PATH", &empty)
-        .args(["run", "-f"])
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
-    let run = Run { output: run };
+    let (run, serve) = run_and_serve_with(
+        ("PATH", empty.as_os_str()),
+        &file,
+        &state,
+        &[],
+        &["--runtime", "podman"],
+    );
     run.expect_code(2);
     assert_eq!(
         run.stderr(),
@@ -277,20 +271,6 @@ fn a_missing_engine_is_named_before_anything_runs() {
     );
     assert!(!state.exists(), "nothing ran, nothing was stored");
 
-    let serve = joblet()
-        .env("PATH", &empty)
-        .args([
-            "serve",
-            "--runtime",
-            "podman",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let serve = Run { output: serve };
     serve.expect_code(1);
     assert!(
         serve
@@ -427,11 +407,7 @@ fn the_security_context_is_applied_and_run_as_non_root_is_checked() {
     );
     let run = run(dir.path(), &hardened, &["--logs"]);
     run.expect_code(0);
-    let out = run.stdout();
-    let lines: Vec<&str> = (out.lines())
-        .filter(|l| l.starts_with("[pod/"))
-        .map(|l| l.split_once("] ").map_or("", |(_, rest)| rest))
-        .collect();
+    let lines = streamed_log_lines(&run.stdout());
     assert_eq!(
         lines,
         [
@@ -443,7 +419,8 @@ fn the_security_context_is_applied_and_run_as_non_root_is_checked() {
             "root read-only",
             "file 1000 2000"
         ],
-        "{out}"
+        "{}",
+        run.context()
     );
 
     let dir = scratch();

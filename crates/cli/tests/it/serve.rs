@@ -435,7 +435,7 @@ fn failures_read_as_on_a_cluster() {
     assert_eq!(mounted.code(), 1);
     assert_eq!(
         mounted.stderr(),
-        "The Job \"mounted\" is invalid: spec.template.spec.containers[0].volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory; --runtime podman or runtimeClassName: podman mounts them\n"
+        "The Job \"mounted\" is invalid: spec.template.spec.containers[0].volumeMounts: Forbidden: joblet runs containers as host processes and cannot mount volumes: \"/work\" would be the host's own directory; --runtime podman|docker or runtimeClassName: podman|docker mounts them\n"
     );
     let probed = server.kubectl_with(
         &["create", "-f", "-"],

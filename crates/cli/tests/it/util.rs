@@ -46,6 +46,45 @@ pub fn joblet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_joblet"))
 }
 
+/// The lines of the pods' logs that `--logs` streamed, without their `[pod/…]` prefix, in
+/// the order they came.
+pub fn streamed_log_lines(stdout: &str) -> Vec<String> {
+    (stdout.lines())
+        .filter(|l| l.starts_with("[pod/"))
+        .map(|l| l.split_once("] ").map_or("", |(_, rest)| rest).to_string())
+        .collect()
+}
+
+/// `joblet run -f FILE --state-dir STATE RUN_ARGS…`, then `joblet serve --listen
+/// 127.0.0.1:0 --state-dir STATE SERVE_ARGS…`, both with the variable `env` set: for what
+/// ends both before anything runs.
+pub fn run_and_serve_with(
+    env: (&str, &std::ffi::OsStr),
+    file: &Path,
+    state: &Path,
+    run_args: &[&str],
+    serve_args: &[&str],
+) -> (Run, Run) {
+    let output = |command: &mut Command| Run {
+        output: command.env(env.0, env.1).output().unwrap(),
+    };
+    let run = output(
+        joblet()
+            .args(["run", "-f"])
+            .arg(file)
+            .arg("--state-dir")
+            .arg(state)
+            .args(run_args),
+    );
+    let serve = output(
+        joblet()
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state)
+            .args(serve_args),
+    );
+    (run, serve)
+}
+
 /// `joblet run -f <manifest> --state-dir <tmp>/state <extra...>` with the manifest given as
 /// text; `{dir}` in the manifest is replaced by a scratch directory for the pods.
 pub fn run(dir: &Path, manifest: &str, extra: &[&str]) -> Run {
