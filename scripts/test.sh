@@ -2,7 +2,8 @@
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
 # (redis-server; podman, docker.io, runc and busybox-static for the container runtimes, whose
 # test images scripts/test-images.sh and examples/images/build.sh make; the Python
-# kubernetes client; kubectl must already be on the machine image), starts the Docker daemon
+# kubernetes client; docker-registry, a registry to pull from; kubectl must already be on the
+# machine image), starts the Docker daemon
 # if it is not running, then `cargo test`, then each fuzz target for a short time
 # (scripts/fuzz.sh).
 set -euo pipefail
@@ -13,6 +14,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

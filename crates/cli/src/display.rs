@@ -130,13 +130,14 @@ impl State {
     fn notice(&mut self, notice: Notice) {
         match notice {
             Notice::Event { object, event, .. } => {
-                // Each pod's binding and each container's start and stop are left to
-                // `kubectl describe`: lines for every pod would bury the rest.
+                // Each pod's binding, image found and each container's start and stop are
+                // left to `kubectl describe`: lines for every pod would bury the rest. A
+                // pull is said: it takes long.
                 let container_start = event.type_ == EventType::Normal
-                    && matches!(
+                    && (matches!(
                         event.reason.as_str(),
                         "Scheduled" | "Created" | "Started" | "Killing"
-                    )
+                    ) || event.message.ends_with("already present on machine"))
                     && object.starts_with("pod/");
                 // On a terminal, only what went wrong: the bars show the rest.
                 if (self.view == View::Events && !container_start)

@@ -683,8 +683,10 @@ impl Engine {
         let mut said = Vec::new();
         if let Some(pod) = entry.pods.get_mut(&pod_key.1) {
             let previous = pod.object.status.take().unwrap_or_default();
-            said = kubelet_events(&pod.object, &previous, &update.status)
-                .into_iter()
+            // What the kubelet told (its image manager, before a start), then what its
+            // status change says.
+            let changed = kubelet_events(&pod.object, &previous, &update.status);
+            said = (update.events.into_iter().chain(changed))
                 .map(|e| (container_reference(&pod.object, &e.container), e))
                 .collect();
             if is_final && update.status.phase.as_deref() == Some("Failed") {
@@ -906,6 +908,7 @@ impl Engine {
                 namespace: key.0,
                 name: key.1,
                 status,
+                events: Vec::new(),
             });
         }
     }

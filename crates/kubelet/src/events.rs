@@ -4,6 +4,8 @@
 //! `Failed to pull image …`, `Back-off pulling image …`, `ErrImageNeverPull`), as upstream's
 //! kubelet records them; and each run's start (`Created`, `Started`).
 
+use std::time::Duration;
+
 use joblet_api::k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 
 use crate::plan::format_pod;
@@ -12,7 +14,7 @@ use crate::plan::format_pod;
 pub struct KubeletEvent {
     /// The container the event is about (the event's `fieldPath` names it).
     pub container: String,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
     /// A Warning event, else a Normal one.
     pub warning: bool,
@@ -38,9 +40,9 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
             Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
         };
         let new_waiting = waiting(&now).filter(|w| was.and_then(waiting).as_ref() != Some(w));
-        let event = |reason, message, warning| KubeletEvent {
+        let event = |reason: &str, message, warning| KubeletEvent {
             container: now.name.clone(),
-            reason,
+            reason: reason.to_string(),
             message,
             warning,
         };
@@ -100,6 +102,76 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
     events
 }
 
+/// What the image manager says of a container's image as it makes it ready
+/// (image_manager.go's `EnsureImageExists`), told by the pod worker as it happens: a pod's
+/// status does not show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageNews {
+    /// On the machine, as the pull policy allows: no pull.
+    Present,
+    Pulling,
+    Pulled {
+        /// How long the pull took, and with the wait for the pulls before it.
+        took: Duration,
+        with_waiting: Duration,
+        size_bytes: u64,
+    },
+}
+
+impl ImageNews {
+    pub fn event(&self, container: &str, image: &str) -> KubeletEvent {
+        let (reason, message) = match self {
+            ImageNews::Present => (
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            ),
+            ImageNews::Pulling => ("Pulling", format!("Pulling image {image:?}")),
+            ImageNews::Pulled {
+                took,
+                with_waiting,
+                size_bytes,
+            } => (
+                "Pulled",
+                format!(
+                    "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {size_bytes} bytes.",
+                    go_millis(*took),
+                    go_millis(*with_waiting)
+                ),
+            ),
+        };
+        KubeletEvent {
+            container: container.to_string(),
+            reason: reason.to_string(),
+            message,
+            warning: false,
+        }
+    }
+}
+
+/// A duration as Go prints `d.Truncate(time.Millisecond)`: `0s`, `313ms`, `1.594s`,
+/// `2m5s`, `1h0m0.5s`.
+fn go_millis(d: Duration) -> String {
+    let millis = d.as_millis();
+    if millis == 0 {
+        return "0s".to_string();
+    }
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let (hours, minutes) = (millis / 3_600_000, millis / 60_000 % 60);
+    let (seconds, fraction) = (millis / 1000 % 60, millis % 1000);
+    let mut text = match (hours, minutes) {
+        (0, 0) => String::new(),
+        (0, m) => format!("{m}m"),
+        (h, m) => format!("{h}h{m}m"),
+    };
+    text += &seconds.to_string();
+    if fraction > 0 {
+        text += format!(".{fraction:03}").trim_end_matches('0');
+    }
+    text + "s"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +183,18 @@ mod tests {
 
     fn container(state: serde_json::Value) -> serde_json::Value {
         json!({"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+    }
+
+    /// An event as [`said`] gives it.
+    fn e(reason: &str, message: &str, warning: bool) -> (String, String, bool) {
+        (reason.into(), message.into(), warning)
+    }
+
+    /// The events of a change as (reason, message, warning).
+    fn said(pod: &Pod, from: &PodStatus, to: &PodStatus) -> Vec<(String, String, bool)> {
+        (kubelet_events(pod, from, to).into_iter())
+            .map(|e| (e.reason, e.message, e.warning))
+            .collect()
     }
 
     #[test]
@@ -128,7 +212,7 @@ mod tests {
             events,
             [KubeletEvent {
                 container: "main".into(),
-                reason: "BackOff",
+                reason: "BackOff".into(),
                 message: "Back-off restarting failed container main in pod p_ns(u1)".into(),
                 warning: true,
             }]
@@ -146,7 +230,7 @@ mod tests {
         )]));
         let events = kubelet_events(&pod, &running, &start);
         assert_eq!(
-            (events[0].reason, events[0].message.as_str()),
+            (events[0].reason.as_str(), events[0].message.as_str()),
             (
                 "Failed",
                 "Error: exec: \"nope\": executable file not found in $PATH"
@@ -161,11 +245,7 @@ mod tests {
     #[test]
     fn image_failures_are_said_as_image_manager_says_them() {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
-        let said = |from: &PodStatus, to: &PodStatus| -> Vec<(&'static str, String, bool)> {
-            (kubelet_events(&pod, from, to).into_iter())
-                .map(|e| (e.reason, e.message, e.warning))
-                .collect()
-        };
+        let said = |from: &PodStatus, to: &PodStatus| said(&pod, from, to);
         let creating = status(json!([container(
             json!({"waiting": {"reason": "ContainerCreating"}})
         )]));
@@ -178,19 +258,19 @@ mod tests {
         assert_eq!(
             said(&creating, &failed),
             [
-                (
+                e(
                     "Failed",
-                    "Failed to pull image \"x\": connection refused".into(),
+                    "Failed to pull image \"x\": connection refused",
                     true
                 ),
-                ("Failed", "Error: ErrImagePull".into(), true)
+                e("Failed", "Error: ErrImagePull", true)
             ]
         );
         assert_eq!(
             said(&failed, &backing_off),
             [
-                ("BackOff", "Back-off pulling image \"x\"".into(), false),
-                ("Failed", "Error: ImagePullBackOff".into(), true)
+                e("BackOff", "Back-off pulling image \"x\"", false),
+                e("Failed", "Error: ImagePullBackOff", true)
             ]
         );
         // Each failure after a back-off is said again.
@@ -203,12 +283,12 @@ mod tests {
         assert_eq!(
             said(&creating, &never),
             [
-                (
+                e(
                     "ErrImageNeverPull",
-                    "Container image \"x\" is not present with pull policy of Never".into(),
+                    "Container image \"x\" is not present with pull policy of Never",
                     true
                 ),
-                ("Failed", "Error: ErrImageNeverPull".into(), true)
+                e("Failed", "Error: ErrImageNeverPull", true)
             ]
         );
     }
@@ -225,16 +305,12 @@ mod tests {
         };
         let creating = with_id(None, json!({"waiting": {"reason": "ContainerCreating"}}));
         let running = with_id(Some("joblet://10"), json!({"running": {}}));
-        let said = |from: &PodStatus, to: &PodStatus| -> Vec<(&'static str, String, bool)> {
-            (kubelet_events(&pod, from, to).into_iter())
-                .map(|e| (e.reason, e.message, e.warning))
-                .collect()
-        };
+        let said = |from: &PodStatus, to: &PodStatus| said(&pod, from, to);
         assert_eq!(
             said(&creating, &running),
             [
-                ("Created", "Created container: main".to_string(), false),
-                ("Started", "Started container main".to_string(), false)
+                e("Created", "Created container: main", false),
+                e("Started", "Started container main", false)
             ]
         );
         let exited = with_id(Some("joblet://10"), json!({"terminated": {"exitCode": 0}}));
@@ -243,5 +319,36 @@ mod tests {
         assert_eq!(said(&creating, &exited).len(), 2);
         let again = with_id(Some("joblet://11"), json!({"running": {}}));
         assert_eq!(said(&exited, &again).len(), 2);
+    }
+
+    #[test]
+    fn the_image_managers_news_reads_as_its_events() {
+        let pulled = ImageNews::Pulled {
+            took: Duration::from_millis(796),
+            with_waiting: Duration::from_micros(1_594_400),
+            size_bytes: 543804759,
+        };
+        assert_eq!(
+            pulled.event("runner", "x:1").message,
+            "Successfully pulled image \"x:1\" in 796ms (1.594s including waiting). Image size: 543804759 bytes."
+        );
+        assert_eq!(
+            ImageNews::Present.event("main", "busybox:1.36"),
+            KubeletEvent {
+                container: "main".into(),
+                reason: "Pulled".into(),
+                message: "Container image \"busybox:1.36\" already present on machine".into(),
+                warning: false
+            }
+        );
+        assert_eq!(
+            ImageNews::Pulling.event("main", "x").message,
+            "Pulling image \"x\""
+        );
+        let go = |millis: u64| go_millis(Duration::from_millis(millis));
+        assert_eq!(
+            [go(0), go(5), go(1000), go(1500), go(125_000), go(3_600_500)],
+            ["0s", "5ms", "1s", "1.5s", "2m5s", "1h0m0.5s"]
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
-use joblet_kubelet::{ImageError, Node, Objects};
+use joblet_kubelet::{ImageError, ImageNews, Node, Objects};
 
 use crate::reaper::Exit;
 
@@ -63,22 +63,28 @@ impl From<String> for StartFailure {
     }
 }
 
-/// An image made ready, or why it could not be.
-pub(crate) type ImageResult = Result<(), (ImageError, String)>;
+/// An image made ready (on the machine already, or pulled), or why it could not be.
+pub(crate) type ImageResult = Result<ImageNews, (ImageError, String)>;
+
+/// Called when a fetch starts pulling: the `Pulling` event is said as the pull starts.
+pub(crate) type OnPull = Box<dyn FnOnce() + Send>;
 
 /// What a container's image needs before a run can start, as `EnsureImageExists` decides
 /// from the pull policy.
 pub(crate) enum ImageNeed {
-    Ready,
+    /// The runtime runs no images (host processes).
+    None,
+    /// On the machine, and the policy does not ask for a pull.
+    Present,
     /// Looked for and, as the policy says, pulled: off the pod's worker, as it may take long.
     Fetch(Pin<Box<dyn Future<Output = ImageResult> + Send>>),
 }
 
 pub(crate) trait ContainerRuntime: Send + Sync {
-    /// Whether the image of `container` is ready to start from (always, for a runtime that
-    /// has no images).
-    fn image(self: Arc<Self>, _container: &Container) -> ImageNeed {
-        ImageNeed::Ready
+    /// Whether the image of `container` is ready to start from; `on_pull` is called if a
+    /// fetch pulls it.
+    fn image(self: Arc<Self>, _container: &Container, _on_pull: OnPull) -> ImageNeed {
+        ImageNeed::None
     }
 
     fn start(&self, run: RunRequest<'_>) -> Result<Started, StartFailure>;

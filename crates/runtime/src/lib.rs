@@ -26,7 +26,7 @@ use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use joblet_api::k8s_openapi::api::core::v1::{NodeSystemInfo, Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 pub use joblet_kubelet::{Disruption, StopRequest};
-use joblet_kubelet::{Node, Objects};
+use joblet_kubelet::{KubeletEvent, Node, Objects};
 use tokio::sync::{mpsc, watch};
 
 pub use leftover::kill_leftover;
@@ -79,6 +79,9 @@ pub struct PodUpdate {
     pub namespace: String,
     pub name: String,
     pub status: PodStatus,
+    /// What the kubelet said since the last update that the status does not show (the
+    /// image manager's `Pulling` and `Pulled`): told once, never kept.
+    pub events: Vec<KubeletEvent>,
 }
 
 impl PodUpdate {

@@ -11,20 +11,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use joblet_api::defaults::image_pull_policy;
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_kubelet::{
-    container_process, process_security, volume_payload, ImageConfig, ImageError, ImageUser,
-    Process, ProcessSecurity,
+    container_process, process_security, volume_payload, ImageConfig, ImageError, ImageNews,
+    ImageUser, Process, ProcessSecurity,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::containers::{
-    ContainerRuntime, ImageNeed, RunEnd, RunRequest, StartFailure, Started, Stop,
+    ContainerRuntime, ImageNeed, ImageResult, OnPull, RunEnd, RunRequest, StartFailure, Started,
+    Stop,
 };
 use crate::engines::{run_tool, ImageEngine};
 use crate::host::HostRuntime;
@@ -37,6 +38,8 @@ struct Image {
     user: ImageUser,
     /// Read-only overlay layers, the top one first.
     layers: Vec<PathBuf>,
+    /// As the engine counts it (`Size`), for the `Pulled` event.
+    size_bytes: u64,
 }
 
 pub(crate) struct OciRuntime {
@@ -64,7 +67,8 @@ impl OciRuntime {
 
     /// `EnsureImageExists` (image_manager.go) on a blocking thread: the image looked for
     /// unless the policy is `Always`, pulled if it must be, then prepared.
-    fn fetch(&self, name: &str, policy: &str) -> Result<(), (ImageError, String)> {
+    fn fetch(&self, name: &str, policy: &str, on_pull: OnPull) -> ImageResult {
+        let asked = Instant::now();
         let reaper = &self.host.reaper;
         let present = || {
             let cached = self.images.lock().expect("images").contains_key(name);
@@ -79,13 +83,22 @@ impl OciRuntime {
             let _one_at_a_time = self.pulls.lock().expect("pulls");
             // The pull before this one may have brought it.
             if !present() {
+                on_pull();
+                let started = Instant::now();
                 (self.engine.pull(reaper, name)).map_err(|e| (ImageError::Pull, e))?;
+                let took = started.elapsed();
                 // The name may have moved to another image: prepared again.
                 self.images.lock().expect("images").remove(name);
+                let image = self.image(name).map_err(|e| (ImageError::Pull, e))?;
+                return Ok(ImageNews::Pulled {
+                    took,
+                    with_waiting: asked.elapsed(),
+                    size_bytes: image.size_bytes,
+                });
             }
         }
         self.image(name)
-            .map(drop)
+            .map(|_| ImageNews::Present)
             .map_err(|e| (ImageError::Pull, e))
     }
 
@@ -110,6 +123,7 @@ impl OciRuntime {
             config,
             user,
             layers,
+            size_bytes: inspected["Size"].as_u64().unwrap_or(0),
         });
         let mut images = self.images.lock().expect("images");
         Ok(images.entry(name.to_string()).or_insert(image).clone())
@@ -220,15 +234,15 @@ impl OciRuntime {
 }
 
 impl ContainerRuntime for OciRuntime {
-    fn image(self: Arc<Self>, container: &Container) -> ImageNeed {
+    fn image(self: Arc<Self>, container: &Container, on_pull: OnPull) -> ImageNeed {
         let name = container.image.clone().unwrap_or_default();
         let policy =
             (container.image_pull_policy.clone()).unwrap_or_else(|| image_pull_policy(Some(&name)));
         if policy != "Always" && self.images.lock().expect("images").contains_key(&name) {
-            return ImageNeed::Ready;
+            return ImageNeed::Present;
         }
         let handle = self.host.handle.clone();
-        let fetch = handle.spawn_blocking(move || self.fetch(&name, &policy));
+        let fetch = handle.spawn_blocking(move || self.fetch(&name, &policy, on_pull));
         ImageNeed::Fetch(Box::pin(async move {
             fetch
                 .await

@@ -220,6 +220,7 @@ impl Client {
                 namespace: key.0,
                 name: key.1,
                 status,
+                events: Vec::new(),
             });
         }
     }

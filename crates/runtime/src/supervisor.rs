@@ -26,6 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+use joblet_kubelet::KubeletEvent;
+
 use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
 
 /// How long a new supervisor waits for one that is leaving.
@@ -79,8 +81,20 @@ pub(crate) enum Report {
         /// seconds, and the controller's back-off counts from the precise one.
         #[serde(default)]
         finished_at: Vec<i64>,
+        /// The update's events ([`PodUpdate::events`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        events: Vec<WireEvent>,
     },
     Synced,
+}
+
+/// A [`KubeletEvent`] on the wire.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireEvent {
+    container: String,
+    reason: String,
+    message: String,
+    warning: bool,
 }
 
 /// The terminated containers' finish times (init containers first), in nanoseconds.
@@ -347,12 +361,22 @@ pub(crate) fn pod_update(report: Report) -> Option<PodUpdate> {
             name,
             mut status,
             finished_at,
+            events,
         } => {
             restore_finish_times(&mut status, &finished_at);
+            let events = (events.into_iter())
+                .map(|e| KubeletEvent {
+                    container: e.container,
+                    reason: e.reason,
+                    message: e.message,
+                    warning: e.warning,
+                })
+                .collect();
             Some(PodUpdate {
                 namespace,
                 name,
                 status: *status,
+                events,
             })
         }
         Report::Synced => None,
@@ -371,6 +395,14 @@ fn report(update: &PodUpdate) -> Report {
         name: update.name.clone(),
         status: Box::new(update.status.clone()),
         finished_at: finish_times(&update.status),
+        events: (update.events.iter())
+            .map(|e| WireEvent {
+                container: e.container.clone(),
+                reason: e.reason.clone(),
+                message: e.message.clone(),
+                warning: e.warning,
+            })
+            .collect(),
     }
 }
 
@@ -378,10 +410,17 @@ impl Supervisor {
     /// Keeps the pod's last status and returns its report line; a final one also goes to
     /// the journal, which is written before anyone hears of it (see
     /// [`Supervisor::write_journal`]).
-    fn record(&mut self, update: PodUpdate) -> Vec<u8> {
+    fn record(&mut self, mut update: PodUpdate) -> Vec<u8> {
         let line = json_line(&report(&update));
+        // Events are told once, as they happen: neither journaled nor told again on a
+        // reconnection.
+        let told_events = !update.events.is_empty();
+        update.events.clear();
         if update.is_final() {
-            self.unwritten.extend_from_slice(&line);
+            match told_events {
+                false => self.unwritten.extend_from_slice(&line),
+                true => self.unwritten.extend(json_line(&report(&update))),
+            }
             self.unsynced_ends = true;
         }
         self.held
@@ -538,6 +577,7 @@ impl Supervisor {
                         namespace,
                         name,
                         status,
+                        events: Vec::new(),
                     },
                 );
                 self.runtime.start(*pod);
@@ -585,6 +625,7 @@ mod tests {
             namespace: "default".into(),
             name: name.into(),
             status,
+            events: Vec::new(),
         };
         let terminated = update.status.container_statuses.as_mut().unwrap()[0]
             .state

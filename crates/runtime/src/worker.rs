@@ -8,8 +8,8 @@ use std::sync::Arc;
 use joblet_api::k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_kubelet::{
-    later, since, sync_pod, Backoff, ContainerRecord, Exit, ExitReason, ImageFailure, Observed,
-    PodActions, PodPlan, Run, State, Stop,
+    later, since, sync_pod, Backoff, ContainerRecord, Exit, ExitReason, ImageFailure, ImageNews,
+    KubeletEvent, Observed, PodActions, PodPlan, Run, State, Stop,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -24,8 +24,14 @@ use crate::{pod_key, PodUpdate, Shared, StopRequest, StopSender};
 /// A container's run that ended: its index, how, and when.
 type Ended = (usize, RunEnd, Timestamp);
 
-/// A container's image that was fetched, or why it could not be, and when.
-type Fetched = (usize, ImageResult, Timestamp);
+/// News of a container's image fetch: its pull started, or it ended (fetched, or why it
+/// could not be), and when.
+type Fetched = (usize, Fetch, Timestamp);
+
+enum Fetch {
+    Pulling,
+    Done(ImageResult),
+}
 
 struct Worker {
     shared: Arc<Shared>,
@@ -51,6 +57,8 @@ struct Worker {
     /// Containers whose configuration could not be made from the objects as they are now:
     /// tried again once they change.
     unconfigurable: Vec<bool>,
+    /// What the image manager said since the last report, told with the next one.
+    events: Vec<KubeletEvent>,
 }
 
 /// Runs a pod until it ends and its final status is reported.
@@ -91,6 +99,7 @@ pub(crate) async fn run_pod(
         runtime,
         objects: objects.clone(),
         unconfigurable: vec![false; specs.len()],
+        events: Vec::new(),
         image_ready: vec![false; specs.len()],
         records: vec![ContainerRecord::default(); specs.len()],
         stops: (0..specs.len()).map(|_| None).collect(),
@@ -118,7 +127,7 @@ pub(crate) async fn run_pod(
             worker.finish();
             return;
         }
-        if reported.as_ref() != Some(&worker.status) {
+        if reported.as_ref() != Some(&worker.status) || !worker.events.is_empty() {
             worker.report();
             reported = Some(worker.status.clone());
         }
@@ -254,8 +263,17 @@ impl Worker {
         let Ok(runtime) = &self.runtime else {
             return false;
         };
-        let ImageNeed::Fetch(fetch) = runtime.clone().image(&self.specs[i]) else {
-            return false;
+        let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
+        let on_pull = Box::new(move || {
+            let _ = fetched.send((i, Fetch::Pulling, clock.now()));
+        });
+        let fetch = match runtime.clone().image(&self.specs[i], on_pull) {
+            ImageNeed::None => return false,
+            ImageNeed::Present => {
+                self.image_said(i, ImageNews::Present);
+                return false;
+            }
+            ImageNeed::Fetch(fetch) => fetch,
         };
         let record = &mut self.records[i];
         let failed = match std::mem::take(&mut record.state) {
@@ -270,17 +288,28 @@ impl Worker {
         let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
         self.shared.handle.spawn(async move {
             let result = fetch.await;
-            let _ = fetched.send((i, result, clock.now()));
+            let _ = fetched.send((i, Fetch::Done(result), clock.now()));
         });
         true
     }
 
-    fn fetched(&mut self, (i, result, at): Fetched) {
+    fn image_said(&mut self, i: usize, news: ImageNews) {
+        let spec = &self.specs[i];
+        let image = spec.image.as_deref().unwrap_or("");
+        self.events.push(news.event(&spec.name, image));
+    }
+
+    fn fetched(&mut self, (i, fetch, at): Fetched) {
+        let result = match fetch {
+            Fetch::Pulling => return self.image_said(i, ImageNews::Pulling),
+            Fetch::Done(result) => result,
+        };
         let State::Pulling { failed } = std::mem::take(&mut self.records[i].state) else {
             return;
         };
         self.records[i].state = match result {
-            Ok(()) => {
+            Ok(news) => {
+                self.image_said(i, news);
                 self.image_ready[i] = true;
                 State::NotStarted
             }
@@ -335,21 +364,23 @@ impl Worker {
         });
     }
 
-    fn report(&self) {
+    fn report(&mut self) {
         let _ = self.shared.updates.send(PodUpdate {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             status: self.status.clone(),
+            events: std::mem::take(&mut self.events),
         });
     }
 
     /// Out of the table and reported under one lock: whoever sees the pod finished sees no
     /// process of it running, and whoever sees nothing running finds the report queued.
-    fn finish(&self) {
+    fn finish(&mut self) {
         if let Ok(runtime) = &self.runtime {
             runtime.pod_ended(&self.pod);
         }
-        let mut table = self.shared.pods.lock().expect("pod table");
+        let shared = self.shared.clone();
+        let mut table = shared.pods.lock().expect("pod table");
         table.remove(&(self.namespace.clone(), self.name.clone()));
         self.report();
         drop(table);

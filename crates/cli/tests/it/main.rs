@@ -5,6 +5,7 @@ mod docker;
 mod examples;
 mod one_node;
 mod podman;
+mod pulls;
 mod resume;
 mod run;
 mod serve;
