@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The podman runtime's speed against the yardsticks issue 11 names, measured in one run.
+"""The podman and docker runtimes' speed against the yardsticks issue 11 names, measured in
+one run.
 
-Usage: python3 bench/containers.py [--runs N] [--pods N]   (as root; podman and runc
-installed; the image made by scripts/test-images.sh)
+Usage: python3 bench/containers.py [--runs N] [--pods N]   (as root; podman, runc and a
+running Docker daemon; the images made by scripts/test-images.sh)
 
 A Job of N pods (default 200), parallelism 10, each a container from the test image running
 `true` (`runtimeClassName: podman`), against:
@@ -10,8 +11,10 @@ A Job of N pods (default 200), parallelism 10, each a container from the test im
   containers through the podman CLI (with the three settings this machine needs, see
   shared/baselines.md section 6: runc, nofile and nproc ulimits; no network, as joblet's
   containers share the host's);
-- `seq N | xargs -P10 -I{} runc run` of one prepared bundle: the floor, what runc alone costs.
-Runs alternate (joblet, podman, runc, joblet, ...) and the ratios are taken pair by pair; the
+- `seq N | xargs -P10 -I{} runc run` of one prepared bundle: the floor, what runc alone costs;
+- the same Job with `runtimeClassName: docker` against `seq N | xargs -P10 -I{} docker run
+  --rm --network=none IMAGE true`.
+Runs alternate (joblet, podman, runc, joblet docker, docker, joblet, ...) and the ratios are taken pair by pair; the
 medians are printed.
 
 Then the time from starting `joblet run` (a fresh state directory each time: its engine
@@ -45,7 +48,7 @@ def wall(argv, **kwargs):
     return time.perf_counter() - start
 
 
-def joblet(pods):
+def joblet(pods, runtime="podman"):
     manifest = WORK / "job.yaml"
     manifest.write_text(f"""apiVersion: batch/v1
 kind: Job
@@ -55,7 +58,7 @@ spec:
   parallelism: {PARALLELISM}
   template:
     spec:
-      runtimeClassName: podman
+      runtimeClassName: {runtime}
       restartPolicy: Never
       containers: [{{name: main, image: {IMAGE}, command: ["true"]}}]
 """)
@@ -68,6 +71,11 @@ def podman(pods):
     command = ("podman --runtime runc run --rm --network=none "
                "--ulimit nofile=20000:20000 --ulimit nproc=32768:32768 "
                f"{IMAGE} true")
+    return wall(["sh", "-c", f"seq {pods} | xargs -P{PARALLELISM} -I{{}} {command}"])
+
+
+def docker(pods):
+    command = f"docker run --rm --network=none {IMAGE} true"
     return wall(["sh", "-c", f"seq {pods} | xargs -P{PARALLELISM} -I{{}} {command}"])
 
 
@@ -162,18 +170,21 @@ def main():
     subprocess.run(["scripts/test-images.sh"], cwd=ROOT, check=True)
     WORK.mkdir(parents=True, exist_ok=True)
     bundle = runc_bundle()
-    results = {"joblet": [], "podman": [], "runc": []}
+    results = {"joblet": [], "podman": [], "runc": [], "joblet docker": [], "docker": []}
     for _ in range(args.runs):
         results["joblet"].append(joblet(args.pods))
         results["podman"].append(podman(args.pods))
         results["runc"].append(runc(args.pods, bundle))
+        results["joblet docker"].append(joblet(args.pods, "docker"))
+        results["docker"].append(docker(args.pods))
     median = {k: statistics.median(v) for k, v in results.items()}
     ratio = lambda a, b: statistics.median(x / y for x, y in zip(results[a], results[b]))
     print(f"{args.pods} containers running `true`, parallelism {PARALLELISM}, {args.runs} runs:")
     for name, seconds in median.items():
-        print(f"  {name:7} {seconds:6.2f} s  ({args.pods / seconds:5.1f} containers/s)")
+        print(f"  {name:13} {seconds:6.2f} s  ({args.pods / seconds:5.1f} containers/s)")
     print(f"  joblet / xargs podman run = {ratio('joblet', 'podman'):.2f}x  (goal <= 0.5x, moonshot <= 0.15x)")
     print(f"  joblet / xargs runc run   = {ratio('joblet', 'runc'):.2f}x  (the floor)")
+    print(f"  joblet docker / xargs docker run = {ratio('joblet docker', 'docker'):.2f}x")
     latencies(max(args.runs, 5))
 
 

@@ -727,6 +727,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
     crate::scheduling::validate_scheduling(pod, SPEC, errors);
     let volumes = pod.volumes.as_deref().unwrap_or_default();
     crate::volumes::validate_volumes(volumes, &format!("{SPEC}.volumes"), errors);
+    validate_names_of_the_pod(pod, SPEC, errors);
     if let Some(seconds) = pod.active_deadline_seconds {
         if seconds <= 0 {
             errors.push(FieldError::invalid(
@@ -741,6 +742,44 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         pod.termination_grace_period_seconds,
         errors,
     );
+}
+
+/// The names a pod's hosts file gives: its `hostname` and `subdomain` are DNS labels, each
+/// of its `hostAliases` an IP address and DNS subdomains (`ValidatePodSpec`,
+/// `ValidateHostAliases`).
+fn validate_names_of_the_pod(pod: &PodSpec, spec: &str, errors: &mut Vec<FieldError>) {
+    for (field, value) in [("hostname", &pod.hostname), ("subdomain", &pod.subdomain)] {
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let path = format!("{spec}.{field}");
+        if value.len() > 63 {
+            errors.push(FieldError::invalid_str(
+                &path,
+                value,
+                "must be no more than 63 characters",
+            ));
+        }
+        if !is_dns1123_label(value) {
+            errors.push(FieldError::invalid_str(&path, value, DNS1123_LABEL_ERROR));
+        }
+    }
+    for (i, alias) in pod.host_aliases.iter().flatten().enumerate() {
+        let path = format!("{spec}.hostAliases[{i}]");
+        if alias.ip.parse::<std::net::IpAddr>().is_err() {
+            errors.push(FieldError::invalid_str(
+                format!("{path}.ip"),
+                &alias.ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+        for (j, hostname) in alias.hostnames.iter().flatten().enumerate() {
+            for detail in dns1123_subdomain_errors(hostname) {
+                let path = format!("{path}.hostnames[{j}]");
+                errors.push(FieldError::invalid_str(path, hostname, &detail));
+            }
+        }
+    }
 }
 
 /// Why a field of an alpha feature is refused rather than dropped in silence, as a 1.34 API
@@ -1288,9 +1327,9 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
         };
         warnings.push(format!("{SPEC}.imagePullSecrets: not used: {how}"));
     }
-    if pod.host_aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+    if on_host && pod.host_aliases.as_ref().is_some_and(|a| !a.is_empty()) {
         warnings.push(format!(
-            "{SPEC}.hostAliases: not applied: joblet's pods see the machine's /etc/hosts"
+            "{SPEC}.hostAliases: not applied: host pods see the machine's /etc/hosts (the container runtimes write them into each pod's)"
         ));
     }
     for (i, volume) in pod.volumes.iter().flatten().enumerate() {
@@ -1775,8 +1814,24 @@ spec:
                 format!("{path}.containers[0].securityContext.privileged: gives all capabilities, but not the host's devices"),
                 format!("{path}.securityContext.seccompProfile: not applied by joblet's container runtimes"),
                 format!("{path}.imagePullSecrets: not used: joblet's container runtimes pull with the engine's own credentials (podman login, docker login)"),
-                format!("{path}.hostAliases: not applied: joblet's pods see the machine's /etc/hosts"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_names_of_a_pods_hosts_file_are_checked() {
+        let errors = errors_for(json!({"spec": {"template": {"spec": {
+            "hostname": "Work_1", "subdomain": "workers",
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["db.local"]},
+                {"ip": "10.0.0.300", "hostnames": ["ok", "bad\nline"]}]}}}}));
+        let path = "spec.template.spec";
+        assert_eq!(
+            errors,
+            [
+                format!("{path}.hostname: Invalid value: \"Work_1\": {DNS1123_LABEL_ERROR}"),
+                format!("{path}.hostAliases[1].ip: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
+                format!("{path}.hostAliases[1].hostnames[1]: Invalid value: \"bad\\nline\": {DNS1123_SUBDOMAIN_ERROR}"),
             ]
         );
     }

@@ -17,8 +17,8 @@ use joblet_api::defaults::image_pull_policy;
 use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_kubelet::{
-    container_process, process_security, volume_payload, ImageConfig, ImageError, ImageNews,
-    ImageUser, Process, ProcessSecurity,
+    container_process, managed_hosts, process_security, volume_payload, ImageConfig, ImageError,
+    ImageNews, ImageUser, Process, ProcessSecurity,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -160,6 +160,17 @@ impl OciRuntime {
             .join(format!("{namespace}_{name}_{uid}"))
     }
 
+    /// The pod's `/etc/hosts`, as the kubelet writes it, shared by its containers.
+    fn hosts_file(&self, pod: &Pod) -> std::io::Result<PathBuf> {
+        let dir = self.pod_dir(pod);
+        let path = dir.join("etc-hosts");
+        if !path.exists() {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&path, managed_hosts(pod, POD_IP))?;
+        }
+        Ok(path)
+    }
+
     /// The container's volume mounts as OCI bind mounts, each volume made ready first: an
     /// `emptyDir` made once for the pod (a tmpfs for `medium: Memory`), a `hostPath`
     /// checked against its `type`, the files of a ConfigMap, Secret, the downward API or a
@@ -284,7 +295,10 @@ impl ContainerRuntime for OciRuntime {
             .as_ref()
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
-        let mut config = bundle_config(&process, &security, &hostname, mounts);
+        let hosts = self
+            .hosts_file(run.pod)
+            .map_err(|e| format!("writing /etc/hosts: {e}"))?;
+        let mut config = bundle_config(&process, &security, &hostname, &hosts, mounts);
         config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));
         config["linux"]["resources"] = resources(run.container);
         prepare_bundle(&bundle, &image.layers, &config)
@@ -554,13 +568,17 @@ fn image_config(inspected: &Value) -> (ImageConfig, String) {
     (image, config["User"].as_str().unwrap_or("").to_string())
 }
 
+/// Every joblet pod's address: the machine's network is theirs.
+const POD_IP: &str = "127.0.0.1";
+
 /// The OCI runtime config of a run: the process, the namespaces of a pod's container (the
-/// machine's network, as every joblet pod has), the mounts every container gets, and the
-/// host's name resolution.
+/// machine's network, as every joblet pod has), the mounts every container gets, the pod's
+/// hosts file and the host's DNS servers.
 fn bundle_config(
     process: &Process,
     security: &ProcessSecurity,
     hostname: &str,
+    hosts: &Path,
     volumes: Vec<Value>,
 ) -> Value {
     let caps = &security.capabilities;
@@ -583,7 +601,7 @@ fn bundle_config(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"]}),
         bind("/etc/resolv.conf"),
-        bind("/etc/hosts"),
+        json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["rbind", "rw"]}),
     ];
     mounts.extend(volumes);
     json!({

@@ -1,6 +1,9 @@
 //! Pods with `runtimeClassName: docker`: containers from images in the Docker daemon's
 //! storage (made offline by `scripts/test-images.sh`), through the binary a user runs.
 
+use std::time::Duration;
+
+use crate::serve::{wait_for, Server};
 use crate::util::*;
 
 /// Built in layers FROM the busybox image: a file added, a user added to `/etc/passwd`, a
@@ -83,5 +86,96 @@ fn an_unreachable_docker_daemon_is_said_before_anything_runs() {
         (serve.stderr()).starts_with("error: --runtime docker: the Docker daemon does not answer"),
         "{}",
         serve.context()
+    );
+}
+
+/// `serve --runtime docker` killed mid-Job: its containers run on under the state
+/// directory's supervisor, the next `serve` takes them up, and each index runs once.
+#[test]
+fn a_killed_server_finds_its_containers_running_and_runs_nothing_twice() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let out = dir.path().join("out");
+    let mut server = Server::start_with(dir.path(), &state, &["--runtime", "docker"]);
+    server.apply(&format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: adopted
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: localhost/joblet-test/entry:1
+          args: ["echo $JOB_COMPLETION_INDEX >> /out/started; sleep 2; echo $JOB_COMPLETION_INDEX >> /out/done"]
+          volumeMounts: [{{name: out, mountPath: /out}}]
+      volumes: [{{name: out, hostPath: {{path: "{}", type: DirectoryOrCreate}}}}]
+"#,
+        out.display()
+    ));
+    wait_for("every index started", Duration::from_secs(20), || {
+        numbers(&out.join("started")).len() == 3
+    });
+    server.kill();
+    let server = Server::start_with(dir.path(), &state, &["--runtime", "docker"]);
+    server.wait_complete("adopted");
+    let sorted = |file: &str| {
+        let mut indexes = numbers(&out.join(file));
+        indexes.sort();
+        indexes
+    };
+    assert_eq!(sorted("started"), [0, 1, 2]);
+    assert_eq!(sorted("done"), [0, 1, 2]);
+    let job = server.json(&["get", "job", "adopted"]);
+    assert_eq!(job["status"].get("failed"), None, "{}", job["status"]);
+}
+
+/// A pod's `/etc/hosts` is the kubelet's: its name under its subdomain, then its
+/// `hostAliases`.
+#[test]
+fn a_pods_hosts_file_names_it_and_its_aliases() {
+    let dir = scratch();
+    let manifest = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: hosts
+spec:
+  completionMode: Indexed
+  completions: 1
+  template:
+    spec:
+      restartPolicy: Never
+      subdomain: workers
+      hostAliases: [{ip: 10.1.2.3, hostnames: [db.local, cache.local]}]
+      containers:
+        - name: main
+          image: localhost/joblet-test/entry:1
+          args: ["cat /etc/hosts"]
+"#;
+    let run = run(dir.path(), manifest, &["--runtime", "docker", "--logs"]);
+    run.expect_code(0);
+    let lines = streamed_log_lines(&run.stdout());
+    assert_eq!(
+        lines,
+        [
+            "# Kubernetes-managed hosts file.",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            "fe00::0\tip6-localnet",
+            "fe00::0\tip6-mcastprefix",
+            "fe00::1\tip6-allnodes",
+            "fe00::2\tip6-allrouters",
+            "127.0.0.1\thosts-0.workers.default.svc.cluster.local\thosts-0",
+            "",
+            "# Entries added by HostAliases.",
+            "10.1.2.3\tdb.local\tcache.local",
+        ],
+        "{}",
+        run.context()
     );
 }
