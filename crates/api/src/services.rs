@@ -181,9 +181,20 @@ fn is_port_name(s: &str) -> bool {
 /// What joblet does not do for a Service, said when it is accepted.
 pub fn service_warning(service: &Service) -> String {
     let name = service.metadata.name.as_deref().unwrap_or_default();
-    format!(
-        "Service {name:?}: accepted, not served: joblet gives Services no virtual IP and no DNS names; its pods share the machine's network and reach each other at 127.0.0.1"
-    )
+    let spec = service.spec.as_ref();
+    let headless = spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None")
+        && spec
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|s| !s.is_empty());
+    if headless {
+        format!(
+            "Service {name:?}: accepted, no DNS server: podman and docker pods find its name and its pods' (hostname.subdomain) in their /etc/hosts, at 127.0.0.1, the address every pod shares; host pods do not"
+        )
+    } else {
+        format!(
+            "Service {name:?}: accepted, not served: joblet gives Services no virtual IP and no DNS names; its pods share the machine's network and reach each other at 127.0.0.1"
+        )
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
 use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
@@ -362,6 +362,8 @@ struct Admitted {
     jobs: Vec<(Job, ValidJob)>,
     config_maps: Vec<ConfigMap>,
     secrets: Vec<Secret>,
+    /// Not stored: they name pods for the node (headless Services' names).
+    services: Vec<Service>,
 }
 
 fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
@@ -475,6 +477,7 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
             jobs: valid,
             config_maps,
             secrets,
+            services,
         })
     } else {
         Err(errors.join("\n"))
@@ -505,6 +508,7 @@ fn run(args: RunArgs) -> u8 {
         jobs,
         config_maps,
         secrets,
+        services,
     } = match admit_all(&args) {
         Ok(admitted) => admitted,
         Err(message) => {
@@ -587,7 +591,7 @@ fn run(args: RunArgs) -> u8 {
                 return exit::FAILED;
             }
         };
-        engine.set_node_objects(&config_maps, &secrets);
+        engine.set_node_objects(&config_maps, &secrets, &services);
         if resuming {
             if let Err(e) = engine.recover() {
                 eprintln!("error: {e}");

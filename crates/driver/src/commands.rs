@@ -257,10 +257,10 @@ impl Engine {
         object: Plain,
         base: Option<&UpdateBase>,
     ) -> Result<Value, CommandError> {
-        let (namespace, for_node) = match &object {
-            Plain::ConfigMap(valid) => (valid.object().metadata.namespace.clone(), true),
-            Plain::Secret(valid) => (valid.object().metadata.namespace.clone(), true),
-            Plain::Service(valid) => (valid.object().metadata.namespace.clone(), false),
+        let namespace = match &object {
+            Plain::ConfigMap(valid) => valid.object().metadata.namespace.clone(),
+            Plain::Secret(valid) => valid.object().metadata.namespace.clone(),
+            Plain::Service(valid) => valid.object().metadata.namespace.clone(),
         };
         let namespace = namespace.unwrap_or_default();
         if !self.namespaces.contains_key(&namespace) {
@@ -270,9 +270,7 @@ impl Engine {
         let (record, stored) = self.plain.put(object, base, rv)?;
         self.next_resource_version = rv;
         self.batch.put(record);
-        if for_node {
-            self.publish_node_objects();
-        }
+        self.publish_node_objects();
         Ok(stored)
     }
 
@@ -301,16 +299,14 @@ impl Engine {
             .ok_or(CommandError::NotFound)?;
         let rv = self.next_resource_version();
         self.batch.delete(kind, &key.0, &key.1, rv);
-        if kind != crate::KIND_SERVICE {
-            self.publish_node_objects();
-        }
+        self.publish_node_objects();
         Ok(object)
     }
 
-    /// Once what is queued is committed, the node's pods see the ConfigMaps and Secrets as
-    /// stored.
+    /// Once what is queued is committed, the node's pods see the ConfigMaps, Secrets and
+    /// Services as stored.
     pub(crate) fn publish_node_objects(&mut self) {
-        let (config_maps, secrets) = self.plain.for_node();
+        let (config_maps, secrets, services) = self.plain.for_node();
         let runtime = self.runtime.clone();
         self.flush();
         self.writer.submit(
@@ -318,7 +314,7 @@ impl Engine {
             Vec::new(),
             vec![Box::new(move |committed| {
                 if committed.is_ok() {
-                    runtime.set_objects(&config_maps, &secrets);
+                    runtime.set_objects(&config_maps, &secrets, &services);
                 }
             })],
         );

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, ObjectReference, Pod, PodCondition, PodStatus, Secret,
+    ConfigMap, Namespace, ObjectReference, Pod, PodCondition, PodStatus, Secret, Service,
 };
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
@@ -285,10 +285,15 @@ impl Engine {
         })
     }
 
-    /// The ConfigMaps and Secrets the node's pods take variables from (for `joblet run`,
-    /// those beside its Jobs in the manifest).
-    pub fn set_node_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
-        self.runtime.set_objects(config_maps, secrets);
+    /// The ConfigMaps and Secrets the node's pods take variables from, and the Services that
+    /// name them (for `joblet run`, those beside its Jobs in the manifest).
+    pub fn set_node_objects(
+        &self,
+        config_maps: &[ConfigMap],
+        secrets: &[Secret],
+        services: &[Service],
+    ) {
+        self.runtime.set_objects(config_maps, secrets, services);
     }
 
     pub fn state_dir(&self) -> &Path {

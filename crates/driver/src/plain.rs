@@ -1,7 +1,7 @@
 //! ConfigMaps, Secrets and Services: objects no controller reconciles. The engine stores
 //! them as they were validated, checks existence and preconditions, and hands every
-//! committed change of a ConfigMap or Secret to the node, whose pods take variables from
-//! them.
+//! committed change to the node, whose pods take variables and files from the ConfigMaps and
+//! Secrets and find headless Services' pods by name.
 
 use std::collections::BTreeMap;
 
@@ -98,10 +98,11 @@ impl PlainObjects {
     }
 
     /// What the node's pods read: every ConfigMap and Secret.
-    pub(crate) fn for_node(&self) -> (Vec<ConfigMap>, Vec<Secret>) {
+    pub(crate) fn for_node(&self) -> (Vec<ConfigMap>, Vec<Secret>, Vec<Service>) {
         (
             self.config_maps.values().cloned().collect(),
             self.secrets.values().cloned().collect(),
+            self.services.values().cloned().collect(),
         )
     }
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use joblet_api::k8s_openapi::api::core::v1::{NodeSystemInfo, Pod, PodStatus};
 use joblet_api::k8s_openapi::jiff::Timestamp;
 pub use joblet_kubelet::{Disruption, StopRequest};
@@ -226,10 +226,10 @@ impl Runtime {
 
     /// The ConfigMaps and Secrets pods may take variables from, replacing those set before.
     /// A container that waits for one (`CreateContainerConfigError`) is tried again.
-    pub fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+    pub fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret], services: &[Service]) {
         match &self.0 {
-            Backend::InProcess(local) => local.set_objects(config_maps, secrets),
-            Backend::Supervised(client) => client.set_objects(config_maps, secrets),
+            Backend::InProcess(local) => local.set_objects(config_maps, secrets, services),
+            Backend::Supervised(client) => client.set_objects(config_maps, secrets, services),
         }
     }
 
@@ -284,11 +284,13 @@ impl Local {
         // Both keep their runs under one directory: a run's name is its pod's and
         // container's, whichever runtime it is, and a dead supervisor's leftovers are
         // removed alike.
+        let names = Arc::new(Mutex::new(oci::PodNames::default()));
         let oci = |engine: Box<dyn engines::ImageEngine>| {
             Arc::new(oci::OciRuntime::new(
                 host.clone(),
                 engine,
                 config.containers_dir.clone(),
+                names.clone(),
             ))
         };
         let runtimes = Runtimes {
@@ -362,8 +364,13 @@ impl Local {
         self.shared.pods.lock().expect("pod table").len()
     }
 
-    pub(crate) fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
-        let objects = Objects::new(config_maps, secrets);
+    pub(crate) fn set_objects(
+        &self,
+        config_maps: &[ConfigMap],
+        secrets: &[Secret],
+        services: &[Service],
+    ) {
+        let objects = Objects::new(config_maps, secrets, services);
         self.shared.objects.send_if_modified(|current| {
             let changed = **current != objects;
             if changed {

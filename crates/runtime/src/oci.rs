@@ -5,7 +5,7 @@
 //! (runc's is the container's), SIGTERM then SIGKILL to its process group. Measured here,
 //! that costs a tenth of a `podman run` a container (issue 11's note).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use joblet_api::defaults::image_pull_policy;
-use joblet_api::k8s_openapi::api::core::v1::{Container, Pod};
+use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_kubelet::{
-    container_process, managed_hosts, process_security, volume_payload, ImageConfig, ImageError,
-    ImageNews, ImageUser, Process, ProcessSecurity,
+    container_process, managed_hosts, process_security, service_hosts, volume_payload, ImageConfig,
+    ImageError, ImageNews, ImageUser, Objects, Process, ProcessSecurity,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -52,14 +52,63 @@ pub(crate) struct OciRuntime {
     /// One pull at a time, as the kubelet's default (`serializeImagePulls`): many pods of a
     /// missing image pull it once.
     pulls: Mutex<()>,
+    /// The pods of every container runtime, for the names their hosts files give.
+    names: Arc<Mutex<PodNames>>,
+}
+
+/// The container runtimes' pods and the Services that may name them: what each pod's hosts
+/// file holds, kept up to date as pods come and go.
+#[derive(Default)]
+pub(crate) struct PodNames {
+    /// Each pod and its hosts file.
+    pods: BTreeMap<(String, String), (Pod, PathBuf)>,
+    services: Vec<Service>,
+    /// The Services' part of the hosts files last written, by namespace.
+    written: BTreeMap<String, String>,
+}
+
+impl PodNames {
+    /// Writes the hosts files that change: the `new` pod's, and those whose namespace's
+    /// Services part changed. A file is rewritten in place, so that running containers,
+    /// which have it mounted, see the change.
+    fn write(&mut self, new: Option<&(String, String)>) -> std::io::Result<()> {
+        let pods: Vec<&Pod> = self.pods.values().map(|(pod, _)| pod).collect();
+        let mut parts = BTreeMap::new();
+        for (namespace, _) in self.pods.keys() {
+            if !parts.contains_key(namespace) {
+                let part = service_hosts(namespace, &pods, &self.services, POD_IP);
+                parts.insert(namespace.clone(), part);
+            }
+        }
+        let mut result = Ok(());
+        for (key, (pod, path)) in &self.pods {
+            let part = &parts[&key.0];
+            let is_new = Some(key) == new;
+            if is_new || self.written.get(&key.0) != Some(part) {
+                let written = std::fs::write(path, managed_hosts(pod, POD_IP) + part);
+                // Another pod's file may be going with its pod.
+                if is_new {
+                    result = written;
+                }
+            }
+        }
+        self.written = parts;
+        result
+    }
 }
 
 impl OciRuntime {
-    pub(crate) fn new(host: Arc<HostRuntime>, engine: Box<dyn ImageEngine>, dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        host: Arc<HostRuntime>,
+        engine: Box<dyn ImageEngine>,
+        dir: PathBuf,
+        names: Arc<Mutex<PodNames>>,
+    ) -> Self {
         OciRuntime {
             host,
             engine,
             dir,
+            names,
             images: Mutex::new(HashMap::new()),
             pulls: Mutex::new(()),
         }
@@ -160,13 +209,25 @@ impl OciRuntime {
             .join(format!("{namespace}_{name}_{uid}"))
     }
 
-    /// The pod's `/etc/hosts`, as the kubelet writes it, shared by its containers.
-    fn hosts_file(&self, pod: &Pod) -> std::io::Result<PathBuf> {
+    /// The pod's `/etc/hosts`, as the kubelet writes it, shared by its containers, with
+    /// the names of the headless Services' pods; written at the pod's first start, and again
+    /// as pods and Services change.
+    fn hosts_file(&self, pod: &Pod, objects: &Objects) -> std::io::Result<PathBuf> {
         let dir = self.pod_dir(pod);
         let path = dir.join("etc-hosts");
-        if !path.exists() {
+        let key = crate::pod_key(pod);
+        let mut names = self.names.lock().expect("pod names");
+        let is_new = !names.pods.contains_key(&key);
+        let services_changed = names.services != objects.services();
+        if is_new {
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(&path, managed_hosts(pod, POD_IP))?;
+            names.pods.insert(key.clone(), (pod.clone(), path.clone()));
+        }
+        if services_changed {
+            names.services = objects.services().to_vec();
+        }
+        if is_new || services_changed {
+            names.write(Some(&key).filter(|_| is_new))?;
         }
         Ok(path)
     }
@@ -262,6 +323,11 @@ impl ContainerRuntime for OciRuntime {
     }
 
     fn pod_ended(&self, pod: &Pod) {
+        let mut names = self.names.lock().expect("pod names");
+        if names.pods.remove(&crate::pod_key(pod)).is_some() {
+            let _ = names.write(None);
+        }
+        drop(names);
         let dir = self.pod_dir(pod);
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
         for volume in volumes.into_iter().flatten() {
@@ -296,7 +362,7 @@ impl ContainerRuntime for OciRuntime {
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
         let hosts = self
-            .hosts_file(run.pod)
+            .hosts_file(run.pod, run.objects)
             .map_err(|e| format!("writing /etc/hosts: {e}"))?;
         let mut config = bundle_config(&process, &security, &hostname, &hosts, mounts);
         config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));

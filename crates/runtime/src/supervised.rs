@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 
@@ -171,10 +171,16 @@ impl Client {
         write(&mut stream, &json_line(&request));
     }
 
-    pub(crate) fn set_objects(&self, config_maps: &[ConfigMap], secrets: &[Secret]) {
+    pub(crate) fn set_objects(
+        &self,
+        config_maps: &[ConfigMap],
+        secrets: &[Secret],
+        services: &[Service],
+    ) {
         self.send(&Request::Objects {
             config_maps: config_maps.to_vec(),
             secrets: secrets.to_vec(),
+            services: services.to_vec(),
         });
     }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,8 @@ pub(crate) enum Request {
     Objects {
         config_maps: Vec<ConfigMap>,
         secrets: Vec<Secret>,
+        #[serde(default)]
+        services: Vec<Service>,
     },
 }
 
@@ -605,7 +607,8 @@ impl Supervisor {
             Request::Objects {
                 config_maps,
                 secrets,
-            } => self.runtime.set_objects(&config_maps, &secrets),
+                services,
+            } => self.runtime.set_objects(&config_maps, &secrets, &services),
         }
     }
 }

@@ -481,7 +481,7 @@ async fn podman_pods_mount_their_volumes_and_wait_for_a_missing_config_map() {
     let settings: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "settings", "namespace": "default"}, "data": {"ini": "level=3"}}))
     .unwrap();
-    h.runtime.set_objects(&[settings], &[]);
+    h.runtime.set_objects(&[settings], &[], &[]);
     let status = h.finish("mounted").await;
     assert_eq!(terminated(main_status(&status)).exit_code, 0, "{status:?}");
     assert_eq!(

@@ -179,3 +179,70 @@ spec:
         run.context()
     );
 }
+
+/// A headless Service and an Indexed Job whose pods name it as their subdomain: each pod
+/// finds the other by `<hostname>.<subdomain>`, at 127.0.0.1, through `joblet run` (docker)
+/// and through `kubectl apply` on `serve` (podman, the Service sent to the supervisor).
+#[test]
+fn the_pods_of_a_headless_service_find_each_other_by_name() {
+    let manifest = |runtime: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Service
+metadata:
+  name: workers
+spec:
+  clusterIP: None
+  selector:
+    job-name: names
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: names
+spec:
+  completions: 2
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      runtimeClassName: {runtime}
+      subdomain: workers
+      containers:
+        - name: main
+          image: localhost/joblet-test/entry:1
+          args: ["peer=names-$((1 - JOB_COMPLETION_INDEX)).workers; until busybox grep -q \"\\s$peer\\b\" /etc/hosts; do sleep 0.1; done; busybox ping -c 1 -W 1 $peer 2>/dev/null | busybox head -1"]
+"#
+        )
+    };
+    let resolved = |lines: &[String]| {
+        let mut lines: Vec<&String> = lines.iter().filter(|l| l.starts_with("PING")).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "PING names-0.workers (127.0.0.1): 56 data bytes",
+                "PING names-1.workers (127.0.0.1): 56 data bytes"
+            ]
+        );
+    };
+    let dir = scratch();
+    let run = run(dir.path(), &manifest("docker"), &["--logs"]);
+    run.expect_code(0);
+    resolved(&streamed_log_lines(&run.stdout()));
+
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&manifest("podman"));
+    server.wait_complete("names");
+    let logs: Vec<String> = ["names-0", "names-1"]
+        .iter()
+        .flat_map(|pod| {
+            let selector = format!("batch.kubernetes.io/job-completion-index={}", &pod[6..]);
+            let out = server.ok(&["logs", "-l", &selector]);
+            out.lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    resolved(&logs);
+}

@@ -207,7 +207,7 @@ fn a_job_file_with_its_namespace_and_headless_service_runs() {
     assert_eq!(run.job()["metadata"]["namespace"], "training");
     assert_eq!(run.job()["status"]["succeeded"], 2, "{}", run.context());
     assert!(
-        run.stderr().contains("Warning: Service \"workers\": accepted, not served: joblet gives Services no virtual IP and no DNS names"),
+        run.stderr().contains("Warning: Service \"workers\": accepted, no DNS server: podman and docker pods find its name and its pods' (hostname.subdomain) in their /etc/hosts"),
         "{}",
         run.context()
     );
@@ -236,7 +236,7 @@ fn kubectl_applies_a_job_file_with_its_namespace_and_headless_service() {
     );
     assert!(
         run.stderr()
-            .contains("Warning: Service \"workers\": accepted, not served"),
+            .contains("Warning: Service \"workers\": accepted, no DNS server"),
         "{}",
         run.context()
     );
