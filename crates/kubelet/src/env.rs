@@ -420,7 +420,7 @@ mod tests {
             "metadata": {"name": "creds", "namespace": "ns"},
             "data": {"password": "czNjcjN0"}}))
         .unwrap();
-        Objects::new([&config_map], [&secret], [])
+        Objects::new([&config_map], [&secret])
     }
 
     fn env_of(container: serde_json::Value) -> Result<Vec<(String, String)>, String> {

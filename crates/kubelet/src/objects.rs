@@ -1,9 +1,9 @@
-//! The ConfigMaps, Secrets and Services a node knows: what its pods' variables, volume files
-//! and hosts files come from.
+//! The ConfigMaps and Secrets a node knows: what its pods' variables and volume files come
+//! from.
 
 use std::collections::BTreeMap;
 
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The objects by namespace and name.
@@ -11,8 +11,6 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub struct Objects {
     config_maps: BTreeMap<(String, String), ConfigMap>,
     secrets: BTreeMap<(String, String), Secret>,
-    /// For the names cluster DNS would give (`hosts::service_hosts`).
-    services: Vec<Service>,
 }
 
 fn key_of(meta: &ObjectMeta) -> (String, String) {
@@ -28,7 +26,6 @@ impl Objects {
     pub fn new<'a>(
         config_maps: impl IntoIterator<Item = &'a ConfigMap>,
         secrets: impl IntoIterator<Item = &'a Secret>,
-        services: impl IntoIterator<Item = &'a Service>,
     ) -> Objects {
         Objects {
             config_maps: config_maps
@@ -39,7 +36,6 @@ impl Objects {
                 .into_iter()
                 .map(|s| (key_of(&s.metadata), s.clone()))
                 .collect(),
-            services: services.into_iter().cloned().collect(),
         }
     }
 
@@ -50,9 +46,5 @@ impl Objects {
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         self.secrets.get(&(namespace.to_string(), name.to_string()))
-    }
-
-    pub fn services(&self) -> &[Service] {
-        &self.services
     }
 }

@@ -245,7 +245,7 @@ mod tests {
             "metadata": {"name": "keys", "namespace": "ns"}, "data": {"id": "a2V5"},
         }))
         .unwrap();
-        Objects::new([&config_map], [&secret], [])
+        Objects::new([&config_map], [&secret])
     }
 
     fn pod() -> Pod {

@@ -115,6 +115,8 @@ struct Runtimes {
     host: Arc<host::HostRuntime>,
     podman: Arc<oci::OciRuntime>,
     docker: Arc<oci::OciRuntime>,
+    /// The container runtimes' pods, named in one another's hosts files.
+    names: Arc<Mutex<oci::PodNames>>,
 }
 
 impl Runtimes {
@@ -297,6 +299,7 @@ impl Local {
             podman: oci(Box::new(engines::Podman)),
             docker: oci(Box::new(engines::Docker)),
             host,
+            names,
         };
         Ok(Local {
             shared: Arc::new(Shared {
@@ -370,7 +373,9 @@ impl Local {
         secrets: &[Secret],
         services: &[Service],
     ) {
-        let objects = Objects::new(config_maps, secrets, services);
+        let objects = Objects::new(config_maps, secrets);
+        let names = &self.shared.runtimes.names;
+        names.lock().expect("pod names").set_services(services);
         self.shared.objects.send_if_modified(|current| {
             let changed = **current != objects;
             if changed {

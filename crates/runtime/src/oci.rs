@@ -18,7 +18,7 @@ use joblet_api::k8s_openapi::api::core::v1::{Container, Pod, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use joblet_kubelet::{
     container_process, managed_hosts, process_security, service_hosts, volume_payload, ImageConfig,
-    ImageError, ImageNews, ImageUser, Objects, Process, ProcessSecurity,
+    ImageError, ImageNews, ImageUser, Process, ProcessSecurity,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -68,6 +68,14 @@ pub(crate) struct PodNames {
 }
 
 impl PodNames {
+    /// The node's Services changed: the hosts files they change are written again.
+    pub(crate) fn set_services(&mut self, services: &[Service]) {
+        if self.services != services {
+            self.services = services.to_vec();
+            let _ = self.write(None);
+        }
+    }
+
     /// Writes the hosts files that change: the `new` pod's, and those whose namespace's
     /// Services part changed. A file is rewritten in place, so that running containers,
     /// which have it mounted, see the change.
@@ -211,23 +219,16 @@ impl OciRuntime {
 
     /// The pod's `/etc/hosts`, as the kubelet writes it, shared by its containers, with
     /// the names of the headless Services' pods; written at the pod's first start, and again
-    /// as pods and Services change.
-    fn hosts_file(&self, pod: &Pod, objects: &Objects) -> std::io::Result<PathBuf> {
+    /// as pods and the node's Services ([`PodNames::set_services`]) change.
+    fn hosts_file(&self, pod: &Pod) -> std::io::Result<PathBuf> {
         let dir = self.pod_dir(pod);
         let path = dir.join("etc-hosts");
         let key = crate::pod_key(pod);
         let mut names = self.names.lock().expect("pod names");
-        let is_new = !names.pods.contains_key(&key);
-        let services_changed = names.services != objects.services();
-        if is_new {
+        if !names.pods.contains_key(&key) {
             std::fs::create_dir_all(&dir)?;
             names.pods.insert(key.clone(), (pod.clone(), path.clone()));
-        }
-        if services_changed {
-            names.services = objects.services().to_vec();
-        }
-        if is_new || services_changed {
-            names.write(Some(&key).filter(|_| is_new))?;
+            names.write(Some(&key))?;
         }
         Ok(path)
     }
@@ -362,7 +363,7 @@ impl ContainerRuntime for OciRuntime {
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| pod.to_string());
         let hosts = self
-            .hosts_file(run.pod, run.objects)
+            .hosts_file(run.pod)
             .map_err(|e| format!("writing /etc/hosts: {e}"))?;
         let mut config = bundle_config(&process, &security, &hostname, &hosts, mounts);
         config["linux"]["cgroupsPath"] = json!(format!("/joblet/{id}"));

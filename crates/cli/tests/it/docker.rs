@@ -182,7 +182,8 @@ spec:
 
 /// A headless Service and an Indexed Job whose pods name it as their subdomain: each pod
 /// finds the other by `<hostname>.<subdomain>`, at 127.0.0.1, through `joblet run` (docker)
-/// and through `kubectl apply` on `serve` (podman, the Service sent to the supervisor).
+/// and through `kubectl apply` on `serve` (podman, the Service sent to the supervisor). A
+/// pod's name goes with it, as on a cluster: each stays a moment for the other to find it.
 #[test]
 fn the_pods_of_a_headless_service_find_each_other_by_name() {
     let manifest = |runtime: &str| {
@@ -212,7 +213,7 @@ spec:
       containers:
         - name: main
           image: localhost/joblet-test/entry:1
-          args: ["peer=names-$((1 - JOB_COMPLETION_INDEX)).workers; until busybox grep -q \"\\s$peer\\b\" /etc/hosts; do sleep 0.1; done; busybox ping -c 1 -W 1 $peer 2>/dev/null | busybox head -1"]
+          args: ["peer=names-$((1 - JOB_COMPLETION_INDEX)).workers; until busybox grep -q \"\\s$peer\\b\" /etc/hosts; do sleep 0.1; done; busybox ping -c 1 -W 1 $peer 2>/dev/null | busybox head -1; sleep 2"]
 "#
         )
     };
