@@ -2,6 +2,7 @@
 //! parsing, the API server's defaulting and validation, and index sets.
 
 pub mod config;
+mod decoding;
 pub mod defaults;
 pub mod field;
 pub mod indexset;

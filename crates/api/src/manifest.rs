@@ -3,7 +3,12 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::Resource;
+use schemars::JsonSchema;
 use serde_json::Value;
+use serde_path_to_error::Segment;
+
+use crate::decoding::{bad_quantity, go_type_error, Step};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -170,13 +175,32 @@ pub fn parse_manifest(
 /// (`unknown field "spec.x"`) for strict field validation or warnings.
 pub fn decode_object<T>(value: serde_json::Value) -> Result<(T, Vec<String>), String>
 where
-    T: serde::de::DeserializeOwned + serde::Serialize,
+    T: serde::de::DeserializeOwned + serde::Serialize + JsonSchema + Resource,
 {
-    let object: T = serde_path_to_error::deserialize(&value).map_err(path_error)?;
+    let object: T = serde_path_to_error::deserialize(&value).map_err(typed_error::<T>)?;
+    if let Some(message) = bad_quantity::<T>(&value) {
+        return Err(message.to_string());
+    }
     let mut unknown = Vec::new();
     let known = serde_json::to_value(&object).unwrap_or(Value::Null);
     unknown_fields(&value, &known, "", &mut unknown);
     Ok((object, unknown))
+}
+
+/// A decoding error as the API server's decoder words it: a value of the wrong type as Go's
+/// `encoding/json` says it, anything else with the path of the field it is about.
+fn typed_error<T: JsonSchema + Resource>(
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> String {
+    let steps: Option<Vec<Step>> = (error.path().iter())
+        .map(|segment| match segment {
+            Segment::Map { key } => Some(Step::Field(key)),
+            Segment::Seq { .. } => Some(Step::Index),
+            _ => None,
+        })
+        .collect();
+    let worded = steps.and_then(|steps| go_type_error::<T>(&steps, &error.inner().to_string()));
+    worded.unwrap_or_else(|| path_error(error))
 }
 
 /// A decoding error with the path of the field it is about (`spec.completions: ...`).
@@ -216,8 +240,15 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<Box<T>, String> {
-    serde_path_to_error::deserialize(value.clone()).map_err(path_error)
+fn decode<T>(value: &Value) -> Result<Box<T>, String>
+where
+    T: serde::de::DeserializeOwned + JsonSchema + Resource,
+{
+    let object = serde_path_to_error::deserialize(value.clone()).map_err(typed_error::<T>)?;
+    match bad_quantity::<T>(value) {
+        Some(message) => Err(message.to_string()),
+        None => Ok(object),
+    }
 }
 
 /// The objects of one document (a `List` holds several), each with its input.
@@ -309,13 +340,47 @@ metadata: {name: a}
         assert_eq!(parse_jobs("f.json", stream).unwrap().len(), 2);
     }
 
+    /// A value of the wrong type is said as the API server's decoder says it.
     #[test]
-    fn wrong_type_names_the_field() {
-        let text = "apiVersion: batch/v1\nkind: Job\nspec:\n  completions: lots\n";
-        let err = parse_jobs("f.yaml", text).unwrap_err().to_string();
-        assert!(
-            err.starts_with("f.yaml: document 1: spec.completions: invalid type"),
-            "{err}"
+    fn wrong_type_is_said_as_go_says_it() {
+        let said = |spec: &str| {
+            let text = format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: a, labels: {{app: x}}}}\n{spec}");
+            let err = parse_jobs("f.yaml", &text).unwrap_err().to_string();
+            err.strip_prefix("f.yaml: document 1: ")
+                .unwrap_or(&err)
+                .to_string()
+        };
+        let container = |fields: &str| {
+            format!("spec:\n  template:\n    spec:\n      containers:\n      - {{name: c, image: i, {fields}}}\n")
+        };
+        assert_eq!(
+            said(&container("command: [echo, yes]")),
+            "json: cannot unmarshal bool into Go struct field Container.spec.template.spec.containers.command of type string"
+        );
+        assert_eq!(
+            said(&container("command: echo")),
+            "json: cannot unmarshal string into Go struct field Container.spec.template.spec.containers.command of type []string"
+        );
+        assert_eq!(
+            said("spec:\n  completions: lots\n"),
+            "json: cannot unmarshal string into Go struct field JobSpec.spec.completions of type int32"
+        );
+        assert_eq!(
+            said("spec:\n  backoffLimit: 3000000000\n"),
+            "json: cannot unmarshal number 3000000000 into Go struct field JobSpec.spec.backoffLimit of type int32"
+        );
+        assert_eq!(
+            said("spec: 5\n"),
+            "json: cannot unmarshal number into Go struct field Job.spec of type v1.JobSpec"
+        );
+        assert_eq!(
+            said("spec:\n  template:\n    metadata:\n      labels: {tier: [a]}\n"),
+            "json: cannot unmarshal array into Go struct field ObjectMeta.spec.template.metadata.labels of type string"
+        );
+        // A quantity that does not parse is refused by its own decoder.
+        assert_eq!(
+            said(&container("resources: {limits: {cpu: 2x}}")),
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
         );
     }
 

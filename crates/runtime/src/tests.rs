@@ -426,9 +426,13 @@ async fn a_stopped_podman_pod_leaves_no_container_behind() {
     let left: Vec<_> = std::fs::read_dir(&containers)
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "runc")
+        .filter(|n| n != "runc" && n != "pods")
         .collect();
     assert!(left.is_empty(), "bundles left: {left:?}");
+    let pods: Vec<_> = std::fs::read_dir(containers.join("pods"))
+        .unwrap()
+        .collect();
+    assert!(pods.is_empty(), "pod files left: {pods:?}");
     let mut list = std::process::Command::new("runc");
     list.arg("--root").arg(containers.join("runc"));
     let listed = crate::reaper::Reaper::get()

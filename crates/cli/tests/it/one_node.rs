@@ -298,3 +298,44 @@ spec:
         image: busybox
         command: ["sh", "-c", "test \"$HOSTNAME\" = train-$JOB_COMPLETION_INDEX"]
 "#;
+
+/// A value of the wrong type (a YAML 1.1 `yes` in a list of strings) and a quantity that
+/// does not parse are decoding errors, worded as the API server's decoder words them,
+/// through kubectl on `serve` (400 BadRequest) and through `joblet run`, before anything
+/// runs.
+#[test]
+fn wrong_types_and_bad_quantities_are_refused_as_the_decoder_words_them() {
+    let dir = scratch();
+    let typed = job("typed", "", "true").replace(
+        "command: [\"sh\", \"-c\", \"true\"]",
+        "command: [\"echo\", yes]",
+    );
+    assert!(typed.contains("yes]"), "{typed}");
+    let quantity = job("sized", "", "true").replace(
+        "image: busybox",
+        "image: busybox\n          resources: {requests: {cpu: 2x}}",
+    );
+    assert!(quantity.contains("2x"), "{quantity}");
+    let wrong_type = "json: cannot unmarshal bool into Go struct field Container.spec.template.spec.containers.command of type string";
+    let bad_quantity = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+    for (manifest, said) in [(&typed, wrong_type), (&quantity, bad_quantity)] {
+        let refused = run(dir.path(), manifest, &[]);
+        refused.expect_code(2);
+        let ending = format!("document 1: {said}\n");
+        assert!(refused.stderr().ends_with(&ending), "{}", refused.context());
+    }
+
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    let server = Server::start(&served);
+    for (manifest, said) in [(&typed, wrong_type), (&quantity, bad_quantity)] {
+        let created = server.kubectl_with(&["create", "-f", "-"], Some(manifest));
+        created.expect_code(1);
+        assert_eq!(
+            created.stderr(),
+            format!("Error from server (BadRequest): error when creating \"STDIN\": Job in version \"v1\" cannot be handled as a Job: {said}\n")
+        );
+    }
+    assert_eq!(server.ok(&["get", "jobs", "-o", "name"]), "");
+}

@@ -118,7 +118,7 @@ pub fn field_validation(params: &Params, unknown: Vec<String>) -> Result<Vec<Str
 /// `fieldValidation` says; a wrong type is the API server's decoding error.
 pub fn decode<T>(value: Value, params: &Params) -> Result<(T, Vec<String>), ApiError>
 where
-    T: k8s_openapi::Resource + DeserializeOwned + Serialize,
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + schemars::JsonSchema,
 {
     let (object, unknown) = decode_object::<T>(value).map_err(|e| {
         ApiError::bad_request(format!(
