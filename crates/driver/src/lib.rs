@@ -455,7 +455,10 @@ impl Engine {
                     self.fail_unbound_deleted();
                     self.sync_due(now);
                 }
-                self.schedule_pods(now);
+                // A pod the kubelet rejected has failed: its Job syncs again at once.
+                while self.schedule_pods(now) {
+                    self.sync_due(now);
+                }
                 self.expire_events(now);
             }
             self.flush();
@@ -974,17 +977,27 @@ impl Engine {
         self.jobs.insert(job_key.clone(), entry);
     }
 
-    /// Carries out the scheduler's decisions: binds the pods that fit and starts them, and
-    /// says why the others wait.
-    fn schedule_pods(&mut self, now: Time) {
+    /// Carries out the scheduler's decisions: binds the pods that fit and starts them, says
+    /// why the others wait, and fails those the kubelet rejects. Whether it failed any.
+    fn schedule_pods(&mut self, now: Time) -> bool {
+        let mut rejected = false;
         for decision in self.scheduler.schedule() {
             match decision {
                 Decision::Bind(key) => self.bind(key, now),
                 Decision::Unschedulable { pod, message } => {
                     self.mark_unschedulable(pod, message, now)
                 }
+                Decision::Rejected {
+                    pod,
+                    reason,
+                    message,
+                } => {
+                    self.reject(pod, reason, message, now);
+                    rejected = true;
+                }
             }
         }
+        rejected
     }
 
     /// Sets a pod's `PodScheduled` condition; `Some(message)` when it is not (`Unschedulable`).
@@ -1050,6 +1063,37 @@ impl Engine {
             };
             self.record_scheduler_event(&job_key, &object, event, now);
         }
+    }
+
+    /// The kubelet refused a pod bound to it by name (`rejectPod`): the pod fails with the
+    /// reason, and a Warning event says it.
+    fn reject(&mut self, key: JobKey, reason: String, message: String, now: Time) {
+        let Some(object) = self.pod_object(&key).cloned() else {
+            return;
+        };
+        let mut status = object.status.clone().unwrap_or_default();
+        status.phase = Some("Failed".to_string());
+        status.reason = Some(reason.clone());
+        status.message = Some(format!("Pod was rejected: {message}"));
+        if let Some(job_key) = self.pod_owner.get(&key).cloned() {
+            if let Some(entry) = self.jobs.remove(&job_key) {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason,
+                    message,
+                };
+                let pod = format!("pod/{}", key.1);
+                let involved = pod_reference(&object);
+                self.record_event_about(&entry.job, involved, "kubelet", pod, &event, now);
+                self.jobs.insert(job_key, entry);
+            }
+        }
+        self.apply_update(PodUpdate {
+            namespace: key.0,
+            name: key.1,
+            status,
+            events: Vec::new(),
+        });
     }
 
     /// Deletes the events whose time is up: a long-running server would otherwise keep

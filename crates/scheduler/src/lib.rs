@@ -27,6 +27,15 @@ pub enum Decision {
     /// It does not, and this is why (said once per pod and reason: the same reason is not
     /// repeated at each retry).
     Unschedulable { pod: PodKey, message: String },
+    /// A pod that named the node itself (`spec.nodeName`), which the kubelet's admission
+    /// refuses (lifecycle/predicate.go): it fails, with this reason (`OutOfcpu`,
+    /// `NodeAffinity`) and message (`Node didn't have enough resource: cpu, requested: 4000,
+    /// used: 0, capacity: 1800`).
+    Rejected {
+        pod: PodKey,
+        reason: String,
+        message: String,
+    },
 }
 
 /// Why a pod does not fit the node.
@@ -59,8 +68,8 @@ impl Unfit {
 enum Target {
     /// Wherever the filters allow.
     Scheduler,
-    /// `spec.nodeName` names this node: bound as it is, as on a cluster, where the
-    /// scheduler never sees such a pod.
+    /// `spec.nodeName` names this node: the scheduler never sees such a pod; the kubelet
+    /// admits it, or rejects it.
     ThisNode,
     /// `spec.nodeName` names a node that does not exist here: it waits for good.
     OtherNode,
@@ -180,7 +189,19 @@ impl Scheduler {
             let waiting = &self.waiting[&arrival];
             let verdict = match waiting.target {
                 Target::Scheduler => self.filter(waiting),
-                Target::ThisNode => None,
+                Target::ThisNode => match self.admit(waiting) {
+                    Some((reason, message)) => {
+                        let waiting = self.waiting.remove(&arrival).expect("listed above");
+                        self.arrival.remove(&waiting.key);
+                        decisions.push(Decision::Rejected {
+                            pod: waiting.key,
+                            reason,
+                            message,
+                        });
+                        continue;
+                    }
+                    None => None,
+                },
                 Target::OtherNode => continue,
             };
             match verdict {
@@ -216,6 +237,46 @@ impl Scheduler {
             });
         }
         self.fit(&pod.requests)
+    }
+
+    /// The kubelet's admission of a pod bound by name (`GeneralPredicates`): its node
+    /// affinity, then the pod count and each resource it requests against what is left of
+    /// allocatable, extended resources the node does not have left out. The first failure
+    /// is the reason.
+    fn admit(&self, pod: &Waiting) -> Option<(String, String)> {
+        if !pod.placed {
+            let message =
+                "Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector";
+            return Some(("NodeAffinity".to_string(), message.to_string()));
+        }
+        let insufficient = |name: &str, requested: i128, used: i128, capacity: i128| {
+            (requested > 0 && requested > capacity - used).then(|| {
+                let message = format!(
+                    "Node didn't have enough resource: {name}, requested: {requested}, used: {used}, capacity: {capacity}"
+                );
+                (format!("OutOf{name}"), message)
+            })
+        };
+        let (request, have, used) = (&pod.requests, &self.allocatable, &self.requested);
+        let bound = self.bound.len() as i128;
+        insufficient("pods", 1, bound, self.allowed_pods as i128)
+            .or_else(|| insufficient("cpu", request.milli_cpu, used.milli_cpu, have.milli_cpu))
+            .or_else(|| insufficient("memory", request.memory, used.memory, have.memory))
+            .or_else(|| {
+                insufficient(
+                    "ephemeral-storage",
+                    request.ephemeral_storage,
+                    used.ephemeral_storage,
+                    have.ephemeral_storage,
+                )
+            })
+            .or_else(|| {
+                request.scalar.iter().find_map(|(name, wanted)| {
+                    let capacity = *have.scalar.get(name)?;
+                    let used = used.scalar.get(name).copied().unwrap_or(0);
+                    insufficient(name, *wanted, used, capacity)
+                })
+            })
     }
 
     /// `NodeResourcesFit`: the pod count, then every resource the pod requests, against

@@ -195,18 +195,58 @@ fn waiting_pods_are_bound_in_order_as_bound_ones_leave_and_reasons_are_said_once
     assert_eq!(scheduler.schedule(), []);
 }
 
+/// A pod that names the node skips the scheduler; the kubelet's admission takes it or
+/// rejects it, as lifecycle/predicate.go words it (extended resources the node does not
+/// have are left out). A pod naming another node waits for good.
 #[test]
-fn a_pod_that_names_its_node_skips_the_filters() {
-    let mut scheduler = Scheduler::new(&node(1));
-    scheduler.add_bound(key("used"), &spec(json!({"cpu": "10"})));
-    let named = |node: &str| -> PodSpec {
-        serde_json::from_value(json!({"nodeName": node, "containers": [
-            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}))
-        .unwrap()
+fn a_pod_that_names_its_node_is_admitted_or_rejected_by_the_kubelet() {
+    let mut scheduler = Scheduler::new(&node(3));
+    scheduler.add_bound(key("used"), &spec(json!({"cpu": "9"})));
+    let named = |node: &str, extra: serde_json::Value| -> PodSpec {
+        let mut pod = json!({"nodeName": node, "containers": [{"name": "c"}]});
+        for (field, value) in extra.as_object().unwrap() {
+            match field.as_str() {
+                "requests" => pod["containers"][0]["resources"] = json!({"requests": value}),
+                _ => pod[field] = value.clone(),
+            }
+        }
+        serde_json::from_value(pod).unwrap()
     };
-    scheduler.enqueue(key("here"), &named("box"));
-    scheduler.enqueue(key("elsewhere"), &named("other"));
-    assert_eq!(scheduler.schedule(), [Decision::Bind(key("here"))]);
+    let rejected = |name: &str, reason: &str, message: &str| Decision::Rejected {
+        pod: key(name),
+        reason: reason.to_string(),
+        message: message.to_string(),
+    };
+    scheduler.enqueue(
+        key("here"),
+        &named("box", json!({"requests": {"cpu": "1"}})),
+    );
+    scheduler.enqueue(key("big"), &named("box", json!({"requests": {"cpu": "2"}})));
+    scheduler.enqueue(key("elsewhere"), &named("other", json!({})));
+    scheduler.enqueue(
+        key("gpus"),
+        &named("box", json!({"requests": {"example.com/gpu": "6"}})),
+    );
+    scheduler.enqueue(
+        key("fpga"),
+        &named("box", json!({"requests": {"other.com/fpga": "1"}})),
+    );
+    scheduler.enqueue(
+        key("hdd"),
+        &named("box", json!({"nodeSelector": {"disk": "hdd"}})),
+    );
+    scheduler.enqueue(key("fourth"), &named("box", json!({})));
+    assert_eq!(
+        scheduler.schedule(),
+        [
+            Decision::Bind(key("here")),
+            rejected("big", "OutOfcpu", "Node didn't have enough resource: cpu, requested: 2000, used: 10000, capacity: 10000"),
+            rejected("gpus", "OutOfexample.com/gpu", "Node didn't have enough resource: example.com/gpu, requested: 6, used: 0, capacity: 5"),
+            Decision::Bind(key("fpga")),
+            rejected("hdd", "NodeAffinity", "Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector"),
+            rejected("fourth", "OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 3, capacity: 3"),
+        ]
+    );
     // The other node never comes: no verdict, and it can still be deleted.
     scheduler.remove(&key("used"));
     assert_eq!(scheduler.schedule(), []);

@@ -159,8 +159,9 @@ fn kubectl_shows_the_node_and_why_a_pod_waits_for_it() {
     });
 }
 
-/// A template that names its node bypasses the scheduler: this machine's name runs, any
-/// other waits for a node that never comes, until the deadline.
+/// A template that names its node bypasses the scheduler: this machine's name runs (or,
+/// asking for more than the machine has, is rejected by the kubelet and fails), any other
+/// waits for a node that never comes, until the deadline.
 #[test]
 fn a_template_naming_a_node_runs_there_or_waits_for_it() {
     let dir = scratch();
@@ -176,8 +177,13 @@ fn a_template_naming_a_node_runs_there_or_waits_for_it() {
             &format!("      restartPolicy: Never\n      nodeName: {node}"),
         )
     };
+    // More than the machine has: the kubelet rejects it, and the pod fails.
+    let oversized = named("oversized", host.trim()).replace(
+        "image: busybox",
+        "image: busybox\n          resources: {requests: {cpu: 64}}",
+    );
     let manifest = format!(
-        "{}---\n{}",
+        "{}---\n{}---\n{oversized}",
         named("here", host.trim()),
         named("elsewhere", "no-such-node")
     );
@@ -193,6 +199,30 @@ fn a_template_naming_a_node_runs_there_or_waits_for_it() {
     };
     assert!(summary("here").contains("Complete"), "{}", run.context());
     assert!(summary("elsewhere").contains("Failed"), "{}", run.context());
+    assert!(summary("oversized").contains("Failed"), "{}", run.context());
+    assert!(
+        out.contains("OutOfcpu               pod/oversized-"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        out.contains(
+            "Node didn't have enough resource: cpu, requested: 64000, used: 0, capacity: "
+        ),
+        "{}",
+        run.context()
+    );
+    assert!(
+        out.contains("OutOfcpu: Pod was rejected: Node didn't have enough resource: cpu"),
+        "{}",
+        run.context()
+    );
+    // The failure counts at once, not at the deadline.
+    assert!(
+        out.contains("BackoffLimitExceeded   job/oversized"),
+        "{}",
+        run.context()
+    );
     assert!(!out.contains("FailedScheduling"), "{}", run.context());
 }
 
