@@ -23,6 +23,9 @@ fn options() -> serde_saphyr::Options {
     // kubectl reads YAML 1.1 scalars (go-yaml v2, integers through Go's
     // `strconv.ParseInt(s, 0, 64)`): `0400` and `0o400` are 256, `yes` and `on` are true.
     options.legacy_octal_numbers = true;
+    // kubectl's YAML-to-JSON conversion (go-yaml v2, not strict) keeps a repeated key's last
+    // value: the document's visitor does the same with every key as it comes.
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     options
 }
 
@@ -263,6 +266,18 @@ mod tests {
                 serde_json::json!({"labels": {"true": "z", "off": "q", "8": "a", "1.5": "b",
                 "2e+06": "c", "1e-05": "d", "plain": "e"}})
             ]
+        );
+    }
+
+    /// A repeated key keeps its last value, as kubectl's conversion keeps it, whether the
+    /// keys are spelled alike or only come out alike.
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let values =
+            documents("a: 1\nb: 2\na: 3\n\"a\": 4\nlabels: {on: x, \"true\": w}\n").unwrap();
+        assert_eq!(
+            values,
+            [serde_json::json!({"a": 4, "b": 2, "labels": {"true": "w"}})]
         );
     }
 
