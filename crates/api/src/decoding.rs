@@ -25,10 +25,20 @@ fn schema<T: JsonSchema + Resource>() -> Arc<Value> {
     let schemas = SCHEMAS.get_or_init(Default::default);
     let mut schemas = schemas.lock().expect("schemas");
     let made = schemas.entry(T::KIND).or_insert_with(|| {
-        let generator = schemars::SchemaGenerator::default();
+        let settings = schemars::generate::SchemaSettings::default();
+        let generator = settings
+            .with_transform(without_descriptions)
+            .into_generator();
         Arc::new(generator.into_root_schema_for::<T>().to_value())
     });
     made.clone()
+}
+
+/// The structure is all a decoding error needs: the descriptions, most of a schema's
+/// bytes, are dropped as it is made.
+fn without_descriptions(schema: &mut schemars::Schema) {
+    schema.remove("description");
+    schemars::transform::transform_subschemas(&mut without_descriptions, schema);
 }
 
 /// One step of a path into a JSON value.
