@@ -959,21 +959,21 @@ impl Engine {
         changed.map(|(answer, object)| (answer, object, Some(job_key)))
     }
 
-    /// The scheduler's event about a pod of the Job `job_key`.
-    fn record_scheduler_event(&mut self, job_key: &JobKey, pod: &Pod, event: Event, now: Time) {
+    /// An event of `source` (the scheduler, the kubelet) about a pod of the Job `job_key`.
+    fn record_pod_event(
+        &mut self,
+        job_key: &JobKey,
+        pod: &Pod,
+        source: &str,
+        event: Event,
+        now: Time,
+    ) {
         let Some(entry) = self.jobs.remove(job_key) else {
             return;
         };
         let object = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
         let involved = pod_reference(pod);
-        self.record_event_about(
-            &entry.job,
-            involved,
-            "default-scheduler",
-            object,
-            &event,
-            now,
-        );
+        self.record_event_about(&entry.job, involved, source, object, &event, now);
         self.jobs.insert(job_key.clone(), entry);
     }
 
@@ -1043,7 +1043,7 @@ impl Engine {
                 reason: "Scheduled".to_string(),
                 message: format!("Successfully assigned {}/{} to {node}", key.0, key.1),
             };
-            self.record_scheduler_event(&job_key, &object, event, now);
+            self.record_pod_event(&job_key, &object, "default-scheduler", event, now);
         }
         // Reserved only once found, so that nothing is held for a pod that is gone.
         self.runtime.reserve(&key.0, &key.1);
@@ -1061,7 +1061,7 @@ impl Engine {
                 reason: "FailedScheduling".to_string(),
                 message,
             };
-            self.record_scheduler_event(&job_key, &object, event, now);
+            self.record_pod_event(&job_key, &object, "default-scheduler", event, now);
         }
     }
 
@@ -1076,17 +1076,12 @@ impl Engine {
         status.reason = Some(reason.clone());
         status.message = Some(format!("Pod was rejected: {message}"));
         if let Some(job_key) = self.pod_owner.get(&key).cloned() {
-            if let Some(entry) = self.jobs.remove(&job_key) {
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason,
-                    message,
-                };
-                let pod = format!("pod/{}", key.1);
-                let involved = pod_reference(&object);
-                self.record_event_about(&entry.job, involved, "kubelet", pod, &event, now);
-                self.jobs.insert(job_key, entry);
-            }
+            let event = Event {
+                type_: EventType::Warning,
+                reason,
+                message,
+            };
+            self.record_pod_event(&job_key, &object, "kubelet", event, now);
         }
         self.apply_update(PodUpdate {
             namespace: key.0,

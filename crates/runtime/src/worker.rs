@@ -263,10 +263,8 @@ impl Worker {
         let Ok(runtime) = &self.runtime else {
             return false;
         };
-        let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
-        let on_pull = Box::new(move || {
-            let _ = fetched.send((i, Fetch::Pulling, clock.now()));
-        });
+        let tell = self.fetch_news(i);
+        let on_pull = Box::new(move || tell(Fetch::Pulling));
         let fetch = match runtime.clone().image(&self.specs[i], on_pull) {
             ImageNeed::None => return false,
             ImageNeed::Present => {
@@ -285,12 +283,19 @@ impl Worker {
             _ => None,
         };
         record.state = State::Pulling { failed };
-        let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
-        self.shared.handle.spawn(async move {
-            let result = fetch.await;
-            let _ = fetched.send((i, Fetch::Done(result), clock.now()));
-        });
+        let tell = self.fetch_news(i);
+        self.shared
+            .handle
+            .spawn(async move { tell(Fetch::Done(fetch.await)) });
         true
+    }
+
+    /// Tells the worker news of container `i`'s fetch, with the time it came.
+    fn fetch_news(&self, i: usize) -> impl Fn(Fetch) + Send + 'static {
+        let (fetched, clock) = (self.fetched.clone(), self.shared.clock.clone());
+        move |news| {
+            let _ = fetched.send((i, news, clock.now()));
+        }
     }
 
     fn image_said(&mut self, i: usize, news: ImageNews) {
