@@ -1332,6 +1332,16 @@ pub fn runtime_warnings(job: &Job) -> Vec<String> {
             "{SPEC}.hostAliases: not applied: host pods see the machine's /etc/hosts (the container runtimes write them into each pod's)"
         ));
     }
+    if pod.dns_config.is_some() {
+        warnings.push(format!(
+            "{SPEC}.dnsConfig: not applied: joblet's pods use the machine's /etc/resolv.conf"
+        ));
+    }
+    if pod.set_hostname_as_fqdn == Some(true) {
+        warnings.push(format!(
+            "{SPEC}.setHostnameAsFQDN: not applied: the pod's hostname stays its short name (its FQDN is in its /etc/hosts)"
+        ));
+    }
     for (i, volume) in pod.volumes.iter().flatten().enumerate() {
         let Some(empty) = volume.empty_dir.as_ref() else {
             continue;
@@ -1815,6 +1825,27 @@ spec:
                 format!("{path}.securityContext.seccompProfile: not applied by joblet's container runtimes"),
                 format!("{path}.imagePullSecrets: not used: joblet's container runtimes pull with the engine's own credentials (podman login, docker login)"),
                 format!("{path}.volumes[0].emptyDir.sizeLimit: not enforced: joblet limits only a memory-backed emptyDir (medium: Memory)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn name_resolution_joblet_does_not_apply_is_a_warning() {
+        let mut value = crate::yaml::document(BASE).unwrap();
+        merge(
+            &mut value,
+            json!({"spec": {"template": {"spec": {"runtimeClassName": "docker",
+                "subdomain": "workers", "setHostnameAsFQDN": true,
+                "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}}}}}),
+        );
+        let mut job: Job = serde_json::from_value(value).unwrap();
+        crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+        let path = "spec.template.spec";
+        assert_eq!(
+            runtime_warnings(&job),
+            [
+                format!("{path}.dnsConfig: not applied: joblet's pods use the machine's /etc/resolv.conf"),
+                format!("{path}.setHostnameAsFQDN: not applied: the pod's hostname stays its short name (its FQDN is in its /etc/hosts)"),
             ]
         );
     }
