@@ -258,6 +258,7 @@ fn too_long(path: &str) -> FieldError {
     FieldError {
         path: path.to_string(),
         kind: FieldErrorKind::TooLong { max: MAX_SIZE },
+        node_limit: false,
     }
 }
 

@@ -34,12 +34,16 @@ pub enum FieldErrorKind {
 pub struct FieldError {
     pub path: String,
     pub kind: FieldErrorKind,
+    /// What joblet's node cannot run (a volume kind, an image's entrypoint on the host), not
+    /// an upstream rule: a cluster's nodes have no such limit, so a run there drops it.
+    pub node_limit: bool,
 }
 
 impl FieldError {
     pub fn required(path: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::Required(detail.into()),
         }
     }
@@ -47,6 +51,7 @@ impl FieldError {
     pub fn invalid(path: impl Into<String>, value: impl fmt::Display, detail: &str) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::Invalid {
                 value: Some(value.to_string()),
                 detail: detail.to_string(),
@@ -61,6 +66,7 @@ impl FieldError {
     pub fn invalid_no_value(path: impl Into<String>, detail: &str) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::Invalid {
                 value: None,
                 detail: detail.to_string(),
@@ -75,6 +81,7 @@ impl FieldError {
     ) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::NotSupported {
                 value: value.to_string(),
                 supported,
@@ -85,6 +92,7 @@ impl FieldError {
     pub fn not_found(path: impl Into<String>, value: impl fmt::Display) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::NotFound(value.to_string()),
         }
     }
@@ -92,6 +100,7 @@ impl FieldError {
     pub fn duplicate(path: impl Into<String>, value: impl fmt::Display) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::Duplicate(value.to_string()),
         }
     }
@@ -99,6 +108,7 @@ impl FieldError {
     pub fn too_many(path: impl Into<String>, count: usize, max: usize) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::TooMany { count, max },
         }
     }
@@ -106,8 +116,15 @@ impl FieldError {
     pub fn forbidden(path: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             path: path.into(),
+            node_limit: false,
             kind: FieldErrorKind::Forbidden(detail.into()),
         }
+    }
+
+    /// Marks what joblet's node cannot run, which a cluster's node can.
+    pub fn node_limit(mut self) -> Self {
+        self.node_limit = true;
+        self
     }
 
     /// The upstream error type name (`FieldValueInvalid` and so on) for `Status` causes.

@@ -29,4 +29,4 @@ pub use manifest::{
 };
 pub use update::{carry_identity, prepare_for_update, validate_job_update};
 pub use valid::ValidJob;
-pub use validation::validate_job;
+pub use validation::{validate_job, validate_job_for_cluster};

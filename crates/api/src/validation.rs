@@ -30,6 +30,27 @@ const MAX_SUCCESS_POLICY_RULES: usize = 20;
 pub(crate) const DNS1123_LABEL_ERROR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_ERROR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
+/// Validates a Job bound for a cluster, which runs images with whatever `runtimeClassName`
+/// it has: upstream's rules as joblet's image runtimes apply them, less what only joblet's
+/// node cannot run (the API server and the cluster's nodes speak for those).
+pub fn validate_job_for_cluster(job: &Job) -> Result<(), Invalid> {
+    let mut as_images = job.clone();
+    let pod = (as_images.spec.as_mut()).and_then(|s| s.template.spec.as_mut());
+    if let Some(pod) = pod {
+        pod.runtime_class_name = Some("podman".to_string());
+    }
+    match validate_job(&as_images) {
+        Ok(_) => Ok(()),
+        Err(mut invalid) => {
+            invalid.errors.retain(|e| !e.node_limit);
+            match invalid.errors.is_empty() {
+                true => Ok(()),
+                false => Err(invalid),
+            }
+        }
+    }
+}
+
 /// Validates a Job that went through [`crate::prepare_for_create`] (or was read back from
 /// the store) and returns its concrete form, or every error found.
 pub fn validate_job(job: &Job) -> Result<ValidJob, Invalid> {
@@ -701,11 +722,14 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         None | Some("host") => Runtime::Host,
         Some("podman" | "docker") => Runtime::Image,
         Some(other) => {
-            errors.push(FieldError::not_supported(
-                format!("{SPEC}.runtimeClassName"),
-                other,
-                &crate::defaults::RUNTIME_CLASSES,
-            ));
+            errors.push(
+                FieldError::not_supported(
+                    format!("{SPEC}.runtimeClassName"),
+                    other,
+                    &crate::defaults::RUNTIME_CLASSES,
+                )
+                .node_limit(),
+            );
             Runtime::Host
         }
     };
@@ -719,10 +743,13 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         r.limits.as_ref().is_some_and(|l| !l.is_empty())
             || r.requests.as_ref().is_some_and(|l| !l.is_empty())
     }) {
-        errors.push(FieldError::forbidden(
-            format!("{SPEC}.resources"),
-            "joblet does not take pod-level resources yet: set them on each container",
-        ));
+        errors.push(
+            FieldError::forbidden(
+                format!("{SPEC}.resources"),
+                "joblet does not take pod-level resources yet: set them on each container",
+            )
+            .node_limit(),
+        );
     }
     crate::scheduling::validate_scheduling(pod, SPEC, errors);
     let volumes = pod.volumes.as_deref().unwrap_or_default();
@@ -799,10 +826,10 @@ fn validate_container_restart_policies(pod: &PodSpec, errors: &mut Vec<FieldErro
         );
     for (path, container) in containers {
         if container.restart_policy_rules.is_some() {
-            errors.push(FieldError::forbidden(
-                format!("{path}.restartPolicyRules"),
-                ALPHA_IN_1_34,
-            ));
+            errors.push(
+                FieldError::forbidden(format!("{path}.restartPolicyRules"), ALPHA_IN_1_34)
+                    .node_limit(),
+            );
         }
     }
     for (i, container) in pod.init_containers.iter().flatten().enumerate() {
@@ -880,7 +907,7 @@ fn validate_container<'a>(
             format!(
                 "joblet runs container {name:?} as a host command and does not read image entrypoints; set command, or run the image's with --runtime podman|docker or runtimeClassName: podman|docker"
             ),
-        ));
+        ).node_limit());
     }
     refuse_what_a_runtime_cannot_give(path, container, runtime, volumes, errors);
     if let Some(resources) = &container.resources {
@@ -1088,10 +1115,10 @@ fn validate_env_source(
     }
     if source.file_key_ref.is_some() {
         sources += 1;
-        errors.push(FieldError::forbidden(
-            format!("{path}.valueFrom.fileKeyRef"),
-            ALPHA_IN_1_34,
-        ));
+        errors.push(
+            FieldError::forbidden(format!("{path}.valueFrom.fileKeyRef"), ALPHA_IN_1_34)
+                .node_limit(),
+        );
     }
     if let Some(selector) = &source.resource_field_ref {
         sources += 1;
@@ -1151,17 +1178,21 @@ fn refuse_what_a_runtime_cannot_give(
         .as_ref()
         .is_some_and(|d| !d.is_empty())
     {
-        errors.push(FieldError::forbidden(
-            format!("{path}.volumeDevices"),
-            "joblet cannot attach devices to containers",
-        ));
+        errors.push(
+            FieldError::forbidden(
+                format!("{path}.volumeDevices"),
+                "joblet cannot attach devices to containers",
+            )
+            .node_limit()
+            .node_limit(),
+        );
     }
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     if runtime == Runtime::Host && limits.is_some_and(|l| l.contains_key("memory")) {
         errors.push(FieldError::forbidden(
             format!("{path}.resources.limits.memory"),
             "joblet runs containers as host processes and cannot enforce a memory limit; --runtime podman|docker or runtimeClassName: podman|docker does",
-        ));
+        ).node_limit());
     }
 }
 
@@ -1747,6 +1778,43 @@ spec:
         assert_eq!(
             env(json!({"resource": "limits.memory", "divisor": "1024"})),
             [format!("{path}.divisor: Invalid value: \"limits.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource")]
+        );
+    }
+
+    #[test]
+    fn a_cluster_judges_what_only_joblets_node_cannot_run() {
+        let job = |pod: serde_json::Value| {
+            let mut value = crate::yaml::document(BASE).unwrap();
+            merge(&mut value, json!({"spec": {"template": {"spec": pod}}}));
+            let mut job: Job = serde_json::from_value(value).unwrap();
+            crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+            job
+        };
+        let for_a_cluster = job(json!({
+            "runtimeClassName": "gvisor",
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}],
+            "containers": [{
+                "name": "main", "image": "busybox", "command": null,
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "resources": {"limits": {"memory": "1Gi"}},
+            }],
+        }));
+        assert!(
+            validate_job(&for_a_cluster).is_err(),
+            "joblet's node cannot run it"
+        );
+        assert_eq!(validate_job_for_cluster(&for_a_cluster), Ok(()));
+        // Upstream's own rules still hold: a mount of no volume, as the API server says.
+        let broken = job(json!({"containers": [{
+            "name": "main", "image": "busybox",
+            "volumeMounts": [{"name": "missing", "mountPath": "/data"}],
+        }]}));
+        let errors: Vec<String> = (validate_job_for_cluster(&broken).unwrap_err().errors.iter())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"missing\""]
         );
     }
 

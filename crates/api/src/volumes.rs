@@ -335,7 +335,7 @@ pub fn validate_mounts(
                     errors.push(FieldError::forbidden(
                         format!("{here}.name"),
                         format!("joblet mounts emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes, not {kind}"),
-                    ));
+                    ).node_limit());
                 }
                 let sources = volume
                     .projected
@@ -347,7 +347,7 @@ pub fn validate_mounts(
                         errors.push(FieldError::forbidden(
                             format!("{here}.name"),
                             format!("joblet projects configMap, secret and downwardAPI sources, not {kind}: it has no service accounts or certificates"),
-                        ));
+                        ).node_limit());
                     }
                 }
             }
@@ -366,22 +366,31 @@ pub fn validate_mounts(
             .as_deref()
             .is_some_and(|e| !e.is_empty())
         {
-            errors.push(FieldError::forbidden(
-                format!("{here}.subPathExpr"),
-                "joblet does not expand subPathExpr; use subPath",
-            ));
+            errors.push(
+                FieldError::forbidden(
+                    format!("{here}.subPathExpr"),
+                    "joblet does not expand subPathExpr; use subPath",
+                )
+                .node_limit(),
+            );
         }
         if let Some(propagation) = mount.mount_propagation.as_deref().filter(|p| *p != "None") {
-            errors.push(FieldError::forbidden(
-                format!("{here}.mountPropagation"),
-                format!("joblet mounts volumes without propagation, not {propagation}"),
-            ));
+            errors.push(
+                FieldError::forbidden(
+                    format!("{here}.mountPropagation"),
+                    format!("joblet mounts volumes without propagation, not {propagation}"),
+                )
+                .node_limit(),
+            );
         }
         if mount.recursive_read_only.as_deref() == Some("Enabled") {
-            errors.push(FieldError::forbidden(
-                format!("{here}.recursiveReadOnly"),
-                "joblet makes only the mount itself read-only",
-            ));
+            errors.push(
+                FieldError::forbidden(
+                    format!("{here}.recursiveReadOnly"),
+                    "joblet makes only the mount itself read-only",
+                )
+                .node_limit(),
+            );
         }
         if let Some(sub_path) = mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
             let mut details = Vec::new();

@@ -9,7 +9,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::printers::{human_duration, job_row, render_table};
-use joblet_api::{IndexSet, ValidJob};
+use joblet_api::IndexSet;
 use joblet_core::{EventType, Status};
 use joblet_driver::{Notice, SystemClock};
 
@@ -41,7 +41,7 @@ pub struct Display {
 }
 
 impl Display {
-    pub fn new(view: View, jobs: &[ValidJob]) -> Self {
+    pub fn new(view: View, jobs: &[Job]) -> Self {
         let mut bars = HashMap::new();
         let multi = (view == View::Progress).then(MultiProgress::new);
         if let Some(multi) = &multi {
@@ -50,19 +50,23 @@ impl Display {
             )
             .expect("static template")
             .progress_chars("=> ");
-            let width = jobs.iter().map(|j| j.name().len()).max().unwrap_or(0);
+            let name = |job: &Job| job.metadata.name.clone().unwrap_or_default();
+            let width = jobs.iter().map(|j| name(j).len()).max().unwrap_or(0);
             for job in jobs {
-                let completions = job.spec.completions;
+                let spec = job.spec.as_ref();
+                let completions = spec.and_then(|s| s.completions);
+                let indexed = spec.and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
                 let bar = multi.add(ProgressBar::new(completions.unwrap_or(1).max(0) as u64));
                 bar.set_style(style.clone());
-                bar.set_prefix(format!("{:<width$}", job.name()));
+                bar.set_prefix(format!("{:<width$}", name(job)));
                 bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
                 bars.insert(
-                    (job.namespace().to_string(), job.name().to_string()),
+                    (namespace.to_string(), name(job)),
                     JobBar {
                         bar,
                         completions,
-                        indexed: job.is_indexed(),
+                        indexed,
                     },
                 );
             }

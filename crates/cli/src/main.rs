@@ -2,6 +2,7 @@
 
 mod display;
 mod duration;
+mod on_cluster;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joblet_api::k8s_openapi::api::batch::v1::Job;
-use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
 use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
@@ -143,7 +144,15 @@ enum Output {
     Yaml,
 }
 
+/// kubectl's `--dry-run`: only `server` is a run's (a client-side one is `run` itself).
+#[derive(Clone, Copy, ValueEnum)]
+enum DryRun {
+    /// Send everything with `dryRun=All`; print what the server would store.
+    Server,
+}
+
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("cluster").multiple(true)))]
 struct RunArgs {
     /// Manifest file (YAML or JSON, several documents or a v1 List); `-` for stdin. May be
     /// given several times: the files are read as one manifest.
@@ -154,11 +163,17 @@ struct RunArgs {
     output: Option<Output>,
     /// The runtime of pods that name no `runtimeClassName`, written into their Job's
     /// template when it is created (a pod's own class always wins).
-    #[arg(long, value_enum, value_name = "RUNTIME", default_value = "host")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "RUNTIME",
+        default_value = "host",
+        conflicts_with = "cluster"
+    )]
     runtime: RuntimeClass,
     /// How many pods the node runs at once, as the kubelet's `--max-pods`: the scheduler
     /// keeps the others Pending until one ends.
-    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(i64).range(1..), conflicts_with = "cluster")]
     max_pods: i64,
     /// Stream every pod's output, each line prefixed `[pod/NAME/CONTAINER]`.
     #[arg(long)]
@@ -168,10 +183,10 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Base of the pod re-creation and container restart back-off (upstream: 10s).
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse, conflicts_with = "cluster")]
     backoff_base: Duration,
     /// Cap of the pod re-creation back-off (upstream: 10m); container restarts cap at half.
-    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = duration::parse)]
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = duration::parse, conflicts_with = "cluster")]
     backoff_max: Duration,
     /// Start Jobs that the manifest marks `suspend: true` instead of leaving them suspended.
     #[arg(long)]
@@ -183,12 +198,28 @@ struct RunArgs {
     /// Do not fsync commits and pod ends: faster on slow disks, and still safe when a
     /// process crashes or is killed, but a power loss may lose the last results (and run
     /// their pods again).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     no_fsync: bool,
     /// Re-run the indexes that did not succeed of the failed Indexed Jobs in the state
     /// directory, with a fresh failure budget, in the same Jobs' history.
-    #[arg(long, requires = "state_dir")]
+    #[arg(long, requires = "state_dir", conflicts_with = "cluster")]
     retry_failed: bool,
+    /// Run on the Kubernetes cluster of this kubeconfig context instead of this machine:
+    /// the cluster schedules and runs the pods; joblet follows them and saves their logs.
+    #[arg(long, value_name = "NAME", group = "cluster")]
+    context: Option<String>,
+    /// The kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config); given alone,
+    /// runs on its current context.
+    #[arg(long, value_name = "FILE", group = "cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace of objects that name none (on a cluster, default: the context's);
+    /// an object that names another is refused, as kubectl refuses it.
+    #[arg(short = 'n', long, value_name = "NS")]
+    namespace: Option<String>,
+    /// With `server`: send everything to the cluster with dryRun=All and print what it
+    /// would store (YAML, or `-o json`), running nothing.
+    #[arg(long, value_enum, value_name = "MODE")]
+    dry_run: Option<DryRun>,
 }
 
 fn main() -> ExitCode {
@@ -359,14 +390,29 @@ fn read_input(file: &str) -> Result<String, String> {
 /// What `run` takes from its manifest, every object checked as the API server would on
 /// create: all or nothing, before anything runs.
 struct Admitted {
-    jobs: Vec<(Job, ValidJob)>,
+    /// As sent (to a cluster: not yet named or defaulted).
+    jobs: Vec<Job>,
+    /// As checked for this machine, one per Job (none for a cluster).
+    valid: Vec<ValidJob>,
+    namespaces: Vec<Namespace>,
     config_maps: Vec<ConfigMap>,
     secrets: Vec<Secret>,
     /// Not stored: they name pods for the node (headless Services' names).
     services: Vec<Service>,
 }
 
-fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
+/// Where a run's objects go: this machine, or a cluster whose API server defaults and names
+/// them itself.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Here,
+    /// The namespace of objects that name none.
+    Cluster {
+        namespace: &'a str,
+    },
+}
+
+fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
     let validation = match args.validate {
         Validate::Strict => joblet_api::FieldValidation::Strict,
         Validate::Warn => joblet_api::FieldValidation::Warn,
@@ -395,68 +441,121 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
     }
     let joblet_api::Manifest {
         mut jobs,
-        mut namespaces,
+        namespaces,
         mut config_maps,
         mut secrets,
         mut services,
     } = all;
-    // As `kubectl create -f` gets them named by the API server: each run makes new objects.
+    let mut errors = Vec::new();
+    let default_namespace = match place {
+        Place::Here => args.namespace.as_deref(),
+        Place::Cluster { namespace } => Some(namespace),
+    };
     let metas = (jobs.iter_mut().map(|j| &mut j.metadata))
-        .chain(namespaces.iter_mut().map(|n| &mut n.metadata))
         .chain(config_maps.iter_mut().map(|c| &mut c.metadata))
         .chain(secrets.iter_mut().map(|s| &mut s.metadata))
         .chain(services.iter_mut().map(|s| &mut s.metadata));
     for meta in metas {
-        joblet_driver::generate_name(meta);
+        match (&meta.namespace, args.namespace.as_deref()) {
+            (Some(own), Some(asked)) if own != asked => errors.push(format!(
+                "error: the namespace from the provided object {own:?} does not match the \
+                 namespace {asked:?}. You must pass '--namespace={own}' to perform this operation."
+            )),
+            (Some(_), _) => {}
+            (None, _) => meta.namespace = default_namespace.map(str::to_string),
+        }
     }
+    // As `kubectl create -f` gets them named by the API server: each run makes new objects.
+    // A cluster names them itself; here only the copies checked are named.
+    let named =
+        |mut meta: joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            joblet_driver::generate_name(&mut meta);
+            meta
+        };
+    let here = matches!(place, Place::Here);
     let mut valid = Vec::new();
-    let mut errors = Vec::new();
-    for mut job in jobs {
-        joblet_api::defaults::default_runtime_class(&mut job, args.runtime.name());
+    for job in &mut jobs {
         if args.resume {
             if let Some(spec) = job.spec.as_mut() {
                 spec.suspend = Some(false);
             }
         }
-        match admit(job.clone()) {
+        let mut checked = job.clone();
+        checked.metadata = named(checked.metadata);
+        if !here {
+            if let Err(invalid) = joblet_driver::admit_for_cluster(checked) {
+                errors.push(format!("error: {invalid}"));
+            }
+            continue;
+        }
+        joblet_api::defaults::default_runtime_class(&mut checked, args.runtime.name());
+        *job = checked.clone();
+        match admit(checked) {
             Ok(admitted) => {
                 for warning in joblet_api::validation::runtime_warnings(admitted.object()) {
                     eprintln!("Warning: {warning}");
                 }
-                valid.push((job, admitted))
+                valid.push(admitted)
             }
             Err(invalid) => errors.push(format!("error: {invalid}")),
         }
     }
-    for config_map in &config_maps {
-        if let Err(invalid) = joblet_api::config::validate_config_map(config_map) {
+    for config_map in &mut config_maps {
+        let mut checked = config_map.clone();
+        checked.metadata = named(checked.metadata);
+        if let Err(invalid) = joblet_api::config::validate_config_map(&checked) {
             errors.push(format!("error: {invalid}"));
+        }
+        if here {
+            *config_map = checked;
         }
     }
     for secret in &mut secrets {
-        joblet_api::config::prepare_secret(secret);
-        if let Err(invalid) = joblet_api::config::validate_secret(secret) {
+        let mut checked = secret.clone();
+        checked.metadata = named(checked.metadata);
+        joblet_api::config::prepare_secret(&mut checked);
+        if let Err(invalid) = joblet_api::config::validate_secret(&checked) {
             errors.push(format!("error: {invalid}"));
+        }
+        if here {
+            *secret = checked;
         }
     }
     // A run's namespaces exist as soon as something is in them: a Namespace document is
     // checked, and needs nothing more.
-    for namespace in &namespaces {
-        if let Err(invalid) = joblet_api::services::validate_namespace(namespace) {
-            errors.push(format!("error: {invalid}"));
-        }
-    }
+    let namespaces: Vec<_> = (namespaces.into_iter())
+        .map(|mut namespace| {
+            let checked = named(namespace.metadata.clone());
+            if let Err(invalid) = joblet_api::services::validate_namespace(&Namespace {
+                metadata: checked.clone(),
+                ..namespace.clone()
+            }) {
+                errors.push(format!("error: {invalid}"));
+            }
+            if here {
+                namespace.metadata = checked;
+            }
+            namespace
+        })
+        .collect();
     for service in &mut services {
-        joblet_api::services::default_service(service);
-        match joblet_api::services::validate_service(service) {
-            Ok(()) => eprintln!(
+        let mut checked = service.clone();
+        checked.metadata = named(checked.metadata);
+        joblet_api::services::default_service(&mut checked);
+        match joblet_api::services::validate_service(&checked) {
+            // A cluster routes to Services; this machine only names their pods.
+            Ok(()) if here => eprintln!(
                 "Warning: {}",
-                joblet_api::services::service_warning(service)
+                joblet_api::services::service_warning(&checked)
             ),
+            Ok(()) => {}
             Err(invalid) => errors.push(format!("error: {invalid}")),
         }
+        if here {
+            *service = checked;
+        }
     }
-    let metas = (valid.iter().map(|(job, _)| ("Job", &job.metadata)))
+    let metas = (jobs.iter().map(|job| ("Job", &job.metadata)))
         .chain(config_maps.iter().map(|c| ("ConfigMap", &c.metadata)))
         .chain(secrets.iter().map(|s| ("Secret", &s.metadata)))
         .chain(services.iter().map(|s| ("Service", &s.metadata)))
@@ -467,14 +566,19 @@ fn admit_all(args: &RunArgs) -> Result<Admitted, String> {
             "Namespace" => "",
             _ => meta.namespace.as_deref().unwrap_or("default"),
         };
-        let name = meta.name.as_deref().unwrap_or_default();
+        // Named by the server: never the same.
+        let Some(name) = meta.name.as_deref() else {
+            continue;
+        };
         if !seen.insert((kind, namespace, name)) {
             errors.push(format!("error: {kind} {name:?} appears twice in {source}"));
         }
     }
     if errors.is_empty() {
         Ok(Admitted {
-            jobs: valid,
+            jobs,
+            valid,
+            namespaces,
             config_maps,
             secrets,
             services,
@@ -504,12 +608,23 @@ fn default_state_dir() -> PathBuf {
 }
 
 fn run(args: RunArgs) -> u8 {
+    if args.context.is_some() || args.kubeconfig.is_some() {
+        return on_cluster::run(args);
+    }
+    if args.dry_run.is_some() {
+        eprintln!(
+            "error: --dry-run=server needs a cluster: name it with --context or --kubeconfig"
+        );
+        return exit::INVALID;
+    }
     let Admitted {
         jobs,
+        valid,
         config_maps,
         secrets,
         services,
-    } = match admit_all(&args) {
+        ..
+    } = match admit_all(&args, Place::Here) {
         Ok(admitted) => admitted,
         Err(message) => {
             eprintln!("{message}");
@@ -517,7 +632,7 @@ fn run(args: RunArgs) -> u8 {
         }
     };
     let classes: std::collections::BTreeSet<&str> = (jobs.iter())
-        .filter_map(|(job, _)| job.spec.as_ref()?.template.spec.as_ref())
+        .filter_map(|job| job.spec.as_ref()?.template.spec.as_ref())
         .map(|pod| pod.runtime_class_name.as_deref().unwrap_or("host"))
         .collect();
     for class in classes {
@@ -557,22 +672,10 @@ fn run(args: RunArgs) -> u8 {
         durability: durability(args.no_fsync),
         max_pods: args.max_pods,
     };
-    let view = if args.output.is_some() {
-        display::View::Quiet
-    } else if std::io::stdout().is_terminal() {
-        display::View::Progress
-    } else {
-        display::View::Events
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let view = view(&args);
+    let runtime = match async_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         // Before anything runs: a signal from here on stops the pods, none abandons them.
@@ -582,7 +685,7 @@ fn run(args: RunArgs) -> u8 {
             eprintln!("error: installing signal handlers: {e}");
             return exit::FAILED;
         }
-        let admitted: Vec<ValidJob> = jobs.iter().map(|(_, valid)| valid.clone()).collect();
+        let admitted: Vec<Job> = valid.iter().map(|valid| valid.object().clone()).collect();
         let display = display::Display::new(view, &admitted);
         let mut engine = match Engine::open(config, display.observer()) {
             Ok(engine) => engine,
@@ -599,7 +702,7 @@ fn run(args: RunArgs) -> u8 {
             }
         }
         display.note(&format!("run directory: {}", engine.state_dir().display()));
-        for (manifest, admitted) in jobs {
+        for (manifest, admitted) in jobs.into_iter().zip(valid) {
             let (namespace, name) = (
                 admitted.namespace().to_string(),
                 admitted.name().to_string(),
@@ -650,6 +753,28 @@ fn run(args: RunArgs) -> u8 {
             eprintln!("job {name}: parallelism is 0: none of its pods runs until it is raised");
         }
         outcome(&finished)
+    })
+}
+
+/// What a run shows: the final objects only with `-o`, bars on a terminal, event lines
+/// elsewhere.
+fn view(args: &RunArgs) -> display::View {
+    if args.output.is_some() {
+        display::View::Quiet
+    } else if std::io::stdout().is_terminal() {
+        display::View::Progress
+    } else {
+        display::View::Events
+    }
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, u8> {
+    (tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build())
+    .map_err(|e| {
+        eprintln!("error: starting the runtime: {e}");
+        exit::FAILED
     })
 }
 

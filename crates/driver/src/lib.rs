@@ -1129,6 +1129,13 @@ pub fn admit(mut job: Job) -> Result<ValidJob, Invalid> {
     validate_job(&job)
 }
 
+/// Checks a Job bound for a cluster as its API server would on create, less what only
+/// joblet's node cannot run.
+pub fn admit_for_cluster(mut job: Job) -> Result<(), Invalid> {
+    prepare_for_create(&mut job, &new_uid(), SystemClock.now_timestamp());
+    joblet_api::validate_job_for_cluster(&job)
+}
+
 /// The Job as stored, with its current status and resourceVersion.
 fn job_object(entry: &JobEntry) -> Job {
     let mut job = entry.job.object().clone();
@@ -1205,8 +1212,9 @@ fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Why a pod failed, for a person: the pod's own reason (a deadline, an eviction), else the
-/// first container that ended in error, as the pod failure policy finds it.
-fn why_failed(status: &PodStatus) -> String {
+/// first container that ended in error, as the pod failure policy finds it. The same words
+/// for a pod of this machine and one of a cluster.
+pub fn why_failed(status: &PodStatus) -> String {
     if let Some(reason) = &status.reason {
         let message = status.message.as_deref().unwrap_or("");
         return format!("{reason}: {message}");

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `joblet` binary on real processes.
 
+mod cluster;
 mod crash;
 mod docker;
 mod examples;

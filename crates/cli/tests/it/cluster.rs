@@ -1,0 +1,382 @@
+//! `joblet run --context` with `joblet serve` as the cluster: the client uses only what any
+//! API server offers (create, server-side apply, watches, logs), so the same runs work on a
+//! real cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::serve::{wait_for, Server};
+use crate::util::{joblet, scratch, Run};
+
+/// `joblet run -f FILE --kubeconfig KUBECONFIG --state-dir DIR/run ARGS…`.
+fn run_on(server: &Server, dir: &Path, manifest: &str, args: &[&str]) -> Run {
+    Run {
+        output: command(&server.kubeconfig, dir, manifest, args)
+            .output()
+            .unwrap(),
+    }
+}
+
+fn command(kubeconfig: &Path, dir: &Path, manifest: &str, args: &[&str]) -> Command {
+    let file = dir.join("job.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let mut command = joblet();
+    command
+        .args(["run", "-f"])
+        .arg(&file)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--state-dir")
+        .arg(dir.join("run"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn logs(dir: &Path) -> Vec<(String, String)> {
+    let mut logs: Vec<(String, String)> = std::fs::read_dir(dir.join("run/logs"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p: PathBuf| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read_to_string(&p).unwrap())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    logs
+}
+
+fn names(server: &Server, kind: &str) -> Vec<String> {
+    let list = server.json(&["get", kind]);
+    (list["items"].as_array().unwrap().iter())
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const WORK: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: words}
+data: {greeting: hello}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: work}
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+      - name: main
+        image: busybox
+        env:
+        - name: GREETING
+          valueFrom: {configMapKeyRef: {name: words, key: greeting}}
+        command:
+        - sh
+        - -c
+        - |
+          flag={dir}/tried-$JOB_COMPLETION_INDEX
+          if [ $JOB_COMPLETION_INDEX = 1 ] && [ ! -e $flag ]; then
+            touch $flag; echo "index 1 fails once"; exit 1
+          fi
+          echo "$GREETING from $JOB_COMPLETION_INDEX"
+"#;
+
+#[test]
+fn a_job_runs_on_the_cluster_and_every_runs_log_stays_after_the_job_is_deleted() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = WORK.replace("{dir}", &dir.path().display().to_string());
+    let run = run_on(&server, dir.path(), &manifest, &["--logs"]);
+    run.expect_code(0);
+    let stdout = run.stdout();
+    // The local run's event lines and summary, from the cluster's watches.
+    assert!(
+        stdout.contains("SuccessfulCreate       job/work"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        stdout.contains("Completed              job/work"),
+        "{}",
+        run.context()
+    );
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("work "))
+        .unwrap();
+    assert!(
+        summary.contains("Complete") && summary.contains("3/3"),
+        "{summary}"
+    );
+    assert!(stdout.contains("] hello from 2"), "{}", run.context());
+    // The ConfigMap beside the Job was applied, by joblet's field manager.
+    let config_map = server.json(&["get", "configmap", "words", "--show-managed-fields"]);
+    assert_eq!(
+        config_map["metadata"]["managedFields"][0]["manager"],
+        "joblet"
+    );
+
+    server.ok(&["delete", "job", "work", "--wait=true"]);
+    wait_for("the pods to go", Duration::from_secs(20), || {
+        names(&server, "pods").is_empty()
+    });
+    let logs = logs(dir.path());
+    let pods = server_pods_named(&logs);
+    assert_eq!(pods.len(), 3, "{logs:?}");
+    let by_run: Vec<(String, &str)> = (logs.iter())
+        .map(|(name, text)| {
+            let (_, rest) = name.split_once('_').unwrap();
+            let (pod, container_run) = rest.split_once('_').unwrap();
+            let index = pod.split('-').nth(1).unwrap();
+            (format!("{index}/{container_run}"), text.as_str())
+        })
+        .collect();
+    assert_eq!(
+        by_run,
+        [
+            ("0/main_0.log".to_string(), "hello from 0\n"),
+            ("1/main_0.log".to_string(), "index 1 fails once\n"),
+            ("1/main_1.log".to_string(), "hello from 1\n"),
+            ("2/main_0.log".to_string(), "hello from 2\n"),
+        ]
+    );
+}
+
+fn server_pods_named(logs: &[(String, String)]) -> std::collections::BTreeSet<String> {
+    (logs.iter())
+        .map(|(name, _)| name.split('_').nth(1).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_job_that_fails_on_the_cluster_exits_1_with_its_reason() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = crate::util::job("fails", "  backoffLimit: 1", "echo trying; exit 3");
+    let run = run_on(&server, dir.path(), &manifest, &[]);
+    run.expect_code(1);
+    let stdout = run.stdout();
+    assert!(
+        stdout.contains("container main exited with code 3 (Error)"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        stdout.contains("BackoffLimitExceeded   job/fails                    Job has reached the specified backoff limit"),
+        "{}",
+        run.context()
+    );
+    let logs = logs(dir.path());
+    assert_eq!(logs.len(), 2, "both pods' logs: {logs:?}");
+    assert!(logs.iter().all(|(_, text)| text == "trying\n"), "{logs:?}");
+}
+
+#[test]
+fn what_the_server_refuses_is_said_as_kubectl_says_it_and_nothing_is_created() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    // Valid for a cluster (any runtime class), refused by this one.
+    let manifest = WORK.replace(
+        "      restartPolicy: OnFailure",
+        "      restartPolicy: OnFailure\n      runtimeClassName: gvisor",
+    );
+    let run = run_on(&server, dir.path(), &manifest, &[]);
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr().trim(),
+        r#"The Job "work" is invalid: spec.template.spec.runtimeClassName: Unsupported value: "gvisor": supported values: "host", "podman", "docker""#
+    );
+    assert!(names(&server, "jobs").is_empty());
+    assert!(
+        names(&server, "configmaps").is_empty(),
+        "the ConfigMap was only dry-run"
+    );
+    // Created once, a second create is refused as kubectl's is.
+    let run = run_on(&server, dir.path(), &WORK.replace("{dir}", "/tmp"), &[]);
+    run.expect_code(0);
+    let again = run_on(&server, dir.path(), &WORK.replace("{dir}", "/tmp"), &[]);
+    again.expect_code(2);
+    assert_eq!(
+        again.stderr().trim(),
+        format!(
+            r#"Error from server (AlreadyExists): error when creating "{}": jobs.batch "work" already exists"#,
+            dir.path().join("job.yaml").display()
+        )
+    );
+}
+
+#[test]
+fn a_manifest_invalid_here_is_refused_before_anything_is_sent() {
+    let dir = scratch();
+    // No server listens there: the local check speaks first.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_for("https://127.0.0.1:1", "token")).unwrap();
+    let manifest = crate::util::job("bad", "  completions: -1", "true");
+    let run = Run {
+        output: command(&kubeconfig, dir.path(), &manifest, &[])
+            .output()
+            .unwrap(),
+    };
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .contains("spec.completions: Invalid value: -1: must be greater than or equal to 0"),
+        "{}",
+        run.context()
+    );
+    // Valid, but nothing answers: one line naming the context and the server.
+    let manifest = crate::util::job("good", "", "true");
+    let run = Run {
+        output: command(&kubeconfig, dir.path(), &manifest, &[])
+            .output()
+            .unwrap(),
+    };
+    run.expect_code(2);
+    let stderr = run.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            r#"error: context "elsewhere" (https://127.0.0.1:1): cannot reach the server: "#
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_wrong_token_is_refused_in_one_line_and_nothing_is_created() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let wrong = dir.path().join("wrong-kubeconfig");
+    let token_line = config
+        .lines()
+        .find(|l| l.trim().starts_with("token:"))
+        .unwrap();
+    std::fs::write(
+        &wrong,
+        config.replace(token_line, "    token: not-the-token"),
+    )
+    .unwrap();
+    let run = Run {
+        output: command(&wrong, dir.path(), WORK, &[]).output().unwrap(),
+    };
+    run.expect_code(2);
+    let server_url = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap();
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            r#"error: context "joblet" ({server_url}): the server refused the credentials: Unauthorized"#
+        )
+    );
+    assert!(names(&server, "jobs").is_empty());
+    assert!(names(&server, "configmaps").is_empty());
+}
+
+#[test]
+fn ctrl_c_deletes_the_jobs_and_waits_for_their_pods() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = crate::util::job(
+        "long",
+        "  completions: 4\n  parallelism: 2",
+        "echo started; sleep 60",
+    );
+    // The context named, the kubeconfig found through KUBECONFIG, as kubectl finds it.
+    let mut child = command(&server.kubeconfig, dir.path(), &manifest, &[])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .args(["--context", "joblet"])
+        .spawn()
+        .unwrap();
+    wait_for("both pods to log", Duration::from_secs(20), || {
+        let logs = logs(dir.path());
+        logs.len() == 2 && logs.iter().all(|(_, text)| text == "started\n")
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("run interrupted: its Jobs were deleted from the cluster"),
+        "{stderr}"
+    );
+    assert!(names(&server, "jobs").is_empty());
+    assert!(
+        names(&server, "pods").is_empty(),
+        "waited for the pods to go"
+    );
+}
+
+#[test]
+fn a_server_dry_run_prints_what_would_be_stored_and_stores_nothing() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = WORK.replace("{dir}", "/tmp");
+    let run = run_on(
+        &server,
+        dir.path(),
+        &manifest,
+        &["--dry-run=server", "-o", "json"],
+    );
+    run.expect_code(0);
+    let list: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let kinds: Vec<&str> = (list["items"].as_array().unwrap().iter())
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "Job"]);
+    let job = &list["items"][1];
+    // As the server would store it: defaulted, with its generated selector.
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string()
+    );
+    assert!(names(&server, "jobs").is_empty());
+    assert!(names(&server, "configmaps").is_empty());
+    // A namespace named twice, differently, is refused as kubectl refuses it.
+    let run = run_on(
+        &server,
+        dir.path(),
+        &manifest.replace("{name: work}", "{name: work, namespace: team}"),
+        &["--namespace", "other"],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains(r#"error: the namespace from the provided object "team" does not match the namespace "other". You must pass '--namespace=team' to perform this operation."#),
+        "{}",
+        run.context()
+    );
+}
+
+fn kubeconfig_for(server: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: far
+  cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}
+users:
+- name: someone
+  user: {{token: {token}}}
+contexts:
+- name: elsewhere
+  context: {{cluster: far, user: someone}}
+current-context: elsewhere
+"
+    )
+}
