@@ -220,6 +220,10 @@ struct RunArgs {
     /// would store (YAML, or `-o json`), running nothing.
     #[arg(long, value_enum, value_name = "MODE")]
     dry_run: Option<DryRun>,
+    /// On a cluster: return once the Jobs are created, printing the command that attaches
+    /// to them (the same command again).
+    #[arg(long, requires = "cluster", conflicts_with = "dry_run")]
+    detach: bool,
 }
 
 fn main() -> ExitCode {

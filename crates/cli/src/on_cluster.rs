@@ -4,7 +4,7 @@
 
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::Manifest;
-use joblet_cluster::{Cluster, Ending, FollowOptions, Target};
+use joblet_cluster::{Cluster, Ending, FollowOptions, Submitted, Target};
 
 use crate::{
     admit_all, async_runtime, default_state_dir, display, exit, forward_stop_signals, outcome,
@@ -62,7 +62,63 @@ async fn run_on_cluster(args: RunArgs) -> u8 {
         print_dry_run(&submitted, args.output);
         return exit::COMPLETE;
     }
-    follow(&args, &cluster, submitted.jobs).await
+    if args.detach {
+        return detach(&args, &cluster, &submitted);
+    }
+    follow(&args, &cluster, submitted).await
+}
+
+/// Says what was created (or found, with this template), as `kubectl create` does, and the
+/// command that attaches: the same one, which finds the Jobs by name.
+fn detach(args: &RunArgs, cluster: &Cluster, submitted: &Submitted) -> u8 {
+    for job in &submitted.jobs {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        let attached = submitted
+            .attached
+            .contains(job.metadata.uid.as_deref().unwrap_or_default());
+        println!(
+            "job.batch/{name} {}",
+            if attached { "unchanged" } else { "created" }
+        );
+    }
+    if submitted
+        .jobs
+        .iter()
+        .any(|j| j.metadata.generate_name.is_some())
+    {
+        eprintln!(
+            "Warning: a Job named by generateName cannot be attached to (the same command creates another): follow it with kubectl"
+        );
+    }
+    eprintln!("detached: attach with: {}", attach_command(args, cluster));
+    exit::COMPLETE
+}
+
+/// The command line that attaches to the run's Jobs, quoted for a POSIX shell.
+fn attach_command(args: &RunArgs, cluster: &Cluster) -> String {
+    let mut words = vec!["joblet".to_string(), "run".to_string()];
+    for file in &args.files {
+        words.extend(["-f".to_string(), file.clone()]);
+    }
+    if let Some(kubeconfig) = &args.kubeconfig {
+        words.extend(["--kubeconfig".to_string(), kubeconfig.display().to_string()]);
+    }
+    words.extend(["--context".to_string(), cluster.context.clone()]);
+    words.extend(["--namespace".to_string(), cluster.namespace.clone()]);
+    if args.logs {
+        words.push("--logs".to_string());
+    }
+    let quoted: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+    quoted.join(" ")
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 fn objects(admitted: Admitted) -> Manifest {
@@ -76,7 +132,7 @@ fn objects(admitted: Admitted) -> Manifest {
 }
 
 /// What the server would store: every object, as YAML documents or a JSON List.
-fn print_dry_run(submitted: &joblet_cluster::Submitted, output: Option<Output>) {
+fn print_dry_run(submitted: &Submitted, output: Option<Output>) {
     let jobs = submitted
         .jobs
         .iter()
@@ -102,18 +158,31 @@ fn print_dry_run(submitted: &joblet_cluster::Submitted, output: Option<Output>) 
     }
 }
 
-async fn follow(args: &RunArgs, cluster: &Cluster, jobs: Vec<Job>) -> u8 {
+async fn follow(args: &RunArgs, cluster: &Cluster, submitted: Submitted) -> u8 {
     let run_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let logs_dir = run_dir.join("logs");
     if let Err(e) = std::fs::create_dir_all(&logs_dir) {
         eprintln!("error: {}: {e}", logs_dir.display());
         return exit::FAILED;
     }
-    let display = display::Display::new(view(args), &jobs);
+    let display = display::Display::new(view(args), &submitted.jobs);
+    let (attached, created): (Vec<Job>, Vec<Job>) =
+        (submitted.jobs.iter().cloned()).partition(|j| {
+            submitted
+                .attached
+                .contains(j.metadata.uid.as_deref().unwrap_or_default())
+        });
+    let mut said = Vec::new();
+    if !created.is_empty() {
+        said.push(format!("{} created", names(&created)));
+    }
+    if !attached.is_empty() {
+        said.push(format!("attached to {}", names(&attached)));
+    }
     display.note(&format!(
-        "{}: {} created; run directory: {}",
+        "{}: {}; run directory: {}",
         cluster.describe(),
-        names(&jobs),
+        said.join(", "),
         run_dir.display()
     ));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -129,7 +198,7 @@ async fn follow(args: &RunArgs, cluster: &Cluster, jobs: Vec<Job>) -> u8 {
     };
     let note = |text: &str| display.note(text);
     let followed =
-        joblet_cluster::follow(cluster, jobs, display.observer(), options, rx, &note).await;
+        joblet_cluster::follow(cluster, submitted, display.observer(), options, rx, &note).await;
     display.finish(&followed.jobs);
     if let Some(format) = args.output {
         print_objects(&followed.jobs, format);

@@ -30,6 +30,9 @@ pub use submit::{delete_jobs, submit, Submitted};
 /// Job controller records it right after the status that ends the Job.
 const FINAL_EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Pods per page of a list, as kube's watches list them.
+const LIST_PAGE: u32 = 500;
+
 pub struct FollowOptions {
     /// Where container logs are saved (a run directory's `logs`).
     pub logs_dir: PathBuf,
@@ -64,26 +67,28 @@ enum Watched {
     Event(Result<Event<WireEvent>, watcher::Error>),
 }
 
-/// Follows the `created` Jobs until they settle, telling `observer` what a local run's engine
+/// Follows the submitted Jobs until they settle, telling `observer` what a local run's engine
 /// would, and `note` what the user should read (lost logs, a failing watch). A first message
-/// on `stop` deletes the Jobs and waits for their pods to go; a second stops waiting.
+/// on `stop` deletes the Jobs the run created (not those it attached to) and waits for their
+/// pods to go; a second stops waiting.
 pub async fn follow(
     cluster: &Cluster,
-    created: Vec<Job>,
+    submitted: Submitted,
     mut observer: Box<dyn FnMut(Notice) + Send>,
     options: FollowOptions,
     stop: UnboundedReceiver<joblet_driver::Shutdown>,
     note: &(dyn Fn(&str) + Sync),
 ) -> Followed {
-    let mut tracker = track::Tracker::new(&created);
+    let Submitted { jobs, attached, .. } = submitted;
+    let mut tracker = track::Tracker::new(&jobs);
     let mut logs = logs::LogSaver::new(
         cluster.client.clone(),
         options.logs_dir,
         options.stream_logs,
         options.max_log_streams,
     );
-    let namespaces = namespaces_of(&created, &cluster.namespace);
-    let mut watches = stream::select_all(watches(cluster, &created, tracker.uids(), &namespaces));
+    let namespaces = namespaces_of(&jobs, &cluster.namespace);
+    let mut watches = stream::select_all(watches(cluster, &jobs, tracker.uids(), &namespaces));
     let mut stop = Some(stop);
     let mut interrupted = false;
     let mut relisted: HashMap<String, HashSet<String>> = HashMap::new();
@@ -91,7 +96,7 @@ pub async fn follow(
     // Once settled, the Job controller's last events are awaited this long at most.
     let mut settled_at: Option<tokio::time::Instant> = None;
     loop {
-        if interrupted && tracker.pods_left() == 0 {
+        if interrupted && tracker.pods_left(&attached) == 0 {
             break;
         }
         if !interrupted && tracker.settled() {
@@ -121,6 +126,12 @@ pub async fn follow(
                 }
                 interrupted = true;
                 note("run interrupted: deleting its Jobs and waiting for their pods to end (again to stop waiting)");
+                let (kept, created): (Vec<Job>, Vec<Job>) = (jobs.iter().cloned())
+                    .partition(|j| attached.contains(j.metadata.uid.as_deref().unwrap_or_default()));
+                for job in kept {
+                    let name = job.metadata.name.unwrap_or_default();
+                    note(&format!("job {name}: not created by this run, left running"));
+                }
                 for problem in delete_jobs(cluster, &created).await {
                     note(&problem);
                 }
@@ -176,20 +187,31 @@ pub async fn follow(
     }
     if !interrupted {
         // The pods' last statuses, which the watch may not have brought yet: their logs.
+        // Listed a page at a time: a big Job's pods whole would be the run's peak memory.
         for namespace in &namespaces {
             let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-            let selector = ListParams::default().labels(&uid_selector(tracker.uids()));
-            match pods.list(&selector).await {
-                Ok(list) => {
-                    let now = SystemClock.now();
-                    for pod in &list.items {
-                        logs.pod(pod);
-                        for notice in tracker.pod(pod, now) {
-                            observer(notice);
-                        }
+            let mut page = (ListParams::default())
+                .labels(&uid_selector(tracker.uids()))
+                .limit(LIST_PAGE);
+            loop {
+                let list = match pods.list(&page).await {
+                    Ok(list) => list,
+                    Err(e) => {
+                        note(&format!("listing the pods: {}", connect::said(&e)));
+                        break;
+                    }
+                };
+                let now = SystemClock.now();
+                for pod in &list.items {
+                    logs.pod(pod);
+                    for notice in tracker.pod(pod, now) {
+                        observer(notice);
                     }
                 }
-                Err(e) => note(&format!("listing the pods: {}", connect::said(&e))),
+                match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => page = page.continue_token(&token),
+                    None => break,
+                }
             }
         }
     }

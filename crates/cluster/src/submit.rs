@@ -3,6 +3,8 @@
 //! speaks before one is stored; ConfigMaps, Secrets and Services by server-side apply (field
 //! manager `joblet`), Jobs by create, as `kubectl create` does.
 
+use std::collections::HashSet;
+
 use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
 use joblet_api::Manifest;
@@ -26,61 +28,79 @@ pub async fn submit(
     let mut shown = Vec::new();
     for namespace in &objects.namespaces {
         let api: Api<Namespace> = Api::all(cluster.client.clone());
-        shown.push(apply(&api, namespace, dry_run).await.map_err(says)?);
+        shown.push(value(apply(&api, namespace, dry_run, false).await).map_err(says)?);
     }
     // Everything once as a dry run: the server's word on each before anything is stored.
     let passes: &[bool] = if dry_run { &[true] } else { &[true, false] };
-    let mut created = Vec::new();
+    let mut submitted = Submitted::default();
     for &dry in passes {
         shown.truncate(objects.namespaces.len());
         for object in &objects.config_maps {
-            shown.push(
-                apply(&namespaced(cluster, object), object, dry)
-                    .await
-                    .map_err(says)?,
-            );
+            let api = namespaced(cluster, object);
+            shown.push(value(apply(&api, object, dry, false).await).map_err(says)?);
         }
         for object in &objects.secrets {
-            shown.push(
-                apply(&namespaced(cluster, object), object, dry)
-                    .await
-                    .map_err(says)?,
-            );
+            let api = namespaced(cluster, object);
+            shown.push(value(apply(&api, object, dry, false).await).map_err(says)?);
         }
         for object in &objects.services {
-            shown.push(
-                apply(&namespaced(cluster, object), object, dry)
-                    .await
-                    .map_err(says)?,
-            );
+            let api = namespaced(cluster, object);
+            shown.push(value(apply(&api, object, dry, false).await).map_err(says)?);
         }
         let params = PostParams {
             dry_run: dry,
             field_manager: Some(FIELD_MANAGER.to_string()),
         };
         let mut jobs = Vec::new();
+        let mut attached = HashSet::new();
         for job in &objects.jobs {
-            match namespaced(cluster, job).create(&params, job).await {
+            let api = namespaced(cluster, job);
+            let sent = match (api.create(&params, job).await, &job.metadata.name) {
+                (Err(kube::Error::Api(status)), Some(name)) if status.reason == "AlreadyExists" => {
+                    // The Job of that name is this run's once the manifest applies to it: its
+                    // mutable fields are taken, a changed template is refused as immutable.
+                    let stored = apply(&api, job, dry, true).await;
+                    if let Ok(stored) = &stored {
+                        attached.insert(stored.metadata.uid.clone().unwrap_or_default());
+                    }
+                    stored.map_err(|e| (name.clone(), e))
+                }
+                (sent, name) => sent.map_err(|e| (name.clone().unwrap_or_default(), e)),
+            };
+            match sent {
                 Ok(stored) => jobs.push(stored),
-                Err(e) => {
+                Err((_, e)) => {
                     if !dry {
                         // Raced by another writer: what this run created goes again.
-                        delete_jobs(cluster, &jobs).await;
+                        let created: Vec<Job> = (jobs.into_iter())
+                            .filter(|j| !attached.contains(uid(j)))
+                            .collect();
+                        delete_jobs(cluster, &created).await;
                     }
                     return Err(says(e));
                 }
             }
         }
-        created = jobs;
+        submitted = Submitted {
+            jobs,
+            attached,
+            others: Vec::new(),
+        };
     }
-    Ok(Submitted {
-        jobs: created,
-        others: shown,
-    })
+    submitted.others = shown;
+    Ok(submitted)
 }
 
+fn uid(job: &Job) -> &str {
+    job.metadata.uid.as_deref().unwrap_or_default()
+}
+
+#[derive(Default)]
 pub struct Submitted {
     pub jobs: Vec<Job>,
+    /// The uids of the Jobs that existed, with the manifest's template, and were attached
+    /// to rather than created.
+    pub attached: HashSet<String>,
     /// Everything else sent, as the server returned it.
     pub others: Vec<Value>,
 }
@@ -115,7 +135,9 @@ where
     )
 }
 
-async fn apply<K>(api: &Api<K>, object: &K, dry_run: bool) -> Result<Value, kube::Error>
+/// Server-side apply as the field manager `joblet`; `force` takes the fields other managers
+/// hold.
+async fn apply<K>(api: &Api<K>, object: &K, dry_run: bool, force: bool) -> Result<K, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
     <K as Resource>::DynamicType: Default,
@@ -123,9 +145,13 @@ where
     let name = object.meta().name.clone().unwrap_or_default();
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.dry_run = dry_run;
+    params.force = force;
     // k8s-openapi writes the kind and apiVersion server-side apply wants in the body.
-    let stored = api.patch(&name, &params, &Patch::Apply(object)).await?;
-    serde_json::to_value(&stored).map_err(kube::Error::SerdeError)
+    api.patch(&name, &params, &Patch::Apply(object)).await
+}
+
+fn value<K: serde::Serialize>(stored: Result<K, kube::Error>) -> Result<Value, kube::Error> {
+    serde_json::to_value(stored?).map_err(kube::Error::SerdeError)
 }
 
 /// As kubectl words a failed create: an invalid object's causes one per line, other refusals

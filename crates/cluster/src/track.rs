@@ -104,9 +104,12 @@ impl Tracker {
         })
     }
 
-    /// How many pods of the run are still known to the cluster.
-    pub fn pods_left(&self) -> usize {
-        self.pods.len()
+    /// How many pods of the run's Jobs, but those of `kept`'s uids, the cluster still has.
+    pub fn pods_left(&self, kept: &HashSet<String>) -> usize {
+        self.pods
+            .values()
+            .filter(|p| !kept.contains(&p.job_uid))
+            .count()
     }
 
     pub fn job(&mut self, job: &Job, now: Time) -> Vec<Notice> {
@@ -457,7 +460,11 @@ mod tests {
         assert_eq!(running_indexes(&done), ["2"]);
         let gone = tracker.pod_deleted(&pod("work-2-b", 2, json!({})), Time(5));
         assert_eq!(running_indexes(&gone), [""]);
-        assert_eq!(tracker.pods_left(), 1);
+        assert_eq!(tracker.pods_left(&HashSet::new()), 1);
+        assert_eq!(
+            tracker.pods_left(&HashSet::from(["job-uid".to_string()])),
+            0
+        );
     }
 
     #[test]
@@ -466,7 +473,7 @@ mod tests {
         let mut other = pod("work-0-a", 0, json!({"phase": "Failed"}));
         other.metadata.owner_references.as_mut().unwrap()[0].uid = "another".into();
         assert!(tracker.pod(&other, Time(1)).is_empty());
-        assert_eq!(tracker.pods_left(), 0);
+        assert_eq!(tracker.pods_left(&HashSet::new()), 0);
     }
 
     #[test]

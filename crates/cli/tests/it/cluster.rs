@@ -203,18 +203,6 @@ fn what_the_server_refuses_is_said_as_kubectl_says_it_and_nothing_is_created() {
         names(&server, "configmaps").is_empty(),
         "the ConfigMap was only dry-run"
     );
-    // Created once, a second create is refused as kubectl's is.
-    let run = run_on(&server, dir.path(), &WORK.replace("{dir}", "/tmp"), &[]);
-    run.expect_code(0);
-    let again = run_on(&server, dir.path(), &WORK.replace("{dir}", "/tmp"), &[]);
-    again.expect_code(2);
-    assert_eq!(
-        again.stderr().trim(),
-        format!(
-            r#"Error from server (AlreadyExists): error when creating "{}": jobs.batch "work" already exists"#,
-            dir.path().join("job.yaml").display()
-        )
-    );
 }
 
 #[test]
@@ -320,6 +308,80 @@ fn ctrl_c_deletes_the_jobs_and_waits_for_their_pods() {
     assert!(
         names(&server, "pods").is_empty(),
         "waited for the pods to go"
+    );
+}
+
+#[test]
+fn a_detached_run_is_attached_to_by_the_same_command_and_a_changed_template_is_refused() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = crate::util::job(
+        "later",
+        "  completions: 2",
+        "echo working; sleep 1; echo done",
+    );
+    let detached = run_on(&server, dir.path(), &manifest, &["--detach"]);
+    detached.expect_code(0);
+    assert_eq!(detached.stdout(), "job.batch/later created\n");
+    let stderr = detached.stderr();
+    let attach = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("detached: attach with: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        attach,
+        format!(
+            "joblet run -f {} --kubeconfig {} --context joblet --namespace default",
+            dir.path().join("job.yaml").display(),
+            server.kubeconfig.display()
+        )
+    );
+    assert_eq!(
+        names(&server, "jobs"),
+        ["later"],
+        "it runs on without joblet"
+    );
+    // The printed command, run as it reads (the run directory aside).
+    let words: Vec<&str> = attach.split(' ').collect();
+    let attached = Run {
+        output: joblet()
+            .args(&words[1..])
+            .arg("--state-dir")
+            .arg(dir.path().join("run"))
+            .output()
+            .unwrap(),
+    };
+    attached.expect_code(0);
+    assert!(
+        attached.stderr().contains("attached to job/later"),
+        "{}",
+        attached.context()
+    );
+    let summary = attached.stdout();
+    let summary = summary
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("later "))
+        .unwrap();
+    assert!(
+        summary.contains("Complete") && summary.contains("2/2"),
+        "{summary}"
+    );
+    let logs = logs(dir.path());
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(
+        logs.iter().all(|(_, text)| text == "working\ndone\n"),
+        "{logs:?}"
+    );
+    // Another template under the same name is another Job: refused as the server refuses it.
+    let changed = manifest.replace("echo working", "echo changed");
+    let refused = run_on(&server, dir.path(), &changed, &[]);
+    refused.expect_code(2);
+    let stderr = refused.stderr();
+    assert!(
+        stderr.starts_with(r#"The Job "later" is invalid: spec.template: Invalid value: "#)
+            && stderr.trim_end().ends_with("field is immutable"),
+        "{stderr}"
     );
 }
 
