@@ -165,6 +165,25 @@ fn a_job_that_fails_on_the_cluster_exits_1_with_its_reason() {
     let dir = scratch();
     let server = Server::start(dir.path());
     let manifest = crate::util::job("fails", "  backoffLimit: 1", "echo trying; exit 3");
+    let run = run_on(&server, dir.path(), &manifest, &["-o", "json"]);
+    run.expect_code(1);
+    // The final Job as the cluster shows it.
+    let job = run.job();
+    assert_eq!(
+        job["metadata"]["uid"],
+        server.json(&["get", "job", "fails"])["metadata"]["uid"]
+    );
+    assert_eq!(
+        crate::util::condition_reasons(&job),
+        [
+            "FailureTarget:BackoffLimitExceeded",
+            "Failed:BackoffLimitExceeded"
+        ]
+    );
+    assert_eq!(job["status"]["failed"], 2);
+    // Without -o, the events say why.
+    std::fs::remove_dir_all(dir.path().join("run")).unwrap();
+    server.ok(&["delete", "job", "fails"]);
     let run = run_on(&server, dir.path(), &manifest, &[]);
     run.expect_code(1);
     let stdout = run.stdout();
@@ -423,6 +442,49 @@ fn a_server_dry_run_prints_what_would_be_stored_and_stores_nothing() {
         "{}",
         run.context()
     );
+}
+
+#[test]
+fn an_exec_credential_plugin_gives_the_token_and_a_suspended_job_exits_3() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
+    let plugin = dir.path().join("credential-plugin");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho '{{\"apiVersion\": \"client.authentication.k8s.io/v1\", \"kind\": \"ExecCredential\", \"status\": {{\"token\": \"{}\"}}}}'\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let token_line = config
+        .lines()
+        .find(|l| l.trim().starts_with("token:"))
+        .unwrap();
+    let exec = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never",
+        plugin.display()
+    );
+    let with_plugin = dir.path().join("plugin-kubeconfig");
+    std::fs::write(&with_plugin, config.replace(token_line, &exec)).unwrap();
+    let manifest = crate::util::job("held", "  suspend: true", "echo never");
+    let run = Run {
+        output: command(&with_plugin, dir.path(), &manifest, &[])
+            .output()
+            .unwrap(),
+    };
+    run.expect_code(3);
+    let summary = run.stdout();
+    let summary = summary
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("held "))
+        .unwrap();
+    assert!(summary.contains("Suspended"), "{summary}");
+    assert_eq!(names(&server, "pods"), Vec::<String>::new());
 }
 
 fn kubeconfig_for(server: &str, token: &str) -> String {
