@@ -106,7 +106,7 @@ pub fn apply_defaults(job: &mut Job) {
     }
 }
 
-fn default_template(template: &mut PodTemplateSpec) {
+pub(crate) fn default_template(template: &mut PodTemplateSpec) {
     let pod = template.spec.get_or_insert_with(Default::default);
     pod.restart_policy
         .get_or_insert_with(|| "Always".to_string());

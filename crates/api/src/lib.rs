@@ -2,6 +2,8 @@
 //! parsing, the API server's defaulting and validation, and index sets.
 
 pub mod config;
+pub mod cron;
+pub mod cronjobs;
 mod decoding;
 pub mod defaults;
 pub mod field;

@@ -74,7 +74,7 @@ pub fn validate_job(job: &Job) -> Result<ValidJob, Invalid> {
     }
 }
 
-fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
+pub(crate) fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
     if name.is_empty() {
         errors.push(FieldError::required(
             "metadata.name",
@@ -133,7 +133,7 @@ fn validate_generated_selector(job: &Job, spec: &JobSpec, errors: &mut Vec<Field
     }
 }
 
-fn non_negative<T: Into<i64> + Copy + std::fmt::Display>(
+pub(crate) fn non_negative<T: Into<i64> + Copy + std::fmt::Display>(
     path: &str,
     value: Option<T>,
     errors: &mut Vec<FieldError>,
@@ -151,7 +151,7 @@ fn non_negative<T: Into<i64> + Copy + std::fmt::Display>(
 
 /// The checks of `validateJobSpec`; returns the concrete fields when they could be read
 /// (errors may still have been recorded).
-fn validate_spec(
+pub(crate) fn validate_spec(
     name: &str,
     spec: &JobSpec,
     manual_selector: bool,

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod build;
+pub mod cronjob;
 pub mod naming;
 pub mod pod;
 pub mod policy;
