@@ -1,7 +1,7 @@
 //! Reading Job manifests: YAML or JSON, several documents, or a `v1` `List`; Jobs, and the
 //! Namespaces, ConfigMaps, Secrets and Services that ship beside them.
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::Resource;
 use schemars::JsonSchema;
@@ -77,6 +77,7 @@ pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ManifestEr
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Manifest {
     pub jobs: Vec<Job>,
+    pub cron_jobs: Vec<CronJob>,
     pub namespaces: Vec<Namespace>,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
@@ -86,6 +87,7 @@ pub struct Manifest {
 /// One object of a manifest.
 enum Object {
     Job(Box<Job>),
+    CronJob(Box<CronJob>),
     Namespace(Box<Namespace>),
     ConfigMap(Box<ConfigMap>),
     Secret(Box<Secret>),
@@ -96,6 +98,7 @@ impl Object {
     fn kind(&self) -> &'static str {
         match self {
             Object::Job(_) => "Job",
+            Object::CronJob(_) => "CronJob",
             Object::Namespace(_) => "Namespace",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Secret(_) => "Secret",
@@ -106,6 +109,7 @@ impl Object {
     fn to_value(&self) -> Value {
         let value = match self {
             Object::Job(o) => serde_json::to_value(o),
+            Object::CronJob(o) => serde_json::to_value(o),
             Object::Namespace(o) => serde_json::to_value(o),
             Object::ConfigMap(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
@@ -160,6 +164,7 @@ pub fn parse_manifest(
             }
             match object {
                 Object::Job(job) => manifest.jobs.push(*job),
+                Object::CronJob(cron_job) => manifest.cron_jobs.push(*cron_job),
                 Object::Namespace(namespace) => manifest.namespaces.push(*namespace),
                 Object::ConfigMap(config_map) => manifest.config_maps.push(*config_map),
                 Object::Secret(secret) => manifest.secrets.push(*secret),
@@ -263,6 +268,7 @@ fn collect_objects(value: Value, objects: &mut Vec<(Value, Object)>) -> Result<(
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     let object = match (api_version, kind) {
         ("batch/v1", "Job") => Object::Job(decode(&value)?),
+        ("batch/v1", "CronJob") => Object::CronJob(decode(&value)?),
         ("v1", "Namespace") => Object::Namespace(decode(&value)?),
         ("v1", "ConfigMap") => Object::ConfigMap(decode(&value)?),
         ("v1", "Secret") => Object::Secret(decode(&value)?),
@@ -286,7 +292,7 @@ fn collect_objects(value: Value, objects: &mut Vec<(Value, Object)>) -> Result<(
                 .and_then(Value::as_str)
                 .unwrap_or("");
             return Err(format!(
-                "joblet runs batch/v1 Jobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a {api_version} {kind} {name:?}"
+                "joblet runs batch/v1 Jobs and CronJobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a {api_version} {kind} {name:?}"
             ));
         }
     };
@@ -473,7 +479,7 @@ metadata: {name: a}
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n";
         assert_eq!(
             parse_jobs("f.yaml", text).unwrap_err().to_string(),
-            "f.yaml: document 1: joblet runs batch/v1 Jobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a apps/v1 Deployment \"web\""
+            "f.yaml: document 1: joblet runs batch/v1 Jobs and CronJobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a apps/v1 Deployment \"web\""
         );
         assert!(matches!(
             parse_jobs("f.yaml", "").unwrap_err(),

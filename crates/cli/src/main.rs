@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
@@ -220,6 +220,10 @@ struct RunArgs {
     /// would store (YAML, or `-o json`), running nothing.
     #[arg(long, value_enum, value_name = "MODE")]
     dry_run: Option<DryRun>,
+    /// Run the next scheduled Job of each CronJob in the manifest now, as the CronJob
+    /// controller would make it at that time (named `<cronjob>-<minutes since the epoch>`).
+    #[arg(long)]
+    once: bool,
     /// On a cluster: return once the Jobs are created, printing the command that attaches
     /// to them (the same command again).
     #[arg(long, requires = "cluster", conflicts_with = "dry_run")]
@@ -435,22 +439,30 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
             eprintln!("Warning: {warning}");
         }
         all.jobs.extend(manifest.jobs);
+        all.cron_jobs.extend(manifest.cron_jobs);
         all.namespaces.extend(manifest.namespaces);
         all.config_maps.extend(manifest.config_maps);
         all.secrets.extend(manifest.secrets);
         all.services.extend(manifest.services);
     }
-    if all.jobs.is_empty() {
+    if all.jobs.is_empty() && all.cron_jobs.is_empty() {
         return Err(format!("error: {source}: no Job in the input"));
     }
     let joblet_api::Manifest {
         mut jobs,
+        cron_jobs,
         namespaces,
         mut config_maps,
         mut secrets,
         mut services,
     } = all;
     let mut errors = Vec::new();
+    for cron_job in cron_jobs {
+        match scheduled_now(args, place, cron_job) {
+            Ok(job) => jobs.push(job),
+            Err(message) => errors.push(message),
+        }
+    }
     let default_namespace = match place {
         Place::Here => args.namespace.as_deref(),
         Place::Cluster { namespace } => Some(namespace),
@@ -590,6 +602,34 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
     } else {
         Err(errors.join("\n"))
     }
+}
+
+/// With `--once`, the Job a CronJob makes at its next scheduled time, to run now; a
+/// CronJob is checked as the API server checks it first.
+fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<Job, String> {
+    let name = cron_job.metadata.name.clone().unwrap_or_default();
+    if let Place::Cluster { .. } = place {
+        return Err(format!(
+            "error: CronJob {name:?}: joblet run --context does not take CronJobs yet; apply it with kubectl"
+        ));
+    }
+    if !args.once {
+        return Err(format!(
+            "error: CronJob {name:?} runs on a schedule: --once runs its next scheduled Job now (joblet run does not follow a schedule yet)"
+        ));
+    }
+    joblet_api::cronjobs::apply_defaults(&mut cron_job);
+    if cron_job.metadata.namespace.is_none() {
+        cron_job.metadata.namespace = args.namespace.clone();
+    }
+    let mut checked = cron_job;
+    joblet_driver::generate_name(&mut checked.metadata);
+    joblet_api::cronjobs::validate(&checked, None)
+        .map_err(|invalid| format!("error: {invalid}"))?;
+    let local = joblet_api::k8s_openapi::jiff::tz::TimeZone::system();
+    let now = joblet_driver::SystemClock.now();
+    joblet_core::cronjob::next_job(&checked, now, &local, &joblet_driver::new_uid())
+        .map_err(|message| format!("error: CronJob {name:?}: {message}"))
 }
 
 fn state_home() -> PathBuf {

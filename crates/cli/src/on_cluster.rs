@@ -128,6 +128,7 @@ fn objects(admitted: Admitted) -> Manifest {
         config_maps: admitted.config_maps,
         secrets: admitted.secrets,
         services: admitted.services,
+        ..Manifest::default()
     }
 }
 

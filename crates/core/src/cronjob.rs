@@ -470,6 +470,37 @@ fn next_sync(cron: &CronJob, status: &CronJobStatus, now: Time, times: &Times) -
     Some(times.next(recent)?.plus_millis(NEXT_SCHEDULE_DELTA_MS))
 }
 
+/// The Job the CronJob would make at its next scheduled time after `now`, to run at once
+/// (`joblet run --once`): named and annotated as the controller names it, without the owner
+/// reference to a CronJob that is not stored. An unknown zone or a schedule that never fires
+/// is said as the controller's events say it.
+pub fn next_job(cron: &CronJob, now: Time, local: &TimeZone, uid: &str) -> Result<Job, String> {
+    let spec = spec(cron);
+    let zone = match spec.time_zone.as_deref() {
+        Some(name) => {
+            cron::load_location(name).map_err(|e| format!("invalid timeZone: {name:?}: {e}"))?
+        }
+        None => local.clone(),
+    };
+    let parsed = cron::parse_standard(&spec.schedule)
+        .map_err(|e| format!("unparseable schedule: {:?} : {e}", spec.schedule))?;
+    let zone = parsed.zone.unwrap_or(zone);
+    let times = Times {
+        schedule: &parsed.schedule,
+        zone: &zone,
+    };
+    let scheduled = times.next(now).ok_or_else(|| {
+        format!(
+            "invalid schedule: {} : it never fires within five years",
+            spec.schedule
+        )
+    })?;
+    let name = job_name(cron, scheduled);
+    let mut job = job_from_template(cron, scheduled, &zone_of(&spec), uid, &name);
+    job.metadata.owner_references = None;
+    Ok(job)
+}
+
 /// `<cronjob>-<scheduled time in minutes since the epoch>`.
 pub fn job_name(cron: &CronJob, scheduled: Time) -> String {
     let name = cron.metadata.name.as_deref().unwrap_or_default();

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod crash;
+mod cronjobs;
 mod docker;
 mod examples;
 mod one_node;

@@ -287,7 +287,7 @@ fn bad_input_gets_a_clear_error_and_exit_status_2() {
     r.expect_code(2);
     assert!(
         r.stderr()
-            .contains("joblet runs batch/v1 Jobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a v1 Pod \"p\""),
+            .contains("joblet runs batch/v1 Jobs and CronJobs, with the v1 Namespaces, ConfigMaps, Secrets and Services beside them; this is a v1 Pod \"p\""),
         "{}",
         r.context()
     );

@@ -336,3 +336,27 @@ fn a_job_made_before_whose_status_was_lost_is_adopted_not_made_again() {
         .collect();
     assert_eq!(names, ["j1"]);
 }
+
+#[test]
+fn the_next_job_is_the_one_the_controller_would_make_next() {
+    let cron = cron(json!({"spec": {"schedule": "30 * * * *"}}));
+    let job = next_job(&cron, at("2016-05-19T05:10:00Z"), &TimeZone::UTC, "u").unwrap();
+    assert_eq!(job.metadata.name.as_deref(), Some("mycronjob-24393930"));
+    assert_eq!(
+        job.metadata.annotations.unwrap()[SCHEDULED_TIMESTAMP],
+        "2016-05-19T05:30:00Z"
+    );
+    assert_eq!(
+        job.metadata.owner_references, None,
+        "no CronJob is stored to own it"
+    );
+    let never = cron_with_schedule("0 0 31 2 *");
+    assert_eq!(
+        next_job(&never, at("2016-05-19T05:10:00Z"), &TimeZone::UTC, "u").unwrap_err(),
+        "invalid schedule: 0 0 31 2 * : it never fires within five years"
+    );
+}
+
+fn cron_with_schedule(schedule: &str) -> CronJob {
+    cron(json!({"spec": {"schedule": schedule}}))
+}
