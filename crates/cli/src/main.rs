@@ -604,15 +604,10 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
     }
 }
 
-/// With `--once`, the Job a CronJob makes at its next scheduled time, to run now; a
-/// CronJob is checked as the API server checks it first.
+/// With `--once`, the Job a CronJob makes at its next scheduled time, to run now (here or
+/// on a cluster); a CronJob is checked as the API server checks it first.
 fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<Job, String> {
     let name = cron_job.metadata.name.clone().unwrap_or_default();
-    if let Place::Cluster { .. } = place {
-        return Err(format!(
-            "error: CronJob {name:?}: joblet run --context does not take CronJobs yet; apply it with kubectl"
-        ));
-    }
     if !args.once {
         return Err(format!(
             "error: CronJob {name:?} runs on a schedule: --once runs its next scheduled Job now (joblet run does not follow a schedule yet)"
@@ -620,16 +615,29 @@ fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<
     }
     joblet_api::cronjobs::apply_defaults(&mut cron_job);
     if cron_job.metadata.namespace.is_none() {
-        cron_job.metadata.namespace = args.namespace.clone();
+        cron_job.metadata.namespace = match place {
+            Place::Here => args.namespace.clone(),
+            Place::Cluster { namespace } => Some(namespace.to_string()),
+        };
     }
     let mut checked = cron_job;
     joblet_driver::generate_name(&mut checked.metadata);
     joblet_api::cronjobs::validate(&checked, None)
         .map_err(|invalid| format!("error: {invalid}"))?;
-    let local = joblet_api::k8s_openapi::jiff::tz::TimeZone::system();
+    // Without `timeZone` a schedule is read in the controller's zone: this machine's here,
+    // UTC on a cluster (where controller managers run).
+    let local = match place {
+        Place::Here => joblet_api::k8s_openapi::jiff::tz::TimeZone::system(),
+        Place::Cluster { .. } => joblet_api::k8s_openapi::jiff::tz::TimeZone::UTC,
+    };
     let now = joblet_driver::SystemClock.now();
-    joblet_core::cronjob::next_job(&checked, now, &local, &joblet_driver::new_uid())
-        .map_err(|message| format!("error: CronJob {name:?}: {message}"))
+    let mut job = joblet_core::cronjob::next_job(&checked, now, &local, &joblet_driver::new_uid())
+        .map_err(|message| format!("error: CronJob {name:?}: {message}"))?;
+    if let Place::Cluster { .. } = place {
+        // The cluster gives the uid, as it does to any Job created.
+        job.metadata.uid = None;
+    }
+    Ok(job)
 }
 
 fn state_home() -> PathBuf {

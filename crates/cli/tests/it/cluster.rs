@@ -487,6 +487,43 @@ fn an_exec_credential_plugin_gives_the_token_and_a_suspended_job_exits_3() {
     assert_eq!(names(&server, "pods"), Vec::<String>::new());
 }
 
+#[test]
+fn once_runs_a_cronjobs_next_job_on_the_cluster() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let cron_job = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: hourly}
+spec:
+  schedule: "@hourly"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: main, image: busybox, command: ["sh", "-c", "echo on the hour"]}
+"#;
+    let refused = run_on(&server, dir.path(), cron_job, &[]);
+    refused.expect_code(2);
+    let run = run_on(&server, dir.path(), cron_job, &["--once"]);
+    run.expect_code(0);
+    let jobs = names(&server, "jobs");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = server.json(&["get", "job", &jobs[0]]);
+    // Without timeZone, the hour in UTC, as a cluster's controller reads it.
+    let scheduled = job["metadata"]["annotations"]
+        ["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap();
+    assert!(scheduled.ends_with(":00:00Z"), "{scheduled}");
+    assert!(jobs[0].starts_with("hourly-"), "{jobs:?}");
+    let logs = logs(dir.path());
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].1, "on the hour\n");
+}
+
 fn kubeconfig_for(server: &str, token: &str) -> String {
     format!(
         "apiVersion: v1
