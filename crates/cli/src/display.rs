@@ -45,11 +45,7 @@ impl Display {
         let mut bars = HashMap::new();
         let multi = (view == View::Progress).then(MultiProgress::new);
         if let Some(multi) = &multi {
-            let style = ProgressStyle::with_template(
-                "{prefix:.bold} [{bar:30}] {pos}/{len} {msg} {elapsed}",
-            )
-            .expect("static template")
-            .progress_chars("=> ");
+            let style = bar_style();
             let name = |job: &Job| job.metadata.name.clone().unwrap_or_default();
             let width = jobs.iter().map(|j| name(j).len()).max().unwrap_or(0);
             for job in jobs {
@@ -162,11 +158,32 @@ impl State {
                 running_indexes,
                 ..
             } => {
-                if let Some(job_bar) = self.bars.get(&(namespace, job)) {
+                let key = (namespace, job);
+                if !self.bars.contains_key(&key) {
+                    // A Job made while the run goes on (by a CronJob): a bar of its own.
+                    self.add_bar(&key.1, key.0.clone());
+                }
+                if let Some(job_bar) = self.bars.get(&key) {
                     update_bar(job_bar, &status, &running_indexes);
                 }
             }
         }
+    }
+
+    fn add_bar(&mut self, name: &str, namespace: String) {
+        let Some(multi) = &self.multi else {
+            return;
+        };
+        let bar = multi.add(ProgressBar::new(1));
+        bar.set_style(bar_style());
+        bar.set_prefix(name.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let job_bar = JobBar {
+            bar,
+            completions: None,
+            indexed: false,
+        };
+        self.bars.insert((namespace, name.to_string()), job_bar);
     }
 
     /// One line in the style of `kubectl get events` (above the bars on a terminal).
@@ -192,6 +209,12 @@ impl State {
             }
         }
     }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg} {elapsed}")
+        .expect("static template")
+        .progress_chars("=> ")
 }
 
 fn update_bar(job_bar: &JobBar, status: &Status, running: &IndexSet) {

@@ -402,6 +402,8 @@ struct Admitted {
     jobs: Vec<Job>,
     /// As checked for this machine, one per Job (none for a cluster).
     valid: Vec<ValidJob>,
+    /// CronJobs to run on their schedules (here, without `--once`).
+    cron_jobs: Vec<CronJob>,
     namespaces: Vec<Namespace>,
     config_maps: Vec<ConfigMap>,
     secrets: Vec<Secret>,
@@ -457,9 +459,11 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
         mut services,
     } = all;
     let mut errors = Vec::new();
+    let mut scheduled = Vec::new();
     for cron_job in cron_jobs {
-        match scheduled_now(args, place, cron_job) {
-            Ok(job) => jobs.push(job),
+        match admit_cron_job(args, place, cron_job) {
+            Ok(CronRun::Once(job)) => jobs.push(*job),
+            Ok(CronRun::Scheduled(cron_job)) => scheduled.push(*cron_job),
             Err(message) => errors.push(message),
         }
     }
@@ -593,6 +597,7 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
     if errors.is_empty() {
         Ok(Admitted {
             jobs,
+            cron_jobs: scheduled,
             valid,
             namespaces,
             config_maps,
@@ -604,13 +609,21 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
     }
 }
 
-/// With `--once`, the Job a CronJob makes at its next scheduled time, to run now (here or
-/// on a cluster); a CronJob is checked as the API server checks it first.
-fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<Job, String> {
+/// What `run` does with a CronJob.
+enum CronRun {
+    /// `--once`: the Job it makes at its next scheduled time, run now.
+    Once(Box<Job>),
+    /// Run on its schedule until the run is stopped (here only).
+    Scheduled(Box<CronJob>),
+}
+
+/// A CronJob checked as the API server checks it; with `--once` (here or on a cluster), the
+/// Job it would make at its next scheduled time.
+fn admit_cron_job(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<CronRun, String> {
     let name = cron_job.metadata.name.clone().unwrap_or_default();
-    if !args.once {
+    if let (false, Place::Cluster { .. }) = (args.once, place) {
         return Err(format!(
-            "error: CronJob {name:?} runs on a schedule: --once runs its next scheduled Job now (joblet run does not follow a schedule yet)"
+            "error: CronJob {name:?}: on a cluster, --once runs its next scheduled Job now; the schedule itself is the cluster's (apply the CronJob with kubectl)"
         ));
     }
     joblet_api::cronjobs::apply_defaults(&mut cron_job);
@@ -624,6 +637,9 @@ fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<
     joblet_driver::generate_name(&mut checked.metadata);
     joblet_api::cronjobs::validate(&checked, None)
         .map_err(|invalid| format!("error: {invalid}"))?;
+    if !args.once {
+        return Ok(CronRun::Scheduled(Box::new(checked)));
+    }
     // Without `timeZone` a schedule is read in the controller's zone: this machine's here,
     // UTC on a cluster (where controller managers run).
     let local = match place {
@@ -637,7 +653,7 @@ fn scheduled_now(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result<
         // The cluster gives the uid, as it does to any Job created.
         job.metadata.uid = None;
     }
-    Ok(job)
+    Ok(CronRun::Once(Box::new(job)))
 }
 
 fn state_home() -> PathBuf {
@@ -672,6 +688,7 @@ fn run(args: RunArgs) -> u8 {
     let Admitted {
         jobs,
         valid,
+        cron_jobs,
         config_maps,
         secrets,
         services,
@@ -747,6 +764,20 @@ fn run(args: RunArgs) -> u8 {
             }
         };
         engine.set_node_objects(&config_maps, &secrets, &services);
+        let scheduling = !cron_jobs.is_empty();
+        for cron_job in cron_jobs {
+            let spec = cron_job.spec.clone().unwrap_or_default();
+            let zone = spec
+                .time_zone
+                .as_deref()
+                .unwrap_or("this machine's time zone");
+            display.note(&format!(
+                "cronjob {}: on schedule {:?} ({zone}) until stopped (Ctrl-C)",
+                cron_job.metadata.name.as_deref().unwrap_or_default(),
+                spec.schedule
+            ));
+            engine.add_cron_job(cron_job);
+        }
         if resuming {
             if let Err(e) = engine.recover() {
                 eprintln!("error: {e}");
@@ -794,7 +825,11 @@ fn run(args: RunArgs) -> u8 {
                 Some(_) => "; run the same command again to resume them",
                 None => "",
             };
-            eprintln!("run interrupted: its pods were stopped before the Jobs ended{resume}");
+            if scheduling {
+                eprintln!("run stopped: no more Jobs are scheduled, and running pods were stopped");
+            } else {
+                eprintln!("run interrupted: its pods were stopped before the Jobs ended{resume}");
+            }
             // 128 + the signal's number, as a shell reports a process it ended.
             return first_signal
                 .get()

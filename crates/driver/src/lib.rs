@@ -4,6 +4,7 @@
 
 mod clock;
 mod commands;
+mod cronjobs;
 mod objects;
 mod plain;
 mod recover;
@@ -205,6 +206,7 @@ pub struct Engine {
     pod_owner: HashMap<JobKey, JobKey>,
     namespaces: BTreeMap<String, Namespace>,
     plain: plain::PlainObjects,
+    cron_jobs: BTreeMap<JobKey, cronjobs::CronEntry>,
     loose_pods: HashMap<JobKey, LoosePod>,
     /// Jobs deleted or expired during a `run`, for its report.
     removed: Vec<Job>,
@@ -274,6 +276,7 @@ impl Engine {
             pod_owner: HashMap::new(),
             namespaces: BTreeMap::new(),
             plain: Default::default(),
+            cron_jobs: BTreeMap::new(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
@@ -459,6 +462,13 @@ impl Engine {
                 while self.schedule_pods(now) {
                     self.sync_due(now);
                 }
+                // A Job a CronJob created is synced (its pods made) in the same turn.
+                if self.sync_cron_jobs(now) {
+                    self.sync_due(now);
+                    while self.schedule_pods(now) {
+                        self.sync_due(now);
+                    }
+                }
                 self.expire_events(now);
             }
             self.flush();
@@ -509,7 +519,9 @@ impl Engine {
     }
 
     fn settled(&self) -> bool {
-        self.runtime.running() == 0
+        // A schedule runs until it is stopped.
+        !self.has_cron_jobs()
+            && self.runtime.running() == 0
             && self.writer.pending_starts() == 0
             && self.jobs.values().all(|e| {
                 // A finished Job settles once a due TTL expiry has been carried out.
@@ -527,6 +539,7 @@ impl Engine {
             .values()
             .filter_map(|e| e.requeue_at)
             .chain(self.expiring_events.front().map(|(at, _, _)| *at))
+            .chain(self.next_cron_sync())
             .min();
         let poll = (self.runtime.running() > 0
             && self.jobs.values().all(|e| e.state.status.is_finished()))

@@ -304,7 +304,7 @@ fn ctrl_c_deletes_the_jobs_and_waits_for_their_pods() {
         "echo started; sleep 60",
     );
     // The context named, the kubeconfig found through KUBECONFIG, as kubectl finds it.
-    let mut child = command(&server.kubeconfig, dir.path(), &manifest, &[])
+    let child = command(&server.kubeconfig, dir.path(), &manifest, &[])
         .env("KUBECONFIG", &server.kubeconfig)
         .args(["--context", "joblet"])
         .spawn()
@@ -313,12 +313,8 @@ fn ctrl_c_deletes_the_jobs_and_waits_for_their_pods() {
         let logs = logs(dir.path());
         logs.len() == 2 && logs.iter().all(|(_, text)| text == "started\n")
     });
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = crate::util::interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(
         stderr.contains("run interrupted: its Jobs were deleted from the cluster"),
         "{stderr}"

@@ -1,7 +1,10 @@
 //! CronJobs in `joblet run`: checked as the API server checks them, and with `--once` their
 //! next scheduled Job run now, named and annotated as the CronJob controller makes it.
 
-use crate::util::{run, scratch};
+use std::time::Duration;
+
+use crate::serve::wait_for;
+use crate::util::{joblet, run, scratch};
 
 const NIGHTLY: &str = r#"
 apiVersion: batch/v1
@@ -57,14 +60,69 @@ fn once_runs_the_next_scheduled_job_now_as_the_controller_names_it() {
 }
 
 #[test]
-fn a_cronjob_without_once_or_with_a_bad_schedule_is_refused_before_anything_runs() {
+fn a_cronjob_runs_on_its_schedule_across_a_real_minute_until_stopped() {
     let dir = scratch();
-    let refused = run(dir.path(), NIGHTLY, &[]);
-    refused.expect_code(2);
-    assert_eq!(
-        refused.stderr().trim(),
-        r#"error: CronJob "nightly-report" runs on a schedule: --once runs its next scheduled Job now (joblet run does not follow a schedule yet)"#
+    let manifest = NIGHTLY
+        .replace("0 3 * * *", "* * * * *")
+        .replace("name: nightly-report", "name: every-minute");
+    let file = dir.path().join("cron.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = dir.path().join("out");
+    let child = joblet()
+        .args(["run", "-f"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The next minute boundary comes within 60 s; its Job runs and ends.
+    wait_for(
+        "a scheduled Job to run and end",
+        Duration::from_secs(80),
+        || {
+            std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("SawCompletedJob")
+        },
     );
+    let (code, stderr) = crate::util::interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"cronjob every-minute: on schedule "* * * * *" (Europe/Paris) until stopped (Ctrl-C)"#
+        ),
+        "{stderr}"
+    );
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let created = (stdout.lines())
+        .find_map(|l| l.split("Created job ").nth(1))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(created.starts_with("every-minute-"), "{stdout}");
+    let summary = (stdout.lines())
+        .find(|l| l.starts_with(created))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        summary.contains("Complete") && summary.contains("1/1"),
+        "{summary}"
+    );
+    // The Job ran its template's command: its log is in the run directory.
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("state/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].starts_with(&format!("default_{created}-")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_cronjob_with_a_bad_schedule_is_refused_before_anything_runs() {
+    let dir = scratch();
     let bad = NIGHTLY
         .replace("0 3 * * *", "61 3 * * *")
         .replace("Europe/Paris", "Europe/Pariss");

@@ -200,3 +200,15 @@ pub fn disrupted_by_node_shutdown(pod: &serde_json::Value) -> bool {
         .flatten()
         .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "TerminationByKubelet")
 }
+
+/// SIGINT to a child started with its stderr piped; its exit status and stderr.
+pub fn interrupt(mut child: std::process::Child) -> (Option<i32>, String) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    if let Some(pipe) = child.stderr.as_mut() {
+        std::io::Read::read_to_string(pipe, &mut stderr).unwrap();
+    }
+    (status.code(), stderr)
+}
