@@ -26,7 +26,9 @@ pub(crate) struct CronEntry {
 
 impl Engine {
     /// Adds a CronJob, defaulted and validated, to run on its schedule until the engine
-    /// stops (`joblet run -f cronjob.yaml`).
+    /// stops (`joblet run -f cronjob.yaml`). One the state directory holds under that name
+    /// goes on as the same object (its uid, creation and status: its last scheduled time is
+    /// not run again, and the Jobs it made stay its own), with the manifest's spec.
     pub fn add_cron_job(&mut self, mut cron: CronJob) {
         let namespace = cron
             .metadata
@@ -34,6 +36,16 @@ impl Engine {
             .get_or_insert_with(|| "default".to_string())
             .clone();
         let name = cron.metadata.name.clone().unwrap_or_default();
+        let stored = (self.store.lock().expect("store"))
+            .get(KIND_CRON_JOB, &namespace, &name)
+            .ok()
+            .flatten()
+            .and_then(|r| serde_json::from_str::<CronJob>(&r.body).ok());
+        if let Some(stored) = stored {
+            cron.metadata.uid = stored.metadata.uid;
+            cron.metadata.creation_timestamp = stored.metadata.creation_timestamp;
+            cron.status = stored.status;
+        }
         cron.metadata.uid.get_or_insert_with(new_uid);
         cron.metadata
             .creation_timestamp
@@ -51,11 +63,6 @@ impl Engine {
                 dirty: true,
             },
         );
-    }
-
-    /// The CronJobs, as last stored.
-    pub fn cron_jobs(&self) -> Vec<CronJob> {
-        self.cron_jobs.values().map(|e| e.cron.clone()).collect()
     }
 
     pub(crate) fn has_cron_jobs(&self) -> bool {

@@ -68,15 +68,18 @@ fn a_cronjob_runs_on_its_schedule_across_a_real_minute_until_stopped() {
     let file = dir.path().join("cron.yaml");
     std::fs::write(&file, manifest).unwrap();
     let out = dir.path().join("out");
-    let child = joblet()
-        .args(["run", "-f"])
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let start = || {
+        joblet()
+            .args(["run", "-f"])
+            .arg(&file)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = start();
     // The next minute boundary comes within 60 s; its Job runs and ends.
     wait_for(
         "a scheduled Job to run and end",
@@ -118,6 +121,41 @@ fn a_cronjob_runs_on_its_schedule_across_a_real_minute_until_stopped() {
         logs[0].starts_with(&format!("default_{created}-")),
         "{logs:?}"
     );
+
+    // Run again on the same directory: the same CronJob goes on, its last scheduled time
+    // kept (not run again) and its Job still its own.
+    let before = stored_cron_job(dir.path());
+    let (code, stderr) = crate::util::interrupt({
+        let child = start();
+        std::thread::sleep(Duration::from_millis(1500));
+        child
+    });
+    assert_eq!(code, Some(130), "{stderr}");
+    let after = stored_cron_job(dir.path());
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(
+        after["metadata"]["creationTimestamp"],
+        before["metadata"]["creationTimestamp"]
+    );
+    let last = |c: &serde_json::Value| {
+        c["status"]["lastScheduleTime"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(last(&after) >= last(&before), "{after}");
+}
+
+fn stored_cron_job(dir: &std::path::Path) -> serde_json::Value {
+    let db = rusqlite::Connection::open(dir.join("state/state.db")).unwrap();
+    let body: String = db
+        .query_row(
+            "SELECT body FROM objects WHERE kind = 'CronJob' AND name = 'every-minute'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
 }
 
 #[test]
