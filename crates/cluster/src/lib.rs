@@ -30,6 +30,9 @@ pub use submit::{delete_jobs, submit, Submitted};
 /// Job controller records it right after the status that ends the Job.
 const FINAL_EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long an interrupted run waits for its last log streams.
+const INTERRUPTED_LOGS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Pods per page of a list, as kube's watches list them.
 const LIST_PAGE: u32 = 500;
 
@@ -215,7 +218,15 @@ pub async fn follow(
             }
         }
     }
-    for problem in logs.finish().await {
+    // Interrupted, the deleted pods' streams have ended or are ending; those of a Job the
+    // run attached to and left running would not end: they are cut after a moment.
+    let problems = match interrupted {
+        true => {
+            (tokio::time::timeout(INTERRUPTED_LOGS_WAIT, logs.finish()).await).unwrap_or_default()
+        }
+        false => logs.finish().await,
+    };
+    for problem in problems {
         note(&problem);
     }
     let ending = match interrupted {

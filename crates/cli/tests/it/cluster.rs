@@ -401,6 +401,36 @@ fn a_detached_run_is_attached_to_by_the_same_command_and_a_changed_template_is_r
 }
 
 #[test]
+fn ctrl_c_on_an_attached_run_leaves_the_job_running_and_returns() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let manifest = crate::util::job("kept", "", "echo started; sleep 300");
+    run_on(&server, dir.path(), &manifest, &["--detach"]).expect_code(0);
+    let child = command(&server.kubeconfig, dir.path(), &manifest, &[])
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the attached run to read the log",
+        Duration::from_secs(20),
+        || logs(dir.path()).iter().any(|(_, text)| text == "started\n"),
+    );
+    let asked = std::time::Instant::now();
+    let (code, stderr) = crate::util::interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("job kept: not created by this run, left running"),
+        "{stderr}"
+    );
+    // Not held until the pod ends (300 s) by its log stream: a hang check, not a speed one.
+    assert!(
+        asked.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(names(&server, "jobs"), ["kept"]);
+}
+
+#[test]
 fn a_server_dry_run_prints_what_would_be_stored_and_stores_nothing() {
     let dir = scratch();
     let server = Server::start(dir.path());
