@@ -525,13 +525,8 @@ fn go_date(
         let instant = Timestamp::from_second(t).unwrap_or(Timestamp::UNIX_EPOCH);
         zone.to_offset(instant).seconds() as i64
     };
-    let offset = offset_at(local);
-    let utc = local - offset;
-    let offset = match offset_at(utc) {
-        same if same == offset => offset,
-        other => other,
-    };
-    local - offset
+    // Within the first offset's period the second lookup gives it again.
+    local - offset_at(local - offset_at(local))
 }
 
 #[cfg(test)]

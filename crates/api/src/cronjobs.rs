@@ -189,6 +189,7 @@ fn validate_job_template(cron: &CronJob, errors: &mut Vec<FieldError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::tests::merge;
     use serde_json::json;
 
     fn cron(patch: serde_json::Value) -> CronJob {
@@ -207,17 +208,6 @@ mod tests {
         let mut cron: CronJob = serde_json::from_value(value).unwrap();
         apply_defaults(&mut cron);
         cron
-    }
-
-    fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
-        match (target, patch) {
-            (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-                for (k, v) in p {
-                    merge(t.entry(k).or_insert(serde_json::Value::Null), v);
-                }
-            }
-            (t, p) => *t = p,
-        }
     }
 
     fn errors(cron: &CronJob, old: Option<&CronJob>) -> Vec<String> {

@@ -1407,7 +1407,7 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
 
@@ -1434,7 +1434,7 @@ spec:
         }
     }
 
-    fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    pub(crate) fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
         match (target, patch) {
             (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
                 for (k, v) in p {

@@ -6,7 +6,6 @@
 
 use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
-use joblet_api::k8s_openapi::jiff::tz::TimeZone;
 use joblet_core::{Event, Time};
 
 use crate::commands::Propagation;
@@ -101,8 +100,7 @@ impl Engine {
     }
 
     fn sync_cron_job(&mut self, entry: &mut CronEntry, jobs: &[Job], now: Time) -> bool {
-        let local = TimeZone::system();
-        let sync = joblet_core::cronjob::sync(&entry.cron, jobs, now, &local, &new_uid());
+        let sync = joblet_core::cronjob::sync(&entry.cron, jobs, now, &self.local_zone, &new_uid());
         let namespace = entry.cron.metadata.namespace.clone().unwrap_or_default();
         let mut changed = false;
         for name in &sync.delete {

@@ -207,6 +207,8 @@ pub struct Engine {
     namespaces: BTreeMap<String, Namespace>,
     plain: plain::PlainObjects,
     cron_jobs: BTreeMap<JobKey, cronjobs::CronEntry>,
+    /// This machine's time zone, read once: schedules without `timeZone` are read in it.
+    local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone,
     loose_pods: HashMap<JobKey, LoosePod>,
     /// Jobs deleted or expired during a `run`, for its report.
     removed: Vec<Job>,
@@ -277,6 +279,7 @@ impl Engine {
             namespaces: BTreeMap::new(),
             plain: Default::default(),
             cron_jobs: BTreeMap::new(),
+            local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone::system(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
