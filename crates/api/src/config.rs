@@ -117,7 +117,8 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Invalid> {
     Invalid::check("Secret", &name, errors)
 }
 
-/// A ConfigMap or Secret that passed the API server's validation: the only form in which
+/// An object of a kind no Job-like rules cover (a ConfigMap, Secret, Service, CronJob) that
+/// passed the API server's validation: the only form in which
 /// the engine takes one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Valid<T>(pub(crate) T);

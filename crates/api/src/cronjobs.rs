@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::batch::v1::CronJob;
 
+use crate::config::Valid;
 use crate::field::{FieldError, Invalid};
 
 const KIND: &str = "CronJob.batch";
@@ -25,6 +26,32 @@ pub fn apply_defaults(cron: &mut CronJob) {
     spec.failed_jobs_history_limit.get_or_insert(1);
     let job = spec.job_template.spec.get_or_insert_with(Default::default);
     crate::defaults::default_template(&mut job.template);
+}
+
+/// What the server sets on create (`cronJobStrategy.PrepareForCreate`): an empty status
+/// and the first generation.
+pub fn prepare_for_create(cron: &mut CronJob) {
+    cron.status = Some(Default::default());
+    cron.metadata.generation = Some(1);
+}
+
+/// `PrepareForUpdate`: the status is the controller's; the generation follows the spec.
+pub fn prepare_for_update(new: &mut CronJob, old: &CronJob) {
+    new.status.clone_from(&old.status);
+    if new.spec != old.spec {
+        new.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
+    }
+}
+
+/// A CronJob that passed [`validate`]: the only form in which the engine takes one.
+pub fn admit(cron: CronJob) -> Result<Valid<CronJob>, Invalid> {
+    validate(&cron, None)?;
+    Ok(Valid(cron))
+}
+
+pub fn admit_update(new: CronJob, old: &CronJob) -> Result<Valid<CronJob>, Invalid> {
+    validate(&new, Some(old))?;
+    Ok(Valid(new))
 }
 
 /// `ValidateCronJobCreate` (with `old`: `ValidateCronJobUpdate`, which allows a `TZ=` the

@@ -157,10 +157,21 @@ pub const RUNTIME_CLASSES: [&str; 3] = ["host", "podman", "docker"];
 /// runtime class, as a mutating admission plugin would: the class is stored with the Job,
 /// so its pods run where they started after a restart with another default.
 pub fn default_runtime_class(job: &mut Job, class: &str) {
+    if let Some(spec) = job.spec.as_mut() {
+        default_template_runtime_class(&mut spec.template, class);
+    }
+}
+
+/// [`default_runtime_class`] on a pod template (a CronJob's Jobs' pods run where the
+/// CronJob was created to run them).
+pub fn default_template_runtime_class(
+    template: &mut k8s_openapi::api::core::v1::PodTemplateSpec,
+    class: &str,
+) {
     if class == "host" {
         return;
     }
-    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+    if let Some(pod) = template.spec.as_mut() {
         pod.runtime_class_name
             .get_or_insert_with(|| class.to_string());
     }

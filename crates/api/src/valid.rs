@@ -135,6 +135,16 @@ impl ValidJob {
             || !self.spec.pod_failure_policy.is_empty()
     }
 
+    /// Drops the owner reference to `uid`, as the garbage collector orphans a dependent of
+    /// an owner deleted with `propagationPolicy: Orphan`.
+    pub fn release_owner(&mut self, uid: &str) {
+        let meta = &mut self.object.metadata;
+        if let Some(owners) = meta.owner_references.as_mut() {
+            owners.retain(|owner| owner.uid != uid);
+        }
+        meta.owner_references = meta.owner_references.take().filter(|o| !o.is_empty());
+    }
+
     /// Whether the built-in controller manages this Job (spec §2.3 step 2).
     pub fn managed_by_controller(&self) -> bool {
         self.spec

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::config::Valid;
+use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use joblet_api::k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus, Pod};
 use joblet_api::ValidJob;
 use joblet_core::{PodView, Time};
@@ -12,6 +13,7 @@ use joblet_runtime::Disruption;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cronjobs::KIND_CRON_JOB;
 use crate::objects::{namespace_record, pod_record, KIND_JOB, KIND_NAMESPACE, KIND_POD};
 use crate::plain::Plain;
 use crate::{job_object, new_uid, Engine, JobEntry, JobKey, LoosePod};
@@ -66,6 +68,7 @@ pub enum UpdateBase {
 /// A validated object of a served kind, as the API hands it to the engine to store.
 pub enum Stored {
     Job(Box<ValidJob>),
+    CronJob(Box<Valid<CronJob>>),
     Plain(Box<Plain>),
 }
 
@@ -196,6 +199,7 @@ impl Engine {
                         Some(base) => self.update_job(*job, &base),
                     }
                     .map(|job| to_value(&job)),
+                    Stored::CronJob(cron) => self.put_cron_job(*cron, base.as_ref()),
                     Stored::Plain(object) => self.put_plain(*object, base.as_ref()),
                 };
                 self.reply_when_committed(reply, result);
@@ -292,6 +296,9 @@ impl Engine {
             object.metadata.deletion_timestamp = Some(now.to_wire());
             self.remove_job(&key, entry, propagation);
             return Ok(to_value(&object));
+        }
+        if kind == KIND_CRON_JOB {
+            return self.delete_cron_job(&key, propagation, now);
         }
         let object = self
             .plain
@@ -452,6 +459,7 @@ impl Engine {
             let entry = self.jobs.remove(&key).expect("listed above");
             self.remove_job(&key, entry, Propagation::Background);
         }
+        self.remove_cron_jobs_of(name);
         let loose: Vec<(String, String)> = self
             .loose_pods
             .keys()

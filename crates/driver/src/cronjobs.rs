@@ -8,7 +8,11 @@ use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
 use joblet_core::{Event, Time};
 
-use crate::commands::Propagation;
+use joblet_api::config::Valid;
+use joblet_store::Record;
+use serde_json::Value;
+
+use crate::commands::{CommandError, Propagation, UpdateBase};
 use crate::objects::{event_record, record};
 use crate::{admit, job_object, new_uid, Engine, JobKey, Notice};
 
@@ -16,11 +20,28 @@ pub const KIND_CRON_JOB: &str = "CronJob";
 
 pub(crate) struct CronEntry {
     cron: CronJob,
+    /// The resourceVersion at which its spec and metadata last changed (its status writes
+    /// move only the object's): an update computed from any later version is not stale.
+    spec_version: i64,
     /// When its schedule next asks for a sync.
     next_sync: Option<Time>,
-    /// How many of its Jobs had ended at the last sync: another ending syncs it again.
-    finished_seen: usize,
+    /// How many Jobs it had, and how many of them had ended, at the last sync: a Job
+    /// ending or going syncs it again.
+    jobs_seen: (usize, usize),
     dirty: bool,
+}
+
+impl CronEntry {
+    fn new(cron: CronJob) -> CronEntry {
+        let version = cron.metadata.resource_version.as_deref();
+        CronEntry {
+            spec_version: version.and_then(|v| v.parse().ok()).unwrap_or(0),
+            cron,
+            next_sync: None,
+            jobs_seen: (0, 0),
+            dirty: true,
+        }
+    }
 }
 
 impl Engine {
@@ -49,19 +70,124 @@ impl Engine {
         cron.metadata
             .creation_timestamp
             .get_or_insert_with(|| self.clock.now().to_wire());
+        self.store_cron_job(cron);
+    }
+
+    /// Writes the CronJob at a new resourceVersion and keeps it to be synced; the stored
+    /// object.
+    fn store_cron_job(&mut self, mut cron: CronJob) -> Value {
+        let namespace = cron.metadata.namespace.clone().unwrap_or_default();
+        let name = cron.metadata.name.clone().unwrap_or_default();
         let rv = self.next_resource_version();
         cron.metadata.resource_version = Some(rv.to_string());
         self.batch
             .put(record(KIND_CRON_JOB, &namespace, &name, rv, &cron));
-        self.cron_jobs.insert(
-            (namespace, name),
-            CronEntry {
-                cron,
-                next_sync: None,
-                finished_seen: 0,
-                dirty: true,
-            },
-        );
+        let stored = serde_json::to_value(&cron).expect("API objects serialize");
+        self.cron_jobs
+            .insert((namespace, name), CronEntry::new(cron));
+        stored
+    }
+
+    /// Creates (`base: None`) or updates a CronJob from the API. The status stays the
+    /// controller's; a changed spec is synced at once.
+    pub(crate) fn put_cron_job(
+        &mut self,
+        valid: Valid<CronJob>,
+        base: Option<&UpdateBase>,
+    ) -> Result<Value, CommandError> {
+        let mut cron = valid.into_object();
+        let namespace = cron.metadata.namespace.clone().unwrap_or_default();
+        if !self.namespaces.contains_key(&namespace) {
+            return Err(CommandError::NamespaceNotFound(namespace));
+        }
+        let key = (namespace, cron.metadata.name.clone().unwrap_or_default());
+        match (base, self.cron_jobs.get(&key)) {
+            (None, Some(_)) => return Err(CommandError::AlreadyExists),
+            (Some(_), None) => return Err(CommandError::NotFound),
+            (Some(UpdateBase::Exactly(version)), Some(entry))
+                if entry.cron.metadata.resource_version.as_ref() != Some(version) =>
+            {
+                return Err(CommandError::Conflict)
+            }
+            (Some(UpdateBase::ReadAt(version)), Some(entry)) if entry.spec_version > *version => {
+                return Err(CommandError::Stale(entry.spec_version))
+            }
+            (Some(_), Some(entry)) => cron.status.clone_from(&entry.cron.status),
+            (None, None) => {}
+        }
+        Ok(self.store_cron_job(cron))
+    }
+
+    /// Deletes a CronJob; its Jobs (those it controls and those made from it by hand) are
+    /// deleted with their pods (`Background`), or kept without it (`Orphan`), as the garbage
+    /// collector treats an owner's dependents.
+    pub(crate) fn delete_cron_job(
+        &mut self,
+        key: &JobKey,
+        propagation: Propagation,
+        now: Time,
+    ) -> Result<Value, CommandError> {
+        let entry = self.cron_jobs.remove(key).ok_or(CommandError::NotFound)?;
+        let uid = entry.cron.metadata.uid.clone().unwrap_or_default();
+        let owned: Vec<JobKey> = (self.jobs.iter())
+            .filter(|(_, e)| owned_by(e.job.object(), &uid))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for job_key in owned {
+            let mut job = self.jobs.remove(&job_key).expect("listed above");
+            match propagation {
+                Propagation::Background => self.remove_job(&job_key, job, propagation),
+                Propagation::Orphan => {
+                    job.job.release_owner(&uid);
+                    job.unwritten = true;
+                    self.jobs.insert(job_key.clone(), job);
+                    self.flush();
+                    self.note_spec_change(&job_key);
+                }
+            }
+        }
+        let rv = self.next_resource_version();
+        self.batch.delete(KIND_CRON_JOB, &key.0, &key.1, rv);
+        let mut object = entry.cron;
+        object.metadata.deletion_timestamp = Some(now.to_wire());
+        Ok(serde_json::to_value(&object).expect("API objects serialize"))
+    }
+
+    /// Takes out the CronJobs of a namespace being deleted (their Jobs go with it).
+    pub(crate) fn remove_cron_jobs_of(&mut self, namespace: &str) {
+        let keys: Vec<JobKey> = (self.cron_jobs.keys())
+            .filter(|(ns, _)| ns == namespace)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.cron_jobs.remove(&key);
+            let rv = self.next_resource_version();
+            self.batch.delete(KIND_CRON_JOB, &key.0, &key.1, rv);
+        }
+    }
+
+    /// Loads the stored CronJobs (`serve`): each is synced at once, so times missed while
+    /// nothing ran are caught up as upstream's controller does after a restart.
+    pub(crate) fn load_cron_jobs(&mut self, records: Vec<Record>) {
+        for record in records {
+            let cron = serde_json::from_str::<CronJob>(&record.body)
+                .map_err(|e| e.to_string())
+                .and_then(|cron| {
+                    joblet_api::cronjobs::admit(cron)
+                        .map(Valid::into_object)
+                        .map_err(|e| e.to_string())
+                });
+            match cron {
+                Ok(cron) => {
+                    let key = (record.namespace, record.name);
+                    self.cron_jobs.insert(key, CronEntry::new(cron));
+                }
+                Err(error) => eprintln!(
+                    "joblet: skipping stored cronjob {}/{}: {error}",
+                    record.namespace, record.name
+                ),
+            }
+        }
     }
 
     pub(crate) fn has_cron_jobs(&self) -> bool {
@@ -69,7 +195,9 @@ impl Engine {
     }
 
     pub(crate) fn next_cron_sync(&self) -> Option<Time> {
-        self.cron_jobs.values().filter_map(|e| e.next_sync).min()
+        (self.cron_jobs.values())
+            .filter_map(|e| if e.dirty { Some(Time(0)) } else { e.next_sync })
+            .min()
     }
 
     /// Syncs every CronJob that is due; whether one created or deleted a Job.
@@ -85,14 +213,13 @@ impl Engine {
                 .filter(|e| controlled_by(e.job.object(), &uid))
                 .map(job_object)
                 .collect();
-            let finished = jobs.iter().filter(|j| ended(j)).count();
-            let due = entry.dirty
-                || entry.next_sync.is_some_and(|t| t <= now)
-                || finished != entry.finished_seen;
+            let seen = (jobs.len(), jobs.iter().filter(|j| ended(j)).count());
+            let due =
+                entry.dirty || entry.next_sync.is_some_and(|t| t <= now) || seen != entry.jobs_seen;
             if due {
-                changed |= self.sync_cron_job(&mut entry, &jobs, now);
-                entry.finished_seen = finished;
                 entry.dirty = false;
+                changed |= self.sync_cron_job(&mut entry, &jobs, now);
+                entry.jobs_seen = seen;
             }
             self.cron_jobs.insert(key, entry);
         }
@@ -158,6 +285,10 @@ impl Engine {
             self.record_cron_event(&entry.cron, event, now);
         }
         if sync.status_changed || changed {
+            // Synced again, as upstream's controller re-queues a CronJob on every update
+            // of it: a Job it saw end leaves the active list in one pass, and its success
+            // is recorded in the next.
+            entry.dirty = true;
             entry.cron.status = Some(status);
             let rv = self.next_resource_version();
             entry.cron.metadata.resource_version = Some(rv.to_string());
@@ -192,6 +323,12 @@ impl Engine {
             at: now,
         });
     }
+}
+
+/// Whether the Job is a dependent of the CronJob of `uid`, its controller or not.
+fn owned_by(job: &Job, uid: &str) -> bool {
+    (job.metadata.owner_references.iter().flatten())
+        .any(|o| o.kind == KIND_CRON_JOB && o.uid == uid)
 }
 
 /// Whether the Job's controller is the CronJob of `uid` (a Job made by `kubectl create job

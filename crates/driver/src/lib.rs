@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 
 pub use clock::SystemClock;
 pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, UpdateBase};
+pub use cronjobs::KIND_CRON_JOB;
 use objects::{
     container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
 };
@@ -113,10 +114,11 @@ pub enum Notice {
 type JobKey = (String, String);
 
 /// The kinds of the objects the API serves, as stored.
-pub const SERVED_KINDS: [&str; 8] = [
+pub const SERVED_KINDS: [&str; 9] = [
     KIND_NAMESPACE,
     KIND_NODE,
     KIND_JOB,
+    KIND_CRON_JOB,
     KIND_POD,
     KIND_EVENT,
     KIND_CONFIG_MAP,

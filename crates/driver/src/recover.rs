@@ -1,5 +1,5 @@
-//! Picking up a state directory: the Namespaces, Jobs, pods, ConfigMaps and Secrets the last
-//! engine left.
+//! Picking up a state directory: the Namespaces, Jobs, CronJobs, pods, ConfigMaps and Secrets
+//! the last engine left.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,8 +27,15 @@ impl Engine {
         let mut plain = store.list(crate::KIND_CONFIG_MAP)?;
         plain.extend(store.list(crate::KIND_SECRET)?);
         plain.extend(store.list(crate::KIND_SERVICE)?);
+        // A run takes only its manifest's CronJobs (`add_cron_job`); a server, all it kept.
+        let cron_jobs = if self.config.keep_running {
+            store.list(crate::KIND_CRON_JOB)?
+        } else {
+            Vec::new()
+        };
         drop(store);
         self.plain.load(plain);
+        self.load_cron_jobs(cron_jobs);
         if !self.plain.nothing_for_node() {
             self.publish_node_objects();
         }

@@ -40,6 +40,18 @@ pub const JOBS: Resource = Resource {
     field_paths: &[("status.successful", "/status/succeeded")],
 };
 
+pub const CRON_JOBS: Resource = Resource {
+    kind: "CronJob",
+    plural: "cronjobs",
+    singular: "cronjob",
+    group: "batch",
+    namespaced: true,
+    short_names: &["cj"],
+    categories: &["all"],
+    subresources: &[("status", &["get", "patch", "update"])],
+    field_paths: &[],
+};
+
 pub const PODS: Resource = Resource {
     kind: "Pod",
     plural: "pods",
@@ -149,7 +161,7 @@ pub const SERVICES: Resource = Resource {
 };
 
 /// In discovery order: `kubectl get all` lists pods before jobs, as on a cluster.
-pub const RESOURCES: [&Resource; 8] = [
+pub const RESOURCES: [&Resource; 9] = [
     &NAMESPACES,
     &NODES,
     &PODS,
@@ -157,6 +169,7 @@ pub const RESOURCES: [&Resource; 8] = [
     &CONFIG_MAPS,
     &SECRETS,
     &SERVICES,
+    &CRON_JOBS,
     &JOBS,
 ];
 

@@ -185,9 +185,15 @@ async fn aggregated_discovery_is_served_with_its_content_type() {
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList".to_string()
     )));
     let body: Value = serde_json::from_str(&body).unwrap();
-    let jobs = &body["items"][0]["versions"][0]["resources"][0];
-    assert_eq!(jobs["resource"], "jobs");
-    assert_eq!(jobs["categories"], json!(["all"]));
+    let resources = &body["items"][0]["versions"][0]["resources"];
+    let names: Vec<&str> = (resources.as_array().unwrap().iter())
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cronjobs", "jobs"]);
+    for batch in resources.as_array().unwrap() {
+        assert_eq!(batch["categories"], json!(["all"]));
+    }
+    assert_eq!(resources[0]["shortNames"], json!(["cj"]));
     let (_, legacy) = app.call("GET", "/api", "application/json", None).await;
     assert_eq!(legacy["kind"], "APIVersions");
 }

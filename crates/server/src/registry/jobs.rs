@@ -1,7 +1,7 @@
 //! Jobs (`pkg/registry/batch/job/strategy.go`): the generated selector and labels, the
 //! defaults, and the update rules of the batch API.
 
-use joblet_api::k8s_openapi::api::batch::v1::Job;
+use joblet_api::k8s_openapi::api::batch::v1::{Job, JobSpec};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_api::printers::job_row;
@@ -105,34 +105,38 @@ impl Strategy for Jobs {
 
     fn cells(&self, job: &Job, now: Timestamp) -> Vec<Value> {
         let [name, status, completions, duration, age] = job_row(job, now);
-        let containers = job
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .map(|s| s.containers.as_slice())
-            .unwrap_or_default();
-        let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-        let images: Vec<&str> = containers
-            .iter()
-            .map(|c| c.image.as_deref().unwrap_or(""))
-            .collect();
-        let selector = job
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .map(selector_string)
-            .unwrap_or_else(|| "<none>".to_string());
-        vec![
+        let mut cells = vec![
             json!(name),
             json!(status),
             json!(completions),
             json!(duration),
             json!(age),
-            json!(names.join(",")),
-            json!(images.join(",")),
-            json!(selector),
-        ]
+        ];
+        cells.extend(template_cells(job.spec.as_ref()));
+        cells
     }
+}
+
+/// CONTAINERS, IMAGES and SELECTOR of a Job spec (`layoutContainerCells`).
+pub(super) fn template_cells(spec: Option<&JobSpec>) -> [Value; 3] {
+    let containers = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c.image.as_deref().unwrap_or(""))
+        .collect();
+    let selector = spec
+        .and_then(|s| s.selector.as_ref())
+        .map(selector_string)
+        .unwrap_or_else(|| "<none>".to_string());
+    [
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(selector),
+    ]
 }
 
 fn selector_string(selector: &LabelSelector) -> String {

@@ -4,6 +4,7 @@
 //! kind lives in `request.rs`.
 
 mod config_maps;
+mod cron_jobs;
 mod handlers;
 mod jobs;
 mod nodes;
@@ -179,8 +180,9 @@ impl<S: Strategy> Rest for Store<S> {
 }
 
 /// The kinds served through strategies (Pods, Events and Namespaces follow).
-static REGISTRY: [&dyn Rest; 5] = [
+static REGISTRY: [&dyn Rest; 6] = [
     &Store(jobs::Jobs),
+    &Store(cron_jobs::CronJobs),
     &Store(config_maps::ConfigMaps),
     &Store(secrets::Secrets),
     &Store(services::Services),
