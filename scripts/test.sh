@@ -2,7 +2,7 @@
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
 # (redis-server; podman, docker.io, runc and busybox-static for the container runtimes, whose
 # test images scripts/test-images.sh and examples/images/build.sh make; the Python
-# kubernetes client; docker-registry, a registry to pull from; kubectl must already be on the
+# kubernetes and Prometheus clients; docker-registry, a registry to pull from; kubectl must already be on the
 # machine image), starts the Docker daemon
 # if it is not running, then `cargo test`, then each fuzz target for a short time
 # (scripts/fuzz.sh).
@@ -47,8 +47,10 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "error: python3 is not on PATH; the Python client test needs it" >&2
   exit 1
 fi
-# The official Kubernetes Python client, for the client-library test.
+# The official Kubernetes Python client, for the client-library test; the Prometheus
+# client library, whose parser reads /metrics in its test.
 python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "error: kubectl is not on PATH; the kubectl end-to-end tests need the real kubectl" >&2
   exit 1

@@ -58,6 +58,7 @@ fn app() -> &'static App {
             admission: AdmissionConfig {
                 default_runtime_class: "host",
             },
+            metrics: Default::default(),
         });
         App {
             runtime,

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod build;
 pub mod cronjob;
+pub mod metrics;
 pub mod naming;
 pub mod pod;
 pub mod policy;

@@ -77,6 +77,9 @@ pub struct Reconciliation {
     /// Pods whose tracking finalizer is removed: counted now, or dropped uncounted.
     pub untrack: Vec<String>,
     pub events: Vec<Event>,
+    /// The pod failure policy's action for each failed pod counted in this sync that a
+    /// rule matched.
+    pub failure_policy_actions: Vec<FailurePolicyAction>,
     /// When to sync again if nothing else happens first.
     pub requeue_at: Option<Time>,
 }
@@ -255,6 +258,9 @@ pub fn reconcile<P: Borrow<PodView>>(
             status.failed += 1;
         }
         out.untrack.push(pod.name.clone());
+        if let Some((action, _)) = verdicts.get(pod.name.as_str()) {
+            out.failure_policy_actions.push(*action);
+        }
     }
 
     let already_terminating = pods.iter().filter(|p| p.is_terminating()).count() as i32;

@@ -5,6 +5,7 @@
 mod clock;
 mod commands;
 mod cronjobs;
+mod metrics;
 mod objects;
 mod plain;
 mod recover;
@@ -35,6 +36,7 @@ use tokio::sync::mpsc;
 pub use clock::SystemClock;
 pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, UpdateBase};
 pub use cronjobs::KIND_CRON_JOB;
+pub use metrics::Metrics;
 use objects::{
     container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
 };
@@ -209,6 +211,7 @@ pub struct Engine {
     namespaces: BTreeMap<String, Namespace>,
     plain: plain::PlainObjects,
     cron_jobs: BTreeMap<JobKey, cronjobs::CronEntry>,
+    metrics: Arc<Metrics>,
     /// This machine's time zone, read once: schedules without `timeZone` are read in it.
     local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone,
     loose_pods: HashMap<JobKey, LoosePod>,
@@ -281,6 +284,7 @@ impl Engine {
             namespaces: BTreeMap::new(),
             plain: Default::default(),
             cron_jobs: BTreeMap::new(),
+            metrics: Arc::new(Metrics::new()),
             local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone::system(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
@@ -408,6 +412,11 @@ impl Engine {
         if let Some(entry) = self.jobs.get_mut(key) {
             entry.spec_version = entry.resource_version;
         }
+    }
+
+    /// The controller's metrics, as `/metrics` shows them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// A handle through which the API asks for changes while [`Engine::run`] runs.
@@ -597,6 +606,7 @@ impl Engine {
         let Some(mut entry) = self.jobs.remove(key) else {
             return;
         };
+        let started = std::time::Instant::now();
         entry.dirty = false;
         entry.requeue_at = None;
         if let Some(expiry) = ttl_expiry(&entry.job, &entry.state.status) {
@@ -609,6 +619,8 @@ impl Engine {
         }
         let views: Vec<&PodView> = entry.pods.values().map(|p| &p.view).collect();
         let result = reconcile(&entry.job, &entry.state, &views, now, &self.config.backoff);
+        let observed =
+            joblet_core::metrics::observe_sync(&entry.job, &entry.state, &views, &result);
         let namespace = entry.job.namespace().to_string();
         for name in &result.untrack {
             if let Some(pod) = entry.pods.get_mut(name) {
@@ -689,6 +701,7 @@ impl Engine {
             });
         }
         self.jobs.insert(key.clone(), entry);
+        self.metrics.record(&observed, started.elapsed());
     }
 
     /// A status change reported by the runtime (the node's kubelet).

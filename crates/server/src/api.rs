@@ -41,6 +41,8 @@ pub struct AppState {
     /// Patches and updates of one object, one at a time.
     pub writes: ObjectLocks,
     pub admission: AdmissionConfig,
+    /// The controller's and the process's metrics (`/metrics`).
+    pub metrics: Arc<joblet_driver::Metrics>,
 }
 
 /// What the server's flags set in objects on create, as the admission plugins configured
@@ -57,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 /// Where a request goes.
 enum Target {
     Version,
+    Metrics,
     Discovery {
         group: Option<&'static str>,
     },
@@ -80,6 +83,7 @@ fn route(path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match segments.as_slice() {
         ["version"] => return Some(Target::Version),
+        ["metrics"] => return Some(Target::Metrics),
         ["api"] | ["apis"] => return Some(Target::Discovery { group: None }),
         ["api", "v1"] => return Some(Target::Discovery { group: Some("") }),
         ["apis", "batch", "v1"] => {
@@ -192,6 +196,14 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
     };
     match (target, method) {
         (Target::Version, Method::GET) => Ok(json_response(StatusCode::OK, &resources::version())),
+        (Target::Metrics, Method::GET) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.text(),
+        )
+            .into_response()),
         (Target::Discovery { group: None }, Method::GET) => {
             let core = parts.uri.path().trim_matches('/') == "api";
             if accept.contains("as=APIGroupDiscoveryList") {

@@ -181,6 +181,7 @@ pub async fn serve(
         admission: AdmissionConfig {
             default_runtime_class: config.default_runtime_class,
         },
+        metrics: engine.metrics(),
     });
     tokio::spawn(logs::sweep_forever(
         state.cache.clone(),

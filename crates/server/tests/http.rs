@@ -37,6 +37,7 @@ impl App {
             110,
         )
         .unwrap();
+        let metrics = engine.metrics();
         let (_stop, stop_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let _keep_open = _stop;
@@ -52,6 +53,7 @@ impl App {
             admission: AdmissionConfig {
                 default_runtime_class: runtime,
             },
+            metrics,
         });
         App {
             router: router(state),

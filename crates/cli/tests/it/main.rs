@@ -5,6 +5,7 @@ mod crash;
 mod cronjobs;
 mod docker;
 mod examples;
+mod metrics;
 mod one_node;
 mod podman;
 mod pulls;

@@ -108,6 +108,15 @@ impl Server {
         }
     }
 
+    /// A copy of the kubeconfig in `dir` whose token is not the server's.
+    pub fn kubeconfig_with_a_wrong_token(&self, dir: &Path) -> PathBuf {
+        let config = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let token = std::fs::read_to_string(self.state.join("token")).unwrap();
+        let wrong = dir.join("wrong-kubeconfig");
+        std::fs::write(&wrong, config.replace(token.trim(), "not-the-token")).unwrap();
+        wrong
+    }
+
     /// `kubectl` that must succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let run = self.kubectl(args);
@@ -675,10 +684,7 @@ fn discovery_explain_namespaces_and_credentials() {
         assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
     }
     // A wrong token is refused, as a cluster refuses it.
-    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
-    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
-    let wrong = dir.path().join("wrong-kubeconfig");
-    std::fs::write(&wrong, config.replace(token.trim(), "not-the-token")).unwrap();
+    let wrong = server.kubeconfig_with_a_wrong_token(dir.path());
     let refused = Command::new("kubectl")
         .env("KUBECONFIG", &wrong)
         .env("KUBECACHEDIR", dir.path().join("other-cache"))
