@@ -2,7 +2,8 @@
 # Runs joblet's whole test suite on a fresh machine: installs what the tests need
 # (redis-server; podman, docker.io, runc and busybox-static for the container runtimes, whose
 # test images scripts/test-images.sh and examples/images/build.sh make; the Python
-# kubernetes and Prometheus clients; docker-registry, a registry to pull from; kubectl must already be on the
+# kubernetes and Prometheus clients; docker-registry, a registry to pull from; chromium for
+# the web view; kubectl must already be on the
 # machine image), starts the Docker daemon
 # if it is not running, then `cargo test`, then each fuzz target for a short time
 # (scripts/fuzz.sh).
@@ -16,6 +17,8 @@ command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# The web view's tests run in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: the tests need ${need_apt[*]}; install it (apt-get install -y ${need_apt[*]}) or run as root" >&2

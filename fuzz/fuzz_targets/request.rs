@@ -59,6 +59,7 @@ fn app() -> &'static App {
                 default_runtime_class: "host",
             },
             metrics: Default::default(),
+            sessions: Default::default(),
         });
         App {
             runtime,

@@ -43,6 +43,8 @@ pub struct AppState {
     pub admission: AdmissionConfig,
     /// The controller's and the process's metrics (`/metrics`).
     pub metrics: Arc<joblet_driver::Metrics>,
+    /// The web view's sign-in codes and sessions.
+    pub sessions: crate::ui::Sessions,
 }
 
 /// What the server's flags set in objects on create, as the admission plugins configured
@@ -149,7 +151,24 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     if matches!(path.as_str(), "/readyz" | "/livez" | "/healthz") {
         return "ok".into_response();
     }
-    if !authorized(&state.token, request.headers()) {
+    if crate::ui::is_ui_path(&path) {
+        let (parts, body) = request.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response();
+        };
+        return crate::ui::serve(
+            &state.sessions,
+            &state.token,
+            &parts.method,
+            &path,
+            parts.uri.query(),
+            &parts.headers,
+            &body,
+        );
+    }
+    // The web view's session cookie stands for the token: its page uses the API itself.
+    let headers = request.headers();
+    if !authorized(&state.token, headers) && !state.sessions.signed_in(headers) {
         return ApiError::unauthorized().into_response();
     }
     match handle(&state, request).await {
@@ -167,7 +186,12 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    same_token(given.trim(), token)
+}
+
+/// Whether `given` is the token, compared in constant time.
+pub fn same_token(given: &str, token: &str) -> bool {
+    let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

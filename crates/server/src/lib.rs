@@ -16,6 +16,7 @@ mod resources;
 mod selectors;
 mod table;
 pub mod tls;
+mod ui;
 mod watch;
 
 use std::future::Future;
@@ -182,6 +183,7 @@ pub async fn serve(
             default_runtime_class: config.default_runtime_class,
         },
         metrics: engine.metrics(),
+        sessions: Default::default(),
     });
     tokio::spawn(logs::sweep_forever(
         state.cache.clone(),
@@ -191,6 +193,10 @@ pub async fn serve(
     let (stop_engine, engine_stop_rx) = mpsc::unbounded_channel();
     let engine_task = tokio::spawn(async move { engine.run(engine_stop_rx).await });
     eprintln!("joblet serve: listening on https://{address}");
+    match state.sessions.new_code() {
+        Ok(code) => eprintln!("web UI: https://{address}/?code={code}"),
+        Err(e) => eprintln!("web UI: https://{address}/ (no sign-in code: {e}; paste the token)"),
+    }
     println!("export KUBECONFIG={}", kubeconfig.display());
 
     let app = router(state);

@@ -54,6 +54,7 @@ impl App {
                 default_runtime_class: runtime,
             },
             metrics,
+            sessions: Default::default(),
         });
         App {
             router: router(state),

@@ -13,3 +13,4 @@ mod resume;
 mod run;
 mod serve;
 mod util;
+mod web;

@@ -12,6 +12,10 @@ pub struct Server {
     child: Option<Child>,
     pub state: PathBuf,
     pub kubeconfig: PathBuf,
+    /// The `web UI:` URL with its one-time sign-in code.
+    pub web_ui: String,
+    /// Held open: the server's later messages must not meet a closed pipe.
+    _stderr: BufReader<std::process::ChildStderr>,
     cache: PathBuf,
 }
 
@@ -56,10 +60,18 @@ impl Server {
             panic!("joblet serve printed {line:?}, and on stderr:\n{stderr}");
         };
         let kubeconfig = kubeconfig.into();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut web_ui = String::new();
+        while !web_ui.starts_with("web UI: ") {
+            web_ui.clear();
+            assert!(stderr.read_line(&mut web_ui).unwrap() > 0, "no web UI line");
+        }
         Server {
             child: Some(child),
             state: state.to_path_buf(),
             kubeconfig,
+            web_ui: web_ui["web UI: ".len()..].trim().to_string(),
+            _stderr: stderr,
             cache: dir.join("kube-cache"),
         }
     }

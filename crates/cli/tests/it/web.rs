@@ -1,0 +1,104 @@
+//! The web view of `joblet serve`, in a real headless Chromium (Debian's `chromium`).
+//! Screenshots go to the target directory's `web-screenshots/` (not in git), to be looked at.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::serve::Server;
+use crate::util::scratch;
+
+/// Loads `url` in a headless Chromium with its own profile, lets the page run for 3 s of
+/// its time, saves a screenshot as `shot` and returns the DOM.
+fn chromium(profile: &Path, url: &str, shot: &str) -> String {
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = Command::new("chromium")
+        .arg("--headless")
+        // As root, Chromium runs only without its sandbox; the page is the test's own.
+        .arg("--no-sandbox")
+        // The server's certificate is signed by its own CA, which the profile does not know.
+        .arg("--ignore-certificate-errors")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--window-size=1280,800")
+        .arg("--virtual-time-budget=3000")
+        .arg(format!("--screenshot={}", screenshots.join(shot).display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn curl(args: &[&str]) -> String {
+    let output = Command::new("curl")
+        .args(["-k", "-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+const INDEXED: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: resize}
+spec:
+  completions: 10
+  parallelism: 5
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: main, image: busybox, command: ["sh", "-c", "echo $JOB_COMPLETION_INDEX"]}
+"#;
+
+#[test]
+fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_does() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(INDEXED);
+    server.wait_complete("resize");
+    let dom = chromium(&dir.path().join("browser"), &server.web_ui, "jobs.png");
+    let row = (dom
+        .split("<tr")
+        .find(|r| r.contains(r#"data-job="default/resize""#)))
+    .unwrap_or_else(|| panic!("{dom}"));
+    assert!(
+        row.contains("✓ Complete") && row.contains(">10/10<"),
+        "{row}"
+    );
+
+    // The link was for one sign-in: another browser gets the sign-in form, and no Job.
+    let again = chromium(&dir.path().join("other"), &server.web_ui, "used-link.png");
+    assert!(again.contains("used already"), "{again}");
+    assert!(again.contains(r#"action="/ui/sign-in""#) && !again.contains("data-job"));
+
+    // Without signing in, the script and the API refuse.
+    let base = server.web_ui.split("/?").next().unwrap().to_string();
+    assert!(curl(&[&format!("{base}/ui/app.js")]).ends_with("\n401"));
+    assert!(curl(&[&format!("{base}/apis/batch/v1/jobs")]).ends_with("\n401"));
+    // The token pasted on the sign-in page opens a session, whose cookie the API takes.
+    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
+    let jar = dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let signed = curl(&[
+        "-c",
+        jar,
+        "-d",
+        &format!("token={}", token.trim()),
+        &format!("{base}/ui/sign-in"),
+    ]);
+    assert!(signed.ends_with("\n303"), "{signed}");
+    let listed = curl(&["-b", jar, &format!("{base}/apis/batch/v1/jobs")]);
+    assert!(
+        listed.ends_with("\n200") && listed.contains(r#""name":"resize""#),
+        "{listed}"
+    );
+    let wrong = curl(&["-d", "token=nope", &format!("{base}/ui/sign-in")]);
+    assert!(
+        wrong.ends_with("\n401") && wrong.contains("not this server's token"),
+        "{wrong}"
+    );
+}
