@@ -102,3 +102,80 @@ fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_doe
         "{wrong}"
     );
 }
+
+const ONE_INDEX_FAILS: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: grid}
+spec:
+  completions: 10
+  parallelism: 10
+  completionMode: Indexed
+  backoffLimitPerIndex: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: main, image: busybox, command: ["sh", "-c", "test $JOB_COMPLETION_INDEX != 3"]}
+"#;
+
+#[test]
+fn a_jobs_page_draws_a_cell_per_index_and_lists_its_events() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(ONE_INDEX_FAILS);
+    server.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/grid",
+        "--timeout=30s",
+    ]);
+    // The link's fragment survives the sign-in's redirect: straight to the Job's page.
+    let page = format!("{}#/jobs/default/grid", server.web_ui);
+    let dom = chromium(&dir.path().join("browser"), &page, "job-grid.png");
+    assert!(
+        dom.contains(
+            r#"<p id="grid-summary">10 cells: 0 pending, 0 running, 9 succeeded, 1 failed</p>"#
+        ),
+        "{dom}"
+    );
+    assert!(dom.contains("Failed (FailedIndexes)"), "{dom}");
+    // The failed index is also a link to its pod.
+    assert!(
+        dom.contains(r##"Failed: <a href="#/pods/default/grid-3-"##),
+        "{dom}"
+    );
+    assert!(dom.contains("backoffLimitPerIndex 0"), "{dom}");
+    for reason in ["SuccessfulCreate", "FailedIndexes"] {
+        assert!(
+            dom.contains(&format!("<td>{reason}</td>")),
+            "{reason}: {dom}"
+        );
+    }
+}
+
+#[test]
+fn a_pods_page_shows_its_containers_exit_codes_and_log() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&crate::util::job(
+        "talks",
+        "",
+        "echo first line; echo second line; exit 0",
+    ));
+    server.wait_complete("talks");
+    let pods = server.json(&["get", "pods", "-l", "batch.kubernetes.io/job-name=talks"]);
+    let pod = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = format!("{}#/pods/default/{pod}", server.web_ui);
+    let dom = chromium(&dir.path().join("browser"), &page, "pod.png");
+    assert!(
+        dom.contains("<td>terminated</td><td>0</td><td>Completed</td>"),
+        "{dom}"
+    );
+    let log = (dom.split(r#"<pre class="log" data-container=""#).nth(1))
+        .unwrap_or_else(|| panic!("{dom}"));
+    assert!(log.contains("first line\nsecond line\n</pre>"), "{log}");
+}

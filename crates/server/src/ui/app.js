@@ -1,6 +1,7 @@
-// The web view's Jobs list: the server's table rows for each Job (STATUS and COMPLETIONS as
-// kubectl prints them), kept live by a watch from the list's resourceVersion; ages and
-// durations tick here.
+// The web view: the Jobs list (the server's table rows, STATUS and COMPLETIONS as kubectl
+// prints them), a Job's page (conditions, spec, the grid of its indexes or pods, events) and
+// a pod's page (containers and logs). Everything is read from the Kubernetes API and kept
+// live by watches from each list's resourceVersion; ages and durations tick here.
 "use strict";
 
 const TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io";
@@ -68,7 +69,14 @@ function select(label, values, current, onChange) {
   return wrap;
 }
 
-function render() {
+function link(href, text) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  return a;
+}
+
+function renderJobs() {
   const now = Date.now();
   const statusAt = columns.findIndex((c) => c.name === "Status");
   const completionsAt = columns.findIndex((c) => c.name === "Completions");
@@ -85,8 +93,8 @@ function render() {
   const filters = document.createElement("div");
   filters.className = "filters";
   filters.append(
-    select("Namespace", namespaces, filter.namespace, (v) => { filter.namespace = v; render(); }),
-    select("Status", statuses, filter.status, (v) => { filter.status = v; render(); }),
+    select("Namespace", namespaces, filter.namespace, (v) => { filter.namespace = v; renderJobs(); }),
+    select("Status", statuses, filter.status, (v) => { filter.status = v; renderJobs(); }),
   );
   const table = document.createElement("table");
   table.id = "jobs";
@@ -104,9 +112,11 @@ function render() {
     const status = job.cells[statusAt];
     const row = body.insertRow();
     row.dataset.job = key(job.object);
+    const name = document.createElement("td");
+    name.append(link(`#/jobs/${key(job.object)}`, job.object.metadata.name));
     row.append(
       cell(job.object.metadata.namespace, "wide"),
-      cell(job.object.metadata.name),
+      name,
       cell(`${SYMBOLS[status] || "•"} ${status}`, `status-${status}`),
       cell(job.cells[completionsAt], "num"),
       cell(duration(job.object, now), "num wide"),
@@ -142,55 +152,405 @@ async function signedIn(response) {
   return response;
 }
 
-async function list() {
-  const response = await signedIn(
-    await fetch("/apis/batch/v1/jobs?includeObject=Object", { headers: { Accept: TABLE } }),
-  );
-  const table = await response.json();
-  columns = table.columnDefinitions;
-  jobs.clear();
-  for (const row of table.rows) keep(row);
-  render();
-  return table.metadata.resourceVersion;
+// Lists `path` and then watches it from the list's resourceVersion, calling `onList` with
+// the list and `onEvent` with each event, until `alive()` turns false; after a broken
+// watch it lists again.
+async function live(path, headers, alive, onList, onEvent) {
+  const separator = path.includes("?") ? "&" : "?";
+  while (alive()) {
+    try {
+      const listed = await signedIn(await fetch(path, { headers }));
+      const list = await listed.json();
+      onList(list);
+      const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}`;
+      const response = await signedIn(await fetch(url, { headers }));
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      while (alive()) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          if (!line.trim()) continue;
+          const event = JSON.parse(line);
+          if (event.type === "ERROR") throw new Error(event.object.message);
+          if (event.type !== "BOOKMARK") onEvent(event);
+        }
+      }
+      reader.cancel();
+    } catch (error) {
+      if (error.message === "signed out") return;
+      console.warn(path, error);
+    }
+    if (alive()) await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
-async function watch(version) {
-  const url = `/apis/batch/v1/jobs?watch=1&allowWatchBookmarks=true&includeObject=Object&resourceVersion=${version}`;
-  const response = await signedIn(await fetch(url, { headers: { Accept: TABLE } }));
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let newline;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline);
-      buffer = buffer.slice(newline + 1);
-      if (!line.trim()) continue;
-      const event = JSON.parse(line);
-      if (event.type === "ERROR") throw new Error(event.object.message);
-      if (event.type === "BOOKMARK") continue;
+// The view now shown: a view watches from its creation until another is shown.
+let view = { alive: false, render: () => {} };
+
+function show(next) {
+  view.alive = false;
+  view = next;
+  view.render();
+}
+
+function jobsView() {
+  const self = { alive: true, render: renderJobs };
+  live(
+    "/apis/batch/v1/jobs?includeObject=Object",
+    { Accept: TABLE },
+    () => self.alive,
+    (table) => {
+      columns = table.columnDefinitions;
+      jobs.clear();
+      for (const row of table.rows) keep(row);
+      if (self.alive) renderJobs();
+    },
+    (event) => {
       for (const row of event.object.rows || []) {
         if (event.type === "DELETED") jobs.delete(key(row.object));
         else keep(row);
       }
-      render();
+      if (self.alive) renderJobs();
+    },
+  );
+  return self;
+}
+
+// Index sets as the API writes them: "1,3-5".
+function indexes(text) {
+  const out = new Set();
+  for (const part of (text || "").split(",").filter(Boolean)) {
+    const [a, b] = part.split("-").map(Number);
+    for (let i = a; i <= (b ?? a); i++) out.add(i);
+  }
+  return out;
+}
+
+const INDEX = "batch.kubernetes.io/job-completion-index";
+const STATES = ["pending", "running", "succeeded", "failed"];
+const COLOURS = { pending: "#d0d7de", running: "#0969da", succeeded: "#1a7f37", failed: "#cf222e" };
+
+// The state of each cell: an index of an Indexed Job, or a pod of another.
+function cells(job, pods) {
+  const status = job.status || {};
+  const byIndex = new Map();
+  for (const pod of pods.values()) {
+    const index = Number(pod.metadata.annotations?.[INDEX] ?? NaN);
+    if (Number.isNaN(index)) continue;
+    if (!byIndex.has(index)) byIndex.set(index, []);
+    byIndex.get(index).push(pod);
+  }
+  if (job.spec.completionMode === "Indexed") {
+    const done = indexes(status.completedIndexes);
+    const failed = indexes(status.failedIndexes);
+    const out = [];
+    for (let i = 0; i < job.spec.completions; i++) {
+      const attempts = byIndex.get(i) || [];
+      const running = attempts.some((p) => !["Succeeded", "Failed"].includes(p.status?.phase));
+      const state = done.has(i) ? "succeeded" : failed.has(i) ? "failed"
+        : running ? "running" : "pending";
+      out.push({ label: `index ${i}`, state, pods: attempts, perIndex: failed.has(i) });
     }
+    return out;
+  }
+  return [...pods.values()]
+    .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
+    .map((pod) => {
+      const phase = pod.status?.phase;
+      const state = phase === "Succeeded" ? "succeeded" : phase === "Failed" ? "failed"
+        : phase === "Running" ? "running" : "pending";
+      return { label: pod.metadata.name, state, pods: [pod], perIndex: false };
+    });
+}
+
+// One cell: its colour and a shape, so the states differ without colour too.
+function drawCell(ctx, x, y, size, state, perIndex) {
+  ctx.fillStyle = COLOURS[state];
+  const inner = Math.max(1, size - 1);
+  if (state === "pending") {
+    ctx.fillRect(x, y, inner, inner);
+    return;
+  }
+  ctx.fillRect(x, y, inner, inner);
+  if (size < 6) return;
+  ctx.strokeStyle = "#fff";
+  ctx.lineWidth = Math.max(1, size / 8);
+  ctx.beginPath();
+  if (state === "failed") {
+    ctx.moveTo(x + size * 0.25, y + size * 0.25);
+    ctx.lineTo(x + size * 0.7, y + size * 0.7);
+    ctx.moveTo(x + size * 0.7, y + size * 0.25);
+    ctx.lineTo(x + size * 0.25, y + size * 0.7);
+    if (perIndex) ctx.rect(x + 1, y + 1, inner - 2, inner - 2);
+  } else if (state === "running") {
+    ctx.arc(x + inner / 2, y + inner / 2, inner / 5, 0, 2 * Math.PI);
+  } else {
+    ctx.moveTo(x + size * 0.22, y + size * 0.5);
+    ctx.lineTo(x + size * 0.42, y + size * 0.7);
+    ctx.lineTo(x + size * 0.75, y + size * 0.28);
+  }
+  ctx.stroke();
+}
+
+function grid(all, onOpen) {
+  const wrap = document.createElement("div");
+  wrap.className = "grid";
+  const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+  for (const c of all) counts[c.state]++;
+  const summary = document.createElement("p");
+  summary.id = "grid-summary";
+  summary.textContent = `${all.length} cells: ` +
+    STATES.map((s) => `${counts[s]} ${s}`).join(", ");
+  const legend = document.createElement("p");
+  legend.className = "legend";
+  for (const state of STATES) {
+    const sample = document.createElement("canvas");
+    sample.width = sample.height = 14;
+    drawCell(sample.getContext("2d"), 0, 0, 14, state, false);
+    legend.append(sample, ` ${state} `);
+  }
+  const canvas = document.createElement("canvas");
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", summary.textContent);
+  canvas.tabIndex = 0;
+  const width = Math.min(main.clientWidth || 800, 1200);
+  const size = Math.max(3, Math.min(24, Math.floor(Math.sqrt((width * 300) / Math.max(1, all.length)))));
+  const perRow = Math.max(1, Math.floor(width / size));
+  canvas.width = perRow * size;
+  canvas.height = Math.ceil(all.length / perRow) * size;
+  const ctx = canvas.getContext("2d");
+  all.forEach((c, i) => drawCell(ctx, (i % perRow) * size, Math.floor(i / perRow) * size, size, c.state, c.perIndex));
+  const tip = document.createElement("div");
+  tip.className = "tip";
+  tip.hidden = true;
+  const at = (event) => {
+    const box = canvas.getBoundingClientRect();
+    const i = Math.floor((event.clientY - box.top) / size) * perRow + Math.floor((event.clientX - box.left) / size);
+    return all[i];
+  };
+  canvas.addEventListener("mousemove", (event) => {
+    const c = at(event);
+    tip.hidden = !c;
+    if (!c) return;
+    const pods = c.pods.map((p) => `${p.metadata.name} (${p.status?.phase || "Pending"})`).join(", ");
+    tip.textContent = `${c.label}: ${c.state}${c.perIndex ? " (backoffLimitPerIndex)" : ""}; ` +
+      `${c.pods.length} attempt(s)${pods ? `: ${pods}` : ""}`;
+  });
+  canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
+  canvas.addEventListener("click", (event) => {
+    const c = at(event);
+    const pod = c?.pods[c.pods.length - 1];
+    if (pod) onOpen(pod);
+  });
+  wrap.append(summary, legend, canvas, tip);
+  // The failed cells as links too: for the keyboard, and to find them among thousands.
+  const failed = all.filter((c) => c.state === "failed" && c.pods.length);
+  if (failed.length) {
+    const list = document.createElement("p");
+    list.className = "failed";
+    list.append("Failed: ");
+    for (const c of failed.slice(0, 50)) {
+      const pod = c.pods[c.pods.length - 1];
+      const a = link(`#/pods/${pod.metadata.namespace}/${pod.metadata.name}`, c.label);
+      list.append(a, " ");
+    }
+    if (failed.length > 50) list.append(`and ${failed.length - 50} more`);
+    wrap.append(list);
+  }
+  return wrap;
+}
+
+function definitions(pairs) {
+  const dl = document.createElement("dl");
+  for (const [term, value] of pairs) {
+    if (value === undefined || value === null || value === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = String(value);
+    dl.append(dt, dd);
+  }
+  return dl;
+}
+
+function heading(level, text) {
+  const h = document.createElement(`h${level}`);
+  h.textContent = text;
+  return h;
+}
+
+function eventsTable(events) {
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const name of ["Type", "Reason", "Object", "Message"]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  const sorted = [...events.values()].sort((a, b) =>
+    (a.lastTimestamp || a.metadata.creationTimestamp).localeCompare(b.lastTimestamp || b.metadata.creationTimestamp));
+  for (const e of sorted) {
+    const row = body.insertRow();
+    const object = `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`;
+    row.append(cell(e.type), cell(e.reason), cell(object), cell(e.message));
+  }
+  const scroll = document.createElement("div");
+  scroll.className = "scroll";
+  scroll.append(table);
+  return scroll;
+}
+
+function keyed(map, list) {
+  map.clear();
+  for (const item of list.items) map.set(item.metadata.name, item);
+}
+
+function applyEvent(map, event) {
+  if (event.type === "DELETED") map.delete(event.object.metadata.name);
+  else map.set(event.object.metadata.name, event.object);
+}
+
+function jobView(namespace, name) {
+  const pods = new Map();
+  const events = new Map();
+  let job = null;
+  const self = { alive: true };
+  self.render = () => {
+    if (!self.alive) return;
+    const back = link("#/", "← Jobs");
+    if (!job) {
+      main.replaceChildren(back, heading(2, `Job ${name}`), document.createTextNode("Loading…"));
+      return;
+    }
+    const spec = job.spec;
+    const status = job.status || {};
+    const conditions = (status.conditions || []).filter((c) => c.status === "True")
+      .map((c) => `${c.type} (${c.reason})`).join(", ");
+    const policies = [spec.podFailurePolicy && "podFailurePolicy", spec.successPolicy && "successPolicy",
+      spec.backoffLimitPerIndex !== undefined && `backoffLimitPerIndex ${spec.backoffLimitPerIndex}`]
+      .filter(Boolean).join(", ");
+    const summary = definitions([
+      ["Namespace", namespace],
+      ["Conditions", conditions || "none"],
+      ["Completions", `${status.succeeded || 0}/${spec.completions ?? "∞"}`],
+      ["Parallelism", spec.parallelism],
+      ["Mode", spec.completionMode],
+      ["Backoff limit", spec.backoffLimit],
+      ["Policies", policies],
+      ["Active / failed", `${status.active || 0} / ${status.failed || 0}`],
+      ["Duration", duration(job, Date.now())],
+    ]);
+    const open = (pod) => { location.hash = `#/pods/${namespace}/${pod.metadata.name}`; };
+    const jobEvents = new Map([...events].filter(([, e]) =>
+      e.involvedObject.name === name || pods.has(e.involvedObject.name)));
+    main.replaceChildren(back, heading(2, `Job ${name}`), summary,
+      heading(3, spec.completionMode === "Indexed" ? "Indexes" : "Pods"),
+      grid(cells(job, pods), open), heading(3, "Events"), eventsTable(jobEvents));
+  };
+  const alive = () => self.alive;
+  const base = `/api/v1/namespaces/${namespace}`;
+  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, alive,
+    (list) => { job = list.items[0] || null; self.render(); },
+    (event) => { job = event.type === "DELETED" ? null : event.object; self.render(); });
+  live(`${base}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`, {}, alive,
+    (list) => { keyed(pods, list); self.render(); },
+    (event) => { applyEvent(pods, event); self.render(); });
+  live(`${base}/events`, {}, alive,
+    (list) => { keyed(events, list); self.render(); },
+    (event) => { applyEvent(events, event); self.render(); });
+  return self;
+}
+
+function containerRows(pod) {
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const name of ["Container", "Kind", "State", "Exit code", "Reason", "Restarts"]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  const statuses = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
+  const kinds = new Map();
+  for (const c of pod.spec.initContainers || []) kinds.set(c.name, c.restartPolicy === "Always" ? "sidecar" : "init");
+  for (const c of pod.spec.containers) kinds.set(c.name, "main");
+  for (const [name, kind] of kinds) {
+    const s = statuses.find((x) => x.name === name) || {};
+    const state = s.state || {};
+    const [which, detail] = Object.entries(state)[0] || ["waiting", {}];
+    const row = body.insertRow();
+    row.append(cell(name), cell(kind), cell(which), cell(detail.exitCode ?? ""),
+      cell(detail.reason || ""), cell(s.restartCount ?? 0, "num"));
+  }
+  return table;
+}
+
+async function follow(pre, path, alive) {
+  try {
+    const response = await signedIn(await fetch(path));
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    while (alive()) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      pre.textContent += value;
+    }
+    reader.cancel();
+  } catch (error) {
+    pre.textContent += `\n[${error.message}]`;
   }
 }
 
-async function live() {
-  for (;;) {
-    try {
-      await watch(await list());
-    } catch (error) {
-      if (error.message === "signed out") return;
-      console.warn("jobs watch:", error);
+function podView(namespace, name) {
+  let pod = null;
+  const logs = new Map(); // container -> <pre>, kept across redraws while it follows
+  const self = { alive: true };
+  self.render = () => {
+    if (!self.alive) return;
+    const back = pod ? link(`#/jobs/${namespace}/${pod.metadata.labels?.["batch.kubernetes.io/job-name"] || ""}`, "← Job")
+      : link("#/", "← Jobs");
+    if (!pod) {
+      main.replaceChildren(back, heading(2, `Pod ${name}`), document.createTextNode("Not found (yet)."));
+      return;
     }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+    const parts = [back, heading(2, `Pod ${name}`), definitions([
+      ["Phase", pod.status?.phase || "Pending"],
+      ["Reason", pod.status?.reason],
+      ["Message", pod.status?.message],
+      ["Node", pod.spec.nodeName],
+    ]), containerRows(pod)];
+    const containers = [...(pod.spec.initContainers || []), ...pod.spec.containers].map((c) => c.name);
+    for (const container of containers) {
+      if (!logs.has(container)) {
+        const pre = document.createElement("pre");
+        pre.className = "log";
+        pre.dataset.container = container;
+        logs.set(container, pre);
+        follow(pre, `/api/v1/namespaces/${namespace}/pods/${name}/log?container=${container}&follow=true`, () => self.alive);
+      }
+      parts.push(heading(3, `Log of ${container}`), logs.get(container));
+    }
+    main.replaceChildren(...parts);
+  };
+  live(`/api/v1/namespaces/${namespace}/pods?fieldSelector=metadata.name%3D${name}`, {}, () => self.alive,
+    (list) => { pod = list.items[0] || null; self.render(); },
+    (event) => { pod = event.type === "DELETED" ? pod : event.object; self.render(); });
+  return self;
 }
 
-setInterval(render, 1000);
-live();
+function route() {
+  const [, kind, namespace, name] = location.hash.split("/");
+  if (kind === "jobs" && name) show(jobView(decodeURIComponent(namespace), decodeURIComponent(name)));
+  else if (kind === "pods" && name) show(podView(decodeURIComponent(namespace), decodeURIComponent(name)));
+  else show(jobsView());
+}
+
+window.addEventListener("hashchange", route);
+// Ages and durations tick; a page drawn from a canvas is not redrawn for that.
+setInterval(() => { if (view.render === renderJobs) renderJobs(); }, 1000);
+route();
