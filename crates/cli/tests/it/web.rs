@@ -179,3 +179,171 @@ fn a_pods_page_shows_its_containers_exit_codes_and_log() {
         .unwrap_or_else(|| panic!("{dom}"));
     assert!(log.contains("first line\nsecond line\n</pre>"), "{log}");
 }
+
+/// A headless Chromium driven over the DevTools protocol: the page's JavaScript evaluated
+/// as the user's clicks and reads.
+struct Browser {
+    child: std::process::Child,
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+    next_id: u64,
+}
+
+impl Browser {
+    fn open(profile: &Path, url: &str) -> Browser {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--ignore-certificate-errors"])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--window-size=1280,800")
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("DevTools listening on ws://") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "chromium gave no DevTools address"
+            );
+        }
+        // Chromium's later messages go nowhere rather than fill a pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let address = line
+            .split("ws://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        // The page's own target, from the browser's target list.
+        let page = loop {
+            let list = Command::new("curl")
+                .args(["-s", &format!("http://{address}/json/list")])
+                .output()
+                .unwrap();
+            let body = String::from_utf8_lossy(&list.stdout);
+            let targets: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let page = (targets.as_array().into_iter().flatten())
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string));
+            if let Some(page) = page {
+                break page;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let stream = std::net::TcpStream::connect(&address).unwrap();
+        let (socket, _) = tungstenite::client(page.as_str(), stream).unwrap();
+        Browser {
+            child,
+            socket,
+            next_id: 0,
+        }
+    }
+
+    /// The value of a JavaScript expression in the page (awaited when a promise).
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = serde_json::json!({"id": id, "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": true, "awaitPromise": true}});
+        self.socket
+            .send(tungstenite::Message::text(request.to_string()))
+            .unwrap();
+        loop {
+            let message = self.socket.read().unwrap();
+            let Ok(text) = message.to_text() else {
+                continue;
+            };
+            let reply: serde_json::Value = serde_json::from_str(text).unwrap();
+            if reply["id"] == id {
+                return reply["result"]["result"]["value"].clone();
+            }
+        }
+    }
+
+    /// Waits until the expression is true in the page.
+    fn wait_for(&mut self, what: &str, expression: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.eval(expression) != serde_json::Value::Bool(true) {
+            let dom = self.eval("document.body.innerText");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {dom}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Clicks the button with this text.
+    fn click(&mut self, text: &str) {
+        let clicked = self.eval(&format!(
+            "(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.textContent === {text:?}); if (b) b.click(); return !!b; }})()"
+        ));
+        assert_eq!(clicked, serde_json::Value::Bool(true), "no {text:?} button");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_job_created_by_kubectl_shows_up_live_and_the_page_suspends_and_deletes_it() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let mut browser = Browser::open(&dir.path().join("browser"), &server.web_ui);
+    browser.wait_for("the Jobs list", "document.querySelector('#jobs') !== null");
+    // Created after the page was drawn: the watch brings it.
+    server.apply(&crate::util::job(
+        "slow",
+        "  parallelism: 2\n  completions: 4",
+        "sleep 300",
+    ));
+    browser.wait_for(
+        "the new Job's row",
+        r#"document.querySelector('tr[data-job="default/slow"]')?.innerText.includes('Running')"#,
+    );
+    browser.eval(r##"location.hash = "#/jobs/default/slow""##);
+    browser.wait_for(
+        "two running cells",
+        "document.querySelector('#grid-summary')?.textContent.includes('2 running')",
+    );
+    browser.click("Suspend");
+    // As kubectl sees it: suspended, its pods gone.
+    crate::serve::wait_for(
+        "the Job to be suspended with no pod",
+        std::time::Duration::from_secs(20),
+        || {
+            let job = server.json(&["get", "job", "slow"]);
+            job["spec"]["suspend"] == true && job["status"]["active"].is_null()
+        },
+    );
+    browser.wait_for(
+        "the Resume button",
+        "[...document.querySelectorAll('button')].some(b => b.textContent === 'Resume')",
+    );
+    // Deleting asks first.
+    browser.click("Delete…");
+    browser.wait_for(
+        "the question",
+        "document.body.innerText.includes('Delete Job slow and its pods?')",
+    );
+    browser.click("Yes, delete");
+    browser.wait_for(
+        "the Job to be gone",
+        "document.body.innerText.includes('does not exist')",
+    );
+    crate::serve::wait_for(
+        "kubectl to see no Job",
+        std::time::Duration::from_secs(10),
+        || server.json(&["get", "jobs"])["items"] == serde_json::json!([]),
+    );
+}

@@ -425,7 +425,8 @@ function jobView(namespace, name) {
     if (!self.alive) return;
     const back = link("#/", "← Jobs");
     if (!job) {
-      main.replaceChildren(back, heading(2, `Job ${name}`), document.createTextNode("Loading…"));
+      main.replaceChildren(back, heading(2, `Job ${name}`),
+        document.createTextNode(self.listed ? "This Job does not exist (any more)." : "Loading…"));
       return;
     }
     const spec = job.spec;
@@ -447,16 +448,18 @@ function jobView(namespace, name) {
       ["Duration", duration(job, Date.now())],
     ]);
     const open = (pod) => { location.hash = `#/pods/${namespace}/${pod.metadata.name}`; };
+    const finished = (status.conditions || []).some((c) =>
+      ["Complete", "Failed"].includes(c.type) && c.status === "True");
     const jobEvents = new Map([...events].filter(([, e]) =>
       e.involvedObject.name === name || pods.has(e.involvedObject.name)));
-    main.replaceChildren(back, heading(2, `Job ${name}`), summary,
+    main.replaceChildren(back, heading(2, `Job ${name}`), actions(self, namespace, name, spec, finished), summary,
       heading(3, spec.completionMode === "Indexed" ? "Indexes" : "Pods"),
       grid(cells(job, pods), open), heading(3, "Events"), eventsTable(jobEvents));
   };
   const alive = () => self.alive;
   const base = `/api/v1/namespaces/${namespace}`;
   live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, alive,
-    (list) => { job = list.items[0] || null; self.render(); },
+    (list) => { job = list.items[0] || null; self.listed = true; self.render(); },
     (event) => { job = event.type === "DELETED" ? null : event.object; self.render(); });
   live(`${base}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`, {}, alive,
     (list) => { keyed(pods, list); self.render(); },
@@ -465,6 +468,57 @@ function jobView(namespace, name) {
     (list) => { keyed(events, list); self.render(); },
     (event) => { applyEvent(events, event); self.render(); });
   return self;
+}
+
+// What a user does with kubectl: suspend or resume (`kubectl patch`), delete (`kubectl
+// delete`, the pods with it), through the same API, so its checks and errors apply.
+function actions(self, namespace, name, spec, finished) {
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  const said = document.createElement("p");
+  said.className = "error";
+  said.setAttribute("role", "alert");
+  said.textContent = self.said || "";
+  const path = `/apis/batch/v1/namespaces/${namespace}/jobs/${name}`;
+  const act = async (request) => {
+    try {
+      const response = await fetch(path, request);
+      if (response.status === 401) return location.reload();
+      const body = await response.json();
+      self.said = response.ok ? "" : body.message || response.statusText;
+    } catch (error) {
+      self.said = error.message;
+    }
+    self.render();
+  };
+  const button = (text, onClick) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    b.addEventListener("click", onClick);
+    return b;
+  };
+  if (!finished) {
+    const suspend = !spec.suspend;
+    bar.append(button(suspend ? "Suspend" : "Resume", () => act({
+      method: "PATCH",
+      headers: { "Content-Type": "application/merge-patch+json" },
+      body: JSON.stringify({ spec: { suspend } }),
+    })));
+  }
+  if (self.confirming) {
+    bar.append(`Delete Job ${name} and its pods? `,
+      button("Yes, delete", () => {
+        self.confirming = false;
+        act({ method: "DELETE", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }) });
+      }),
+      button("Cancel", () => { self.confirming = false; self.render(); }));
+  } else {
+    bar.append(button("Delete…", () => { self.confirming = true; self.render(); }));
+  }
+  bar.append(said);
+  return bar;
 }
 
 function containerRows(pod) {
