@@ -111,7 +111,7 @@ spec:
   completions: 10
   parallelism: 10
   completionMode: Indexed
-  backoffLimitPerIndex: 0
+  backoffLimitPerIndex: 1
   template:
     spec:
       restartPolicy: Never
@@ -120,7 +120,7 @@ spec:
 "#;
 
 #[test]
-fn a_jobs_page_draws_a_cell_per_index_and_lists_its_events() {
+fn a_jobs_page_draws_a_cell_per_index_a_timeline_and_its_events() {
     let dir = scratch();
     let server = Server::start(dir.path());
     server.apply(ONE_INDEX_FAILS);
@@ -145,7 +145,12 @@ fn a_jobs_page_draws_a_cell_per_index_and_lists_its_events() {
         dom.contains(r##"Failed: <a href="#/pods/default/grid-3-"##),
         "{dom}"
     );
-    assert!(dom.contains("backoffLimitPerIndex 0"), "{dom}");
+    assert!(dom.contains("backoffLimitPerIndex 1"), "{dom}");
+    // The timeline has a row per index and a bar per pod: index 3 ran twice.
+    assert!(
+        dom.contains(r#"<p id="timeline-summary">10 rows, 11 pods, over "#),
+        "{dom}"
+    );
     for reason in ["SuccessfulCreate", "FailedIndexes"] {
         assert!(
             dom.contains(&format!("<td>{reason}</td>")),

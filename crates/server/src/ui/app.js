@@ -365,6 +365,87 @@ function grid(all, onOpen) {
   return wrap;
 }
 
+// When a pod ran: from its start to its containers' last end (or now, while it runs).
+function span(pod, now) {
+  const statuses = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
+  const start = pod.status?.startTime || pod.metadata.creationTimestamp;
+  const ends = statuses.map((s) => s.state?.terminated?.finishedAt).filter(Boolean);
+  const done = ["Succeeded", "Failed"].includes(pod.status?.phase);
+  const end = done && ends.length ? Math.max(...ends.map(Date.parse)) : now;
+  return { start: Date.parse(start), end: Math.max(end, Date.parse(start)) };
+}
+
+// A row per index (its attempts side by side, so retries and back-off gaps show) or per
+// pod, a bar from each pod's start to its end, coloured and patterned by its outcome.
+function timeline(job, pods, onOpen) {
+  const now = Date.now();
+  const indexed = job.spec.completionMode === "Indexed";
+  const rows = new Map();
+  for (const pod of pods.values()) {
+    const label = indexed ? `index ${pod.metadata.annotations?.[INDEX]}` : pod.metadata.name;
+    if (!rows.has(label)) rows.set(label, []);
+    rows.get(label).push(pod);
+  }
+  const ordered = [...rows.entries()].sort((a, b) =>
+    indexed ? Number(a[0].slice(6)) - Number(b[0].slice(6)) : a[0].localeCompare(b[0]));
+  const bars = ordered.flatMap(([, list], row) => list.map((pod) => ({ row, pod, ...span(pod, now) })));
+  const from = Math.min(...bars.map((b) => b.start), job.status?.startTime ? Date.parse(job.status.startTime) : now);
+  const to = Math.max(...bars.map((b) => b.end), from + 1000);
+  const wrap = document.createElement("div");
+  wrap.className = "timeline";
+  const summary = document.createElement("p");
+  summary.id = "timeline-summary";
+  summary.textContent = `${ordered.length} rows, ${bars.length} pods, over ${human((to - from) / 1000)}`;
+  const canvas = document.createElement("canvas");
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", summary.textContent);
+  const labelWidth = 110;
+  const width = Math.min(main.clientWidth || 800, 1200);
+  const height = Math.max(2, Math.min(18, Math.floor(4000 / Math.max(1, ordered.length))));
+  canvas.width = width;
+  canvas.height = ordered.length * height;
+  const ctx = canvas.getContext("2d");
+  const x = (t) => labelWidth + ((t - from) / (to - from)) * (width - labelWidth - 4);
+  ctx.font = `${Math.min(12, height - 2)}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
+  ordered.forEach(([label], row) => {
+    if (height >= 10) {
+      ctx.fillStyle = "#57606a";
+      ctx.fillText(label, 2, row * height + height / 2, labelWidth - 6);
+    }
+  });
+  for (const bar of bars) {
+    const phase = bar.pod.status?.phase;
+    const state = phase === "Succeeded" ? "succeeded" : phase === "Failed" ? "failed"
+      : phase === "Running" ? "running" : "pending";
+    const left = x(bar.start);
+    const w = Math.max(2, x(bar.end) - left);
+    const top = bar.row * height + 1;
+    ctx.fillStyle = COLOURS[state];
+    ctx.fillRect(left, top, w, Math.max(1, height - 2));
+    if (state === "failed" && height >= 6) {
+      // Hatched, so a failed attempt differs from a success without colour.
+      ctx.strokeStyle = "#fff";
+      ctx.beginPath();
+      for (let hx = left; hx < left + w; hx += 6) {
+        ctx.moveTo(hx, top + height - 2);
+        ctx.lineTo(Math.min(hx + height - 2, left + w), top);
+      }
+      ctx.stroke();
+    }
+  }
+  canvas.addEventListener("click", (event) => {
+    const box = canvas.getBoundingClientRect();
+    const row = Math.floor((event.clientY - box.top) / height);
+    const t = from + ((event.clientX - box.left - labelWidth) / (width - labelWidth - 4)) * (to - from);
+    const hit = bars.find((b) => b.row === row && b.start <= t && t <= b.end) ||
+      bars.filter((b) => b.row === row).pop();
+    if (hit) onOpen(hit.pod);
+  });
+  wrap.append(summary, canvas);
+  return wrap;
+}
+
 function definitions(pairs) {
   const dl = document.createElement("dl");
   for (const [term, value] of pairs) {
@@ -454,7 +535,8 @@ function jobView(namespace, name) {
       e.involvedObject.name === name || pods.has(e.involvedObject.name)));
     main.replaceChildren(back, heading(2, `Job ${name}`), actions(self, namespace, name, spec, finished), summary,
       heading(3, spec.completionMode === "Indexed" ? "Indexes" : "Pods"),
-      grid(cells(job, pods), open), heading(3, "Events"), eventsTable(jobEvents));
+      grid(cells(job, pods), open), heading(3, "Timeline"), timeline(job, pods, open),
+      heading(3, "Events"), eventsTable(jobEvents));
   };
   const alive = () => self.alive;
   const base = `/api/v1/namespaces/${namespace}`;
