@@ -321,6 +321,17 @@ fn a_job_created_by_kubectl_shows_up_live_and_the_page_suspends_and_deletes_it()
         "two running cells",
         "document.querySelector('#grid-summary')?.textContent.includes('2 running')",
     );
+    // Views left close their watches: after many page changes (more than a browser's six
+    // connections to one server), the page still gets its changes.
+    for _ in 0..8 {
+        browser.eval(r##"location.hash = "#/""##);
+        browser.wait_for("the list", "document.querySelector('#jobs') !== null");
+        browser.eval(r##"location.hash = "#/jobs/default/slow""##);
+        browser.wait_for(
+            "the grid",
+            "document.querySelector('#grid-summary')?.textContent.includes('2 running')",
+        );
+    }
     browser.click("Suspend");
     // As kubectl sees it: suspended, its pods gone.
     crate::serve::wait_for(

@@ -153,17 +153,18 @@ async function signedIn(response) {
 }
 
 // Lists `path` and then watches it from the list's resourceVersion, calling `onList` with
-// the list and `onEvent` with each event, until `alive()` turns false; after a broken
-// watch it lists again.
-async function live(path, headers, alive, onList, onEvent) {
+// the list and `onEvent` with each event, until `signal` aborts (which also closes the
+// connection: a browser opens few to one server); after a broken watch it lists again.
+async function live(path, headers, signal, onList, onEvent) {
   const separator = path.includes("?") ? "&" : "?";
+  const alive = () => !signal.aborted;
   while (alive()) {
     try {
-      const listed = await signedIn(await fetch(path, { headers }));
+      const listed = await signedIn(await fetch(path, { headers, signal }));
       const list = await listed.json();
       onList(list);
       const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}`;
-      const response = await signedIn(await fetch(url, { headers }));
+      const response = await signedIn(await fetch(url, { headers, signal }));
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       while (alive()) {
@@ -190,20 +191,21 @@ async function live(path, headers, alive, onList, onEvent) {
 }
 
 // The view now shown: a view watches from its creation until another is shown.
-let view = { alive: false, render: () => {} };
+let view = { alive: false, render: () => {}, watches: new AbortController() };
 
 function show(next) {
   view.alive = false;
+  view.watches.abort();
   view = next;
   view.render();
 }
 
 function jobsView() {
-  const self = { alive: true, render: renderJobs };
+  const self = { alive: true, render: renderJobs, watches: new AbortController() };
   live(
     "/apis/batch/v1/jobs?includeObject=Object",
     { Accept: TABLE },
-    () => self.alive,
+    self.watches.signal,
     (table) => {
       columns = table.columnDefinitions;
       jobs.clear();
@@ -501,7 +503,7 @@ function jobView(namespace, name) {
   const pods = new Map();
   const events = new Map();
   let job = null;
-  const self = { alive: true };
+  const self = { alive: true, watches: new AbortController() };
   self.render = () => {
     if (!self.alive) return;
     const back = link("#/", "← Jobs");
@@ -538,15 +540,15 @@ function jobView(namespace, name) {
       grid(cells(job, pods), open), heading(3, "Timeline"), timeline(job, pods, open),
       heading(3, "Events"), eventsTable(jobEvents));
   };
-  const alive = () => self.alive;
+  const signal = self.watches.signal;
   const base = `/api/v1/namespaces/${namespace}`;
-  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, alive,
+  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, signal,
     (list) => { job = list.items[0] || null; self.listed = true; self.render(); },
     (event) => { job = event.type === "DELETED" ? null : event.object; self.render(); });
-  live(`${base}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`, {}, alive,
+  live(`${base}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`, {}, signal,
     (list) => { keyed(pods, list); self.render(); },
     (event) => { applyEvent(pods, event); self.render(); });
-  live(`${base}/events`, {}, alive,
+  live(`${base}/events`, {}, signal,
     (list) => { keyed(events, list); self.render(); },
     (event) => { applyEvent(events, event); self.render(); });
   return self;
@@ -627,25 +629,25 @@ function containerRows(pod) {
   return table;
 }
 
-async function follow(pre, path, alive) {
+async function follow(pre, path, signal) {
   try {
-    const response = await signedIn(await fetch(path));
+    const response = await signedIn(await fetch(path, { signal }));
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    while (alive()) {
+    while (!signal.aborted) {
       const { value, done } = await reader.read();
       if (done) return;
       pre.textContent += value;
     }
     reader.cancel();
   } catch (error) {
-    pre.textContent += `\n[${error.message}]`;
+    if (!signal.aborted) pre.textContent += `\n[${error.message}]`;
   }
 }
 
 function podView(namespace, name) {
   let pod = null;
   const logs = new Map(); // container -> <pre>, kept across redraws while it follows
-  const self = { alive: true };
+  const self = { alive: true, watches: new AbortController() };
   self.render = () => {
     if (!self.alive) return;
     const back = pod ? link(`#/jobs/${namespace}/${pod.metadata.labels?.["batch.kubernetes.io/job-name"] || ""}`, "← Job")
@@ -667,13 +669,13 @@ function podView(namespace, name) {
         pre.className = "log";
         pre.dataset.container = container;
         logs.set(container, pre);
-        follow(pre, `/api/v1/namespaces/${namespace}/pods/${name}/log?container=${container}&follow=true`, () => self.alive);
+        follow(pre, `/api/v1/namespaces/${namespace}/pods/${name}/log?container=${container}&follow=true`, self.watches.signal);
       }
       parts.push(heading(3, `Log of ${container}`), logs.get(container));
     }
     main.replaceChildren(...parts);
   };
-  live(`/api/v1/namespaces/${namespace}/pods?fieldSelector=metadata.name%3D${name}`, {}, () => self.alive,
+  live(`/api/v1/namespaces/${namespace}/pods?fieldSelector=metadata.name%3D${name}`, {}, self.watches.signal,
     (list) => { pod = list.items[0] || null; self.render(); },
     (event) => { pod = event.type === "DELETED" ? pod : event.object; self.render(); });
   return self;
