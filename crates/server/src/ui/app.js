@@ -32,7 +32,9 @@ function human(seconds) {
   const d = Math.floor(h / 24);
   if (h < 24 * 8) return h % 24 ? `${d}d${h % 24}h` : `${d}d`;
   if (d < 365 * 2) return `${d}d`;
-  return `${Math.floor(d / 365)}y`;
+  const years = Math.floor(d / 365);
+  if (d < 365 * 8 && d % 365) return `${years}y${d % 365}d`;
+  return `${years}y`;
 }
 
 function since(time, now) {
