@@ -301,6 +301,14 @@ function drawCell(ctx, x, y, size, state, perIndex) {
   ctx.stroke();
 }
 
+// The width a canvas may take in the page, its padding left out (no sideways scrolling on
+// a phone).
+function contentWidth() {
+  const style = getComputedStyle(main);
+  const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return Math.max(200, Math.min(inner || 800, 1200));
+}
+
 function grid(all, onOpen) {
   const wrap = document.createElement("div");
   wrap.className = "grid";
@@ -322,7 +330,7 @@ function grid(all, onOpen) {
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", summary.textContent);
   canvas.tabIndex = 0;
-  const width = Math.min(main.clientWidth || 800, 1200);
+  const width = contentWidth();
   const size = Math.max(3, Math.min(24, Math.floor(Math.sqrt((width * 300) / Math.max(1, all.length)))));
   const perRow = Math.max(1, Math.floor(width / size));
   canvas.width = perRow * size;
@@ -333,9 +341,12 @@ function grid(all, onOpen) {
   tip.className = "tip";
   tip.hidden = true;
   const at = (event) => {
+    // The canvas may be drawn smaller than its pixels (a scrollbar came after it was sized).
     const box = canvas.getBoundingClientRect();
-    const i = Math.floor((event.clientY - box.top) / size) * perRow + Math.floor((event.clientX - box.left) / size);
-    return all[i];
+    const x = ((event.clientX - box.left) * canvas.width) / box.width;
+    const y = ((event.clientY - box.top) * canvas.height) / box.height;
+    const column = Math.floor(x / size);
+    return column < perRow ? all[Math.floor(y / size) * perRow + column] : undefined;
   };
   canvas.addEventListener("mousemove", (event) => {
     const c = at(event);
@@ -404,7 +415,7 @@ function timeline(job, pods, onOpen) {
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", summary.textContent);
   const labelWidth = 110;
-  const width = Math.min(main.clientWidth || 800, 1200);
+  const width = contentWidth();
   const height = Math.max(2, Math.min(18, Math.floor(4000 / Math.max(1, ordered.length))));
   canvas.width = width;
   canvas.height = ordered.length * height;
@@ -440,8 +451,9 @@ function timeline(job, pods, onOpen) {
   }
   canvas.addEventListener("click", (event) => {
     const box = canvas.getBoundingClientRect();
-    const row = Math.floor((event.clientY - box.top) / height);
-    const t = from + ((event.clientX - box.left - labelWidth) / (width - labelWidth - 4)) * (to - from);
+    const row = Math.floor(((event.clientY - box.top) * canvas.height) / box.height / height);
+    const px = ((event.clientX - box.left) * canvas.width) / box.width;
+    const t = from + ((px - labelWidth) / (width - labelWidth - 4)) * (to - from);
     const hit = bars.find((b) => b.row === row && b.start <= t && t <= b.end) ||
       bars.filter((b) => b.row === row).pop();
     if (hit) onOpen(hit.pod);
