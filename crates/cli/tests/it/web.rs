@@ -1,34 +1,12 @@
 //! The web view of `joblet serve`, in a real headless Chromium (Debian's `chromium`).
-//! Screenshots go to the target directory's `web-screenshots/` (not in git), to be looked at.
+//! Driven over Chromium's DevTools protocol; screenshots go to the target directory's
+//! `web-screenshots/` (not in git), to be looked at.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::serve::Server;
 use crate::util::scratch;
-
-/// Loads `url` in a headless Chromium with its own profile, lets the page run for 3 s of
-/// its time, saves a screenshot as `shot` and returns the DOM.
-fn chromium(profile: &Path, url: &str, shot: &str) -> String {
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let output = Command::new("chromium")
-        .arg("--headless")
-        // As root, Chromium runs only without its sandbox; the page is the test's own.
-        .arg("--no-sandbox")
-        // The server's certificate is signed by its own CA, which the profile does not know.
-        .arg("--ignore-certificate-errors")
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--window-size=1280,800")
-        .arg("--virtual-time-budget=3000")
-        .arg(format!("--screenshot={}", screenshots.join(shot).display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn curl(args: &[&str]) -> String {
     let output = Command::new("curl")
@@ -60,7 +38,13 @@ fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_doe
     let server = Server::start(dir.path());
     server.apply(INDEXED);
     server.wait_complete("resize");
-    let dom = chromium(&dir.path().join("browser"), &server.web_ui, "jobs.png");
+    let mut browser = Browser::open(&dir.path().join("browser"), &server.web_ui);
+    browser.wait_for(
+        "the Job's row",
+        r#"document.querySelector('tr[data-job="default/resize"]')?.innerText.includes('Complete')"#,
+    );
+    browser.screenshot("jobs.png");
+    let dom = browser.dom();
     let row = (dom
         .split("<tr")
         .find(|r| r.contains(r#"data-job="default/resize""#)))
@@ -71,7 +55,13 @@ fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_doe
     );
 
     // The link was for one sign-in: another browser gets the sign-in form, and no Job.
-    let again = chromium(&dir.path().join("other"), &server.web_ui, "used-link.png");
+    let mut other = Browser::open(&dir.path().join("other"), &server.web_ui);
+    other.wait_for(
+        "the sign-in form",
+        r#"document.querySelector('form[action="/ui/sign-in"]') !== null"#,
+    );
+    other.screenshot("used-link.png");
+    let again = other.dom();
     assert!(again.contains("used already"), "{again}");
     assert!(again.contains(r#"action="/ui/sign-in""#) && !again.contains("data-job"));
 
@@ -132,7 +122,13 @@ fn a_jobs_page_draws_a_cell_per_index_a_timeline_and_its_events() {
     ]);
     // The link's fragment survives the sign-in's redirect: straight to the Job's page.
     let page = format!("{}#/jobs/default/grid", server.web_ui);
-    let dom = chromium(&dir.path().join("browser"), &page, "job-grid.png");
+    let mut browser = Browser::open(&dir.path().join("browser"), &page);
+    browser.wait_for(
+        "the grid, the timeline and the Job's last event",
+        "document.querySelector('#timeline-summary') !== null && [...document.querySelectorAll('td')].some(td => td.textContent === 'FailedIndexes')",
+    );
+    browser.screenshot("job-grid.png");
+    let dom = browser.dom();
     assert!(
         dom.contains(
             r#"<p id="grid-summary">10 cells: 0 pending, 0 running, 9 succeeded, 1 failed</p>"#
@@ -282,6 +278,43 @@ impl Browser {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// The page's HTML as it is now.
+    fn dom(&mut self) -> String {
+        let html = self.eval("document.documentElement.outerHTML");
+        html.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Saves what the page shows as `name` under the target directory's
+    /// `web-screenshots/`, to be looked at.
+    fn screenshot(&mut self, name: &str) {
+        use base64::Engine as _;
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = serde_json::json!({"id": id, "method": "Page.captureScreenshot"});
+        self.socket
+            .send(tungstenite::Message::text(request.to_string()))
+            .unwrap();
+        let data = loop {
+            let message = self.socket.read().unwrap();
+            let Ok(text) = message.to_text() else {
+                continue;
+            };
+            let reply: serde_json::Value = serde_json::from_str(text).unwrap();
+            if reply["id"] == id {
+                break reply["result"]["data"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+        std::fs::create_dir_all(&screenshots).unwrap();
+        std::fs::write(screenshots.join(name), png).unwrap();
     }
 
     /// Clicks the button with this text.
