@@ -65,6 +65,23 @@ pub enum UpdateBase {
     ReadAt(i64),
 }
 
+impl UpdateBase {
+    /// Whether an update computed from this base may be written over the object as it is
+    /// now: at resourceVersion `version`, its spec and metadata last changed at
+    /// `spec_version`.
+    pub(crate) fn admits(&self, version: i64, spec_version: i64) -> Result<(), CommandError> {
+        match self {
+            UpdateBase::Exactly(wanted) if *wanted != version.to_string() => {
+                Err(CommandError::Conflict)
+            }
+            UpdateBase::ReadAt(read) if spec_version > *read => {
+                Err(CommandError::Stale(spec_version))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A validated object of a served kind, as the API hands it to the engine to store.
 pub enum Stored {
     Job(Box<ValidJob>),
@@ -344,15 +361,7 @@ impl Engine {
     fn update_job(&mut self, job: ValidJob, base: &UpdateBase) -> Result<Job, CommandError> {
         let key: JobKey = (job.namespace().to_string(), job.name().to_string());
         let entry = self.jobs.get_mut(&key).ok_or(CommandError::NotFound)?;
-        match base {
-            UpdateBase::Exactly(version) if entry.resource_version.to_string() != *version => {
-                return Err(CommandError::Conflict);
-            }
-            UpdateBase::ReadAt(version) if entry.spec_version > *version => {
-                return Err(CommandError::Stale(entry.spec_version));
-            }
-            _ => {}
-        }
+        base.admits(entry.resource_version, entry.spec_version)?;
         // Only a change of the spec is the controller's business (labels and
         // annotations are not): a storm of label patches costs no syncs.
         entry.dirty |= entry.job.object().spec != job.object().spec;

@@ -1,20 +1,21 @@
 //! CronJobs in the engine: each is synced by the pure `core::cronjob::sync` when its time
-//! comes, when it is added, and when one of its Jobs ends (as upstream's controller re-syncs
-//! a CronJob on its Jobs' changes); what the sync decides is carried out here: the Job
-//! created as any other, finished Jobs beyond the history deleted with their pods, events
-//! recorded about the CronJob, its status stored.
-
-use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
-use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
-use joblet_core::{Event, Time};
+//! comes, when it is added or updated, after its own status write, and when one of its Jobs
+//! ends or goes (as upstream's controller re-syncs a CronJob on its own and its Jobs'
+//! changes); what the sync decides is carried out here: the Job created as any other,
+//! finished Jobs beyond the history deleted with their pods, events recorded about the
+//! CronJob, its status stored.
 
 use joblet_api::config::Valid;
+use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
+use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
+use joblet_api::k8s_openapi::jiff::tz::TimeZone;
+use joblet_core::{Event, Time};
 use joblet_store::Record;
 use serde_json::Value;
 
 use crate::commands::{CommandError, Propagation, UpdateBase};
-use crate::objects::{event_record, record};
-use crate::{admit, job_object, new_uid, Engine, JobKey, Notice};
+use crate::objects::record;
+use crate::{admit, job_object, new_uid, Engine, JobKey};
 
 pub const KIND_CRON_JOB: &str = "CronJob";
 
@@ -33,14 +34,20 @@ pub(crate) struct CronEntry {
 
 impl CronEntry {
     fn new(cron: CronJob) -> CronEntry {
-        let version = cron.metadata.resource_version.as_deref();
-        CronEntry {
-            spec_version: version.and_then(|v| v.parse().ok()).unwrap_or(0),
+        let mut entry = CronEntry {
+            spec_version: 0,
             cron,
             next_sync: None,
             jobs_seen: (0, 0),
             dirty: true,
-        }
+        };
+        entry.spec_version = entry.resource_version();
+        entry
+    }
+
+    fn resource_version(&self) -> i64 {
+        let version = self.cron.metadata.resource_version.as_deref();
+        version.and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
 
@@ -104,15 +111,10 @@ impl Engine {
         match (base, self.cron_jobs.get(&key)) {
             (None, Some(_)) => return Err(CommandError::AlreadyExists),
             (Some(_), None) => return Err(CommandError::NotFound),
-            (Some(UpdateBase::Exactly(version)), Some(entry))
-                if entry.cron.metadata.resource_version.as_ref() != Some(version) =>
-            {
-                return Err(CommandError::Conflict)
+            (Some(base), Some(entry)) => {
+                base.admits(entry.resource_version(), entry.spec_version)?;
+                cron.status.clone_from(&entry.cron.status);
             }
-            (Some(UpdateBase::ReadAt(version)), Some(entry)) if entry.spec_version > *version => {
-                return Err(CommandError::Stale(entry.spec_version))
-            }
-            (Some(_), Some(entry)) => cron.status.clone_from(&entry.cron.status),
             (None, None) => {}
         }
         Ok(self.store_cron_job(cron))
@@ -133,17 +135,22 @@ impl Engine {
             .filter(|(_, e)| owned_by(e.job.object(), &uid))
             .map(|(key, _)| key.clone())
             .collect();
-        for job_key in owned {
-            let mut job = self.jobs.remove(&job_key).expect("listed above");
+        for job_key in &owned {
+            let mut job = self.jobs.remove(job_key).expect("listed above");
             match propagation {
-                Propagation::Background => self.remove_job(&job_key, job, propagation),
+                Propagation::Background => self.remove_job(job_key, job, propagation),
                 Propagation::Orphan => {
                     job.job.release_owner(&uid);
                     job.unwritten = true;
                     self.jobs.insert(job_key.clone(), job);
-                    self.flush();
-                    self.note_spec_change(&job_key);
                 }
+            }
+        }
+        if propagation == Propagation::Orphan {
+            // The orphans' metadata changed: written now, their new version theirs.
+            self.flush();
+            for job_key in &owned {
+                self.note_spec_change(job_key);
             }
         }
         let rv = self.next_resource_version();
@@ -209,14 +216,20 @@ impl Engine {
                 continue;
             };
             let uid = entry.cron.metadata.uid.clone().unwrap_or_default();
-            let jobs: Vec<Job> = (self.jobs.values())
-                .filter(|e| controlled_by(e.job.object(), &uid))
-                .map(job_object)
-                .collect();
-            let seen = (jobs.len(), jobs.iter().filter(|j| ended(j)).count());
+            let controlled =
+                || (self.jobs.values()).filter(|e| controlled_by(e.job.object(), &uid));
+            // Counted from the engine's own records each turn; the Jobs are built as API
+            // objects only for a sync.
+            let seen = (
+                controlled().count(),
+                controlled()
+                    .filter(|e| e.state.status.is_finished())
+                    .count(),
+            );
             let due =
                 entry.dirty || entry.next_sync.is_some_and(|t| t <= now) || seen != entry.jobs_seen;
             if due {
+                let jobs: Vec<Job> = controlled().map(job_object).collect();
                 entry.dirty = false;
                 changed |= self.sync_cron_job(&mut entry, &jobs, now);
                 entry.jobs_seen = seen;
@@ -227,7 +240,8 @@ impl Engine {
     }
 
     fn sync_cron_job(&mut self, entry: &mut CronEntry, jobs: &[Job], now: Time) -> bool {
-        let sync = joblet_core::cronjob::sync(&entry.cron, jobs, now, &self.local_zone, &new_uid());
+        let local_zone = self.local_zone.get_or_init(TimeZone::system);
+        let sync = joblet_core::cronjob::sync(&entry.cron, jobs, now, local_zone, &new_uid());
         let namespace = entry.cron.metadata.namespace.clone().unwrap_or_default();
         let mut changed = false;
         for name in &sync.delete {
@@ -301,27 +315,24 @@ impl Engine {
     }
 
     fn record_cron_event(&mut self, cron: &CronJob, event: &Event, now: Time) {
-        let namespace = cron.metadata.namespace.clone().unwrap_or_default();
-        let name = cron.metadata.name.clone().unwrap_or_default();
+        let namespace = cron.metadata.namespace.as_deref().unwrap_or_default();
+        let name = cron.metadata.name.as_deref().unwrap_or_default();
         let involved = ObjectReference {
             api_version: Some("batch/v1".to_string()),
             kind: Some(KIND_CRON_JOB.to_string()),
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
             uid: cron.metadata.uid.clone(),
             resource_version: cron.metadata.resource_version.clone(),
             ..ObjectReference::default()
         };
-        let rv = self.next_resource_version();
-        self.batch
-            .put(event_record(involved, "cronjob-controller", event, now, rv));
-        (self.observer)(Notice::Event {
-            namespace,
-            job: name.clone(),
-            object: format!("cronjob/{name}"),
-            event: event.clone(),
-            at: now,
-        });
+        self.record_event_about(
+            (namespace, name),
+            involved,
+            "cronjob-controller",
+            event,
+            now,
+        );
     }
 }
 
@@ -331,13 +342,9 @@ fn owned_by(job: &Job, uid: &str) -> bool {
         .any(|o| o.kind == KIND_CRON_JOB && o.uid == uid)
 }
 
-/// Whether the Job's controller is the CronJob of `uid` (a Job made by `kubectl create job
-/// --from=cronjob/...` has an owner reference without `controller: true`, and is not).
+/// Whether the Job's controller is the CronJob of `uid` (a Job another client made with an
+/// owner reference without `controller: true` is its dependent, not its Job).
 fn controlled_by(job: &Job, uid: &str) -> bool {
     (job.metadata.owner_references.iter().flatten())
         .any(|o| o.controller == Some(true) && o.kind == KIND_CRON_JOB && o.uid == uid)
-}
-
-fn ended(job: &Job) -> bool {
-    matches!(joblet_api::printers::job_status(job), "Complete" | "Failed")
 }

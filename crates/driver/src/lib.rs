@@ -212,8 +212,9 @@ pub struct Engine {
     plain: plain::PlainObjects,
     cron_jobs: BTreeMap<JobKey, cronjobs::CronEntry>,
     metrics: Arc<Metrics>,
-    /// This machine's time zone, read once: schedules without `timeZone` are read in it.
-    local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone,
+    /// This machine's time zone, read once, when a CronJob first needs it: schedules
+    /// without `timeZone` are read in it.
+    local_zone: std::sync::OnceLock<joblet_api::k8s_openapi::jiff::tz::TimeZone>,
     loose_pods: HashMap<JobKey, LoosePod>,
     /// Jobs deleted or expired during a `run`, for its report.
     removed: Vec<Job>,
@@ -285,7 +286,7 @@ impl Engine {
             plain: Default::default(),
             cron_jobs: BTreeMap::new(),
             metrics: Arc::new(Metrics::new()),
-            local_zone: joblet_api::k8s_openapi::jiff::tz::TimeZone::system(),
+            local_zone: std::sync::OnceLock::new(),
             loose_pods: HashMap::new(),
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
@@ -753,8 +754,8 @@ impl Engine {
                 reason: said.reason.to_string(),
                 message: said.message,
             };
-            let object = format!("pod/{}", pod_key.1);
-            self.record_event_about(&entry.job, involved, "kubelet", object, &event, now);
+            let owner = (entry.job.namespace(), entry.job.name());
+            self.record_event_about(owner, involved, "kubelet", &event, now);
         }
         self.jobs.insert(job_key, entry);
     }
@@ -852,15 +853,8 @@ impl Engine {
     }
 
     fn record_event(&mut self, job: &ValidJob, event: &Event, now: Time) {
-        let object = format!("job/{}", job.name());
-        self.record_event_about(
-            job,
-            job_reference(job),
-            "job-controller",
-            object,
-            event,
-            now,
-        );
+        let owner = (job.namespace(), job.name());
+        self.record_event_about(owner, job_reference(job), "job-controller", event, now);
     }
 
     /// The kubelet's `Killing` events for a pod of `job` it is asked to stop: one for each
@@ -873,7 +867,6 @@ impl Engine {
             .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
             .map(|c| c.name.clone())
             .collect();
-        let object = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
         for container in running {
             let event = Event {
                 type_: EventType::Normal,
@@ -881,21 +874,27 @@ impl Engine {
                 message: format!("Stopping container {container}"),
             };
             let involved = container_reference(pod, &container);
-            self.record_event_about(job, involved, "kubelet", object.clone(), &event, now);
+            let owner = (job.namespace(), job.name());
+            self.record_event_about(owner, involved, "kubelet", &event, now);
         }
     }
 
-    /// Records an event about `involved` (an object of `job`, or the Job itself), and tells
-    /// the observer.
-    fn record_event_about(
+    /// Records an event about `involved` (a Job or CronJob, or an object of one: the
+    /// `owner`, by namespace and name), to expire after the event TTL, and tells the
+    /// observer.
+    pub(crate) fn record_event_about(
         &mut self,
-        job: &ValidJob,
+        (namespace, owner): (&str, &str),
         involved: ObjectReference,
         component: &str,
-        object: String,
         event: &Event,
         now: Time,
     ) {
+        let object = format!(
+            "{}/{}",
+            involved.kind.as_deref().unwrap_or_default().to_lowercase(),
+            involved.name.as_deref().unwrap_or_default()
+        );
         let rv = self.next_resource_version();
         let record = event_record(involved, component, event, now, rv);
         if let Some(ttl) = self.config.event_ttl {
@@ -907,8 +906,8 @@ impl Engine {
         }
         self.batch.put(record);
         (self.observer)(Notice::Event {
-            namespace: job.namespace().to_string(),
-            job: job.name().to_string(),
+            namespace: namespace.to_string(),
+            job: owner.to_string(),
             object,
             event: event.clone(),
             at: now,
@@ -1002,9 +1001,8 @@ impl Engine {
         let Some(entry) = self.jobs.remove(job_key) else {
             return;
         };
-        let object = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
-        let involved = pod_reference(pod);
-        self.record_event_about(&entry.job, involved, source, object, &event, now);
+        let owner = (entry.job.namespace(), entry.job.name());
+        self.record_event_about(owner, pod_reference(pod), source, &event, now);
         self.jobs.insert(job_key.clone(), entry);
     }
 

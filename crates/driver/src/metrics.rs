@@ -134,19 +134,18 @@ impl Metrics {
             sync.pods_succeeded,
         );
         add(&self.pods_finished, &[mode, "failed"], sync.pods_failed);
-        if mode == "Indexed" {
-            let limit = sync.backoff_limit;
-            add(
-                &self.finished_indexes,
-                &["succeeded", limit],
-                sync.indexes_succeeded,
-            );
-            add(
-                &self.finished_indexes,
-                &["failed", limit],
-                sync.indexes_failed,
-            );
-        }
+        // Zero but for Indexed Jobs.
+        let limit = sync.backoff_limit;
+        add(
+            &self.finished_indexes,
+            &["succeeded", limit],
+            sync.indexes_succeeded,
+        );
+        add(
+            &self.finished_indexes,
+            &["failed", limit],
+            sync.indexes_failed,
+        );
         add(
             &self.pods_creation,
             &[sync.creation_reason, "succeeded"],

@@ -141,15 +141,11 @@ where
     match (base, kept.get(&key)) {
         (None, Some(_)) => return Err(CommandError::AlreadyExists),
         (Some(_), None) => return Err(CommandError::NotFound),
-        (Some(UpdateBase::Exactly(version)), Some(stored))
-            if stored.metadata().resource_version.as_ref() != Some(version) =>
-        {
-            return Err(CommandError::Conflict)
+        // No controller writes these: any change is one of spec or metadata.
+        (Some(base), Some(stored)) => {
+            base.admits(stored_version(stored), stored_version(stored))?
         }
-        (Some(UpdateBase::ReadAt(version)), Some(stored)) if stored_version(stored) > *version => {
-            return Err(CommandError::Stale(stored_version(stored)))
-        }
-        _ => {}
+        (None, None) => {}
     }
     object.metadata_mut().resource_version = Some(rv.to_string());
     let body = to_value(&object);

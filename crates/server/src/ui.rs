@@ -86,12 +86,9 @@ pub fn serve(
     let signed_in = sessions.signed_in(headers);
     match (method, path) {
         (&Method::GET, "/") => {
-            let code = query
-                .into_iter()
-                .flat_map(|q| q.split('&'))
-                .find_map(|pair| pair.strip_prefix("code="));
+            let code = form_value(query.unwrap_or_default().as_bytes(), "code");
             match code {
-                Some(code) if sessions.redeem(code) => signed_in_redirect(sessions),
+                Some(code) if sessions.redeem(&code) => signed_in_redirect(sessions),
                 Some(_) => sign_in_page(
                     StatusCode::UNAUTHORIZED,
                     "This sign-in link was used already or is not this server's: paste the token.",
@@ -170,36 +167,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// A field of an `application/x-www-form-urlencoded` body.
-fn form_value(body: &[u8], name: &str) -> Option<String> {
-    let body = std::str::from_utf8(body).ok()?;
-    body.split('&').find_map(|pair| {
-        let value = pair.strip_prefix(name)?.strip_prefix('=')?;
-        Some(percent_decode(&value.replace('+', " ")))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A field of an `application/x-www-form-urlencoded` body or query.
+fn form_value(form: &[u8], name: &str) -> Option<String> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(form).ok()?;
+    fields
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

@@ -246,12 +246,11 @@ impl Browser {
         }
     }
 
-    /// The value of a JavaScript expression in the page (awaited when a promise).
-    fn eval(&mut self, expression: &str) -> serde_json::Value {
+    /// Sends a DevTools command; its result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         self.next_id += 1;
         let id = self.next_id;
-        let request = serde_json::json!({"id": id, "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": true, "awaitPromise": true}});
+        let request = serde_json::json!({"id": id, "method": method, "params": params});
         self.socket
             .send(tungstenite::Message::text(request.to_string()))
             .unwrap();
@@ -260,11 +259,18 @@ impl Browser {
             let Ok(text) = message.to_text() else {
                 continue;
             };
-            let reply: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut reply: serde_json::Value = serde_json::from_str(text).unwrap();
             if reply["id"] == id {
-                return reply["result"]["result"]["value"].clone();
+                return reply["result"].take();
             }
         }
+    }
+
+    /// The value of a JavaScript expression in the page (awaited when a promise).
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let params = serde_json::json!({"expression": expression, "returnByValue": true,
+            "awaitPromise": true});
+        self.call("Runtime.evaluate", params)["result"]["value"].take()
     }
 
     /// Waits until the expression is true in the page.
@@ -290,25 +296,8 @@ impl Browser {
     /// `web-screenshots/`, to be looked at.
     fn screenshot(&mut self, name: &str) {
         use base64::Engine as _;
-        self.next_id += 1;
-        let id = self.next_id;
-        let request = serde_json::json!({"id": id, "method": "Page.captureScreenshot"});
-        self.socket
-            .send(tungstenite::Message::text(request.to_string()))
-            .unwrap();
-        let data = loop {
-            let message = self.socket.read().unwrap();
-            let Ok(text) = message.to_text() else {
-                continue;
-            };
-            let reply: serde_json::Value = serde_json::from_str(text).unwrap();
-            if reply["id"] == id {
-                break reply["result"]["data"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
+        let shot = self.call("Page.captureScreenshot", serde_json::json!({}));
+        let data = shot["data"].as_str().unwrap_or_default();
         let png = base64::engine::general_purpose::STANDARD
             .decode(data)
             .unwrap();

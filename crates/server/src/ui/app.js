@@ -71,6 +71,18 @@ function select(label, values, current, onChange) {
   return wrap;
 }
 
+// A table's column headings: [name, class] each.
+function headings(table, columns) {
+  const head = table.createTHead().insertRow();
+  for (const [name, className] of columns) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = name;
+    if (className) th.className = className;
+    head.append(th);
+  }
+}
+
 function link(href, text) {
   const a = document.createElement("a");
   a.href = href;
@@ -100,15 +112,8 @@ function renderJobs() {
   );
   const table = document.createElement("table");
   table.id = "jobs";
-  const head = table.createTHead().insertRow();
-  for (const [name, wide] of [["Namespace", true], ["Name"], ["Status"], ["Completions"],
-    ["Duration", true], ["Age"]]) {
-    const th = document.createElement("th");
-    th.scope = "col";
-    th.textContent = name;
-    if (wide) th.className = "wide";
-    head.append(th);
-  }
+  headings(table, [["Namespace", "wide"], ["Name"], ["Status"], ["Completions"],
+    ["Duration", "wide"], ["Age"]]);
   const body = table.createTBody();
   for (const job of shown) {
     const status = job.cells[statusAt];
@@ -483,12 +488,7 @@ function heading(level, text) {
 
 function eventsTable(events) {
   const table = document.createElement("table");
-  const head = table.createTHead().insertRow();
-  for (const name of ["Type", "Reason", "Object", "Message"]) {
-    const th = document.createElement("th");
-    th.textContent = name;
-    head.append(th);
-  }
+  headings(table, [["Type"], ["Reason"], ["Object"], ["Message"]]);
   const body = table.createTBody();
   const sorted = [...events.values()].sort((a, b) =>
     (a.lastTimestamp || a.metadata.creationTimestamp).localeCompare(b.lastTimestamp || b.metadata.creationTimestamp));
@@ -621,12 +621,7 @@ function actions(self, namespace, name, spec, finished) {
 
 function containerRows(pod) {
   const table = document.createElement("table");
-  const head = table.createTHead().insertRow();
-  for (const name of ["Container", "Kind", "State", "Exit code", "Reason", "Restarts"]) {
-    const th = document.createElement("th");
-    th.textContent = name;
-    head.append(th);
-  }
+  headings(table, [["Container"], ["Kind"], ["State"], ["Exit code"], ["Reason"], ["Restarts"]]);
   const body = table.createTBody();
   const statuses = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
   const kinds = new Map();
