@@ -45,26 +45,9 @@ impl Display {
         let mut bars = HashMap::new();
         let multi = (view == View::Progress).then(MultiProgress::new);
         if let Some(multi) = &multi {
-            let style = bar_style();
-            let name = |job: &Job| job.metadata.name.clone().unwrap_or_default();
-            let width = jobs.iter().map(|j| name(j).len()).max().unwrap_or(0);
+            let width = jobs.iter().map(|j| job_name(j).len()).max().unwrap_or(0);
             for job in jobs {
-                let spec = job.spec.as_ref();
-                let completions = spec.and_then(|s| s.completions);
-                let indexed = spec.and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
-                let bar = multi.add(ProgressBar::new(completions.unwrap_or(1).max(0) as u64));
-                bar.set_style(style.clone());
-                bar.set_prefix(format!("{:<width$}", name(job)));
-                bar.enable_steady_tick(std::time::Duration::from_millis(200));
-                let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
-                bars.insert(
-                    (namespace.to_string(), name(job)),
-                    JobBar {
-                        bar,
-                        completions,
-                        indexed,
-                    },
-                );
+                bars.insert(job_key(job), JobBar::new(multi, job, width));
             }
         }
         Display {
@@ -100,14 +83,9 @@ impl Display {
             return;
         }
         for job in jobs {
-            let meta = &job.metadata;
-            let key = (
-                meta.namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".to_string()),
-                meta.name.clone().unwrap_or_default(),
-            );
-            if let Some(job_bar) = state.bars.get(&key) {
+            // A bar stopped when its Job ended stays as it was drawn then.
+            let running = |b: &&JobBar| !b.bar.is_finished();
+            if let Some(job_bar) = state.bars.get(&job_key(job)).filter(running) {
                 let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
                 let position = match job_bar.completions {
                     Some(_) => succeeded.max(0) as u64,
@@ -151,6 +129,14 @@ impl State {
                     self.line("Warning", "PodFailed", &format!("pod/{pod}"), &reason);
                 }
             }
+            // A Job made while the run goes on (by a CronJob): a bar of its own, as the
+            // manifest's Jobs have.
+            Notice::JobAdded(job) => {
+                if let Some(multi) = &self.multi {
+                    let job_bar = JobBar::new(multi, &job, 0);
+                    self.bars.insert(job_key(&job), job_bar);
+                }
+            }
             Notice::Status {
                 namespace,
                 job,
@@ -158,32 +144,11 @@ impl State {
                 running_indexes,
                 ..
             } => {
-                let key = (namespace, job);
-                if !self.bars.contains_key(&key) {
-                    // A Job made while the run goes on (by a CronJob): a bar of its own.
-                    self.add_bar(&key.1, key.0.clone());
-                }
-                if let Some(job_bar) = self.bars.get(&key) {
+                if let Some(job_bar) = self.bars.get(&(namespace, job)) {
                     update_bar(job_bar, &status, &running_indexes);
                 }
             }
         }
-    }
-
-    fn add_bar(&mut self, name: &str, namespace: String) {
-        let Some(multi) = &self.multi else {
-            return;
-        };
-        let bar = multi.add(ProgressBar::new(1));
-        bar.set_style(bar_style());
-        bar.set_prefix(name.to_string());
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let job_bar = JobBar {
-            bar,
-            completions: None,
-            indexed: false,
-        };
-        self.bars.insert((namespace, name.to_string()), job_bar);
     }
 
     /// One line in the style of `kubectl get events` (above the bars on a terminal).
@@ -211,10 +176,35 @@ impl State {
     }
 }
 
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg} {elapsed}")
-        .expect("static template")
-        .progress_chars("=> ")
+fn job_name(job: &Job) -> String {
+    job.metadata.name.clone().unwrap_or_default()
+}
+
+fn job_key(job: &Job) -> (String, String) {
+    let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
+    (namespace.to_string(), job_name(job))
+}
+
+impl JobBar {
+    /// A bar for the Job, its name padded to `width`.
+    fn new(multi: &MultiProgress, job: &Job, width: usize) -> JobBar {
+        let spec = job.spec.as_ref();
+        let completions = spec.and_then(|s| s.completions);
+        let indexed = spec.and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
+        let bar = multi.add(ProgressBar::new(completions.unwrap_or(1).max(0) as u64));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg} {elapsed}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{:<width$}", job_name(job)));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        JobBar {
+            bar,
+            completions,
+            indexed,
+        }
+    }
 }
 
 fn update_bar(job_bar: &JobBar, status: &Status, running: &IndexSet) {
@@ -240,6 +230,11 @@ fn update_bar(job_bar: &JobBar, status: &Status, running: &IndexSet) {
         message.push_str(&format!(" {}", condition.type_.as_str()));
     }
     bar.set_message(message);
+    // An ended Job's bar stops where it ended: its time no longer runs (a CronJob's run
+    // goes on after it).
+    if status.is_finished() {
+        bar.abandon();
+    }
 }
 
 fn truncate(text: &str) -> String {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::commands::{CommandError, Propagation, UpdateBase};
 use crate::objects::record;
-use crate::{admit, job_object, new_uid, Engine, JobKey};
+use crate::{admit, job_object, new_uid, Engine, JobKey, Notice};
 
 pub const KIND_CRON_JOB: &str = "CronJob";
 
@@ -282,7 +282,8 @@ impl Engine {
                             reference.uid = Some(valid.uid().to_string());
                         }
                     }
-                    self.insert_new_job(key, valid);
+                    self.insert_new_job(key.clone(), valid);
+                    (self.observer)(Notice::JobAdded(Box::new(job_object(&self.jobs[&key]))));
                     changed = true;
                 }
                 Err(invalid) => {

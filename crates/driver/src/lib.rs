@@ -87,6 +87,8 @@ pub enum EngineError {
 /// What the engine tells whoever watches it (the CLI's progress view or event lines).
 #[derive(Clone, Debug)]
 pub enum Notice {
+    /// A Job made while the engine runs (by a CronJob), as stored.
+    JobAdded(Box<Job>),
     /// An event recorded about a Job or one of its pods (`object`: `job/x`, `pod/x-abcde`).
     Event {
         namespace: String,
