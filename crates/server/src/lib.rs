@@ -3,6 +3,7 @@
 
 mod api;
 mod cache;
+mod connection;
 mod errors;
 mod logs;
 mod managed;
@@ -25,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use joblet_core::BackoffConfig;
 use joblet_driver::{Durability, Engine, EngineConfig, EngineError, Settled, Shutdown};
 use joblet_runtime::SupervisorCommand;
@@ -39,14 +39,11 @@ pub use cache::Cache;
 /// A client gets this long to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A request's headers must arrive within this time of the connection becoming ready for
-/// them (slowloris); a kept-alive connection idle this long is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// At most this many connections at once (fewer if the descriptor limit is low): with TLS
-/// and HTTP buffers a connection costs up to about 100 KiB, so 4,096 stay under 400 MiB.
+/// At most this many connections and HTTP/2 requests at once (fewer if the descriptor limit
+/// is low): with TLS and HTTP buffers each costs up to about 100 KiB, so 4,096 stay under
+/// 400 MiB.
 const MAX_CONNECTIONS: usize = 4096;
 
 /// The connection cap, leaving descriptors for the database, logs and the supervisor.
@@ -223,19 +220,15 @@ pub async fn serve(
                     continue;
                 };
                 let tls = tls.clone();
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let app = app.clone();
+                let places = connections.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await else {
                         return;
                     };
-                    // The header timeout also closes a kept-alive connection left idle.
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection).await;
+                    connection::serve(stream, app, places, watcher).await;
                 });
             }
             () = &mut shutdown => break,

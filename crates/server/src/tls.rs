@@ -140,7 +140,7 @@ pub fn server_config(credentials: &Credentials) -> Result<Arc<ServerConfig>, Cre
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(cert_error)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -1222,22 +1222,27 @@ fn open_descriptors(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-#[test]
-fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
-    let dir = scratch();
-    let state = dir.path().join("state");
-    // The usual soft limit of 1,024 open files: the server raises it to the hard limit.
+/// A server started under `prlimit --nofile=LIMITS`, and the address it listens on.
+fn server_with_open_files(dir: &Path, limits: &str) -> (Server, String) {
     let mut limited = Command::new("prlimit");
     limited
-        .arg("--nofile=1024:20000")
+        .arg(format!("--nofile={limits}"))
         .arg(env!("CARGO_BIN_EXE_joblet"));
-    let server = Server::start_command(limited, dir.path(), &state, &[]);
-    let address = std::fs::read_to_string(&server.kubeconfig).unwrap();
-    let address = address
+    let server = Server::start_command(limited, dir, &dir.join("state"), &[]);
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let address = config
         .lines()
         .find_map(|l| l.trim().strip_prefix("server: https://"))
         .unwrap()
         .to_string();
+    (server, address)
+}
+
+#[test]
+fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
+    let dir = scratch();
+    // The usual soft limit of 1,024 open files: the server raises it to the hard limit.
+    let (server, address) = server_with_open_files(dir.path(), "1024:20000");
     let baseline = open_descriptors(server.pid());
     // 1,500 connections that never speak, more than the usual soft limit.
     let idle: Vec<std::net::TcpStream> = (0..1500)
@@ -1271,19 +1276,8 @@ fn hostile_clients_cannot_starve_the_server_of_descriptors_or_wedge_it() {
 #[test]
 fn a_connection_past_the_cap_is_closed_at_once_and_the_server_serves_again() {
     let dir = scratch();
-    let state = dir.path().join("state");
     // 512 descriptors at most: the cap is 256 connections (256 kept for the rest).
-    let mut limited = Command::new("prlimit");
-    limited
-        .arg("--nofile=512:512")
-        .arg(env!("CARGO_BIN_EXE_joblet"));
-    let server = Server::start_command(limited, dir.path(), &state, &[]);
-    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
-    let address = config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: https://"))
-        .unwrap()
-        .to_string();
+    let (server, address) = server_with_open_files(dir.path(), "512:512");
     let idle: Vec<std::net::TcpStream> = (0..300)
         .map(|_| std::net::TcpStream::connect(&address).unwrap())
         .collect();
@@ -1300,6 +1294,51 @@ fn a_connection_past_the_cap_is_closed_at_once_and_the_server_serves_again() {
         );
     }
     drop(idle);
+    wait_for("the server to serve again", Duration::from_secs(20), || {
+        server.kubectl(&["get", "jobs"]).code() == 0
+    });
+}
+
+#[test]
+fn http2_requests_past_the_cap_are_answered_429_and_the_server_serves_again() {
+    let dir = scratch();
+    // 300 descriptors: the cap is 44 places (256 kept for the rest), one for the connection.
+    let (server, address) = server_with_open_files(dir.path(), "300:300");
+    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
+    // 100 watches at once on one HTTP/2 connection: each holds a place until it ends.
+    let bodies = dir.path().join("bodies");
+    std::fs::create_dir(&bodies).unwrap();
+    let mut requests = String::new();
+    for i in 0..100 {
+        requests += &format!(
+            "url = \"https://{address}/api/v1/pods?watch=1&timeoutSeconds=3&n={i}\"\noutput = \"{}/{i}\"\n",
+            bodies.display()
+        );
+    }
+    let list = dir.path().join("requests");
+    std::fs::write(&list, requests).unwrap();
+    let output = Command::new("curl")
+        .args(["-k", "-s", "--http2", "--parallel", "--parallel-max", "100"])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .args(["-w", "%{http_version} %{http_code}\n", "-K"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    let answers = String::from_utf8(output.stdout).unwrap();
+    let count = |answer: &str| answers.lines().filter(|l| *l == answer).count();
+    assert_eq!(count("2 200"), 43, "{answers}");
+    assert_eq!(count("2 429"), 57, "{answers}");
+    let refused = (0..100)
+        .map(|i| std::fs::read_to_string(bodies.join(i.to_string())).unwrap())
+        .find(|body| body.contains("\"code\":429"))
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(
+        status["message"],
+        "Too many requests, please try again later."
+    );
+    // The watches ended: their places are free again.
     wait_for("the server to serve again", Duration::from_secs(20), || {
         server.kubectl(&["get", "jobs"]).code() == 0
     });

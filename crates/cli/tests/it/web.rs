@@ -153,6 +153,20 @@ fn a_jobs_page_draws_a_cell_per_index_a_timeline_and_its_events() {
             "{reason}: {dom}"
         );
     }
+    // The keyboard goes from cell to cell, naming each as hovering does, and opens a pod.
+    browser.eval("document.querySelector('.grid canvas[tabindex]').focus()");
+    for _ in 0..4 {
+        browser.press("ArrowRight", 39);
+    }
+    browser.wait_for(
+        "index 3 named",
+        "document.querySelector('.tip').textContent.startsWith('index 3: failed (backoffLimitPerIndex); 2 attempt(s): grid-3-')",
+    );
+    browser.press("Enter", 13);
+    browser.wait_for(
+        "index 3's last pod",
+        "location.hash.startsWith('#/pods/default/grid-3-') && document.body.innerText.includes('Phase')",
+    );
 }
 
 #[test]
@@ -307,6 +321,16 @@ impl Browser {
     }
 
     /// Clicks the button with this text.
+    /// A key pressed and released in the focused element.
+    fn press(&mut self, key: &str, code: u32) {
+        for kind in ["rawKeyDown", "keyUp"] {
+            self.call(
+                "Input.dispatchKeyEvent",
+                serde_json::json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code}),
+            );
+        }
+    }
+
     fn click(&mut self, text: &str) {
         let clicked = self.eval(&format!(
             "(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.textContent === {text:?}); if (b) b.click(); return !!b; }})()"

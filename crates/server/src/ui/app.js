@@ -160,17 +160,27 @@ async function signedIn(response) {
 }
 
 // Lists `path` and then watches it from the list's resourceVersion, calling `onList` with
-// the list and `onEvent` with each event, until `signal` aborts (which also closes the
-// connection: a browser opens few to one server); after a broken watch it lists again.
-async function live(path, headers, signal, onList, onEvent) {
+// the list (with `pageSize`, with each page of it and whether it is the first and the last)
+// and `onEvent` with each event, until `signal` aborts (which also closes the connection: a
+// browser opens few to one server); after a broken watch it lists again.
+async function live(path, headers, signal, onList, onEvent, pageSize) {
   const separator = path.includes("?") ? "&" : "?";
   const alive = () => !signal.aborted;
   while (alive()) {
     try {
-      const listed = await signedIn(await fetch(path, { headers, signal }));
-      const list = await listed.json();
-      onList(list);
-      const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}`;
+      let next = "";
+      let first = true;
+      let resourceVersion;
+      do {
+        const page = pageSize ? `${path}${separator}limit=${pageSize}${next && `&continue=${encodeURIComponent(next)}`}` : path;
+        const listed = await signedIn(await fetch(page, { headers, signal }));
+        const list = await listed.json();
+        next = list.metadata.continue || "";
+        resourceVersion = list.metadata.resourceVersion;
+        onList(list, first, !next);
+        first = false;
+      } while (next && alive());
+      const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
       const response = await signedIn(await fetch(url, { headers, signal }));
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -230,73 +240,108 @@ function jobsView() {
   return self;
 }
 
-// Index sets as the API writes them: "1,3-5".
-function indexes(text) {
-  const out = new Set();
-  for (const part of (text || "").split(",").filter(Boolean)) {
-    const [a, b] = part.split("-").map(Number);
-    for (let i = a; i <= (b ?? a); i++) out.add(i);
-  }
-  return out;
+const INDEX = "batch.kubernetes.io/job-completion-index";
+// A cell's state, as a code (a 100,000-index Job's states are one byte each).
+const PENDING = 0, RUNNING = 1, SUCCEEDED = 2, FAILED = 3, FAILED_INDEX = 4;
+const STATES = ["pending", "running", "succeeded", "failed"];
+const COLOURS = ["#d0d7de", "#0969da", "#1a7f37", "#cf222e", "#cf222e"];
+
+function phaseState(phase) {
+  return phase === "Succeeded" ? SUCCEEDED : phase === "Failed" ? FAILED
+    : phase === "Running" ? RUNNING : PENDING;
 }
 
-const INDEX = "batch.kubernetes.io/job-completion-index";
-const STATES = ["pending", "running", "succeeded", "failed"];
-const COLOURS = { pending: "#d0d7de", running: "#0969da", succeeded: "#1a7f37", failed: "#cf222e" };
+function terminal(phase) {
+  return phase === "Succeeded" || phase === "Failed";
+}
 
-// The state of each cell: an index of an Indexed Job, or a pod of another.
-function cells(job, pods) {
-  const status = job.status || {};
-  const byIndex = new Map();
-  for (const pod of pods.values()) {
-    const index = Number(pod.metadata.annotations?.[INDEX] ?? NaN);
-    if (Number.isNaN(index)) continue;
-    if (!byIndex.has(index)) byIndex.set(index, []);
-    byIndex.get(index).push(pod);
+// A pod as a Job's page keeps it: what the grid, the timeline and their tips need, not the
+// whole object, so that a Job of 100,000 pods fits in a page. From its start to its
+// containers' last end; `end` is null while it runs.
+function podRecord(pod) {
+  const status = pod.status || {};
+  const phase = status.phase || "Pending";
+  const statuses = [...(status.initContainerStatuses || []), ...(status.containerStatuses || [])];
+  const ends = statuses.map((s) => s.state?.terminated?.finishedAt).filter(Boolean).map(Date.parse);
+  const start = Date.parse(status.startTime || pod.metadata.creationTimestamp);
+  return {
+    name: pod.metadata.name,
+    index: Number(pod.metadata.annotations?.[INDEX] ?? NaN),
+    created: pod.metadata.creationTimestamp,
+    phase,
+    start,
+    end: terminal(phase) ? Math.max(start, ...ends) : null,
+  };
+}
+
+function byCreation(a, b) {
+  return a.created.localeCompare(b.created) || a.name.localeCompare(b.name);
+}
+
+// Sets `code` for every index of an index set as the API writes them ("1,3-5").
+function fillIndexes(states, text, code) {
+  for (const part of (text || "").split(",")) {
+    if (!part) continue;
+    const [a, b] = part.split("-").map(Number);
+    states.fill(code, a, Math.min((b ?? a) + 1, states.length));
   }
+}
+
+// The grid's cells: a state per index of an Indexed Job (the Job's status names its
+// finished indexes in a few ranges; its pods say which run and which failed), or per pod
+// of another. One pass over the pods per update; an index's attempts are grouped only
+// when asked for (a tip, a link).
+function gridCells(job, records) {
   if (job.spec.completionMode === "Indexed") {
-    const done = indexes(status.completedIndexes);
-    const failed = indexes(status.failedIndexes);
-    const out = [];
-    for (let i = 0; i < job.spec.completions; i++) {
-      const attempts = byIndex.get(i) || [];
-      const running = attempts.some((p) => !["Succeeded", "Failed"].includes(p.status?.phase));
-      const state = done.has(i) ? "succeeded" : failed.has(i) ? "failed"
-        : running ? "running" : "pending";
-      out.push({ label: `index ${i}`, state, pods: attempts, perIndex: failed.has(i) });
+    const count = job.spec.completions;
+    const states = new Uint8Array(count);
+    for (const r of records.values()) {
+      const i = r.index;
+      if (!(i >= 0 && i < count)) continue;
+      if (!terminal(r.phase)) states[i] = RUNNING;
+      else if (states[i] !== RUNNING) states[i] = Math.max(states[i], phaseState(r.phase));
     }
-    return out;
+    fillIndexes(states, job.status?.completedIndexes, SUCCEEDED);
+    fillIndexes(states, job.status?.failedIndexes, FAILED_INDEX);
+    let attempts = null;
+    const grouped = () => {
+      if (attempts) return attempts;
+      attempts = new Map();
+      for (const r of records.values()) {
+        if (!attempts.has(r.index)) attempts.set(r.index, []);
+        attempts.get(r.index).push(r);
+      }
+      for (const list of attempts.values()) list.sort(byCreation);
+      return attempts;
+    };
+    return { count, states, label: (i) => `index ${i}`, attempts: (i) => grouped().get(i) || [] };
   }
-  return [...pods.values()]
-    .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
-    .map((pod) => {
-      const phase = pod.status?.phase;
-      const state = phase === "Succeeded" ? "succeeded" : phase === "Failed" ? "failed"
-        : phase === "Running" ? "running" : "pending";
-      return { label: pod.metadata.name, state, pods: [pod], perIndex: false };
-    });
+  const pods = [...records.values()].sort(byCreation);
+  return {
+    count: pods.length,
+    states: Uint8Array.from(pods, (r) => phaseState(r.phase)),
+    label: (i) => pods[i].name,
+    attempts: (i) => [pods[i]],
+  };
 }
 
 // One cell: its colour and a shape, so the states differ without colour too.
-function drawCell(ctx, x, y, size, state, perIndex) {
-  ctx.fillStyle = COLOURS[state];
+function drawCell(ctx, x, y, size, code) {
   const inner = Math.max(1, size - 1);
-  if (state === "pending") {
-    ctx.fillRect(x, y, inner, inner);
-    return;
-  }
+  ctx.clearRect(x, y, size, size);
+  ctx.fillStyle = COLOURS[code];
   ctx.fillRect(x, y, inner, inner);
-  if (size < 6) return;
+  if (code === PENDING || size < 6) return;
   ctx.strokeStyle = "#fff";
   ctx.lineWidth = Math.max(1, size / 8);
   ctx.beginPath();
-  if (state === "failed") {
+  if (code === FAILED || code === FAILED_INDEX) {
     ctx.moveTo(x + size * 0.25, y + size * 0.25);
     ctx.lineTo(x + size * 0.7, y + size * 0.7);
     ctx.moveTo(x + size * 0.7, y + size * 0.25);
     ctx.lineTo(x + size * 0.25, y + size * 0.7);
-    if (perIndex) ctx.rect(x + 1, y + 1, inner - 2, inner - 2);
-  } else if (state === "running") {
+    if (code === FAILED_INDEX) ctx.rect(x + 1, y + 1, inner - 2, inner - 2);
+  } else if (code === RUNNING) {
     ctx.arc(x + inner / 2, y + inner / 2, inner / 5, 0, 2 * Math.PI);
   } else {
     ctx.moveTo(x + size * 0.22, y + size * 0.5);
@@ -314,136 +359,203 @@ function contentWidth() {
   return Math.max(200, Math.min(inner || 800, 1200));
 }
 
-function grid(all, onOpen) {
+function describe(cells, i) {
+  const code = cells.states[i];
+  const attempts = cells.attempts(i);
+  const shown = attempts.slice(-5).map((r) => `${r.name} (${r.phase})`).join(", ");
+  const more = attempts.length > 5 ? `${attempts.length - 5} earlier, ` : "";
+  return `${cells.label(i)}: ${STATES[Math.min(code, FAILED)]}` +
+    `${code === FAILED_INDEX ? " (backoffLimitPerIndex)" : ""}; ` +
+    `${attempts.length} attempt(s)${shown ? `: ${more}${shown}` : ""}`;
+}
+
+// The grid, drawn on a canvas (100,000 cells are too many DOM nodes) and redrawn where
+// cells changed only. Kept across updates, so hover and keyboard focus stay: the arrow keys
+// move a cell's outline, Enter opens its latest pod.
+function makeGrid(namespace, onOpen) {
   const wrap = document.createElement("div");
   wrap.className = "grid";
-  const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-  for (const c of all) counts[c.state]++;
   const summary = document.createElement("p");
   summary.id = "grid-summary";
-  summary.textContent = `${all.length} cells: ` +
-    STATES.map((s) => `${counts[s]} ${s}`).join(", ");
   const legend = document.createElement("p");
   legend.className = "legend";
-  for (const state of STATES) {
+  STATES.forEach((state, code) => {
     const sample = document.createElement("canvas");
     sample.width = sample.height = 14;
-    drawCell(sample.getContext("2d"), 0, 0, 14, state, false);
+    drawCell(sample.getContext("2d"), 0, 0, 14, code);
     legend.append(sample, ` ${state} `);
-  }
+  });
+  const framed = document.createElement("canvas");
+  framed.width = framed.height = 14;
+  drawCell(framed.getContext("2d"), 0, 0, 14, FAILED_INDEX);
+  legend.append(framed, " failed index (backoffLimitPerIndex) ");
   const canvas = document.createElement("canvas");
   canvas.setAttribute("role", "img");
-  canvas.setAttribute("aria-label", summary.textContent);
   canvas.tabIndex = 0;
-  const width = contentWidth();
-  const size = Math.max(3, Math.min(24, Math.floor(Math.sqrt((width * 300) / Math.max(1, all.length)))));
-  const perRow = Math.max(1, Math.floor(width / size));
-  canvas.width = perRow * size;
-  canvas.height = Math.ceil(all.length / perRow) * size;
   const ctx = canvas.getContext("2d");
-  all.forEach((c, i) => drawCell(ctx, (i % perRow) * size, Math.floor(i / perRow) * size, size, c.state, c.perIndex));
   const tip = document.createElement("div");
   tip.className = "tip";
+  tip.setAttribute("aria-live", "polite");
   tip.hidden = true;
+  const failedList = document.createElement("p");
+  failedList.className = "failed";
+  wrap.append(summary, legend, canvas, tip, failedList);
+  let cells = { count: 0, states: new Uint8Array(0) };
+  let drawn = null; // the states, size and row length on the canvas now
+  let focus = -1;
+  let failedKey = "";
+
+  const place = (i) => [(i % drawn.perRow) * drawn.size, Math.floor(i / drawn.perRow) * drawn.size];
+  const outline = () => {
+    if (focus < 0 || focus >= cells.count) return;
+    const [x, y] = place(focus);
+    ctx.strokeStyle = "#1b1f24";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(x + 1, y + 1, drawn.size - 3, drawn.size - 3);
+  };
+  const redraw = (i) => {
+    const [x, y] = place(i);
+    drawCell(ctx, x, y, drawn.size, cells.states[i]);
+  };
   const at = (event) => {
     // The canvas may be drawn smaller than its pixels (a scrollbar came after it was sized).
     const box = canvas.getBoundingClientRect();
     const x = ((event.clientX - box.left) * canvas.width) / box.width;
     const y = ((event.clientY - box.top) * canvas.height) / box.height;
-    const column = Math.floor(x / size);
-    return column < perRow ? all[Math.floor(y / size) * perRow + column] : undefined;
+    const column = Math.floor(x / drawn.size);
+    const i = Math.floor(y / drawn.size) * drawn.perRow + column;
+    return column < drawn.perRow && i < cells.count ? i : -1;
   };
-  canvas.addEventListener("mousemove", (event) => {
-    const c = at(event);
-    tip.hidden = !c;
-    if (!c) return;
-    const pods = c.pods.map((p) => `${p.metadata.name} (${p.status?.phase || "Pending"})`).join(", ");
-    tip.textContent = `${c.label}: ${c.state}${c.perIndex ? " (backoffLimitPerIndex)" : ""}; ` +
-      `${c.pods.length} attempt(s)${pods ? `: ${pods}` : ""}`;
-  });
-  canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
+  const open = (i) => {
+    const attempts = cells.attempts(i);
+    if (attempts.length) onOpen(attempts[attempts.length - 1].name);
+  };
+  const tell = (i) => {
+    tip.hidden = i < 0;
+    if (i >= 0) tip.textContent = describe(cells, i);
+  };
+  canvas.addEventListener("mousemove", (event) => tell(at(event)));
+  canvas.addEventListener("mouseleave", () => tell(focus));
   canvas.addEventListener("click", (event) => {
-    const c = at(event);
-    const pod = c?.pods[c.pods.length - 1];
-    if (pod) onOpen(pod);
+    const i = at(event);
+    if (i >= 0) open(i);
   });
-  wrap.append(summary, legend, canvas, tip);
-  // The failed cells as links too: for the keyboard, and to find them among thousands.
-  const failed = all.filter((c) => c.state === "failed" && c.pods.length);
-  if (failed.length) {
-    const list = document.createElement("p");
-    list.className = "failed";
-    list.append("Failed: ");
-    for (const c of failed.slice(0, 50)) {
-      const pod = c.pods[c.pods.length - 1];
-      const a = link(`#/pods/${pod.metadata.namespace}/${pod.metadata.name}`, c.label);
-      list.append(a, " ");
-    }
-    if (failed.length > 50) list.append(`and ${failed.length - 50} more`);
-    wrap.append(list);
-  }
-  return wrap;
-}
+  canvas.addEventListener("blur", () => {
+    if (focus >= 0 && focus < cells.count) redraw(focus);
+    focus = -1;
+    tell(-1);
+  });
+  canvas.addEventListener("keydown", (event) => {
+    if (!cells.count) return;
+    const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -drawn.perRow, ArrowDown: drawn.perRow };
+    if (event.key === "Enter" && focus >= 0) return open(focus);
+    let next;
+    if (event.key in moves) next = focus < 0 ? 0 : Math.max(0, Math.min(cells.count - 1, focus + moves[event.key]));
+    else if (event.key === "Home") next = 0;
+    else if (event.key === "End") next = cells.count - 1;
+    else return;
+    event.preventDefault();
+    if (focus >= 0 && focus < cells.count) redraw(focus);
+    focus = next;
+    outline();
+    tell(focus);
+  });
 
-// When a pod ran: from its start to its containers' last end (or now, while it runs).
-function span(pod, now) {
-  const statuses = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
-  const start = pod.status?.startTime || pod.metadata.creationTimestamp;
-  const ends = statuses.map((s) => s.state?.terminated?.finishedAt).filter(Boolean);
-  const done = ["Succeeded", "Failed"].includes(pod.status?.phase);
-  const end = done && ends.length ? Math.max(...ends.map(Date.parse)) : now;
-  return { start: Date.parse(start), end: Math.max(end, Date.parse(start)) };
+  const update = (next) => {
+    cells = next;
+    const counts = [0, 0, 0, 0];
+    for (const code of cells.states) counts[Math.min(code, FAILED)]++;
+    summary.textContent = `${cells.count} cells: ` + STATES.map((s, c) => `${counts[c]} ${s}`).join(", ");
+    canvas.setAttribute("aria-label", `${summary.textContent}. Arrow keys move between cells, Enter opens a cell's pod.`);
+    const width = contentWidth();
+    const size = Math.max(3, Math.min(24, Math.floor(Math.sqrt((width * 300) / Math.max(1, cells.count)))));
+    const perRow = Math.max(1, Math.floor(width / size));
+    const whole = !drawn || drawn.size !== size || drawn.perRow !== perRow || drawn.states.length !== cells.count;
+    if (whole) {
+      canvas.width = perRow * size;
+      canvas.height = Math.ceil(cells.count / perRow) * size;
+      drawn = { size, perRow, states: new Uint8Array(cells.count) };
+    }
+    for (let i = 0; i < cells.count; i++) {
+      if (whole || drawn.states[i] !== cells.states[i]) redraw(i);
+    }
+    drawn.states.set(cells.states);
+    outline();
+    if (!tip.hidden && focus >= 0) tell(focus);
+    // The failed cells as links too: for the keyboard, and to find them among thousands.
+    const failed = [];
+    for (let i = 0; i < cells.count && failed.length <= 50; i++) {
+      if (cells.states[i] >= FAILED && cells.attempts(i).length) failed.push(i);
+    }
+    const named = failed.slice(0, 50).map((i) => [cells.label(i), cells.attempts(i).at(-1).name]);
+    const key = JSON.stringify(named) + failed.length;
+    if (key !== failedKey) {
+      failedKey = key;
+      failedList.replaceChildren();
+      if (named.length) failedList.append("Failed: ");
+      for (const [label, pod] of named) failedList.append(link(`#/pods/${namespace}/${pod}`, label), " ");
+      if (failed.length > 50) failedList.append("and more");
+    }
+  };
+  return { element: wrap, update };
 }
 
 // A row per index (its attempts side by side, so retries and back-off gaps show) or per
-// pod, a bar from each pod's start to its end, coloured and patterned by its outcome.
-function timeline(job, pods, onOpen) {
+// pod, a bar from each pod's start to its end, coloured and patterned by its outcome. Past
+// 1,000 rows a line holds several, their bars drawn over each other: stragglers still
+// stand out, and the canvas stays a canvas a page can hold.
+function drawTimeline(wrap, job, records, onOpen) {
   const now = Date.now();
   const indexed = job.spec.completionMode === "Indexed";
   const rows = new Map();
-  for (const pod of pods.values()) {
-    const label = indexed ? `index ${pod.metadata.annotations?.[INDEX]}` : pod.metadata.name;
-    if (!rows.has(label)) rows.set(label, []);
-    rows.get(label).push(pod);
+  for (const r of records.values()) {
+    const row = indexed ? r.index : r.name;
+    if (!rows.has(row)) rows.set(row, []);
+    rows.get(row).push(r);
   }
-  const ordered = [...rows.entries()].sort((a, b) =>
-    indexed ? Number(a[0].slice(6)) - Number(b[0].slice(6)) : a[0].localeCompare(b[0]));
-  const bars = ordered.flatMap(([, list], row) => list.map((pod) => ({ row, pod, ...span(pod, now) })));
-  const from = Math.min(...bars.map((b) => b.start), job.status?.startTime ? Date.parse(job.status.startTime) : now);
-  const to = Math.max(...bars.map((b) => b.end), from + 1000);
-  const wrap = document.createElement("div");
-  wrap.className = "timeline";
+  const ordered = [...rows.keys()].sort(indexed ? (a, b) => a - b : undefined);
+  const perLine = Math.ceil(ordered.length / 1000) || 1;
+  const lines = Math.ceil(ordered.length / perLine);
+  let from = job.status?.startTime ? Date.parse(job.status.startTime) : now;
+  let to = from + 1000;
+  for (const r of records.values()) {
+    from = Math.min(from, r.start);
+    to = Math.max(to, r.end ?? now);
+  }
   const summary = document.createElement("p");
   summary.id = "timeline-summary";
-  summary.textContent = `${ordered.length} rows, ${bars.length} pods, over ${human((to - from) / 1000)}`;
+  summary.textContent = `${ordered.length} rows${perLine > 1 ? ` (${perLine} a line)` : ""}, ` +
+    `${records.size} pods, over ${human((to - from) / 1000)}`;
   const canvas = document.createElement("canvas");
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", summary.textContent);
   const labelWidth = 110;
   const width = contentWidth();
-  const height = Math.max(2, Math.min(18, Math.floor(4000 / Math.max(1, ordered.length))));
+  const height = Math.max(2, Math.min(18, Math.floor(4000 / Math.max(1, lines))));
   canvas.width = width;
-  canvas.height = ordered.length * height;
+  canvas.height = lines * height;
   const ctx = canvas.getContext("2d");
   const x = (t) => labelWidth + ((t - from) / (to - from)) * (width - labelWidth - 4);
   ctx.font = `${Math.min(12, height - 2)}px system-ui, sans-serif`;
   ctx.textBaseline = "middle";
-  ordered.forEach(([label], row) => {
-    if (height >= 10) {
-      ctx.fillStyle = "#57606a";
-      ctx.fillText(label, 2, row * height + height / 2, labelWidth - 6);
+  if (height >= 10) {
+    ctx.fillStyle = "#57606a";
+    for (let line = 0; line < lines; line++) {
+      const first = ordered[line * perLine];
+      const label = perLine > 1 ? `${first}–${ordered[Math.min(ordered.length, (line + 1) * perLine) - 1]}`
+        : indexed ? `index ${first}` : first;
+      ctx.fillText(label, 2, line * height + height / 2, labelWidth - 6);
     }
-  });
-  for (const bar of bars) {
-    const phase = bar.pod.status?.phase;
-    const state = phase === "Succeeded" ? "succeeded" : phase === "Failed" ? "failed"
-      : phase === "Running" ? "running" : "pending";
-    const left = x(bar.start);
-    const w = Math.max(2, x(bar.end) - left);
-    const top = bar.row * height + 1;
+  }
+  const lineOf = new Map(ordered.map((row, i) => [row, Math.floor(i / perLine)]));
+  for (const r of records.values()) {
+    const state = phaseState(r.phase);
+    const left = x(r.start);
+    const w = Math.max(2, x(r.end ?? now) - left);
+    const top = lineOf.get(indexed ? r.index : r.name) * height + 1;
     ctx.fillStyle = COLOURS[state];
     ctx.fillRect(left, top, w, Math.max(1, height - 2));
-    if (state === "failed" && height >= 6) {
+    if (state === FAILED && height >= 6) {
       // Hatched, so a failed attempt differs from a success without colour.
       ctx.strokeStyle = "#fff";
       ctx.beginPath();
@@ -456,15 +568,14 @@ function timeline(job, pods, onOpen) {
   }
   canvas.addEventListener("click", (event) => {
     const box = canvas.getBoundingClientRect();
-    const row = Math.floor(((event.clientY - box.top) * canvas.height) / box.height / height);
+    const line = Math.floor(((event.clientY - box.top) * canvas.height) / box.height / height);
     const px = ((event.clientX - box.left) * canvas.width) / box.width;
     const t = from + ((px - labelWidth) / (width - labelWidth - 4)) * (to - from);
-    const hit = bars.find((b) => b.row === row && b.start <= t && t <= b.end) ||
-      bars.filter((b) => b.row === row).pop();
-    if (hit) onOpen(hit.pod);
+    const here = ordered.slice(line * perLine, (line + 1) * perLine).flatMap((row) => rows.get(row));
+    const hit = here.find((r) => r.start <= t && t <= (r.end ?? now)) || here.at(-1);
+    if (hit) onOpen(hit.name);
   });
-  wrap.append(summary, canvas);
-  return wrap;
+  wrap.replaceChildren(summary, canvas);
 }
 
 function definitions(pairs) {
@@ -486,19 +597,26 @@ function heading(level, text) {
   return h;
 }
 
-function eventsTable(events) {
+// The newest events, at most `shown`, oldest first.
+function eventsTable(events, shown) {
   const table = document.createElement("table");
   headings(table, [["Type"], ["Reason"], ["Object"], ["Message"]]);
   const body = table.createTBody();
-  const sorted = [...events.values()].sort((a, b) =>
+  const sorted = events.sort((a, b) =>
     (a.lastTimestamp || a.metadata.creationTimestamp).localeCompare(b.lastTimestamp || b.metadata.creationTimestamp));
-  for (const e of sorted) {
+  for (const e of sorted.slice(-shown)) {
     const row = body.insertRow();
     const object = `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`;
     row.append(cell(e.type), cell(e.reason), cell(object), cell(e.message));
   }
   const scroll = document.createElement("div");
   scroll.className = "scroll";
+  if (sorted.length > shown) {
+    const note = document.createElement("p");
+    note.className = "empty";
+    note.textContent = `The last ${shown} of ${sorted.length} events.`;
+    scroll.append(note);
+  }
   scroll.append(table);
   return scroll;
 }
@@ -513,27 +631,66 @@ function applyEvent(map, event) {
   else map.set(event.object.metadata.name, event.object);
 }
 
+// Calls `render` soon, at most every `gap` ms: a busy Job's changes come by the thousand.
+function throttled(render, gap) {
+  let timer = null;
+  let last = 0;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      last = performance.now();
+      render();
+    }, Math.max(0, last + gap - performance.now()));
+  };
+}
+
 function jobView(namespace, name) {
-  const pods = new Map();
-  const events = new Map();
+  const records = new Map(); // pod name -> podRecord
+  const jobEvents = new Map();
+  const podWarnings = new Map();
   let job = null;
+  let page = null; // the parts of the page kept across updates
   const self = { alive: true, watches: new AbortController() };
+  const open = (pod) => { location.hash = `#/pods/${namespace}/${pod}`; };
+  const build = () => {
+    const grid = makeGrid(namespace, open);
+    page = {
+      actions: document.createElement("div"), actionsKey: "", summary: document.createElement("div"),
+      grid, timeline: document.createElement("div"), events: document.createElement("div"), timelineAt: 0,
+    };
+    page.timeline.className = "timeline";
+    main.replaceChildren(link("#/", "← Jobs"), heading(2, `Job ${name}`), page.actions, page.summary,
+      heading(3, job.spec.completionMode === "Indexed" ? "Indexes" : "Pods"), grid.element,
+      heading(3, "Timeline"), page.timeline, heading(3, "Events"), page.events);
+  };
   self.render = () => {
     if (!self.alive) return;
-    const back = link("#/", "← Jobs");
     if (!job) {
-      main.replaceChildren(back, heading(2, `Job ${name}`),
+      page = null;
+      main.replaceChildren(link("#/", "← Jobs"), heading(2, `Job ${name}`),
         document.createTextNode(self.listed ? "This Job does not exist (any more)." : "Loading…"));
       return;
     }
+    if (!page) build();
     const spec = job.spec;
     const status = job.status || {};
+    const finished = (status.conditions || []).some((c) =>
+      ["Complete", "Failed"].includes(c.type) && c.status === "True");
+    // The buttons are redrawn only when they change, so the one focused stays focused.
+    const actionsKey = JSON.stringify([spec.suspend, finished, self.confirming, self.said]);
+    if (actionsKey !== page.actionsKey) {
+      page.actionsKey = actionsKey;
+      const next = actions(self, namespace, name, spec, finished);
+      page.actions.replaceWith(next);
+      page.actions = next;
+    }
     const conditions = (status.conditions || []).filter((c) => c.status === "True")
       .map((c) => `${c.type} (${c.reason})`).join(", ");
     const policies = [spec.podFailurePolicy && "podFailurePolicy", spec.successPolicy && "successPolicy",
       spec.backoffLimitPerIndex !== undefined && `backoffLimitPerIndex ${spec.backoffLimitPerIndex}`]
       .filter(Boolean).join(", ");
-    const summary = definitions([
+    page.summary.replaceChildren(definitions([
       ["Namespace", namespace],
       ["Conditions", conditions || "none"],
       ["Completions", `${status.succeeded || 0}/${spec.completions ?? "∞"}`],
@@ -543,28 +700,67 @@ function jobView(namespace, name) {
       ["Policies", policies],
       ["Active / failed", `${status.active || 0} / ${status.failed || 0}`],
       ["Duration", duration(job, Date.now())],
-    ]);
-    const open = (pod) => { location.hash = `#/pods/${namespace}/${pod.metadata.name}`; };
-    const finished = (status.conditions || []).some((c) =>
-      ["Complete", "Failed"].includes(c.type) && c.status === "True");
-    const jobEvents = new Map([...events].filter(([, e]) =>
-      e.involvedObject.name === name || pods.has(e.involvedObject.name)));
-    main.replaceChildren(back, heading(2, `Job ${name}`), actions(self, namespace, name, spec, finished), summary,
-      heading(3, spec.completionMode === "Indexed" ? "Indexes" : "Pods"),
-      grid(cells(job, pods), open), heading(3, "Timeline"), timeline(job, pods, open),
-      heading(3, "Events"), eventsTable(jobEvents));
+    ]));
+    page.grid.update(gridCells(job, records));
+    if (!self.painted) {
+      self.painted = true;
+      performance.mark("joblet:job-painted");
+    }
+    // The timeline draws every pod: a large Job's at most once a second.
+    if (records.size < 2000 || performance.now() - page.timelineAt > 1000) {
+      page.timelineAt = performance.now();
+      drawTimeline(page.timeline, job, records, open);
+    } else {
+      self.schedule();
+    }
+    const ours = [...podWarnings.values()].filter((e) => records.has(e.involvedObject.name));
+    page.events.replaceChildren(eventsTable([...jobEvents.values(), ...ours], 200));
+    if (self.loaded && !self.complete) {
+      self.complete = true;
+      performance.mark("joblet:job-loaded");
+    }
   };
+  self.schedule = throttled(() => self.render(), 200);
   const signal = self.watches.signal;
   const base = `/api/v1/namespaces/${namespace}`;
+  const selector = `labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`;
   live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, signal,
     (list) => { job = list.items[0] || null; self.listed = true; self.render(); },
-    (event) => { job = event.type === "DELETED" ? null : event.object; self.render(); });
-  live(`${base}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`, {}, signal,
-    (list) => { keyed(pods, list); self.render(); },
-    (event) => { applyEvent(pods, event); self.render(); });
-  live(`${base}/events`, {}, signal,
-    (list) => { keyed(events, list); self.render(); },
-    (event) => { applyEvent(events, event); self.render(); });
+    (event) => { job = event.type === "DELETED" ? null : event.object; self.schedule(); });
+  // The pods still running first (a few), so the grid shows them at once; then every pod
+  // a page at a time, and the changes from there.
+  fetch(`${base}/pods?${selector}&fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed`, { signal })
+    .then(signedIn).then((response) => response.json()).then((list) => {
+      for (const pod of list.items) if (!records.has(pod.metadata.name)) records.set(pod.metadata.name, podRecord(pod));
+      self.schedule();
+    }).catch(() => {});
+  let listed = new Set();
+  live(`${base}/pods?${selector}`, {}, signal,
+    (list, first, last) => {
+      if (first) listed = new Set();
+      for (const pod of list.items) {
+        listed.add(pod.metadata.name);
+        records.set(pod.metadata.name, podRecord(pod));
+      }
+      if (last) {
+        for (const pod of records.keys()) if (!listed.has(pod)) records.delete(pod);
+        self.loaded = true;
+      }
+      self.schedule();
+    },
+    (event) => {
+      if (event.type === "DELETED") records.delete(event.object.metadata.name);
+      else records.set(event.object.metadata.name, podRecord(event.object));
+      self.schedule();
+    }, 500);
+  // The Job's own events, and its pods' warnings (back-off, failures): a large Job's pods'
+  // every event would be most of the namespace's.
+  live(`${base}/events?fieldSelector=involvedObject.kind%3DJob,involvedObject.name%3D${name}`, {}, signal,
+    (list) => { keyed(jobEvents, list); self.schedule(); },
+    (event) => { applyEvent(jobEvents, event); self.schedule(); });
+  live(`${base}/events?fieldSelector=involvedObject.kind%3DPod,type%3DWarning`, {}, signal,
+    (list) => { keyed(podWarnings, list); self.schedule(); },
+    (event) => { applyEvent(podWarnings, event); self.schedule(); });
   return self;
 }
 
