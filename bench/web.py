@@ -95,6 +95,18 @@ class Server:
         self.proc.wait()
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process and its descendants now alive."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
 class Chromium:
     """Headless Chromium with one tab, driven over DevTools on fds 3 (in) and 4 (out)."""
 
@@ -164,23 +176,15 @@ class Chromium:
         self.navigate(server.web_ui)
         self.wait_for("the Jobs list", "document.querySelector('#jobs') !== null")
 
-    def renderer_rss(self):
-        """Resident memory of the renderer processes (one tab: one renderer), in bytes."""
-        total = 0
-        for pid in subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                                  text=True).stdout.split():
-            for process in [pid, *subprocess.run(["pgrep", "-P", pid], capture_output=True,
-                                                 text=True).stdout.split()]:
-                try:
-                    cmdline = Path(f"/proc/{process}/cmdline").read_bytes()
-                    if b"--type=renderer" not in cmdline:
-                        continue
-                    for line in Path(f"/proc/{process}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1]) * 1024
-                except FileNotFoundError:
-                    pass
-        return total
+    def renderers(self):
+        """Resident memory of each renderer process now alive: {pid: bytes}."""
+        out = {}
+        for line in subprocess.run(["ps", "-eo", "pid=,rss=,args="], capture_output=True,
+                                   text=True).stdout.splitlines():
+            pid, rss, command = line.split(None, 2)
+            if "chromium" in command and "--type=renderer" in command:
+                out[int(pid)] = int(rss) * 1024
+        return out
 
     def heap(self):
         metrics = {m["name"]: m["value"] for m in self.call("Performance.getMetrics", session=True)["metrics"]}
@@ -192,14 +196,20 @@ class Chromium:
 
 
 def page_load(browser, server, name):
-    """Opens the Job's page in a new document: ms to its first full paint and to every pod."""
+    """Opens the Job's page in a new document: ms to its first full paint and to every pod,
+    and the resident memory of the renderer that grew most (the page's; a page of another
+    site gets a process of its own)."""
     browser.navigate("about:blank")
     browser.wait_for("a blank page", "location.href === 'about:blank'")
+    before = browser.renderers()
     browser.navigate(f"{server.base}/#/jobs/default/{name}")
     browser.wait_for("the page's marks", "performance.getEntriesByName('joblet:job-loaded').length > 0")
     painted = browser.eval("performance.getEntriesByName('joblet:job-painted')[0].startTime")
     loaded = browser.eval("performance.getEntriesByName('joblet:job-loaded')[0].startTime")
-    return painted, loaded
+    browser.call("HeapProfiler.collectGarbage", session=True)
+    after = browser.renderers()
+    page = max(after, key=lambda pid: after[pid] - before.get(pid, 0))
+    return painted, loaded, after[page]
 
 
 def main():
@@ -227,11 +237,15 @@ def main():
                     browser.wait_for("the page", "document.body.innerText.includes('does not exist')")
                 else:
                     browser.navigate("about:blank")
+                server_cpu, browser_cpu = cpu_seconds(server.proc.pid), cpu_seconds(browser.proc.pid)
                 wall = server.run_job("big", args.completions, args.parallelism)
+                server_cpu = cpu_seconds(server.proc.pid) - server_cpu
+                browser_cpu = cpu_seconds(browser.proc.pid) - browser_cpu
                 walls[case].append(wall)
                 server.stop()
                 shutil.rmtree(state, ignore_errors=True)
-                print(f"  {case}: {wall:.2f} s", flush=True)
+                print(f"  {case}: {wall:.2f} s; CPU: server {server_cpu:.1f} s, "
+                      f"Chromium {browser_cpu:.1f} s", flush=True)
         if walls["alone"]:
             ratios = [o / a for o, a in zip(walls["page open"], walls["alone"])]
             print(f"{args.completions}-index Job with its page open / alone: {statistics.median(ratios):.3f}x "
@@ -244,11 +258,10 @@ def main():
         figures = {}
         for name in ["small", "big"]:
             loads = [page_load(browser, server, name) for _ in range(args.paints)]
-            browser.call("HeapProfiler.collectGarbage", session=True)
             figures[name] = {
-                "painted": statistics.median(p for p, _ in loads),
-                "loaded": statistics.median(l for _, l in loads),
-                "rss": browser.renderer_rss(),
+                "painted": statistics.median(p for p, _, _ in loads),
+                "loaded": statistics.median(l for _, l, _ in loads),
+                "rss": max(r for _, _, r in loads),
                 "heap": browser.heap(),
             }
         small, big = figures["small"], figures["big"]
@@ -258,7 +271,7 @@ def main():
         print(f"every pod read (tips, timeline): {big['loaded']:.0f} ms, "
               f"{big['loaded'] / small['loaded']:.1f}x of the 10-index Job's ({small['loaded']:.0f} ms)", flush=True)
         mib = 1024 * 1024
-        print(f"page memory: renderer {big['rss'] / mib:.0f} MiB, JS heap {big['heap'] / mib:.0f} MiB; "
+        print(f"page memory: the tab's renderer {big['rss'] / mib:.0f} MiB resident (most of {args.paints} loads), JS heap {big['heap'] / mib:.0f} MiB; "
               f"{big['rss'] / small['rss']:.2f}x of the 10-index Job's page "
               f"({small['rss'] / mib:.0f} MiB, heap {small['heap'] / mib:.0f} MiB); goal < 200 MB", flush=True)
         server.stop()

@@ -159,51 +159,63 @@ async function signedIn(response) {
   return response;
 }
 
-// Lists `path` and then watches it from the list's resourceVersion, calling `onList` with
-// the list (with `pageSize`, with each page of it and whether it is the first and the last)
-// and `onEvent` with each event, until `signal` aborts (which also closes the connection: a
-// browser opens few to one server); after a broken watch it lists again.
-async function live(path, headers, signal, onList, onEvent, pageSize) {
+// Reads the watch of `path` from `resourceVersion`, calling `onEvent` with each event, until
+// the stream ends or `signal` aborts.
+async function watchFrom(path, headers, signal, resourceVersion, onEvent) {
   const separator = path.includes("?") ? "&" : "?";
-  const alive = () => !signal.aborted;
-  while (alive()) {
+  const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
+  const response = await signedIn(await fetch(url, { headers, signal }));
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = "";
+  while (!signal.aborted) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const lines = (rest + value).split("\n");
+    rest = lines.pop();
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      const event = JSON.parse(line);
+      if (event.type === "ERROR") throw new Error(event.object.message);
+      if (event.type !== "BOOKMARK") onEvent(event);
+    }
+  }
+  reader.cancel();
+}
+
+// Lists `path` and then watches from the list's resourceVersion, until `signal` aborts (which
+// also closes the streams); after a broken watch it lists again. `onList` gets the list
+// (with `pageSize`, each page of it and whether it is the first and the last). `watches` is
+// what to watch then: a function, called with each event of `path`'s own watch, or a list
+// of [path, headers, onEvent], the first of which to end starts it all again.
+async function live(path, headers, signal, onList, watches, pageSize) {
+  const separator = path.includes("?") ? "&" : "?";
+  const streams = typeof watches === "function" ? [[path, headers, watches]] : watches;
+  while (!signal.aborted) {
+    const these = new AbortController();
+    const stop = () => these.abort();
+    signal.addEventListener("abort", stop);
     try {
       let next = "";
       let first = true;
       let resourceVersion;
       do {
         const page = pageSize ? `${path}${separator}limit=${pageSize}${next && `&continue=${encodeURIComponent(next)}`}` : path;
-        const listed = await signedIn(await fetch(page, { headers, signal }));
-        const list = await listed.json();
+        const list = await (await signedIn(await fetch(page, { headers, signal }))).json();
         next = list.metadata.continue || "";
         resourceVersion = list.metadata.resourceVersion;
         onList(list, first, !next);
         first = false;
-      } while (next && alive());
-      const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
-      const response = await signedIn(await fetch(url, { headers, signal }));
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      while (alive()) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let newline;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, newline);
-          buffer = buffer.slice(newline + 1);
-          if (!line.trim()) continue;
-          const event = JSON.parse(line);
-          if (event.type === "ERROR") throw new Error(event.object.message);
-          if (event.type !== "BOOKMARK") onEvent(event);
-        }
-      }
-      reader.cancel();
+      } while (next && !signal.aborted);
+      await Promise.race(streams.map(([watched, watchHeaders, onEvent]) =>
+        watchFrom(watched, watchHeaders, these.signal, resourceVersion, onEvent)));
     } catch (error) {
       if (error.message === "signed out") return;
       console.warn(path, error);
+    } finally {
+      these.abort();
+      signal.removeEventListener("abort", stop);
     }
-    if (alive()) await new Promise((resolve) => setTimeout(resolve, 1000));
+    if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
@@ -298,7 +310,7 @@ function gridCells(job, records) {
     for (const r of records.values()) {
       const i = r.index;
       if (!(i >= 0 && i < count)) continue;
-      if (!terminal(r.phase)) states[i] = RUNNING;
+      if (r.end === null) states[i] = RUNNING;
       else if (states[i] !== RUNNING) states[i] = Math.max(states[i], phaseState(r.phase));
     }
     fillIndexes(states, job.status?.completedIndexes, SUCCEEDED);
@@ -597,41 +609,62 @@ function heading(level, text) {
   return h;
 }
 
-// The newest events, at most `shown`, oldest first.
-function eventsTable(events, shown) {
+// Events, oldest first; `dropped` says older ones were left out.
+function eventsTable(events, dropped) {
   const table = document.createElement("table");
   headings(table, [["Type"], ["Reason"], ["Object"], ["Message"]]);
   const body = table.createTBody();
-  const sorted = events.sort((a, b) =>
-    (a.lastTimestamp || a.metadata.creationTimestamp).localeCompare(b.lastTimestamp || b.metadata.creationTimestamp));
-  for (const e of sorted.slice(-shown)) {
+  events.sort((a, b) => (eventTime(a) < eventTime(b) ? -1 : eventTime(a) > eventTime(b) ? 1 : 0));
+  for (const e of events) {
     const row = body.insertRow();
     const object = `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`;
     row.append(cell(e.type), cell(e.reason), cell(object), cell(e.message));
   }
   const scroll = document.createElement("div");
   scroll.className = "scroll";
-  if (sorted.length > shown) {
+  if (dropped) {
     const note = document.createElement("p");
     note.className = "empty";
-    note.textContent = `The last ${shown} of ${sorted.length} events.`;
+    note.textContent = "The newest events; older ones are left out.";
     scroll.append(note);
   }
   scroll.append(table);
   return scroll;
 }
 
-function keyed(map, list) {
-  map.clear();
-  for (const item of list.items) map.set(item.metadata.name, item);
+function eventTime(e) {
+  return e.lastTimestamp || e.eventTime || e.metadata.creationTimestamp;
 }
 
-function applyEvent(map, event) {
-  if (event.type === "DELETED") map.delete(event.object.metadata.name);
-  else map.set(event.object.metadata.name, event.object);
+// Events as a page keeps them: the newest `keep` (the controller of a 100,000-pod Job says
+// "Created pod" 100,000 times). `version` moves with every change.
+function recentEvents(keep) {
+  const events = new Map();
+  const self = { events, version: 0, dropped: false };
+  const put = (e) => {
+    events.delete(e.metadata.name); // an updated event is the newest again
+    events.set(e.metadata.name, e);
+    while (events.size > keep) {
+      events.delete(events.keys().next().value);
+      self.dropped = true;
+    }
+  };
+  self.list = (list) => {
+    events.clear();
+    self.dropped = false;
+    const items = [...list.items].sort((a, b) => (eventTime(a) < eventTime(b) ? -1 : 1));
+    for (const e of items) put(e);
+    self.version++;
+  };
+  self.apply = (event) => {
+    if (event.type === "DELETED") events.delete(event.object.metadata.name);
+    else put(event.object);
+    self.version++;
+  };
+  return self;
 }
 
-// Calls `render` soon, at most every `gap` ms: a busy Job's changes come by the thousand.
+// Calls `render` soon, at most every `gap()` ms: a busy Job's changes come by the thousand.
 function throttled(render, gap) {
   let timer = null;
   let last = 0;
@@ -641,14 +674,14 @@ function throttled(render, gap) {
       timer = null;
       last = performance.now();
       render();
-    }, Math.max(0, last + gap - performance.now()));
+    }, Math.max(0, last + gap() - performance.now()));
   };
 }
 
 function jobView(namespace, name) {
   const records = new Map(); // pod name -> podRecord
-  const jobEvents = new Map();
-  const podWarnings = new Map();
+  const jobEvents = recentEvents(100);
+  const podWarnings = recentEvents(100);
   let job = null;
   let page = null; // the parts of the page kept across updates
   const self = { alive: true, watches: new AbortController() };
@@ -706,21 +739,30 @@ function jobView(namespace, name) {
       self.painted = true;
       performance.mark("joblet:job-painted");
     }
-    // The timeline draws every pod: a large Job's at most once a second.
-    if (records.size < 2000 || performance.now() - page.timelineAt > 1000) {
+    // The timeline draws every pod: at most once a second from 2,000 pods, every 2 s from
+    // 10,000.
+    if (records.size < 2000 || performance.now() - page.timelineAt > (large() ? 2000 : 1000)) {
       page.timelineAt = performance.now();
       drawTimeline(page.timeline, job, records, open);
     } else {
       self.schedule();
     }
-    const ours = [...podWarnings.values()].filter((e) => records.has(e.involvedObject.name));
-    page.events.replaceChildren(eventsTable([...jobEvents.values(), ...ours], 200));
+    // Redrawn when they change (whether a pod's warning is the Job's depends on its pods).
+    const eventsKey = `${jobEvents.version}/${podWarnings.version}/${podWarnings.events.size && records.size}`;
+    if (eventsKey !== page.eventsKey) {
+      page.eventsKey = eventsKey;
+      const ours = [...podWarnings.events.values()].filter((e) => records.has(e.involvedObject.name));
+      page.events.replaceChildren(eventsTable([...jobEvents.events.values(), ...ours],
+        jobEvents.dropped || podWarnings.dropped));
+    }
     if (self.loaded && !self.complete) {
       self.complete = true;
       performance.mark("joblet:job-loaded");
     }
   };
-  self.schedule = throttled(() => self.render(), 200);
+  // A Job of many pods is redrawn less often: drawing is most of what the page costs.
+  const large = () => records.size >= 10000;
+  self.schedule = throttled(() => self.render(), () => (large() ? 500 : 200));
   const signal = self.watches.signal;
   const base = `/api/v1/namespaces/${namespace}`;
   const selector = `labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`;
@@ -734,7 +776,39 @@ function jobView(namespace, name) {
       for (const pod of list.items) if (!records.has(pod.metadata.name)) records.set(pod.metadata.name, podRecord(pod));
       self.schedule();
     }).catch(() => {});
+  // Then every pod, a page at a time, and from there three watches: the pods that run and
+  // those that succeed as table rows (a name and a status: a tenth of a pod's size), the
+  // pods that fail whole. A pod's times are then when the page saw it start and stop (the
+  // API's are whole seconds); a pod that stops running without either is gone ("Deleted").
   let listed = new Set();
+  const indexed = (pod) => Number(pod.split("-").at(-2)); // <job>-<index>-<random>
+  const seen = (pod, phase, end) => {
+    const known = records.get(pod);
+    records.set(pod, {
+      name: pod,
+      index: indexed(pod),
+      created: known?.created ?? new Date().toISOString(),
+      phase,
+      start: known?.start ?? Date.now(),
+      end,
+    });
+  };
+  const tableRows = (onRow) => (event) => {
+    for (const row of event.object.rows || []) onRow(event.type, row.cells[0], row.cells[2]);
+    self.schedule();
+  };
+  const running = tableRows((type, pod, status) => {
+    const known = records.get(pod);
+    if (type !== "DELETED") seen(pod, status === "Running" ? "Running" : "Pending", null);
+    else if (known && known.end === null) seen(pod, "Deleted", Date.now());
+  });
+  const succeeded = tableRows((type, pod) => {
+    if (type !== "DELETED") seen(pod, "Succeeded", records.get(pod)?.end ?? Date.now());
+  });
+  const failed = (event) => {
+    if (event.type !== "DELETED") records.set(event.object.metadata.name, podRecord(event.object));
+    self.schedule();
+  };
   live(`${base}/pods?${selector}`, {}, signal,
     (list, first, last) => {
       if (first) listed = new Set();
@@ -748,19 +822,18 @@ function jobView(namespace, name) {
       }
       self.schedule();
     },
-    (event) => {
-      if (event.type === "DELETED") records.delete(event.object.metadata.name);
-      else records.set(event.object.metadata.name, podRecord(event.object));
-      self.schedule();
-    }, 500);
+    [[`${base}/pods?${selector}&fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed&includeObject=None`,
+      { Accept: TABLE }, running],
+    [`${base}/pods?${selector}&fieldSelector=status.phase%3DSucceeded&includeObject=None`, { Accept: TABLE }, succeeded],
+    [`${base}/pods?${selector}&fieldSelector=status.phase%3DFailed`, {}, failed]], 500);
   // The Job's own events, and its pods' warnings (back-off, failures): a large Job's pods'
   // every event would be most of the namespace's.
   live(`${base}/events?fieldSelector=involvedObject.kind%3DJob,involvedObject.name%3D${name}`, {}, signal,
-    (list) => { keyed(jobEvents, list); self.schedule(); },
-    (event) => { applyEvent(jobEvents, event); self.schedule(); });
+    (list) => { jobEvents.list(list); self.schedule(); },
+    (event) => { jobEvents.apply(event); self.schedule(); });
   live(`${base}/events?fieldSelector=involvedObject.kind%3DPod,type%3DWarning`, {}, signal,
-    (list) => { keyed(podWarnings, list); self.schedule(); },
-    (event) => { applyEvent(podWarnings, event); self.schedule(); });
+    (list) => { podWarnings.list(list); self.schedule(); },
+    (event) => { podWarnings.apply(event); self.schedule(); });
   return self;
 }
 
