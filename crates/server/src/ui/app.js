@@ -667,7 +667,7 @@ function recentEvents(keep) {
 // Calls `render` soon, at most every `gap()` ms: a busy Job's changes come by the thousand.
 function throttled(render, gap) {
   let timer = null;
-  let last = 0;
+  let last = -Infinity; // performance.now() starts near 0 in a new page
   return () => {
     if (timer) return;
     timer = setTimeout(() => {
@@ -739,9 +739,9 @@ function jobView(namespace, name) {
       self.painted = true;
       performance.mark("joblet:job-painted");
     }
-    // The timeline draws every pod: at most once a second from 2,000 pods, every 2 s from
+    // The timeline draws every pod: at most once a second from 2,000 pods, every 3 s from
     // 10,000.
-    if (records.size < 2000 || performance.now() - page.timelineAt > (large() ? 2000 : 1000)) {
+    if (records.size < 2000 || performance.now() - page.timelineAt > (large() ? 3000 : 1000)) {
       page.timelineAt = performance.now();
       drawTimeline(page.timeline, job, records, open);
     } else {
@@ -762,13 +762,36 @@ function jobView(namespace, name) {
   };
   // A Job of many pods is redrawn less often: drawing is most of what the page costs.
   const large = () => records.size >= 10000;
-  self.schedule = throttled(() => self.render(), () => (large() ? 500 : 200));
+  self.schedule = throttled(() => self.render(), () => (large() ? 800 : 200));
   const signal = self.watches.signal;
   const base = `/api/v1/namespaces/${namespace}`;
   const selector = `labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`;
-  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}`, {}, signal,
-    (list) => { job = list.items[0] || null; self.listed = true; self.render(); },
-    (event) => { job = event.type === "DELETED" ? null : event.object; self.schedule(); });
+  // The Job: its watch, as table rows, says when it changed, and the whole Job is read then,
+  // at most every 250 ms (the controller writes a busy Job's status hundreds of times a
+  // second, a few KB each time).
+  let gone = false;
+  const readJob = throttled(() => {
+    fetch(`/apis/batch/v1/namespaces/${namespace}/jobs/${name}`, { signal }).then(async (response) => {
+      if (response.status === 401) return location.reload();
+      const read = response.ok ? await response.json() : null;
+      if (gone) return;
+      job = read;
+      self.listed = true;
+      self.render();
+    }).catch(() => {});
+  }, () => (large() ? 500 : 250));
+  const jobChanged = (deleted) => {
+    gone = deleted;
+    if (!gone) return readJob();
+    job = null;
+    self.listed = true;
+    self.render();
+  };
+  readJob(); // at once, not after the watch's list: the first paint waits for it
+  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}&includeObject=None`,
+    { Accept: TABLE }, signal,
+    (table) => jobChanged(!table.rows.length),
+    (event) => jobChanged(event.type === "DELETED"));
   // The pods still running first (a few), so the grid shows them at once; then every pod
   // a page at a time, and the changes from there.
   fetch(`${base}/pods?${selector}&fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed`, { signal })
