@@ -693,6 +693,18 @@ function jobView(namespace, name) {
       grid, timeline: document.createElement("div"), events: document.createElement("div"), timelineAt: 0,
     };
     page.timeline.className = "timeline";
+    // The timeline and the events are drawn when they are on screen or near it: below the
+    // fold, a large Job's timeline would cost the page most of its drawing for nothing.
+    page.near = new Set();
+    const near = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (entry.isIntersecting) page.near.add(entry.target);
+        else page.near.delete(entry.target);
+      }
+      self.schedule();
+    }, { rootMargin: "300px" });
+    near.observe(page.timeline);
+    near.observe(page.events);
     main.replaceChildren(link("#/", "← Jobs"), heading(2, `Job ${name}`), page.actions, page.summary,
       heading(3, job.spec.completionMode === "Indexed" ? "Indexes" : "Pods"), grid.element,
       heading(3, "Timeline"), page.timeline, heading(3, "Events"), page.events);
@@ -723,7 +735,7 @@ function jobView(namespace, name) {
     const policies = [spec.podFailurePolicy && "podFailurePolicy", spec.successPolicy && "successPolicy",
       spec.backoffLimitPerIndex !== undefined && `backoffLimitPerIndex ${spec.backoffLimitPerIndex}`]
       .filter(Boolean).join(", ");
-    page.summary.replaceChildren(definitions([
+    const summary = [
       ["Namespace", namespace],
       ["Conditions", conditions || "none"],
       ["Completions", `${status.succeeded || 0}/${spec.completions ?? "∞"}`],
@@ -733,7 +745,12 @@ function jobView(namespace, name) {
       ["Policies", policies],
       ["Active / failed", `${status.active || 0} / ${status.failed || 0}`],
       ["Duration", duration(job, Date.now())],
-    ]));
+    ];
+    const summaryKey = JSON.stringify(summary);
+    if (summaryKey !== page.summaryKey) {
+      page.summaryKey = summaryKey;
+      page.summary.replaceChildren(definitions(summary));
+    }
     page.grid.update(gridCells(job, records));
     if (!self.painted) {
       self.painted = true;
@@ -741,7 +758,9 @@ function jobView(namespace, name) {
     }
     // The timeline draws every pod: at most once a second from 2,000 pods, every 3 s from
     // 10,000.
-    if (records.size < 2000 || performance.now() - page.timelineAt > (large() ? 3000 : 1000)) {
+    if (!page.near.has(page.timeline)) {
+      page.timelineAt = 0;
+    } else if (records.size < 2000 || performance.now() - page.timelineAt > (large() ? 3000 : 1000)) {
       page.timelineAt = performance.now();
       drawTimeline(page.timeline, job, records, open);
     } else {
@@ -749,7 +768,7 @@ function jobView(namespace, name) {
     }
     // Redrawn when they change (whether a pod's warning is the Job's depends on its pods).
     const eventsKey = `${jobEvents.version}/${podWarnings.version}/${podWarnings.events.size && records.size}`;
-    if (eventsKey !== page.eventsKey) {
+    if (eventsKey !== page.eventsKey && page.near.has(page.events)) {
       page.eventsKey = eventsKey;
       const ours = [...podWarnings.events.values()].filter((e) => records.has(e.involvedObject.name));
       page.events.replaceChildren(eventsTable([...jobEvents.events.values(), ...ours],
