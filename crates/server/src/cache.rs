@@ -147,8 +147,22 @@ pub struct Change {
     pub kind: &'static str,
     pub before: Option<Arc<Entry>>,
     pub after: Option<Arc<Entry>>,
-    /// For a deletion: the last version, stamped with the deletion's resourceVersion.
-    pub deleted: Option<Arc<Entry>>,
+    /// `before` stamped with this change's resourceVersion, made when first asked for.
+    restamped: OnceLock<Option<Arc<Entry>>>,
+}
+
+impl Change {
+    /// What a DELETED event carries, for a deletion or for an object that stopped matching
+    /// a watch's selector: the version before the change, at the change's resourceVersion,
+    /// as upstream's `cacheWatcher.convertToWatchEvent` sends it.
+    pub fn before_restamped(&self) -> Option<Arc<Entry>> {
+        self.restamped
+            .get_or_init(|| {
+                let before = self.before.as_ref()?;
+                Some(Arc::new(restamp(self.kind, before, self.resource_version)))
+            })
+            .clone()
+    }
 }
 
 pub type Key = (String, String);
@@ -295,16 +309,12 @@ impl Cache {
                 before.as_deref(),
                 after.as_deref(),
             );
-            let deleted = match (&before, &after) {
-                (Some(last), None) => Some(Arc::new(restamp(kind, last, rv))),
-                _ => None,
-            };
             inner.history.push_back(Arc::new(Change {
                 resource_version: rv,
                 kind,
                 before,
                 after,
-                deleted,
+                restamped: OnceLock::new(),
             }));
             inner.resource_version = inner.resource_version.max(rv);
         }
@@ -531,7 +541,7 @@ fn index_labels(
     }
 }
 
-/// The last version of a deleted object, carrying the deletion's resourceVersion.
+/// An earlier version of an object, carrying a later change's resourceVersion.
 fn restamp(kind: &'static str, last: &Entry, rv: i64) -> Entry {
     let mut value = last.value();
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -583,7 +593,7 @@ mod tests {
             .map(|c| (c.resource_version, c.before.is_some(), c.after.is_some()))
             .collect();
         assert_eq!(seen, [(2, false, true), (3, true, true), (4, true, false)]);
-        let deleted = changes[2].deleted.as_ref().unwrap();
+        let deleted = changes[2].before_restamped().unwrap();
         assert_eq!(deleted.value()["metadata"]["resourceVersion"], "4");
         assert_eq!(
             changes[1].after.as_ref().unwrap().fields["status.phase"],

@@ -92,7 +92,7 @@ impl Watcher {
                         .list(self.resource.kind, namespace.as_deref(), &self.selector);
                 let now = SystemClock.now_timestamp();
                 for entry in items {
-                    self.render("ADDED", &entry, now);
+                    self.render("ADDED", &entry, entry.resource_version, now);
                     if self.out.len() >= FLUSH_AT && !self.flush().await {
                         return;
                     }
@@ -128,17 +128,20 @@ impl Watcher {
                         }
                         let before = change.before.as_ref().filter(|e| self.visible(e));
                         let after = change.after.as_ref().filter(|e| self.visible(e));
-                        let event = match (before, after, &change.after) {
-                            (None, Some(after), _) => Some(("ADDED", after.clone())),
-                            (Some(_), Some(after), _) => Some(("MODIFIED", after.clone())),
-                            (Some(_), None, Some(no_longer_matching)) => {
-                                Some(("DELETED", no_longer_matching.clone()))
+                        let event = match (before, after) {
+                            (None, Some(after)) => Some(("ADDED", after.clone())),
+                            (Some(_), Some(after)) => Some(("MODIFIED", after.clone())),
+                            // Deleted, or no longer matching the selector: the version
+                            // before, at the change's resourceVersion. A row without the
+                            // object is the one rendered before, with that version.
+                            (Some(before), None) if self.table == Some(Include::None) => {
+                                Some(("DELETED", before.clone()))
                             }
-                            (Some(_), None, None) => change.deleted.clone().map(|d| ("DELETED", d)),
-                            (None, None, _) => None,
+                            (Some(_), None) => change.before_restamped().map(|d| ("DELETED", d)),
+                            (None, None) => None,
                         };
                         if let Some((kind, entry)) = event {
-                            self.render(kind, &entry, now);
+                            self.render(kind, &entry, change.resource_version, now);
                             if self.out.len() >= FLUSH_AT && !self.flush().await {
                                 return;
                             }
@@ -176,8 +179,9 @@ impl Watcher {
     }
 
     /// Appends one event line: the stored JSON (or the rendered row) as it is.
-    /// `now` is the time table rows are rendered at (their ages).
-    fn render(&mut self, kind: &str, entry: &Entry, now: Timestamp) {
+    /// `resource_version` is the event's, `now` the time table rows are rendered at
+    /// (their ages).
+    fn render(&mut self, kind: &str, entry: &Entry, resource_version: i64, now: Timestamp) {
         let out = &mut self.out;
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
@@ -186,10 +190,10 @@ impl Watcher {
             Some(include) => {
                 let row = table::row(entry, include, now);
                 if self.columns_sent {
-                    table::write_watch_row(out, &row, entry.resource_version);
+                    table::write_watch_row(out, &row, resource_version);
                 } else {
                     let columns = table::columns(self.resource);
-                    let table = table::table(columns, &[row], entry.resource_version, None);
+                    let table = table::table(columns, &[row], resource_version, None);
                     out.extend_from_slice(table.as_bytes());
                     self.columns_sent = true;
                 }

@@ -1,6 +1,6 @@
 //! `joblet serve` driven by the real kubectl, as users drive a cluster.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -391,6 +391,70 @@ fn get_jobs_watch_prints_a_row_per_change() {
         rows.last().unwrap().contains("Complete") && rows.last().unwrap().contains("2/2"),
         "{output}"
     );
+}
+
+#[test]
+fn a_pod_that_stops_matching_a_watch_is_deleted_from_it_as_it_was_last_seen() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let watch = |output: &[&str]| {
+        let args = ["get", "pods", "-w", "--output-watch-events"];
+        let selector = ["--field-selector", "status.phase!=Succeeded"];
+        server.background(&[&args[..], output, &selector[..]].concat())
+    };
+    let (mut objects, mut rows) = (watch(&["-o", "json"]), watch(&[]));
+    server.apply(&job("leaving", "", "sleep 1"));
+    server.wait_complete("leaving");
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = |watch: &mut Child| {
+        watch.kill().unwrap();
+        let mut output = String::new();
+        watch
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut output)
+            .unwrap();
+        output
+    };
+    let (output, table) = (stop(&mut objects), stop(&mut rows));
+    // In a table too: the last row is the pod as it was.
+    let last_row: Vec<&str> = table.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (last_row[0], last_row[3]),
+        ("DELETED", "Running"),
+        "{table}"
+    );
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&output)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let seen: Vec<(&str, &str, i64)> = events
+        .iter()
+        .map(|e| {
+            let object = &e["object"];
+            let rv = object["metadata"]["resourceVersion"].as_str().unwrap();
+            (
+                e["type"].as_str().unwrap(),
+                object["status"]["phase"].as_str().unwrap(),
+                rv.parse().unwrap(),
+            )
+        })
+        .collect();
+    // As upstream's watch cache sends it: the object before the change that made it stop
+    // matching, at that change's resourceVersion.
+    let (kind, phase, rv) = *seen.last().unwrap();
+    assert_eq!((kind, phase), ("DELETED", "Running"), "{seen:?}");
+    assert!(seen[..seen.len() - 1].iter().all(|e| e.2 < rv), "{seen:?}");
+    let pod = server.json(&["get", "pods", "-l", "job-name=leaving"]);
+    let pod = &pod["items"][0];
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    let final_rv: i64 = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv <= final_rv, "{seen:?} {final_rv}");
 }
 
 #[test]
