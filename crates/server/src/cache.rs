@@ -1,7 +1,6 @@
 //! The watch cache: every served object in memory, and a window of recent changes, fed by
 //! the engine's writer after each commit. Reads and watches never touch the database.
 
-use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -27,10 +26,6 @@ pub struct Entry {
     /// The fields field selectors may name (`metadata.name`, `status.phase`, ...).
     pub fields: BTreeMap<&'static str, String>,
     kind: &'static str,
-    /// Read once, when a table first needs it.
-    typed: OnceLock<Typed>,
-    /// Read once into the API type of its kind, by [`Entry::object`].
-    object: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
     metadata: OnceLock<String>,
     /// The last table row rendered, for the second and form it was rendered for.
     row: Mutex<Option<(RowKey, Arc<str>)>>,
@@ -80,8 +75,6 @@ impl Entry {
             labels,
             fields,
             kind: resource.kind,
-            typed: OnceLock::new(),
-            object: OnceLock::new(),
             metadata: OnceLock::new(),
             row: Mutex::new(None),
         }
@@ -91,29 +84,27 @@ impl Entry {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
-    pub fn typed(&self) -> &Typed {
-        self.typed.get_or_init(|| {
-            let body = &self.body;
-            let typed = match self.kind {
-                "Pod" => serde_json::from_str(body).map(|o| Typed::Pod(Box::new(o))),
-                "Event" => serde_json::from_str(body).map(|o| Typed::Event(Box::new(o))),
-                _ => serde_json::from_str(body).map(|o| Typed::Namespace(Box::new(o))),
-            };
-            typed.unwrap_or(Typed::Unreadable)
-        })
+    /// The object read into its API type. Read at each call, not kept: the cache holds the
+    /// versions of the last 100,000 changes, and a typed object takes many times the memory
+    /// of its JSON (kept, they grew a server watched by a table by gigabytes).
+    pub fn typed(&self) -> Typed {
+        let body = &self.body;
+        let typed = match self.kind {
+            "Pod" => serde_json::from_str(body).map(|o| Typed::Pod(Box::new(o))),
+            "Event" => serde_json::from_str(body).map(|o| Typed::Event(Box::new(o))),
+            _ => serde_json::from_str(body).map(|o| Typed::Namespace(Box::new(o))),
+        };
+        typed.unwrap_or(Typed::Unreadable)
     }
 
     pub fn kind(&self) -> &'static str {
         self.kind
     }
 
-    /// The object read into `T`, the API type of its kind; `None` if it does not read as one.
-    pub fn object<T: DeserializeOwned + Send + Sync + 'static>(&self) -> Option<&T> {
-        let object = self.object.get_or_init(|| {
-            let object: T = serde_json::from_str(&self.body).ok()?;
-            Some(Box::new(object))
-        });
-        object.as_ref()?.downcast_ref::<T>()
+    /// The object read into `T`, the API type of its kind; `None` if it does not read as
+    /// one. Read at each call, as [`Entry::typed`].
+    pub fn object<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.body).ok()
     }
 
     pub fn cached_row(&self, key: RowKey) -> Option<Arc<str>> {

@@ -115,8 +115,8 @@ fn render_row(entry: &Entry, include: Include, now: Timestamp) -> String {
 /// The cells of the kinds not yet served through a strategy.
 fn typed_cells(entry: &Entry, now: Timestamp) -> Vec<Value> {
     match entry.typed() {
-        Typed::Pod(pod) => pod_cells(pod, now),
-        Typed::Event(event) => event_cells(event, now),
+        Typed::Pod(pod) => pod_cells(&pod, now),
+        Typed::Event(event) => event_cells(&event, now),
         Typed::Namespace(ns) => vec![
             json!(ns.metadata.name.clone().unwrap_or_default()),
             json!(ns

@@ -115,7 +115,6 @@ enum ManagedFields {
 fn stored<S: Strategy>(entry: &crate::cache::Entry) -> Result<S::Object, ApiError> {
     entry
         .object::<S::Object>()
-        .cloned()
         .ok_or_else(|| ApiError::internal(format!("stored {} is unreadable", S::RESOURCE.singular)))
 }
 

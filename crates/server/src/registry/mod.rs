@@ -169,7 +169,7 @@ impl<S: Strategy> Rest for Store<S> {
 
     fn cells(&self, entry: &Entry, now: Timestamp) -> Vec<Value> {
         match entry.object::<S::Object>() {
-            Some(object) => self.0.cells(object, now),
+            Some(object) => self.0.cells(&object, now),
             None => vec![Value::String(entry.name.clone())],
         }
     }

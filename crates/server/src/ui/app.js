@@ -364,11 +364,15 @@ function drawCell(ctx, x, y, size, code) {
 }
 
 // The width a canvas may take in the page, its padding left out (no sideways scrolling on
-// a phone).
+// a phone). Observed rather than read: reading it at each redraw forced a layout each time.
+let mainWidth = 0;
+new ResizeObserver(([entry]) => {
+  if (entry.contentRect.width === mainWidth) return;
+  mainWidth = entry.contentRect.width;
+  view?.schedule?.();
+}).observe(main);
 function contentWidth() {
-  const style = getComputedStyle(main);
-  const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-  return Math.max(200, Math.min(inner || 800, 1200));
+  return Math.max(200, Math.min(mainWidth || 800, 1200));
 }
 
 function describe(cells, i) {
@@ -477,8 +481,11 @@ function makeGrid(namespace, onOpen) {
     cells = next;
     const counts = [0, 0, 0, 0];
     for (const code of cells.states) counts[Math.min(code, FAILED)]++;
-    summary.textContent = `${cells.count} cells: ` + STATES.map((s, c) => `${counts[c]} ${s}`).join(", ");
-    canvas.setAttribute("aria-label", `${summary.textContent}. Arrow keys move between cells, Enter opens a cell's pod.`);
+    const told = `${cells.count} cells: ` + STATES.map((s, c) => `${counts[c]} ${s}`).join(", ");
+    if (told !== summary.textContent) {
+      summary.textContent = told;
+      canvas.setAttribute("aria-label", `${told}. Arrow keys move between cells, Enter opens a cell's pod.`);
+    }
     const width = contentWidth();
     const size = Math.max(3, Math.min(24, Math.floor(Math.sqrt((width * 300) / Math.max(1, cells.count)))));
     const perRow = Math.max(1, Math.floor(width / size));
@@ -796,7 +803,7 @@ function jobView(namespace, name) {
       if (gone) return;
       job = read;
       self.listed = true;
-      self.render();
+      self.schedule();
     }).catch(() => {});
   }, () => (large() ? 500 : 250));
   const jobChanged = (deleted) => {
@@ -823,16 +830,19 @@ function jobView(namespace, name) {
   // pods that fail whole. A pod's times are then when the page saw it start and stop (the
   // API's are whole seconds); a pod that stops running without either is gone ("Deleted").
   let listed = new Set();
-  const indexed = (pod) => Number(pod.split("-").at(-2)); // <job>-<index>-<random>
+  const indexed = (pod) => { // <job>-<index>-<random>
+    const last = pod.lastIndexOf("-");
+    return Number(pod.slice(pod.lastIndexOf("-", last - 1) + 1, last));
+  };
   const seen = (pod, phase, end) => {
     const known = records.get(pod);
+    if (known) {
+      known.phase = phase;
+      known.end = end;
+      return;
+    }
     records.set(pod, {
-      name: pod,
-      index: indexed(pod),
-      created: known?.created ?? new Date().toISOString(),
-      phase,
-      start: known?.start ?? Date.now(),
-      end,
+      name: pod, index: indexed(pod), created: new Date().toISOString(), phase, start: Date.now(), end,
     });
   };
   const tableRows = (onRow) => (event) => {
