@@ -165,12 +165,15 @@ async function watchFrom(path, headers, signal, resourceVersion, onEvent) {
   const separator = path.includes("?") ? "&" : "?";
   const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
   const response = await signedIn(await fetch(url, { headers, signal }));
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  // Decoded here rather than through a TextDecoderStream: a second stream cost each chunk
+  // of a busy watch another round of promises.
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
   let rest = "";
   while (!signal.aborted) {
     const { value, done } = await reader.read();
     if (done) break;
-    const lines = (rest + value).split("\n");
+    const lines = (rest + decoder.decode(value, { stream: true })).split("\n");
     rest = lines.pop();
     for (const line of lines) {
       if (!line.trim()) continue;
