@@ -806,7 +806,9 @@ function jobView(namespace, name) {
       if (gone) return;
       job = read;
       self.listed = true;
-      self.schedule();
+      // The first paint waits for nothing; later reads go with the next throttled redraw.
+      if (self.painted) self.schedule();
+      else self.render();
     }).catch(() => {});
   }, () => (large() ? 500 : 250));
   const jobChanged = (deleted) => {
