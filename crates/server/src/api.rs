@@ -268,6 +268,10 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
                     if options.watch {
                         watch::start(state, resource, namespace, &params, &options, &accept)
                     } else {
+                        let continues = params.get("continue").is_some_and(|c| !c.is_empty());
+                        if let Some(asked) = options.resource_version.filter(|_| !continues) {
+                            wait_for_version(state, asked).await?;
+                        }
                         list(state, resource, namespace, &params, &options, &accept)
                     }
                 }
@@ -399,6 +403,21 @@ impl Continue {
             .map_err(|_| invalid())?;
         serde_json::from_slice(&raw).map_err(|_| invalid())
     }
+}
+
+/// How long a list at a resourceVersion newer than the cache's waits for it, as upstream's
+/// watch cache does (`blockTimeout`) before answering 504.
+const FUTURE_VERSION_WAIT: Duration = Duration::from_secs(3);
+
+async fn wait_for_version(state: &AppState, asked: i64) -> Result<(), ApiError> {
+    if asked > state.cache.resource_version() {
+        state.cache.wait_for(asked, FUTURE_VERSION_WAIT).await;
+    }
+    let current = state.cache.resource_version();
+    if asked > current {
+        return Err(ApiError::resource_version_too_large(asked, current));
+    }
+    Ok(())
 }
 
 fn list(

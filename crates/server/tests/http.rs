@@ -739,6 +739,46 @@ async fn patches_that_would_blow_up_the_object_are_refused() {
 }
 
 #[tokio::test]
+async fn a_list_at_a_resource_version_not_reached_waits_then_answers_504() {
+    let app = App::new();
+    let (_, list) = app.call("GET", JOBS, "application/json", None).await;
+    let current: i64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?resourceVersion={current}"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let asked = current + 1000;
+    let (status, body) = app
+        .call(
+            "GET",
+            &format!("{JOBS}?resourceVersion={asked}&resourceVersionMatch=NotOlderThan"),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["reason"], "Timeout");
+    assert_eq!(
+        body["message"],
+        format!("Timeout: Too large resource version: {asked}, current: {current}")
+    );
+    assert_eq!(body["details"]["retryAfterSeconds"], 1);
+    assert_eq!(
+        body["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+}
+
+#[tokio::test]
 async fn malformed_list_and_watch_queries_are_refused_by_name() {
     let app = App::new();
     let pods = "/api/v1/namespaces/default/pods";
