@@ -138,6 +138,11 @@ fn manager_names(object: &Value) -> Vec<&str> {
         .collect()
 }
 
+fn resource_version(object: &Value) -> i64 {
+    let text = object["metadata"]["resourceVersion"].as_str().unwrap();
+    text.parse().unwrap()
+}
+
 fn item_names(list: &Value) -> Vec<&str> {
     list["items"]
         .as_array()
@@ -254,11 +259,7 @@ async fn a_created_job_is_read_listed_paged_and_watched_to_its_end() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["spec"]["backoffLimit"], 6);
-    let created_rv: i64 = created["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let created_rv = resource_version(&created);
     let (status, _) = app
         .call(
             "POST",
@@ -302,11 +303,7 @@ async fn a_created_job_is_read_listed_paged_and_watched_to_its_end() {
     for line in text.lines() {
         let event: Value = serde_json::from_str(line).unwrap();
         assert_eq!(event["object"]["metadata"]["name"], "a", "{line}");
-        let rv: i64 = event["object"]["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let rv = resource_version(&event["object"]);
         assert!(rv > last_rv, "in order: {text}");
         last_rv = rv;
     }
@@ -742,11 +739,7 @@ async fn patches_that_would_blow_up_the_object_are_refused() {
 async fn a_list_at_a_resource_version_not_reached_waits_then_answers_504() {
     let app = App::new();
     let (_, list) = app.call("GET", JOBS, "application/json", None).await;
-    let current: i64 = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let current = resource_version(&list);
     let (status, _) = app
         .call(
             "GET",
