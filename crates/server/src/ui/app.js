@@ -234,6 +234,9 @@ function show(next) {
 
 function jobsView() {
   const self = { alive: true, render: renderJobs, watches: new AbortController() };
+  // A running Job's status changes hundreds of times a second: the table is redrawn at most
+  // every 250 ms, not at each change.
+  const draw = throttled(() => { if (self.alive) renderJobs(); }, () => 250);
   live(
     "/apis/batch/v1/jobs?includeObject=Object",
     { Accept: TABLE },
@@ -249,7 +252,7 @@ function jobsView() {
         if (event.type === "DELETED") jobs.delete(key(row.object));
         else keep(row);
       }
-      if (self.alive) renderJobs();
+      draw();
     },
   );
   return self;
