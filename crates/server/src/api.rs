@@ -268,11 +268,7 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
                     if options.watch {
                         watch::start(state, resource, namespace, &params, &options, &accept)
                     } else {
-                        let continues = params.get("continue").is_some_and(|c| !c.is_empty());
-                        if let Some(asked) = options.resource_version.filter(|_| !continues) {
-                            wait_for_version(state, asked).await?;
-                        }
-                        list(state, resource, namespace, &params, &options, &accept)
+                        list(state, resource, namespace, &params, &options, &accept).await
                     }
                 }
                 Method::POST => {
@@ -410,9 +406,7 @@ impl Continue {
 const FUTURE_VERSION_WAIT: Duration = Duration::from_secs(3);
 
 async fn wait_for_version(state: &AppState, asked: i64) -> Result<(), ApiError> {
-    if asked > state.cache.resource_version() {
-        state.cache.wait_for(asked, FUTURE_VERSION_WAIT).await;
-    }
+    state.cache.wait_for(asked, FUTURE_VERSION_WAIT).await;
     let current = state.cache.resource_version();
     if asked > current {
         return Err(ApiError::resource_version_too_large(asked, current));
@@ -420,7 +414,7 @@ async fn wait_for_version(state: &AppState, asked: i64) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn list(
+async fn list(
     state: &AppState,
     resource: &'static Resource,
     namespace: Option<&str>,
@@ -442,6 +436,9 @@ fn list(
         return Err(ApiError::bad_request(
             "specifying resource version is not allowed when using continue",
         ));
+    }
+    if let Some(asked) = options.resource_version {
+        wait_for_version(state, asked).await?;
     }
     let limit = options.limit;
     let after = token.as_ref().map(|t| &t.start);

@@ -96,7 +96,7 @@ fn operations(resource: &Resource, object: &Value, list: &Value, gvk: &Value) ->
         ""
     };
     let kind = resource.kind;
-    let query = |name: &str, kind: &str| json!({"name": name, "in": "query", "schema": {"type": kind, "uniqueItems": true}});
+    let query = |name: &str, type_: &str| json!({"name": name, "in": "query", "schema": {"type": type_, "uniqueItems": true}});
     let path = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "uniqueItems": true}});
     let writes = || {
         vec![
@@ -115,7 +115,7 @@ fn operations(resource: &Resource, object: &Value, list: &Value, gvk: &Value) ->
             ("resourceVersionMatch", "string"),
             ("timeoutSeconds", "integer"),
         ]
-        .map(|(name, kind)| query(name, kind))
+        .map(|(name, type_)| query(name, type_))
         .to_vec()
     };
     let answer = |schema: &Value, codes: &[&str]| {
