@@ -202,7 +202,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO objects (kind, namespace, name, resource_version, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                // An update in place: REPLACE would delete the row and append it anew,
+                // dirtying two leaves and the index per write.
+                "INSERT INTO objects (kind, namespace, name, resource_version, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, namespace, name) DO UPDATE SET resource_version = excluded.resource_version, body = excluded.body",
             )?;
             let mut delete = tx.prepare_cached(
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
