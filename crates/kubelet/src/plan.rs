@@ -23,11 +23,40 @@ pub enum RestartPolicy {
     Always,
 }
 
+impl RestartPolicy {
+    fn parse(policy: Option<&str>) -> Option<RestartPolicy> {
+        match policy? {
+            "Never" => Some(RestartPolicy::Never),
+            "OnFailure" => Some(RestartPolicy::OnFailure),
+            "Always" => Some(RestartPolicy::Always),
+            _ => None,
+        }
+    }
+
+    fn restarts(self, code: i32) -> bool {
+        match self {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Always => true,
+        }
+    }
+}
+
+/// A container's own `restartPolicy` and `restartPolicyRules` (ContainerRestartRules), which
+/// decide before the pod's policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerRestart {
+    pub policy: Option<RestartPolicy>,
+    /// The exit codes of each `Restart` rule, in order: `In` (true) or `NotIn` (false) them.
+    pub rules: Vec<(bool, Vec<i32>)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerPlan {
     pub name: String,
     pub image: String,
     pub kind: Kind,
+    pub restart: ContainerRestart,
 }
 
 /// The kubelet's crash-loop back-off (`doBackOff` over `flowcontrol.Backoff`): the first
@@ -72,6 +101,7 @@ impl PodPlan {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             kind,
+            restart: container_restart(c),
         };
         let inits = spec.init_containers.iter().flatten().map(|c| {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
@@ -82,11 +112,8 @@ impl PodPlan {
         PodPlan {
             pod: format_pod(pod),
             containers: inits.chain(mains).collect(),
-            restart_policy: match spec.restart_policy.as_deref() {
-                Some("Never") => RestartPolicy::Never,
-                Some("OnFailure") => RestartPolicy::OnFailure,
-                _ => RestartPolicy::Always,
-            },
+            restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref())
+                .unwrap_or(RestartPolicy::Always),
             grace: seconds(spec.termination_grace_period_seconds.unwrap_or(30)),
             active_deadline: spec.active_deadline_seconds.map(seconds),
             backoff,
@@ -97,14 +124,44 @@ impl PodPlan {
         self.containers.iter().any(|c| c.kind != Kind::Main)
     }
 
-    /// Whether a main container that ended with `code` starts again
-    /// (`ShouldContainerBeRestarted`).
-    pub(crate) fn restarts_main(&self, code: i32) -> bool {
-        match self.restart_policy {
-            RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => code != 0,
-            RestartPolicy::Always => true,
-        }
+    /// Whether container `i`, ended with `code`, starts again in place
+    /// (`ContainerShouldRestart`): its rules in order, then its own policy, then the pod's.
+    pub(crate) fn restarts(&self, i: usize, code: i32) -> bool {
+        let own = &self.containers[i].restart;
+        let Some(policy) = own.policy else {
+            return self.restart_policy.restarts(code);
+        };
+        let matches = |(is_in, codes): &(bool, Vec<i32>)| codes.contains(&code) == *is_in;
+        own.rules.iter().any(matches) || policy.restarts(code)
+    }
+
+    /// [`PodPlan::restarts`] for the container of that name.
+    pub(crate) fn restarts_named(&self, name: &str, code: i32) -> bool {
+        (self.containers.iter().position(|c| c.name == name))
+            .is_some_and(|i| self.restarts(i, code))
+    }
+}
+
+/// What a container says of its own restarts. Rules with another action, or an operator
+/// upstream does not know, match nothing, as upstream's `findMatchingContainerRestartRule`.
+fn container_restart(
+    container: &joblet_api::k8s_openapi::api::core::v1::Container,
+) -> ContainerRestart {
+    let rules = (container.restart_policy_rules.iter().flatten())
+        .filter(|rule| rule.action == "Restart")
+        .filter_map(|rule| {
+            let codes = rule.exit_codes.as_ref()?;
+            let is_in = match codes.operator.as_str() {
+                "In" => true,
+                "NotIn" => false,
+                _ => return None,
+            };
+            Some((is_in, codes.values.clone().unwrap_or_default()))
+        })
+        .collect();
+    ContainerRestart {
+        policy: RestartPolicy::parse(container.restart_policy.as_deref()),
+        rules,
     }
 }
 

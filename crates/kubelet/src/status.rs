@@ -11,7 +11,7 @@ use joblet_api::k8s_openapi::api::core::v1::{
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 
-use crate::plan::{ContainerPlan, Kind, PodPlan, RestartPolicy};
+use crate::plan::{ContainerPlan, Kind, PodPlan};
 use crate::sync::{ContainerRecord, Ending, ImageError, ImageFailure, Observed, Run, State};
 
 /// How an exited container is shown: as it ended, or waiting to start again.
@@ -335,6 +335,8 @@ fn phase(
     };
     let (mut pending_init, mut failed_init, mut pending_sidecars) = (0, 0, 0);
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    // Stopped containers that start again in place.
+    let mut restarting = 0;
     for status in inits {
         let st = state(status);
         if kind_of(&status.name) == Some(Kind::Sidecar) {
@@ -352,10 +354,16 @@ fn phase(
         }
         match (&st.running, &st.terminated, &st.waiting) {
             (Some(_), _, _) => pending_init += 1,
-            (_, Some(t), _) if t.exit_code != 0 => failed_init += 1,
+            (_, Some(t), _) if t.exit_code != 0 => {
+                match plan.restarts_named(&status.name, t.exit_code) {
+                    true => pending_init += 1,
+                    false => failed_init += 1,
+                }
+            }
             (_, Some(_), _) => {}
+            // Waiting to start again after a failed run.
             (_, _, Some(_)) => match last_run_failed(status) {
-                Some(true) => failed_init += 1,
+                Some(true) => pending_init += 1,
                 Some(false) => {}
                 None => pending_init += 1,
             },
@@ -371,8 +379,13 @@ fn phase(
             if t.exit_code == 0 {
                 succeeded += 1;
             }
+            if plan.restarts_named(&status.name, t.exit_code) {
+                restarting += 1;
+            }
         } else if last_run_failed(status).is_some() {
+            // Waiting to start again after a run.
             stopped += 1;
+            restarting += 1;
         } else {
             waiting += 1;
         }
@@ -380,21 +393,19 @@ fn phase(
     let initialized = mains
         .iter()
         .any(|s| state(s).waiting.is_none() || s.last_state.is_some());
-    let phase = if failed_init > 0 && plan.restart_policy == RestartPolicy::Never {
+    let phase = if failed_init > 0 {
         "Failed"
     } else if pending_init > 0 || (pending_sidecars > 0 && !initialized) || waiting > 0 {
         "Pending"
     } else if running > 0 {
         "Running"
+    } else if stopped > 0 && restarting > 0 && !done {
+        // A container on its way back keeps the pod running.
+        "Running"
     } else if stopped > 0 {
-        match plan.restart_policy {
-            _ if done && stopped == succeeded => "Succeeded",
-            _ if done => "Failed",
-            // Every container is on its way back.
-            RestartPolicy::Always => "Running",
-            _ if stopped == succeeded => "Succeeded",
-            RestartPolicy::Never => "Failed",
-            RestartPolicy::OnFailure => "Running",
+        match stopped == succeeded {
+            true => "Succeeded",
+            false => "Failed",
         }
     } else {
         "Pending"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use joblet_api::k8s_openapi::api::core::v1::PodStatus;
 use joblet_api::k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::plan::{Kind, PodPlan, RestartPolicy};
+use crate::plan::{Kind, PodPlan};
 use crate::status::{pod_status, Shown};
 use crate::StopRequest;
 
@@ -296,7 +296,7 @@ fn containers_to_start(plan: &PodPlan, seen: &Observed) -> Next {
             State::NotStarted | State::ConfigError { .. } | State::NoImage(_) => start.push(i),
             State::Pulling { .. } | State::Running { .. } | State::Stopping { .. } => running += 1,
             State::Exited(run) => {
-                if plan.restarts_main(run.exit.code) {
+                if plan.restarts(i, run.exit.code) {
                     start.push(i);
                 }
                 last_exit = last_exit.max(Some(run.finished_at));
@@ -368,7 +368,7 @@ fn init_containers_to_start(
             None => {}
             Some(_) if sidecar => start.push(i),
             Some(run) if run.exit.code != 0 => {
-                if plan.restart_policy == RestartPolicy::Never {
+                if !plan.restarts(i, run.exit.code) {
                     return Err(run.finished_at);
                 }
                 start.push(i);

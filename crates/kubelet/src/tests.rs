@@ -748,3 +748,124 @@ fn the_active_deadline_ends_a_pod_waiting_for_its_image() {
     assert_eq!(n.phase(), "Failed");
     assert_eq!(n.state("a"), "terminated 137 ContainerStatusUnknown");
 }
+
+fn ruled(name: &str, policy: &str, rules: Value) -> Value {
+    json!({"name": name, "image": "busybox", "command": ["true"],
+           "restartPolicy": policy, "restartPolicyRules": rules})
+}
+
+fn rule(operator: &str, codes: &[i32]) -> Value {
+    json!({"action": "Restart", "exitCodes": {"operator": operator, "values": codes}})
+}
+
+#[test]
+fn a_restart_rule_restarts_a_container_in_place_and_the_pod_stays_running() {
+    let rules = json!([rule("In", &[42])]);
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [ruled("a", "Never", rules)]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.exit("a", 42, 1);
+    assert_eq!(
+        n.starts(1),
+        ["a"],
+        "exit 42 matches the rule: restarted at once"
+    );
+    assert_eq!(n.phase(), "Running");
+    n.run("a", 1);
+    n.exit("a", 0, 2);
+    let end = n.sync(2);
+    assert!(
+        end.start.is_empty() && end.done,
+        "exit 0 matches no rule; Never"
+    );
+    let a = n.container("a").clone();
+    assert_eq!((n.phase(), a.restart_count), ("Succeeded", 1));
+    assert_eq!(a.last_state.unwrap().terminated.unwrap().exit_code, 42);
+}
+
+#[test]
+fn restart_rules_decide_in_order_then_the_containers_policy_then_the_pods() {
+    let cases = [
+        // (pod policy, container policy, rules, exit code, restarts)
+        ("Never", "Never", json!([rule("In", &[1, 2])]), 2, true),
+        ("Never", "Never", json!([rule("In", &[1, 2])]), 3, false),
+        ("Never", "Never", json!([rule("NotIn", &[0])]), 5, true),
+        ("Never", "Never", json!([rule("NotIn", &[0])]), 0, false),
+        // Exit 0 is a code like another.
+        ("Never", "Never", json!([rule("In", &[0])]), 0, true),
+        // No rule matches: the container's own policy, not the pod's.
+        ("Always", "Never", json!([rule("In", &[42])]), 1, false),
+        ("Never", "OnFailure", json!([rule("In", &[42])]), 1, true),
+        ("Never", "OnFailure", json!([rule("In", &[42])]), 0, false),
+        ("Never", "Always", json!([]), 0, true),
+        // An operator upstream does not know matches nothing.
+        (
+            "Never",
+            "Never",
+            json!([{"action": "Restart", "exitCodes": {"operator": "Equals", "values": [1]}}]),
+            1,
+            false,
+        ),
+    ];
+    for (pod, own, rules, code, restarts) in cases {
+        let spec = json!({"restartPolicy": pod, "containers": [ruled("a", own, rules.clone())]});
+        let mut n = node(spec);
+        n.sync(0);
+        n.run("a", 0);
+        n.exit("a", code, 1);
+        let started = n.starts(1);
+        assert_eq!(
+            !started.is_empty(),
+            restarts,
+            "pod {pod}, container {own}, {rules}, exit {code}"
+        );
+    }
+}
+
+#[test]
+fn restarted_by_a_rule_again_and_again_a_container_backs_off_doubling() {
+    let rules = json!([rule("In", &[42])]);
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [ruled("a", "Never", rules)]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.exit("a", 42, 1);
+    assert_eq!(n.starts(1), ["a"]);
+    n.run("a", 1);
+    n.exit("a", 42, 2);
+    let first = n.sync(2);
+    assert_eq!((first.start.len(), first.wake_at), (0, Some(at(12))));
+    assert_eq!(
+        (n.state("a").as_str(), n.phase()),
+        ("waiting CrashLoopBackOff", "Running")
+    );
+    assert_eq!(n.starts(12), ["a"]);
+    n.run("a", 12);
+    n.exit("a", 42, 13);
+    assert_eq!(n.sync(13).wake_at, Some(at(33)), "then 20 s");
+}
+
+#[test]
+fn an_init_container_restarted_by_a_rule_does_not_fail_the_pod() {
+    let rules = json!([rule("In", &[7])]);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [ruled("i", "Never", rules)], "containers": [c("a")]});
+    let mut n = node(spec);
+    assert_eq!(n.starts(0), ["i"]);
+    n.run("i", 0);
+    n.exit("i", 7, 1);
+    assert_eq!(n.starts(1), ["i"]);
+    assert_eq!(n.phase(), "Pending");
+    n.run("i", 1);
+    n.exit("i", 0, 2);
+    assert_eq!(n.starts(2), ["a"]);
+    // Another code fails it for good, and the pod with it.
+    let rules = json!([rule("In", &[7])]);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [ruled("i", "Never", rules)], "containers": [c("a")]});
+    let mut n = node(spec);
+    n.sync(0);
+    n.run("i", 0);
+    n.exit("i", 8, 1);
+    n.sync(1);
+    assert_eq!(n.phase(), "Failed");
+}
