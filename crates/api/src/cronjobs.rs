@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 
 use crate::config::Valid;
 use crate::field::{FieldError, Invalid};
+use crate::version::Emulation;
 
 const KIND: &str = "CronJob.batch";
 
@@ -17,7 +18,7 @@ pub const CONCURRENCY_POLICIES: [&str; 3] = ["Allow", "Forbid", "Replace"];
 
 /// Defaults as `SetDefaults_CronJob` and the pod template's.
 pub fn apply_defaults(cron: &mut CronJob) {
-    let spec = cron.spec.get_or_insert_with(Default::default);
+    let spec = &mut cron.spec;
     if spec.concurrency_policy.is_none() {
         spec.concurrency_policy = Some("Allow".to_string());
     }
@@ -60,9 +61,8 @@ pub fn validate(cron: &CronJob, old: Option<&CronJob>) -> Result<(), Invalid> {
     let mut errors = Vec::new();
     let name = cron.metadata.name.clone().unwrap_or_default();
     crate::validation::validate_name(&name, &mut errors);
-    let default_spec = Default::default();
-    let spec = cron.spec.as_ref().unwrap_or(&default_spec);
-    let old_spec = old.and_then(|o| o.spec.as_ref());
+    let spec = &cron.spec;
+    let old_spec = old.map(|o| &o.spec);
     if spec.schedule.is_empty() {
         errors.push(FieldError::required("spec.schedule", ""));
     } else {
@@ -185,12 +185,10 @@ fn validate_time_zone(zone: &str, errors: &mut Vec<FieldError>) {
 fn validate_job_template(cron: &CronJob, errors: &mut Vec<FieldError>) {
     const PREFIX: &str = "spec.jobTemplate.spec";
     let default_job = Default::default();
-    let job = (cron.spec.as_ref())
-        .and_then(|s| s.job_template.spec.as_ref())
-        .unwrap_or(&default_job);
+    let job = cron.spec.job_template.spec.as_ref().unwrap_or(&default_job);
     let name = cron.metadata.name.as_deref().unwrap_or_default();
     let mut template_errors = Vec::new();
-    crate::validation::validate_spec(name, job, false, &mut template_errors);
+    crate::validation::validate_spec(name, job, false, Emulation::default(), &mut template_errors);
     for mut error in template_errors {
         if let Some(rest) = error.path.strip_prefix("spec") {
             error.path = format!("{PREFIX}{rest}");
@@ -246,7 +244,7 @@ mod tests {
 
     #[test]
     fn defaults_are_upstreams() {
-        let spec = cron(json!({})).spec.unwrap();
+        let spec = cron(json!({})).spec;
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Allow"));
         assert_eq!(spec.suspend, Some(false));
         assert_eq!(spec.successful_jobs_history_limit, Some(3));

@@ -89,8 +89,8 @@ pub fn apply_defaults(job: &mut Job) {
     if let Some(policy) = spec.pod_failure_policy.as_mut() {
         for rule in &mut policy.rules {
             for pattern in rule.on_pod_conditions.iter_mut().flatten() {
-                if pattern.status.is_empty() {
-                    pattern.status = "True".to_string();
+                if pattern.status.as_deref().is_none_or(str::is_empty) {
+                    pattern.status = Some("True".to_string());
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The batch/v1 API as joblet accepts it: wire types (from `k8s-openapi`), manifest
 //! parsing, the API server's defaulting and validation, and index sets.
 
+pub mod alpha;
 pub mod config;
 pub mod cron;
 pub mod cronjobs;
@@ -19,6 +20,7 @@ pub mod services;
 pub mod update;
 pub mod valid;
 pub mod validation;
+pub mod version;
 pub mod volumes;
 pub mod yaml;
 

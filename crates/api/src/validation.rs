@@ -18,6 +18,7 @@ use crate::valid::{
     CompletionMode, ExitCodeOperator, ExitCodesRule, FailurePolicyAction, FailurePolicyRule,
     PodConditionPattern, PodReplacementPolicy, RestartPolicy, SuccessPolicyRule, ValidJob,
 };
+use crate::version::Emulation;
 
 const MAX_INDEXED_PARALLELISM: i32 = 100_000;
 const MAX_COMPLETIONS_FOR_PER_INDEX_BACKOFF: i32 = 100_000;
@@ -54,6 +55,11 @@ pub fn validate_job_for_cluster(job: &Job) -> Result<(), Invalid> {
 /// Validates a Job that went through [`crate::prepare_for_create`] (or was read back from
 /// the store) and returns its concrete form, or every error found.
 pub fn validate_job(job: &Job) -> Result<ValidJob, Invalid> {
+    validate_job_as(job, Emulation::default())
+}
+
+/// [`validate_job`] by the rules of an emulated version's API server.
+pub fn validate_job_as(job: &Job, emulation: Emulation) -> Result<ValidJob, Invalid> {
     let mut errors = Vec::new();
     let name = job.metadata.name.clone().unwrap_or_default();
     validate_name(&name, &mut errors);
@@ -63,7 +69,7 @@ pub fn validate_job(job: &Job) -> Result<ValidJob, Invalid> {
     if !manual {
         validate_generated_selector(job, spec, &mut errors);
     }
-    let valid = validate_spec(&name, spec, manual, &mut errors);
+    let valid = validate_spec(&name, spec, manual, emulation, &mut errors);
     match valid {
         Some(fields) if errors.is_empty() => Ok(ValidJob::new(job.clone(), fields)),
         _ => Err(Invalid {
@@ -155,8 +161,10 @@ pub(crate) fn validate_spec(
     name: &str,
     spec: &JobSpec,
     manual_selector: bool,
+    emulation: Emulation,
     errors: &mut Vec<FieldError>,
 ) -> Option<crate::valid::Fields> {
+    crate::alpha::refuse_alpha_fields(spec, errors);
     non_negative("spec.parallelism", spec.parallelism, errors);
     non_negative("spec.completions", spec.completions, errors);
     non_negative(
@@ -232,7 +240,7 @@ pub(crate) fn validate_spec(
         .map(|p| validate_success_policy(p, spec, mode, errors))
         .unwrap_or_default();
     let replacement = validate_replacement_policy(spec, errors);
-    validate_pod_spec(&pod, errors);
+    validate_pod_spec(&pod, emulation, errors);
 
     Some(crate::valid::Fields {
         parallelism,
@@ -511,7 +519,7 @@ fn validate_failure_policy(
                         "name part must be non-empty",
                     ));
                 }
-                let status = pattern.status.as_str();
+                let status = pattern.status.as_deref().unwrap_or_default();
                 match status {
                     "True" | "False" | "Unknown" => {}
                     "" => errors.push(FieldError::required(
@@ -713,7 +721,7 @@ const SUPPORTED_FIELD_PATHS: &[&str] = &[
 
 /// The parts of pod-template validation that matter for running it, plus joblet's own
 /// rule that every container names its command.
-fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
+fn validate_pod_spec(pod: &PodSpec, emulation: Emulation, errors: &mut Vec<FieldError>) {
     const SPEC: &str = "spec.template.spec";
     if pod.containers.is_empty() {
         errors.push(FieldError::required(format!("{SPEC}.containers"), ""));
@@ -738,7 +746,7 @@ fn validate_pod_spec(pod: &PodSpec, errors: &mut Vec<FieldError>) {
         let volumes = pod.volumes.as_deref().unwrap_or_default();
         validate_container(&path, container, runtime, volumes, &mut names, errors);
     }
-    validate_container_restart_policies(pod, errors);
+    validate_container_restart_policies(pod, emulation, errors);
     if pod.resources.as_ref().is_some_and(|r| {
         r.limits.as_ref().is_some_and(|l| !l.is_empty())
             || r.requests.as_ref().is_some_and(|l| !l.is_empty())
@@ -809,44 +817,111 @@ fn validate_names_of_the_pod(pod: &PodSpec, spec: &str, errors: &mut Vec<FieldEr
     }
 }
 
-/// Why a field of an alpha feature is refused rather than dropped in silence, as a 1.34 API
-/// server with its default feature gates would drop it.
-const ALPHA_IN_1_34: &str =
-    "an alpha field of Kubernetes 1.34, off by default there (a cluster would drop it): joblet does not run it";
-
-/// A container's own `restartPolicy`: `Always` makes an init container a sidecar; regular
-/// containers may not have one (`restartPolicyRules` is alpha in 1.34, off by default).
-fn validate_container_restart_policies(pod: &PodSpec, errors: &mut Vec<FieldError>) {
+/// A container's own `restartPolicy` (`Always` makes an init container a sidecar) and its
+/// `restartPolicyRules`: from 1.35 (ContainerRestartRules) any container may have them;
+/// before, only a sidecar's `Always`.
+fn validate_container_restart_policies(
+    pod: &PodSpec,
+    emulation: Emulation,
+    errors: &mut Vec<FieldError>,
+) {
     const SPEC: &str = "spec.template.spec";
-    let containers = (pod.init_containers.iter().flatten().enumerate())
-        .map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c))
-        .chain(
-            (pod.containers.iter().enumerate())
-                .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c)),
-        );
-    for (path, container) in containers {
-        if container.restart_policy_rules.is_some() {
-            errors.push(
-                FieldError::forbidden(format!("{path}.restartPolicyRules"), ALPHA_IN_1_34)
-                    .node_limit(),
-            );
+    let inits = (pod.init_containers.iter().flatten().enumerate())
+        .map(|(i, c)| (format!("{SPEC}.initContainers[{i}]"), c, true));
+    let mains = (pod.containers.iter().enumerate())
+        .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c, false));
+    for (path, container, init) in inits.chain(mains) {
+        if emulation.container_restart_rules() {
+            validate_container_restart_policy(&path, container, errors);
+            continue;
         }
-    }
-    for (i, container) in pod.init_containers.iter().flatten().enumerate() {
-        match container.restart_policy.as_deref() {
-            None | Some("Always") => {}
-            Some(other) => errors.push(FieldError::not_supported(
-                format!("{SPEC}.initContainers[{i}].restartPolicy"),
+        match (init, container.restart_policy.as_deref()) {
+            (_, None) | (true, Some("Always")) => {}
+            (true, Some(other)) => errors.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
                 other,
                 &["Always"],
             )),
+            (false, Some(_)) => errors.push(FieldError::forbidden(
+                format!("{path}.restartPolicy"),
+                "may not be set for non-init containers",
+            )),
         }
     }
-    for (i, container) in pod.containers.iter().enumerate() {
-        if container.restart_policy.is_some() {
-            errors.push(FieldError::forbidden(
-                format!("{SPEC}.containers[{i}].restartPolicy"),
-                "may not be set for non-init containers",
+}
+
+const MAX_RESTART_RULES: usize = 20;
+const MAX_RULE_EXIT_CODES: usize = 255;
+
+/// `validateContainerRestartPolicy`: rules only beside the container's own policy, at most
+/// 20 of them, each a `Restart` on exit codes `In` or `NotIn` at most 255 values.
+fn validate_container_restart_policy(
+    path: &str,
+    container: &Container,
+    errors: &mut Vec<FieldError>,
+) {
+    let rules = container
+        .restart_policy_rules
+        .as_deref()
+        .unwrap_or_default();
+    let policy = format!("{path}.restartPolicy");
+    match container.restart_policy.as_deref() {
+        None if !rules.is_empty() => errors.push(FieldError::required(
+            policy,
+            "must specify restartPolicy when restart rules are used",
+        )),
+        None | Some("Always" | "OnFailure" | "Never") => {}
+        Some(other) => errors.push(FieldError::not_supported(
+            policy,
+            other,
+            &["Always", "OnFailure", "Never"],
+        )),
+    }
+    let rules_path = format!("{path}.restartPolicyRules");
+    if rules.len() > MAX_RESTART_RULES {
+        errors.push(FieldError::too_many(
+            &rules_path,
+            rules.len(),
+            MAX_RESTART_RULES,
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let here = format!("{rules_path}[{i}]");
+        match rule.action.as_str() {
+            "Restart" => {}
+            "RestartAllContainers" => errors.push(
+                FieldError::forbidden(
+                    format!("{here}.action"),
+                    "joblet does not run RestartAllContainers yet",
+                )
+                .node_limit(),
+            ),
+            other => errors.push(FieldError::not_supported(
+                format!("{here}.action"),
+                other,
+                &["Restart", "RestartAllContainers"],
+            )),
+        }
+        let Some(codes) = &rule.exit_codes else {
+            errors.push(FieldError::required(
+                format!("{here}.exitCodes"),
+                "must be specified",
+            ));
+            continue;
+        };
+        if !matches!(codes.operator.as_str(), "In" | "NotIn") {
+            errors.push(FieldError::not_supported(
+                format!("{here}.exitCodes.operator"),
+                &codes.operator,
+                &["In", "NotIn"],
+            ));
+        }
+        let values = codes.values.as_ref().map_or(0, Vec::len);
+        if values > MAX_RULE_EXIT_CODES {
+            errors.push(FieldError::too_many(
+                format!("{here}.exitCodes.values"),
+                values,
+                MAX_RULE_EXIT_CODES,
             ));
         }
     }
@@ -1116,8 +1191,11 @@ fn validate_env_source(
     if source.file_key_ref.is_some() {
         sources += 1;
         errors.push(
-            FieldError::forbidden(format!("{path}.valueFrom.fileKeyRef"), ALPHA_IN_1_34)
-                .node_limit(),
+            FieldError::forbidden(
+                format!("{path}.valueFrom.fileKeyRef"),
+                "joblet does not read environment variables from env files (EnvFiles)",
+            )
+            .node_limit(),
         );
     }
     if let Some(selector) = &source.resource_field_ref {
@@ -1424,11 +1502,15 @@ spec:
 
     /// Applies a JSON merge patch to the base manifest, prepares and validates it.
     fn errors_for(patch: serde_json::Value) -> Vec<String> {
+        errors_for_as(patch, Emulation::default())
+    }
+
+    fn errors_for_as(patch: serde_json::Value, emulation: Emulation) -> Vec<String> {
         let mut value = crate::yaml::document(BASE).unwrap();
         merge(&mut value, patch);
         let mut job: Job = serde_json::from_value(value).unwrap();
         crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
-        match validate_job(&job) {
+        match validate_job_as(&job, emulation) {
             Ok(_) => Vec::new(),
             Err(invalid) => invalid.errors.iter().map(ToString::to_string).collect(),
         }
@@ -1546,12 +1628,15 @@ spec:
     }
 
     #[test]
-    fn a_container_restart_policy_makes_a_sidecar_of_an_init_container_only() {
+    fn before_1_35_a_container_restart_policy_makes_a_sidecar_of_an_init_container_only() {
         let spec = |init: serde_json::Value, main: serde_json::Value| json!({"spec": {"template": {"spec": {"initContainers": [init], "containers": [main]}}}});
         let c = |name: &str, policy: Option<&str>| json!({"name": name, "image": "busybox", "command": ["true"], "restartPolicy": policy});
         assert!(errors_for(spec(c("proxy", Some("Always")), c("main", None))).is_empty());
+        // From 1.35 any container may have its own policy.
+        let own = spec(c("proxy", Some("OnFailure")), c("main", Some("Always")));
+        assert!(errors_for(own.clone()).is_empty());
         assert_eq!(
-            errors_for(spec(c("proxy", Some("OnFailure")), c("main", Some("Always")))),
+            errors_for_as(own, "1.34".parse().unwrap()),
             [
                 "spec.template.spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
                 "spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
@@ -1560,19 +1645,94 @@ spec:
     }
 
     #[test]
-    fn alpha_fields_are_refused_with_their_path_not_dropped() {
+    fn env_files_are_refused_with_their_path() {
         let errors = errors_for(json!({"spec": {"template": {"spec": {"containers": [
             {"name": "main", "image": "busybox", "command": ["true"],
-             "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}],
              "env": [{"name": "V", "valueFrom": {"fileKeyRef": {"volumeName": "v", "path": "p", "key": "k"}}}]}]}}}}));
-        let path = "spec.template.spec.containers[0]";
-        let detail = "Forbidden: an alpha field of Kubernetes 1.34, off by default there (a cluster would drop it): joblet does not run it";
         assert_eq!(
             errors,
-            [
-                format!("{path}.env[0].valueFrom.fileKeyRef: {detail}"),
-                format!("{path}.restartPolicyRules: {detail}"),
-            ]
+            ["spec.template.spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: joblet does not read environment variables from env files (EnvFiles)"]
+        );
+    }
+
+    /// The errors of a Job whose first container has these fields, by the rules of `emulation`.
+    fn container_errors(container: serde_json::Value, emulation: Emulation) -> Vec<String> {
+        let mut value = crate::yaml::document(BASE).unwrap();
+        let mut main = json!({"name": "main", "image": "busybox", "command": ["true"]});
+        merge(&mut main, container);
+        merge(
+            &mut value,
+            json!({"spec": {"template": {"spec": {"containers": [main]}}}}),
+        );
+        let mut job: Job = serde_json::from_value(value).unwrap();
+        crate::version::drop_disabled_fields(&mut job, emulation);
+        crate::prepare_for_create(&mut job, "1a2b3c", Timestamp::UNIX_EPOCH);
+        match validate_job_as(&job, emulation) {
+            Ok(_) => Vec::new(),
+            Err(invalid) => invalid.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn container_restart_rules_are_validated_as_validate_container_restart_policy() {
+        let rule = |operator: &str, values: Vec<i32>| json!({"action": "Restart", "exitCodes": {"operator": operator, "values": values}});
+        let path = "spec.template.spec.containers[0]";
+        let now = Emulation::default();
+        let cases = [
+            (json!({"restartPolicy": "Never", "restartPolicyRules": [rule("In", vec![42])]}), vec![]),
+            (json!({"restartPolicy": "OnFailure", "restartPolicyRules": [rule("NotIn", vec![0, 1])]}), vec![]),
+            (json!({"restartPolicy": "Always"}), vec![]),
+            (
+                json!({"restartPolicyRules": [rule("In", vec![42])]}),
+                vec![format!("{path}.restartPolicy: Required value: must specify restartPolicy when restart rules are used")],
+            ),
+            (
+                json!({"restartPolicy": "Sometimes"}),
+                vec![format!("{path}.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"")],
+            ),
+            (
+                json!({"restartPolicy": "Never", "restartPolicyRules": vec![rule("In", vec![1]); 21]}),
+                vec![format!("{path}.restartPolicyRules: Too many: 21: must have at most 20 items")],
+            ),
+            (
+                json!({"restartPolicy": "Never", "restartPolicyRules": [rule("In", (0..256).collect())]}),
+                vec![format!("{path}.restartPolicyRules[0].exitCodes.values: Too many: 256: must have at most 255 items")],
+            ),
+            (
+                json!({"restartPolicy": "Never", "restartPolicyRules": [
+                    {"action": "DoNotRestart", "exitCodes": {"operator": "In", "values": [3]}},
+                    {"action": "Restart", "exitCodes": {"operator": "Equals", "values": [3]}},
+                    {"action": "Restart"}]}),
+                vec![
+                    format!("{path}.restartPolicyRules[0].action: Unsupported value: \"DoNotRestart\": supported values: \"Restart\", \"RestartAllContainers\""),
+                    format!("{path}.restartPolicyRules[1].exitCodes.operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\""),
+                    format!("{path}.restartPolicyRules[2].exitCodes: Required value: must be specified"),
+                ],
+            ),
+        ];
+        for (container, expected) in cases {
+            assert_eq!(
+                container_errors(container.clone(), now),
+                expected,
+                "{container}"
+            );
+        }
+    }
+
+    #[test]
+    fn emulating_1_34_drops_the_rules_and_refuses_a_main_containers_policy() {
+        let old = "1.34".parse().unwrap();
+        let rules = json!([{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]);
+        assert_eq!(
+            container_errors(json!({"restartPolicyRules": rules}), old),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            container_errors(json!({"restartPolicy": "Never", "restartPolicyRules": rules}), old),
+            ["spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"]
+        );
+        assert!(
+            container_errors(json!({"restartPolicy": "Never"}), "1.35".parse().unwrap()).is_empty()
         );
     }
 

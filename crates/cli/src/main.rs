@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use joblet_api::k8s_openapi::api::batch::v1::{CronJob, Job};
 use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use joblet_api::version::Emulation;
 use joblet_api::ValidJob;
 use joblet_core::BackoffConfig;
 use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
@@ -101,6 +102,10 @@ struct ServeArgs {
     /// their pods again).
     #[arg(long)]
     no_fsync: bool,
+    /// Behave as this Kubernetes version's API server (1.34 to 1.37): its feature-gate
+    /// defaults, as kube-apiserver's `--emulated-version`.
+    #[arg(long, value_name = "1.MINOR", default_value_t = Emulation::BINARY)]
+    emulated_version: Emulation,
 }
 
 /// kubectl's `--validate`: what becomes of fields the Job type does not have.
@@ -228,6 +233,10 @@ struct RunArgs {
     /// to them (the same command again).
     #[arg(long, requires = "cluster", conflicts_with = "dry_run")]
     detach: bool,
+    /// Behave as this Kubernetes version (1.34 to 1.37): its feature-gate defaults, as
+    /// kube-apiserver's `--emulated-version` (a cluster's version is its own).
+    #[arg(long, value_name = "1.MINOR", default_value_t = Emulation::BINARY, conflicts_with = "cluster")]
+    emulated_version: Emulation,
 }
 
 fn main() -> ExitCode {
@@ -354,6 +363,7 @@ fn serve(args: ServeArgs) -> u8 {
         durability: durability(args.no_fsync),
         default_runtime_class: args.runtime.name(),
         max_pods: args.max_pods,
+        emulation: args.emulated_version,
     };
     let leaving = if args.stop_pods_on_exit {
         "stopping every pod"
@@ -509,8 +519,9 @@ fn admit_all(args: &RunArgs, place: Place) -> Result<Admitted, String> {
             continue;
         }
         joblet_api::defaults::default_runtime_class(&mut checked, args.runtime.name());
+        joblet_api::version::drop_disabled_fields(&mut checked, args.emulated_version);
         *job = checked.clone();
-        match admit(checked) {
+        match admit(checked, args.emulated_version) {
             Ok(admitted) => {
                 for warning in joblet_api::validation::runtime_warnings(admitted.object()) {
                     eprintln!("Warning: {warning}");
@@ -635,6 +646,9 @@ fn admit_cron_job(args: &RunArgs, place: Place, mut cron_job: CronJob) -> Result
     }
     let mut checked = cron_job;
     joblet_driver::generate_name(&mut checked.metadata);
+    if let Some(job) = checked.spec.job_template.spec.as_mut() {
+        joblet_api::version::drop_disabled_pod_fields(&mut job.template, args.emulated_version);
+    }
     joblet_api::cronjobs::validate(&checked, None)
         .map_err(|invalid| format!("error: {invalid}"))?;
     if !args.once {
@@ -766,7 +780,7 @@ fn run(args: RunArgs) -> u8 {
         engine.set_node_objects(&config_maps, &secrets, &services);
         let scheduling = !cron_jobs.is_empty();
         for cron_job in cron_jobs {
-            let spec = cron_job.spec.clone().unwrap_or_default();
+            let spec = &cron_job.spec;
             let zone = spec
                 .time_zone
                 .as_deref()

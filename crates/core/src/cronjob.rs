@@ -58,10 +58,6 @@ pub fn sync(
     out
 }
 
-fn spec(cron: &CronJob) -> joblet_api::k8s_openapi::api::batch::v1::CronJobSpec {
-    cron.spec.clone().unwrap_or_default()
-}
-
 fn event(type_: EventType, reason: &str, message: String) -> Event {
     Event {
         type_,
@@ -101,7 +97,7 @@ fn in_active(status: &CronJobStatus, job_uid: &str) -> bool {
 
 /// `cleanupFinishedJobs`: the oldest finished Jobs beyond each history limit are deleted.
 fn cleanup_finished(cron: &CronJob, jobs: &[Job], out: &mut CronJobSync) {
-    let spec = spec(cron);
+    let spec = &cron.spec;
     let limits = [
         ("Complete", spec.successful_jobs_history_limit),
         ("Failed", spec.failed_jobs_history_limit),
@@ -146,7 +142,7 @@ fn sync_schedule(
     new_uid: &str,
     out: &mut CronJobSync,
 ) {
-    let spec = spec(cron);
+    let spec = &cron.spec;
     let children: HashSet<&str> = jobs.iter().map(uid).collect();
     for job in jobs {
         let found = in_active(&out.status, uid(job));
@@ -326,7 +322,7 @@ fn sync_schedule(
             job_reference(job)
         }
         None => {
-            let job = job_from_template(cron, scheduled, &zone_of(&spec), new_uid, &job_name);
+            let job = job_from_template(cron, scheduled, &zone_of(spec), new_uid, &job_name);
             out.events.push(event(
                 EventType::Normal,
                 "SuccessfulCreate",
@@ -396,7 +392,7 @@ fn most_recent_schedule_time(
     let mut earliest = (status.last_schedule_time.as_ref().map(Time::from_wire))
         .or(created)
         .unwrap_or_default();
-    let deadline = cron.spec.as_ref().and_then(|s| s.starting_deadline_seconds);
+    let deadline = cron.spec.starting_deadline_seconds;
     if let (true, Some(deadline)) = (with_deadline, deadline) {
         let scheduling_deadline = now.plus_millis(-deadline * 1000);
         if scheduling_deadline > earliest {
@@ -475,7 +471,7 @@ fn next_sync(cron: &CronJob, status: &CronJobStatus, now: Time, times: &Times) -
 /// reference to a CronJob that is not stored. An unknown zone or a schedule that never fires
 /// is said as the controller's events say it.
 pub fn next_job(cron: &CronJob, now: Time, local: &TimeZone, uid: &str) -> Result<Job, String> {
-    let spec = spec(cron);
+    let spec = &cron.spec;
     let zone = match spec.time_zone.as_deref() {
         Some(name) => {
             cron::load_location(name).map_err(|e| format!("invalid timeZone: {name:?}: {e}"))?
@@ -496,7 +492,7 @@ pub fn next_job(cron: &CronJob, now: Time, local: &TimeZone, uid: &str) -> Resul
         )
     })?;
     let name = job_name(cron, scheduled);
-    let mut job = job_from_template(cron, scheduled, &zone_of(&spec), uid, &name);
+    let mut job = job_from_template(cron, scheduled, &zone_of(spec), uid, &name);
     job.metadata.owner_references = None;
     Ok(job)
 }
@@ -516,11 +512,7 @@ fn job_from_template(
     uid: &str,
     name: &str,
 ) -> Job {
-    let template = cron
-        .spec
-        .as_ref()
-        .map(|s| s.job_template.clone())
-        .unwrap_or_default();
+    let template = cron.spec.job_template.clone();
     let meta = template.metadata.unwrap_or_default();
     let mut annotations = meta.annotations.unwrap_or_default();
     annotations.insert(SCHEDULED_TIMESTAMP.to_string(), rfc3339_in(scheduled, zone));

@@ -273,7 +273,8 @@ impl Engine {
                 .as_ref()
                 .and_then(|s| s.last_schedule_time.clone());
         } else if let Some(job) = sync.create {
-            match admit(job.clone()) {
+            // Its template was checked when the CronJob was: by the binary's rules.
+            match admit(job.clone(), Default::default()) {
                 Ok(valid) => {
                     let key = (valid.namespace().to_string(), valid.name().to_string());
                     // The active list names the Job with the uid it was stored with.

@@ -21,7 +21,8 @@ use joblet_api::k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, ObjectReference, Pod, PodCondition, PodStatus, Secret, Service,
 };
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use joblet_api::{prepare_for_create, validate_job, IndexSet, Invalid, ValidJob};
+use joblet_api::version::Emulation;
+use joblet_api::{prepare_for_create, IndexSet, Invalid, ValidJob};
 use joblet_core::{
     build_pod, reconcile, ttl_expiry, BackoffConfig, Event, EventType, JobState, PodView, Status,
     Time,
@@ -1154,10 +1155,11 @@ pub fn runtime_config(
     }
 }
 
-/// Prepares and validates a Job as the API server does on create, without storing it.
-pub fn admit(mut job: Job) -> Result<ValidJob, Invalid> {
+/// Prepares and validates a Job as the API server of `emulation` does on create, without
+/// storing it.
+pub fn admit(mut job: Job, emulation: Emulation) -> Result<ValidJob, Invalid> {
     prepare_for_create(&mut job, &new_uid(), SystemClock.now_timestamp());
-    validate_job(&job)
+    joblet_api::validation::validate_job_as(&job, emulation)
 }
 
 /// Checks a Job bound for a cluster as its API server would on create, less what only

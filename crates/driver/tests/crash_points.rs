@@ -106,7 +106,7 @@ async fn engine_life(
         eprintln!("recover: {e}");
         return None;
     }
-    let admitted = joblet_driver::admit(job(dir, pods)).unwrap();
+    let admitted = joblet_driver::admit(job(dir, pods), Default::default()).unwrap();
     if let Err(e) = engine.create_or_resume(admitted, job(dir, pods)) {
         eprintln!("create: {e}");
         return None;

@@ -48,7 +48,10 @@ async fn a_job_whose_pods_cannot_start_settles_every_time() {
         };
         let mut engine = Engine::open(config, Box::new(|_| {})).unwrap();
         engine
-            .create_or_resume(joblet_driver::admit(job()).unwrap(), job())
+            .create_or_resume(
+                joblet_driver::admit(job(), Default::default()).unwrap(),
+                job(),
+            )
             .unwrap();
         let (_keep, shutdown) = tokio::sync::mpsc::unbounded_channel();
         let settled = tokio::time::timeout(Duration::from_secs(10), engine.run(shutdown)).await;

@@ -453,7 +453,10 @@ pub fn this_node(dir: &Path, max_pods: i64) -> Node {
             system_uuid: read("/etc/machine-id"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
             container_runtime_version: format!("joblet://{version}"),
-            kubelet_version: format!("v1.34.0-joblet.{version}"),
+            kubelet_version: format!(
+                "v{}.0-joblet.{version}",
+                joblet_api::version::Emulation::BINARY
+            ),
             ..Default::default()
         },
     }

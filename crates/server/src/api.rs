@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use joblet_api::decode_object;
 use joblet_api::k8s_openapi::api::core::v1::Namespace;
+use joblet_api::version::Emulation;
 use joblet_driver::{EngineHandle, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -47,11 +48,13 @@ pub struct AppState {
     pub sessions: crate::ui::Sessions,
 }
 
-/// What the server's flags set in objects on create, as the admission plugins configured
-/// on an API server do.
+/// What the server's flags decide of the objects written, as the admission plugins and
+/// feature gates configured on an API server do.
 pub struct AdmissionConfig {
     /// Written into a Job's template that names no runtime class (`--runtime`).
     pub default_runtime_class: &'static str,
+    /// The version whose feature gates drop and validate fields (`--emulated-version`).
+    pub emulation: Emulation,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -219,7 +222,10 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         })
     };
     match (target, method) {
-        (Target::Version, Method::GET) => Ok(json_response(StatusCode::OK, &resources::version())),
+        (Target::Version, Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            &resources::version(state.admission.emulation),
+        )),
         (Target::Metrics, Method::GET) => Ok((
             [(
                 header::CONTENT_TYPE,

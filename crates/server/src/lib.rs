@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use joblet_api::version::Emulation;
 use joblet_core::BackoffConfig;
 use joblet_driver::{Durability, Engine, EngineConfig, EngineError, Settled, Shutdown};
 use joblet_runtime::SupervisorCommand;
@@ -71,6 +72,8 @@ pub struct ServeConfig {
     pub default_runtime_class: &'static str,
     /// How many pods the node takes at once (`--max-pods`).
     pub max_pods: i64,
+    /// The Kubernetes version served (`--emulated-version`).
+    pub emulation: Emulation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ pub async fn serve(
         writes: Default::default(),
         admission: AdmissionConfig {
             default_runtime_class: config.default_runtime_class,
+            emulation: config.emulation,
         },
         metrics: engine.metrics(),
         sessions: Default::default(),

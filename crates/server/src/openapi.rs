@@ -80,7 +80,7 @@ fn document(group: &str) -> Value {
     schemas.insert("Status".into(), status_schema());
     json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{}.0", crate::resources::SERVER_MINOR)},
+        "info": {"title": "Kubernetes", "version": format!("v{}.0", joblet_api::version::Emulation::BINARY)},
         "paths": paths,
         "components": {"schemas": schemas},
     })

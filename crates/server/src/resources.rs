@@ -1,5 +1,6 @@
 //! The resources joblet serves, and how discovery describes them.
 
+use joblet_api::version::Emulation;
 use serde_json::{json, Value};
 
 pub struct Resource {
@@ -206,14 +207,19 @@ impl Resource {
     }
 }
 
-pub const SERVER_MINOR: &str = "32";
-
-/// `/version`. The minor version picks the kubectl that the gcloud dispatcher runs.
-pub fn version() -> Value {
+/// `/version`: the binary's version, and the one it emulates (whose feature-gate defaults
+/// it follows) with the oldest it stays compatible with, one minor before, as
+/// kube-apiserver's.
+pub fn version(emulation: Emulation) -> Value {
+    let binary = Emulation::BINARY;
     json!({
         "major": "1",
-        "minor": SERVER_MINOR,
-        "gitVersion": format!("v1.{SERVER_MINOR}.0-joblet.{}", env!("CARGO_PKG_VERSION")),
+        "minor": binary.minor().to_string(),
+        "emulationMajor": "1",
+        "emulationMinor": emulation.minor().to_string(),
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": (emulation.minor() - 1).to_string(),
+        "gitVersion": format!("v{binary}.0-joblet.{}", env!("CARGO_PKG_VERSION")),
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "",

@@ -52,6 +52,7 @@ impl App {
             writes: Default::default(),
             admission: AdmissionConfig {
                 default_runtime_class: runtime,
+                emulation: Default::default(),
             },
             metrics,
             sessions: Default::default(),

@@ -13,4 +13,5 @@ mod resume;
 mod run;
 mod serve;
 mod util;
+mod versions;
 mod web;

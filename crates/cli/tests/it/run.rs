@@ -836,13 +836,13 @@ fn a_sidecar_that_crashes_is_restarted_though_the_pod_never_restarts() {
 }
 
 #[test]
-fn a_container_restart_policy_is_refused_outside_init_containers() {
+fn emulating_1_34_a_container_restart_policy_is_refused_outside_init_containers() {
     let dir = scratch();
     let manifest = SIDECAR_JOB.replace(
         "command: [\"sh\", \"-c\", \"while",
         "restartPolicy: Always\n          command: [\"sh\", \"-c\", \"while",
     );
-    let run = run(dir.path(), &manifest, &[]);
+    let run = run(dir.path(), &manifest, &["--emulated-version", "1.34"]);
     run.expect_code(2);
     assert!(
         run.stderr().contains("spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"),

@@ -9,6 +9,7 @@ use joblet_driver::{Plain, Stored};
 use serde_json::{json, Value};
 
 use super::{age_column, column, name_column, Strategy};
+use crate::api::AdmissionConfig;
 use crate::resources::{Resource, CONFIG_MAPS};
 use crate::table::age;
 
@@ -19,7 +20,11 @@ impl Strategy for ConfigMaps {
     type Valid = Valid<ConfigMap>;
     const RESOURCE: &'static Resource = &CONFIG_MAPS;
 
-    fn validate(&self, config_map: ConfigMap) -> Result<Self::Valid, Invalid> {
+    fn validate(
+        &self,
+        config_map: ConfigMap,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_config_map(config_map)
     }
 

@@ -29,15 +29,12 @@ impl Strategy for CronJobs {
     }
 
     fn admit_create(&self, cron: &mut CronJob, admission: &AdmissionConfig) {
-        if let Some(job) = cron
-            .spec
-            .as_mut()
-            .and_then(|s| s.job_template.spec.as_mut())
-        {
+        if let Some(job) = cron.spec.job_template.spec.as_mut() {
             joblet_api::defaults::default_template_runtime_class(
                 &mut job.template,
                 admission.default_runtime_class,
             );
+            joblet_api::version::drop_disabled_pod_fields(&mut job.template, admission.emulation);
         }
     }
 
@@ -45,7 +42,11 @@ impl Strategy for CronJobs {
         cronjobs::prepare_for_create(cron);
     }
 
-    fn validate(&self, cron: CronJob) -> Result<Self::Valid, Invalid> {
+    fn validate(
+        &self,
+        cron: CronJob,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         cronjobs::admit(cron)
     }
 
@@ -82,7 +83,7 @@ impl Strategy for CronJobs {
 
     /// `printCronJob`.
     fn cells(&self, cron: &CronJob, now: Timestamp) -> Vec<Value> {
-        let spec = cron.spec.clone().unwrap_or_default();
+        let spec = &cron.spec;
         let status = cron.status.clone().unwrap_or_default();
         let last_schedule = match &status.last_schedule_time {
             Some(time) => age(Some(&time.0), now),

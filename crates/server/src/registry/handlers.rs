@@ -86,7 +86,7 @@ pub async fn create<S: Strategy>(
     strategy.prepare_for_create(&mut object);
     let name = object.metadata().name.clone().unwrap_or_default();
     let valid = strategy
-        .validate(object)
+        .validate(object, &call.state.admission)
         .map_err(|invalid| ApiError::invalid(resource, &invalid))?;
     warnings.extend(strategy.warnings_on_create(&valid));
     let created = if dry_run(call.params) {

@@ -26,6 +26,7 @@ impl Strategy for Jobs {
 
     fn admit_create(&self, job: &mut Job, admission: &AdmissionConfig) {
         joblet_api::defaults::default_runtime_class(job, admission.default_runtime_class);
+        joblet_api::version::drop_disabled_fields(job, admission.emulation);
     }
 
     fn prepare_for_create(&self, job: &mut Job) {
@@ -35,8 +36,8 @@ impl Strategy for Jobs {
         joblet_api::prepare_for_create(job, &uid, created.unwrap_or_default());
     }
 
-    fn validate(&self, job: Job) -> Result<ValidJob, Invalid> {
-        joblet_api::validate_job(&job)
+    fn validate(&self, job: Job, admission: &AdmissionConfig) -> Result<ValidJob, Invalid> {
+        joblet_api::validation::validate_job_as(&job, admission.emulation)
     }
 
     /// What a host cannot give a pod (image, resources) is said, not refused.

@@ -58,7 +58,11 @@ pub trait Strategy: Send + Sync + 'static {
     fn admit_create(&self, _object: &mut Self::Object, _admission: &AdmissionConfig) {}
     /// After managed fields, on create: what the server sets (a Job's selector, status).
     fn prepare_for_create(&self, _object: &mut Self::Object) {}
-    fn validate(&self, object: Self::Object) -> Result<Self::Valid, Invalid>;
+    fn validate(
+        &self,
+        object: Self::Object,
+        admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid>;
     fn warnings_on_create(&self, _valid: &Self::Valid) -> Vec<String> {
         Vec::new()
     }

@@ -9,6 +9,7 @@ use joblet_driver::{Plain, Stored};
 use serde_json::{json, Value};
 
 use super::{age_column, column, name_column, Strategy};
+use crate::api::AdmissionConfig;
 use crate::resources::{Resource, SECRETS};
 use crate::table::age;
 
@@ -24,7 +25,11 @@ impl Strategy for Secrets {
         prepare_secret(secret);
     }
 
-    fn validate(&self, secret: Secret) -> Result<Self::Valid, Invalid> {
+    fn validate(
+        &self,
+        secret: Secret,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_secret(secret)
     }
 

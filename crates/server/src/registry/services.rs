@@ -11,6 +11,7 @@ use joblet_driver::{Plain, Stored};
 use serde_json::{json, Value};
 
 use super::{age_column, column, name_column, Strategy};
+use crate::api::AdmissionConfig;
 use crate::resources::{Resource, SERVICES};
 use crate::table::age;
 
@@ -25,7 +26,11 @@ impl Strategy for Services {
         default_service(service);
     }
 
-    fn validate(&self, service: Service) -> Result<Self::Valid, Invalid> {
+    fn validate(
+        &self,
+        service: Service,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_service(service)
     }
 
