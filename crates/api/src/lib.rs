@@ -31,6 +31,6 @@ pub use k8s_openapi;
 pub use manifest::{
     decode_object, parse_jobs, parse_manifest, FieldValidation, Manifest, ManifestError,
 };
-pub use update::{carry_identity, prepare_for_update, validate_job_update};
+pub use update::{carry_identity, prepare_for_update, validate_job_update, validate_job_update_as};
 pub use valid::ValidJob;
 pub use validation::{validate_job, validate_job_for_cluster};

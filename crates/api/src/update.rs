@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::defaults::apply_defaults;
 use crate::field::{FieldError, Invalid};
 use crate::valid::ValidJob;
-use crate::validation::validate_job;
+use crate::validation::validate_job_as;
+use crate::version::Emulation;
 
 /// Carries over what a client cannot change (identity, creation time, status) and
 /// re-applies defaults, so that a merged or replaced object compares like for like.
@@ -37,8 +38,17 @@ pub fn carry_identity(new: &mut ObjectMeta, old: &ObjectMeta) {
 
 /// Validates `new` as an update of `old`: the create-time rules plus immutability.
 pub fn validate_job_update(old: &Job, new: &Job) -> Result<ValidJob, Invalid> {
-    let mut errors = immutability_errors(old, new);
-    match validate_job(new) {
+    validate_job_update_as(old, new, Emulation::default())
+}
+
+/// [`validate_job_update`] by the rules of an emulated version's API server.
+pub fn validate_job_update_as(
+    old: &Job,
+    new: &Job,
+    emulation: Emulation,
+) -> Result<ValidJob, Invalid> {
+    let mut errors = immutability_errors(old, new, emulation);
+    match validate_job_as(new, emulation) {
         Ok(valid) if errors.is_empty() => Ok(valid),
         Ok(_) => Err(Invalid {
             kind: "Job.batch",
@@ -57,7 +67,7 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn immutability_errors(old: &Job, new: &Job) -> Vec<FieldError> {
+fn immutability_errors(old: &Job, new: &Job, emulation: Emulation) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let (Some(o), Some(n)) = (old.spec.as_ref(), new.spec.as_ref()) else {
         return errors;
@@ -68,13 +78,9 @@ fn immutability_errors(old: &Job, new: &Job) -> Vec<FieldError> {
         }
     };
     immutable("spec.selector", o.selector != n.selector, json(&n.selector));
-    let started = old
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .is_some();
-    let template_changed = if o.suspend == Some(true) && !started {
-        scheduling_free(&o.template) != scheduling_free(&n.template)
+    let template_changed = if template_mutable(old, emulation) {
+        let free = |t: &PodTemplateSpec| mutable_free(t, emulation);
+        free(&o.template) != free(&n.template)
     } else {
         o.template != n.template
     };
@@ -124,8 +130,32 @@ fn immutability_errors(old: &Job, new: &Job) -> Vec<FieldError> {
     errors
 }
 
-/// The template without the scheduling directives a suspended, never started Job may
-/// change (spec §1.6).
+/// Whether the template of a suspended Job may change (`validationOptionsForJob`): before
+/// it started, and from 1.36 also once it is marked suspended with no pod left.
+fn template_mutable(old: &Job, emulation: Emulation) -> bool {
+    let suspended = old.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+    let status = old.status.clone().unwrap_or_default();
+    let not_started = status.start_time.is_none();
+    let marked_suspended =
+        (status.conditions.iter().flatten()).any(|c| c.type_ == "Suspended" && c.status == "True");
+    let emptied = marked_suspended && status.active.unwrap_or(0) == 0;
+    suspended && (not_started || (emulation.mutable_suspended_jobs() && emptied))
+}
+
+/// The template without what a suspended Job may change: its scheduling directives
+/// (spec §1.6), and from 1.36 its containers' resources.
+fn mutable_free(template: &PodTemplateSpec, emulation: Emulation) -> PodTemplateSpec {
+    let mut template = scheduling_free(template);
+    if let (true, Some(spec)) = (emulation.mutable_suspended_jobs(), template.spec.as_mut()) {
+        let containers = spec.init_containers.iter_mut().flatten();
+        for container in containers.chain(&mut spec.containers) {
+            container.resources = None;
+        }
+    }
+    template
+}
+
+/// The template without the scheduling directives.
 fn scheduling_free(template: &PodTemplateSpec) -> PodTemplateSpec {
     let mut template = template.clone();
     if let Some(meta) = template.metadata.as_mut() {
@@ -230,5 +260,85 @@ mod tests {
             ..Default::default()
         });
         assert!(update(&started, relabel).is_err());
+    }
+
+    /// `TestJobStrategy_ValidateUpdate_MutablePodResources` and
+    /// `…_MutableSchedulingDirectives`: which suspended Jobs take a new cpu request or a new
+    /// template label, by version.
+    #[test]
+    fn a_suspended_job_emptied_of_pods_takes_new_resources_and_labels_from_1_36() {
+        use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+        let cpu = |j: &mut Job| {
+            let pod = j.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+            let requests = [(
+                "cpu".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("2".into()),
+            )];
+            pod.containers[0].resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: Some(requests.into()),
+                ..Default::default()
+            });
+        };
+        let label = |j: &mut Job| {
+            let meta = j.spec.as_mut().unwrap().template.metadata.as_mut().unwrap();
+            meta.labels
+                .as_mut()
+                .unwrap()
+                .insert("zone".into(), "a".into());
+        };
+        let command = |j: &mut Job| {
+            let pod = j.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+            pod.containers[0].command = Some(vec!["false".into()]);
+        };
+        let with_status = |suspend: bool, started: bool, marked: bool, active: i32| {
+            let mut job = stored(if suspend {
+                "  suspend: true"
+            } else {
+                "  parallelism: 1"
+            });
+            let condition = JobCondition {
+                type_: "Suspended".into(),
+                status: "True".into(),
+                ..Default::default()
+            };
+            job.status = Some(JobStatus {
+                start_time: started
+                    .then(|| job.metadata.creation_timestamp.clone())
+                    .flatten(),
+                conditions: marked.then(|| vec![condition]),
+                active: Some(active),
+                ..Default::default()
+            });
+            job
+        };
+        type Change = fn(&mut Job);
+        let changes: [(&str, Change); 3] = [("cpu", cpu), ("label", label), ("command", command)];
+        // (suspend, started, marked Suspended, active, version, [cpu, label, command] taken)
+        let cases = [
+            (true, false, false, 0, "1.37", [true, true, false]),
+            (true, false, false, 0, "1.35", [false, true, false]),
+            (true, true, true, 0, "1.37", [true, true, false]),
+            (true, true, true, 0, "1.36", [true, true, false]),
+            (true, true, true, 0, "1.35", [false, false, false]),
+            (true, true, true, 1, "1.37", [false, false, false]),
+            (true, true, false, 0, "1.37", [false, false, false]),
+            (false, false, false, 0, "1.37", [false, false, false]),
+        ];
+        for (suspend, started, marked, active, version, taken) in cases {
+            let old = with_status(suspend, started, marked, active);
+            let emulation: Emulation = version.parse().unwrap();
+            for ((name, change), taken) in changes.iter().zip(taken) {
+                let mut new = old.clone();
+                change(&mut new);
+                prepare_for_update(&old, &mut new);
+                let result =
+                    validate_job_update_as(&old, &new, emulation).map_err(|e| e.to_string());
+                assert_eq!(
+                    result.is_ok(),
+                    taken,
+                    "{name} on suspend={suspend} started={started} marked={marked} active={active} {version}: {result:?}"
+                );
+            }
+        }
     }
 }

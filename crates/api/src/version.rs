@@ -29,6 +29,14 @@ impl Emulation {
     pub fn container_restart_rules(self) -> bool {
         self.minor >= 35
     }
+
+    /// MutableSchedulingDirectivesForSuspendedJobs and MutablePodResourcesForSuspendedJobs
+    /// (beta, on by default, from 1.36): a suspended Job whose pods are gone counts as not
+    /// started (its `startTime` cleared) and takes changes of its template's scheduling
+    /// directives and containers' resources.
+    pub fn mutable_suspended_jobs(self) -> bool {
+        self.minor >= 36
+    }
 }
 
 /// `dropDisabledFields` on create: what the emulated version's feature gates turn off is

@@ -754,6 +754,7 @@ fn run(args: RunArgs) -> u8 {
         supervisor,
         durability: durability(args.no_fsync),
         max_pods: args.max_pods,
+        emulation: args.emulated_version,
     };
     let view = view(&args);
     let runtime = match async_runtime() {

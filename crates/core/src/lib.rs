@@ -16,7 +16,9 @@ pub mod time;
 pub use backoff::{BackoffConfig, BackoffRecord};
 pub use build::{build_pod, PodToCreate};
 pub use pod::{ContainerExit, PodPhase, PodView};
-pub use reconcile::{reconcile, ttl_expiry, Event, EventType, JobState, Reconciliation};
+pub use reconcile::{
+    reconcile, ttl_expiry, ControllerConfig, Event, EventType, JobState, Reconciliation,
+};
 pub use retry::{retry_failed, RetryRefused};
 pub use status::{Condition, ConditionType, Status};
 pub use time::Time;

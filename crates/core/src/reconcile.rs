@@ -15,6 +15,7 @@ use crate::pod::{PodPhase, PodView};
 use crate::policy::{match_failure_policy, match_success_policy};
 use crate::status::{ConditionType, Status};
 use crate::time::Time;
+use joblet_api::version::Emulation;
 
 /// Upstream creates or deletes at most this many pods per sync.
 const MAX_POD_CHANGES_PER_SYNC: usize = 500;
@@ -116,6 +117,14 @@ enum Finish {
     Failure { reason: String, message: String },
 }
 
+/// How the controller runs: its pod re-creation back-off, and the Kubernetes version whose
+/// feature gates it follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControllerConfig {
+    pub backoff: BackoffConfig,
+    pub emulation: Emulation,
+}
+
 /// One sync: from the Job, its state, the pods that still matter (every pod that is not
 /// both finished and counted) and the time, to the new state and actions.
 pub fn reconcile<P: Borrow<PodView>>(
@@ -123,8 +132,9 @@ pub fn reconcile<P: Borrow<PodView>>(
     state: &JobState,
     pods: &[P],
     now: Time,
-    backoff: &BackoffConfig,
+    config: &ControllerConfig,
 ) -> Reconciliation {
+    let backoff = &config.backoff;
     let pods: Vec<&PodView> = pods.iter().map(Borrow::borrow).collect();
     let pods = pods.as_slice();
     let mut out = Reconciliation {
@@ -308,7 +318,7 @@ pub fn reconcile<P: Borrow<PodView>>(
                 });
                 new_finish = true;
             } else {
-                update_suspended_condition(job, now, &mut out);
+                update_suspended_condition(job, now, config.emulation, &mut out);
             }
             active_after
         }
@@ -661,8 +671,14 @@ fn manage_job(
 }
 
 /// The `Suspended` condition follows `spec.suspend` (spec §6); resuming restarts the
-/// deadline clock.
-fn update_suspended_condition(job: &ValidJob, now: Time, out: &mut Reconciliation) {
+/// deadline clock. From 1.36 a Job marked suspended loses its `startTime` (#135104): it
+/// counts as not started, and its template may change.
+fn update_suspended_condition(
+    job: &ValidJob,
+    now: Time,
+    emulation: Emulation,
+    out: &mut Reconciliation,
+) {
     let status = &mut out.state.status;
     if job.spec.suspend {
         if status.set_condition(
@@ -672,6 +688,9 @@ fn update_suspended_condition(job: &ValidJob, now: Time, out: &mut Reconciliatio
             "Job suspended",
             now,
         ) {
+            if emulation.mutable_suspended_jobs() {
+                status.start_time = None;
+            }
             out.event(EventType::Normal, "Suspended", "Job suspended");
         }
     } else if status.has_true(ConditionType::Suspended) {

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use joblet_core::{
-    reconcile, BackoffConfig, BackoffRecord, ConditionType, JobState, PodPhase, PodView,
+    reconcile, BackoffRecord, ConditionType, ControllerConfig, JobState, PodPhase, PodView,
     Reconciliation, Time,
 };
 use serde_json::json;
@@ -446,7 +446,7 @@ fn tc029_on_failure_succeeded_pods_complete_a_suspended_job() {
 #[test]
 fn tc033_exponential_recreation_delays() {
     let j = job(json!({"completions": 1, "parallelism": 1}));
-    let config = BackoffConfig::default();
+    let config = ControllerConfig::default();
     let f1 = NOW;
     let r1 = reconcile(
         &j,
@@ -753,7 +753,7 @@ fn tc107_created_suspended_then_tc106_resumed() {
         &r.state,
         &[],
         NOW.plus_millis(5_000),
-        &BackoffConfig::default(),
+        &ControllerConfig::default(),
     );
     assert_eq!(r2.create.len(), 1);
     assert_eq!(condition_types(&r2), [("Suspended", "JobResumed".into())]);
@@ -777,6 +777,33 @@ fn tc104_suspending_a_running_job_deletes_pods_uncounted() {
         (0, 2, 1, 0)
     );
     assert!(s.has_true(ConditionType::Suspended));
+}
+
+#[test]
+fn from_1_36_suspending_a_started_job_clears_its_start_time_and_resuming_sets_a_new_one() {
+    let suspended = job(json!({"completions": 2, "parallelism": 1, "suspend": true}));
+    let resumed = job(json!({"completions": 2, "parallelism": 1}));
+    for (version, kept) in [("1.37", None), ("1.36", None), ("1.35", Some(NOW))] {
+        let config = ControllerConfig {
+            emulation: version.parse().unwrap(),
+            ..Default::default()
+        };
+        let r = reconcile(
+            &suspended,
+            &started(NOW),
+            &[running("a")],
+            NOW.plus_millis(1_000),
+            &config,
+        );
+        assert!(
+            r.state.status.has_true(ConditionType::Suspended),
+            "{version}"
+        );
+        assert_eq!(r.state.status.start_time, kept, "{version}");
+        let later = NOW.plus_millis(9_000);
+        let r2 = reconcile::<PodView>(&resumed, &r.state, &[], later, &config);
+        assert_eq!(r2.state.status.start_time, Some(later), "{version}");
+    }
 }
 
 #[test]

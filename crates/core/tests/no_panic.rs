@@ -2,7 +2,7 @@
 //! defaulting, validation and, when valid, one reconcile.
 
 use joblet_api::k8s_openapi::jiff::Timestamp;
-use joblet_core::{reconcile, BackoffConfig, JobState, PodView, Time};
+use joblet_core::{reconcile, JobState, PodView, Time};
 use serde_json::{json, Value};
 
 mod common;
@@ -114,7 +114,7 @@ fn mutated_manifests_never_panic() {
                     &JobState::default(),
                     &[],
                     Time(1_000),
-                    &BackoffConfig::default(),
+                    &joblet_core::ControllerConfig::default(),
                 );
                 assert!(result.create.len() <= 500);
             }

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use common::*;
 use joblet_core::{
-    reconcile, BackoffConfig, ConditionType, ContainerExit, JobState, PodPhase, PodView,
+    reconcile, BackoffConfig, ConditionType, ContainerExit, ControllerConfig, JobState, PodPhase,
+    PodView,
 };
 use serde_json::json;
 
@@ -52,9 +53,12 @@ fn random_job(rng: &mut Lcg) -> serde_json::Value {
 
 #[test]
 fn random_runs_keep_the_controller_invariants() {
-    let backoff = BackoffConfig {
-        base_ms: 1_000,
-        max_ms: 8_000,
+    let config = ControllerConfig {
+        backoff: BackoffConfig {
+            base_ms: 1_000,
+            max_ms: 8_000,
+        },
+        ..Default::default()
     };
     let mut rng = Lcg(2026);
     let mut finished_runs = 0;
@@ -103,7 +107,7 @@ fn random_runs_keep_the_controller_invariants() {
             let before = state.clone();
             let active_before = pods.values().filter(|p| p.is_active()).count();
             let live: Vec<&PodView> = pods.values().collect();
-            let r = reconcile(&j, &state, &live, now, &backoff);
+            let r = reconcile(&j, &state, &live, now, &config);
 
             assert!(
                 r.create.is_empty() || r.delete.is_empty(),

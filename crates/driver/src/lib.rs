@@ -24,8 +24,8 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use joblet_api::version::Emulation;
 use joblet_api::{prepare_for_create, IndexSet, Invalid, ValidJob};
 use joblet_core::{
-    build_pod, reconcile, ttl_expiry, BackoffConfig, Event, EventType, JobState, PodView, Status,
-    Time,
+    build_pod, reconcile, ttl_expiry, BackoffConfig, ControllerConfig, Event, EventType, JobState,
+    PodView, Status, Time,
 };
 use joblet_kubelet::kubelet_events;
 use joblet_runtime::{Disruption, PodUpdate, Runtime, RuntimeConfig, SupervisorCommand};
@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// How many pods the node takes at once (the kubelet's `--max-pods`).
     pub max_pods: i64,
+    /// The Kubernetes version whose feature gates the controllers follow.
+    pub emulation: Emulation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +354,7 @@ impl Engine {
         let created = created.map_or_else(|| self.clock.now_timestamp(), |t| t.0);
         prepare_for_create(&mut new, entry.job.uid(), created);
         joblet_api::prepare_for_update(&stored, &mut new);
-        let valid = joblet_api::validate_job_update(&stored, &new)?;
+        let valid = joblet_api::validate_job_update_as(&stored, &new, self.config.emulation)?;
         if valid.object().spec == entry.job.object().spec {
             return Ok(Admission::Resumed);
         }
@@ -622,7 +624,11 @@ impl Engine {
             entry.requeue_at = Some(expiry);
         }
         let views: Vec<&PodView> = entry.pods.values().map(|p| &p.view).collect();
-        let result = reconcile(&entry.job, &entry.state, &views, now, &self.config.backoff);
+        let controller = ControllerConfig {
+            backoff: self.config.backoff,
+            emulation: self.config.emulation,
+        };
+        let result = reconcile(&entry.job, &entry.state, &views, now, &controller);
         let observed =
             joblet_core::metrics::observe_sync(&entry.job, &entry.state, &views, &result);
         let namespace = entry.job.namespace().to_string();

@@ -78,6 +78,7 @@ fn config(state: &Path) -> EngineConfig {
             inherit_stdout: false,
         }),
         max_pods: 110,
+        emulation: Default::default(),
         durability: joblet_driver::Durability::PowerLoss,
     }
 }

@@ -45,6 +45,7 @@ async fn a_job_whose_pods_cannot_start_settles_every_time() {
             supervisor: None,
             max_pods: 110,
             durability: joblet_driver::Durability::ProcessCrash,
+            emulation: Default::default(),
         };
         let mut engine = Engine::open(config, Box::new(|_| {})).unwrap();
         engine

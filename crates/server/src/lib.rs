@@ -122,6 +122,7 @@ pub fn open_engine(
     supervisor: Option<SupervisorCommand>,
     durability: Durability,
     max_pods: i64,
+    emulation: Emulation,
 ) -> Result<(Engine, Arc<Cache>, joblet_driver::EngineHandle), EngineError> {
     let config = EngineConfig {
         state_dir: state_dir.to_path_buf(),
@@ -132,6 +133,7 @@ pub fn open_engine(
         supervisor,
         durability,
         max_pods,
+        emulation,
     };
     let mut engine = Engine::open(config, Box::new(|_| {}))?;
     engine.recover()?;
@@ -170,6 +172,7 @@ pub async fn serve(
         Some(config.supervisor.clone()),
         config.durability,
         config.max_pods,
+        config.emulation,
     )?;
     let kubeconfig = tls::write_kubeconfig(&config.state_dir, address, &credentials)?;
     let state = Arc::new(AppState {

@@ -35,6 +35,7 @@ impl App {
             None,
             joblet_driver::Durability::ProcessCrash,
             110,
+            Default::default(),
         )
         .unwrap();
         let metrics = engine.metrics();

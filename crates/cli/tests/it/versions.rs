@@ -1,6 +1,8 @@
 //! Kubernetes 1.37, and the older minors `--emulated-version` selects.
 
-use crate::serve::Server;
+use std::time::Duration;
+
+use crate::serve::{wait_for, Server};
 use crate::util::{job, joblet, run, scratch};
 
 #[test]
@@ -203,4 +205,66 @@ fn emulating_1_34_drops_restart_rules_and_the_exit_fails_the_job() {
     assert!(out_of_range
         .stderr()
         .contains("emulation version 1.20 is not between [1.34, 1.37]"));
+}
+
+#[test]
+fn a_suspended_job_loses_its_start_time_takes_new_resources_and_resumes_with_them() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job("paused", "  completions: 1", "sleep 30"));
+    let status = |server: &Server| server.json(&["get", "job/paused"])["status"].clone();
+    wait_for("the pod to run", Duration::from_secs(30), || {
+        status(&server)["active"] == 1
+    });
+    let first_start = status(&server)["startTime"].clone();
+    assert!(first_start.is_string());
+    let cpu = r#"[{"op": "add", "path": "/spec/template/spec/containers/0/resources", "value": {"requests": {"cpu": "100m"}}}]"#;
+    let label = r#"[{"op": "add", "path": "/spec/template/metadata/labels/zone", "value": "a"}]"#;
+    let patch = |server: &Server, json: &str| {
+        server.kubectl(&["patch", "job/paused", "--type=json", "-p", json])
+    };
+    let refused = patch(&server, cpu);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr().contains("spec.template: Invalid value")
+            && refused.stderr().contains("field is immutable"),
+        "a running Job's template is locked: {}",
+        refused.context()
+    );
+
+    server.ok(&[
+        "patch",
+        "job/paused",
+        "-p",
+        r#"{"spec": {"suspend": true}}"#,
+    ]);
+    server.ok(&[
+        "wait",
+        "--for=condition=suspended",
+        "job/paused",
+        "--timeout=30s",
+    ]);
+    wait_for("the pod to go", Duration::from_secs(30), || {
+        let status = status(&server);
+        status["active"].as_i64().unwrap_or(0) == 0 && status["startTime"].is_null()
+    });
+    patch(&server, cpu).expect_code(0);
+    patch(&server, label).expect_code(0);
+
+    server.ok(&[
+        "patch",
+        "job/paused",
+        "-p",
+        r#"{"spec": {"suspend": false}}"#,
+    ]);
+    wait_for("a pod of the new template", Duration::from_secs(30), || {
+        let pods = server.json(&["get", "pods", "-l", "job-name=paused,zone=a"]);
+        pods["items"].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .any(|p| p["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "100m")
+        })
+    });
+    // Cleared while suspended (above), set again on resume.
+    assert!(status(&server)["startTime"].is_string());
 }

@@ -5,7 +5,7 @@ use joblet_api::k8s_openapi::api::batch::v1::Job;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 use joblet_api::ValidJob;
 use joblet_core::{
-    reconcile, BackoffConfig, ContainerExit, JobState, PodPhase, PodView, Reconciliation, Time,
+    reconcile, ContainerExit, ControllerConfig, JobState, PodPhase, PodView, Reconciliation, Time,
 };
 use serde_json::json;
 
@@ -81,7 +81,7 @@ pub fn started(at: Time) -> JobState {
 }
 
 pub fn sync(job: &ValidJob, state: &JobState, pods: &[PodView]) -> Reconciliation {
-    reconcile(job, state, pods, NOW, &BackoffConfig::default())
+    reconcile(job, state, pods, NOW, &ControllerConfig::default())
 }
 
 pub fn condition_types(r: &Reconciliation) -> Vec<(&'static str, String)> {

@@ -28,7 +28,12 @@ impl Strategy for ConfigMaps {
         admit_config_map(config_map)
     }
 
-    fn validate_update(&self, new: ConfigMap, old: &ConfigMap) -> Result<Self::Valid, Invalid> {
+    fn validate_update(
+        &self,
+        new: ConfigMap,
+        old: &ConfigMap,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_config_map_update(new, old)
     }
 

@@ -54,7 +54,12 @@ impl Strategy for CronJobs {
         cronjobs::prepare_for_update(new, old);
     }
 
-    fn validate_update(&self, new: CronJob, old: &CronJob) -> Result<Self::Valid, Invalid> {
+    fn validate_update(
+        &self,
+        new: CronJob,
+        old: &CronJob,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         cronjobs::admit_update(new, old)
     }
 

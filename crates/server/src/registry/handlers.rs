@@ -153,7 +153,7 @@ async fn update<S: Strategy>(
     });
     let name = old.metadata().name.clone().unwrap_or_default();
     let valid = strategy
-        .validate_update(new, old)
+        .validate_update(new, old, &call.state.admission)
         .map_err(|invalid| ApiError::invalid(S::RESOURCE, &invalid))?;
     if dry_run(call.params) {
         return Ok(to_value(S::object(&valid)));

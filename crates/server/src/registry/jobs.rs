@@ -49,8 +49,13 @@ impl Strategy for Jobs {
         joblet_api::prepare_for_update(old, new);
     }
 
-    fn validate_update(&self, new: Job, old: &Job) -> Result<ValidJob, Invalid> {
-        joblet_api::validate_job_update(old, &new)
+    fn validate_update(
+        &self,
+        new: Job,
+        old: &Job,
+        admission: &AdmissionConfig,
+    ) -> Result<ValidJob, Invalid> {
+        joblet_api::validate_job_update_as(old, &new, admission.emulation)
     }
 
     fn object(valid: &ValidJob) -> &Job {

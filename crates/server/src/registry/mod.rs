@@ -72,6 +72,7 @@ pub trait Strategy: Send + Sync + 'static {
         &self,
         new: Self::Object,
         old: &Self::Object,
+        admission: &AdmissionConfig,
     ) -> Result<Self::Valid, Invalid>;
     fn object(valid: &Self::Valid) -> &Self::Object;
     fn stored(valid: Self::Valid) -> Stored;

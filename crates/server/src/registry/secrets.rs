@@ -33,7 +33,12 @@ impl Strategy for Secrets {
         admit_secret(secret)
     }
 
-    fn validate_update(&self, new: Secret, old: &Secret) -> Result<Self::Valid, Invalid> {
+    fn validate_update(
+        &self,
+        new: Secret,
+        old: &Secret,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_secret_update(new, old)
     }
 

@@ -38,7 +38,12 @@ impl Strategy for Services {
         vec![service_warning(valid.object())]
     }
 
-    fn validate_update(&self, new: Service, old: &Service) -> Result<Self::Valid, Invalid> {
+    fn validate_update(
+        &self,
+        new: Service,
+        old: &Service,
+        _admission: &AdmissionConfig,
+    ) -> Result<Self::Valid, Invalid> {
         admit_service_update(new, old)
     }
 
