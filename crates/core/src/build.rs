@@ -73,6 +73,8 @@ pub fn build_pod(job: &ValidJob, spec: &PodToCreate, now: Time) -> Pod {
             namespace: Some(job.namespace().to_string()),
             uid: Some(spec.uid.clone()),
             creation_timestamp: Some(now.to_wire()),
+            // Pod generation (GA in 1.35): 1 at create.
+            generation: Some(1),
             labels: Some(pod_labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
             finalizers: Some(finalizers),

@@ -1040,6 +1040,7 @@ impl Engine {
 
     /// Sets a pod's `PodScheduled` condition; `Some(message)` when it is not (`Unschedulable`).
     fn scheduled_condition(pod: &mut Pod, unschedulable: Option<&str>, now: Time) {
+        let generation = pod.metadata.generation;
         let status = pod.status.get_or_insert_with(Default::default);
         let conditions = status.conditions.get_or_insert_with(Vec::new);
         conditions.retain(|c| c.type_ != "PodScheduled");
@@ -1056,6 +1057,7 @@ impl Engine {
                 reason: unschedulable.map(|_| "Unschedulable".to_string()),
                 message: unschedulable.map(str::to_string),
                 last_transition_time: Some(now.to_wire()),
+                observed_generation: generation,
                 ..Default::default()
             },
         );

@@ -83,6 +83,8 @@ impl Backoff {
 pub struct PodPlan {
     /// The pod as the kubelet's messages name it (`format.Pod`: `name_namespace(uid)`).
     pub pod: String,
+    /// The pod's `metadata.generation`.
+    pub generation: Option<i64>,
     /// Init containers (and sidecars) in spec order, then the main containers.
     pub containers: Vec<ContainerPlan>,
     pub restart_policy: RestartPolicy,
@@ -111,6 +113,7 @@ impl PodPlan {
         let seconds = |s: i64| Duration::from_secs(s.max(0) as u64);
         PodPlan {
             pod: format_pod(pod),
+            generation: pod.metadata.generation,
             containers: inits.chain(mains).collect(),
             restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref())
                 .unwrap_or(RestartPolicy::Always),

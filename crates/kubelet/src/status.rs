@@ -97,6 +97,11 @@ pub(crate) fn pod_status(
     if let (true, Some(disruption)) = (done, seen.stop.and_then(|s| s.request.disruption)) {
         disruption.mark(&mut status, &now);
     }
+    // The pod generation the kubelet acted on (PodObservedGenerationTracking, GA in 1.35).
+    status.observed_generation = plan.generation;
+    for condition in status.conditions.iter_mut().flatten() {
+        condition.observed_generation = plan.generation;
+    }
     status.phase = Some(phase.to_string());
     status.start_time = Some(Time(seen.started_at));
     status.init_container_statuses = (!inits.is_empty()).then_some(inits);

@@ -29,7 +29,7 @@ struct Node {
 
 fn node(spec: Value) -> Node {
     let pod: Pod = serde_json::from_value(
-        json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"}, "spec": spec}),
+        json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1", "generation": 1}, "spec": spec}),
     )
     .unwrap();
     let plan = PodPlan::new(&pod, BACKOFF);
@@ -868,4 +868,19 @@ fn an_init_container_restarted_by_a_rule_does_not_fail_the_pod() {
     n.exit("i", 8, 1);
     n.sync(1);
     assert_eq!(n.phase(), "Failed");
+}
+
+#[test]
+fn the_status_and_each_condition_say_the_generation_the_kubelet_saw() {
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a")]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.sync(0);
+    assert_eq!(n.status.observed_generation, Some(1));
+    let conditions = n.status.conditions.clone().unwrap();
+    assert!(conditions.len() >= 4);
+    assert!(
+        conditions.iter().all(|c| c.observed_generation == Some(1)),
+        "{conditions:?}"
+    );
 }

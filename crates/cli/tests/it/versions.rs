@@ -133,6 +133,20 @@ fn a_container_restarted_in_place_by_its_rule_completes_the_job_in_one_pod() {
         ),
         (&1.into(), &42.into())
     );
+    // Pod generation: 1 at create, observed by the scheduler's and the kubelet's conditions.
+    let pod = &pods[0];
+    assert_eq!(
+        (
+            &pod["metadata"]["generation"],
+            &pod["status"]["observedGeneration"]
+        ),
+        (&1.into(), &1.into())
+    );
+    let conditions = pod["status"]["conditions"].as_array().unwrap();
+    assert!(
+        conditions.iter().all(|c| c["observedGeneration"] == 1),
+        "{conditions:?}"
+    );
 
     // NotIn: every code but 0 restarts; a code no rule matches ends the container.
     let not_in = "[{action: Restart, exitCodes: {operator: NotIn, values: [0]}}]";
