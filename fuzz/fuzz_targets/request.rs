@@ -57,6 +57,7 @@ fn app() -> &'static App {
             writes: Default::default(),
             admission: AdmissionConfig {
                 default_runtime_class: "host",
+                emulation: Default::default(),
             },
             metrics: Default::default(),
             sessions: Default::default(),

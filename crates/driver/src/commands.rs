@@ -389,7 +389,8 @@ impl Engine {
                 pod.view = PodView::from_pod(&pod.object);
                 pod.object.clone()
             });
-            self.stop_pod(namespace, name, grace, disruption);
+            let generation = object.as_ref().and_then(|p| p.metadata.generation);
+            self.stop_pod(namespace, name, grace, disruption, generation);
             if let Some(pod) = &object {
                 self.record_killing(&entry.job, pod, now);
             }
@@ -402,7 +403,8 @@ impl Engine {
             mark_deleted(&mut loose.object, grace, now);
             loose.delete_when_done = true;
             let object = loose.object.clone();
-            self.stop_pod(namespace, name, grace, disruption);
+            let generation = object.metadata.generation;
+            self.stop_pod(namespace, name, grace, disruption, generation);
             return Ok(object);
         }
         let stored = self
@@ -476,7 +478,7 @@ impl Engine {
             .cloned()
             .collect();
         for key in loose {
-            self.stop_pod(&key.0, &key.1, None, None);
+            self.stop_pod(&key.0, &key.1, None, None, None);
             if let Some(pod) = self.loose_pods.get_mut(&key) {
                 pod.delete_when_done = true;
             }
@@ -541,7 +543,7 @@ impl Engine {
                 continue;
             }
             if cascade {
-                self.stop_pod(&namespace, &name, None, None);
+                self.stop_pod(&namespace, &name, None, None, None);
             }
             self.batch.put(pod_record(&object, rv));
             self.loose_pods.insert(
@@ -605,9 +607,7 @@ fn to_value<T: serde::Serialize>(object: &T) -> Value {
 }
 
 fn mark_deleted(pod: &mut Pod, grace: Option<Duration>, now: Time) {
-    if pod.metadata.deletion_timestamp.is_none() {
-        pod.metadata.deletion_timestamp = Some(now.to_wire());
-    }
+    crate::mark_deleting(pod, now);
     let grace = grace.map(|g| g.as_secs() as i64).or_else(|| {
         pod.spec
             .as_ref()

@@ -584,6 +584,7 @@ impl Engine {
                     name,
                     grace,
                     Some(Disruption::NODE_SHUTDOWN),
+                    None,
                 );
                 self.record_killing(&entry.job, &pod.object, now);
             }
@@ -591,7 +592,13 @@ impl Engine {
         }
         let loose: Vec<JobKey> = self.loose_pods.keys().cloned().collect();
         for (namespace, name) in loose {
-            self.stop_pod(&namespace, &name, grace, Some(Disruption::NODE_SHUTDOWN));
+            self.stop_pod(
+                &namespace,
+                &name,
+                grace,
+                Some(Disruption::NODE_SHUTDOWN),
+                None,
+            );
         }
     }
 
@@ -642,7 +649,7 @@ impl Engine {
         }
         for name in &result.delete {
             if let Some(pod) = entry.pods.get_mut(name) {
-                pod.object.metadata.deletion_timestamp = Some(now.to_wire());
+                mark_deleting(&mut pod.object, now);
                 pod.object.metadata.deletion_grace_period_seconds = pod
                     .object
                     .spec
@@ -651,7 +658,7 @@ impl Engine {
                     .or(Some(30));
                 pod.view = PodView::from_pod(&pod.object);
                 let pod = pod.object.clone();
-                self.stop_pod(&namespace, name, None, None);
+                self.stop_pod(&namespace, name, None, None, pod.metadata.generation);
                 self.record_killing(&entry.job, &pod, now);
             }
         }
@@ -933,12 +940,14 @@ impl Engine {
         name: &str,
         grace: Option<Duration>,
         disruption: Option<Disruption>,
+        generation: Option<i64>,
     ) {
         let key = (namespace.to_string(), name.to_string());
         if self.scheduler.remove(&key) {
             self.unbound_deleted.push(key);
         } else {
-            self.runtime.stop(namespace, name, grace, disruption);
+            self.runtime
+                .stop(namespace, name, grace, disruption, generation);
         }
     }
 
@@ -1175,6 +1184,14 @@ pub fn admit(mut job: Job, emulation: Emulation) -> Result<ValidJob, Invalid> {
 pub fn admit_for_cluster(mut job: Job) -> Result<(), Invalid> {
     prepare_for_create(&mut job, &new_uid(), SystemClock.now_timestamp());
     joblet_api::validate_job_for_cluster(&job)
+}
+
+/// Sets a pod's `deletionTimestamp`, once: a graceful deletion raises its generation.
+pub(crate) fn mark_deleting(pod: &mut Pod, now: Time) {
+    if pod.metadata.deletion_timestamp.is_none() {
+        pod.metadata.deletion_timestamp = Some(now.to_wire());
+        pod.metadata.generation = pod.metadata.generation.map(|g| g + 1);
+    }
 }
 
 /// The Job as stored, with its current status and resourceVersion.

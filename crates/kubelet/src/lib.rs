@@ -33,19 +33,23 @@ pub use sync::{
 };
 pub use volumes::{volume_payload, File, Payload};
 
-/// A pod being stopped, and whether Kubernetes would call it a disruption.
+/// A pod being stopped, whether Kubernetes would call it a disruption, and the pod's
+/// generation when its graceful deletion raised it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopRequest {
     pub grace: std::time::Duration,
     pub disruption: Option<Disruption>,
+    pub generation: Option<i64>,
 }
 
 impl StopRequest {
-    /// A later stop merged into this one: the shorter grace, the first disruption.
+    /// A later stop merged into this one: the shorter grace, the first disruption, the
+    /// newest generation.
     pub fn merge(self, later: StopRequest) -> StopRequest {
         StopRequest {
             grace: self.grace.min(later.grace),
             disruption: self.disruption.or(later.disruption),
+            generation: self.generation.max(later.generation),
         }
     }
 }

@@ -97,10 +97,12 @@ pub(crate) fn pod_status(
     if let (true, Some(disruption)) = (done, seen.stop.and_then(|s| s.request.disruption)) {
         disruption.mark(&mut status, &now);
     }
-    // The pod generation the kubelet acted on (PodObservedGenerationTracking, GA in 1.35).
-    status.observed_generation = plan.generation;
+    // The pod generation the kubelet acted on (PodObservedGenerationTracking, GA in 1.35):
+    // a graceful deletion raised it.
+    let generation = (seen.stop.and_then(|s| s.request.generation)).or(plan.generation);
+    status.observed_generation = generation;
     for condition in status.conditions.iter_mut().flatten() {
-        condition.observed_generation = plan.generation;
+        condition.observed_generation = generation;
     }
     status.phase = Some(phase.to_string());
     status.start_time = Some(Time(seen.started_at));

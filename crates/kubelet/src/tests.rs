@@ -474,6 +474,7 @@ fn a_stop_kills_every_container_with_the_shorter_grace_and_restarts_nothing() {
         request: StopRequest {
             grace: Duration::from_secs(5),
             disruption: Some(Disruption::EVICTION),
+            generation: Some(2),
         },
         asked_at: at(2),
     });
@@ -497,6 +498,9 @@ fn a_stop_kills_every_container_with_the_shorter_grace_and_restarts_nothing() {
         disruption.unwrap().reason.as_deref(),
         Some("EvictionByEvictionAPI")
     );
+    // The eviction raised the pod's generation; the kubelet says it saw it.
+    assert_eq!(n.status.observed_generation, Some(2));
+    assert_eq!(disruption.unwrap().observed_generation, Some(2));
 }
 
 #[test]
@@ -506,6 +510,7 @@ fn a_pod_stopped_before_it_started_ends_failed_at_once() {
         request: StopRequest {
             grace: Duration::MAX,
             disruption: None,
+            generation: None,
         },
         asked_at: at(0),
     });

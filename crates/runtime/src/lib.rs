@@ -211,7 +211,8 @@ impl Runtime {
 
     /// Stops a running pod: SIGTERM to every container's process group, SIGKILL after
     /// `grace` (the pod's `terminationGracePeriodSeconds` when `None`). A `disruption`
-    /// adds the `DisruptionTarget` condition to the pod's final status. Unknown or already
+    /// adds the `DisruptionTarget` condition to the pod's final status; a `generation` (that
+    /// a graceful deletion raised) is the one its status reports observed. Unknown or already
     /// finished pods are ignored.
     pub fn stop(
         &self,
@@ -219,10 +220,13 @@ impl Runtime {
         name: &str,
         grace: Option<Duration>,
         disruption: Option<Disruption>,
+        generation: Option<i64>,
     ) {
         match &self.0 {
-            Backend::InProcess(local) => local.stop(namespace, name, grace, disruption),
-            Backend::Supervised(client) => client.stop(namespace, name, grace, disruption),
+            Backend::InProcess(local) => local.stop(namespace, name, grace, disruption, generation),
+            Backend::Supervised(client) => {
+                client.stop(namespace, name, grace, disruption, generation)
+            }
         }
     }
 
@@ -347,12 +351,14 @@ impl Local {
         name: &str,
         grace: Option<Duration>,
         disruption: Option<Disruption>,
+        generation: Option<i64>,
     ) {
         let key = (namespace.to_string(), name.to_string());
         if let Some(tx) = self.shared.pods.lock().expect("pod table").get(&key) {
             let request = StopRequest {
                 grace: grace.unwrap_or(Duration::MAX),
                 disruption,
+                generation,
             };
             tx.send_if_modified(|current| {
                 let merged = current.map_or(request, |earlier| earlier.merge(request));
@@ -392,7 +398,7 @@ impl Local {
             pods.keys().cloned().collect()
         };
         for (namespace, name) in keys {
-            self.stop(&namespace, &name, None, disruption);
+            self.stop(&namespace, &name, None, disruption, None);
         }
     }
 }

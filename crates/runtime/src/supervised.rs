@@ -150,6 +150,7 @@ impl Client {
         name: &str,
         grace: Option<Duration>,
         disruption: Option<Disruption>,
+        generation: Option<i64>,
     ) {
         let key = (namespace.to_string(), name.to_string());
         let mut stream = self.stream.lock().expect("stream");
@@ -157,7 +158,7 @@ impl Client {
         let Some(slot) = pods.get_mut(&key) else {
             return;
         };
-        let stop = WireStop::new(grace, disruption);
+        let stop = WireStop::new(grace, disruption, generation);
         if !slot.started {
             slot.stop = Some(slot.stop.map_or(stop, |earlier| earlier.merge(stop)));
             return;

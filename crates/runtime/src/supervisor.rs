@@ -138,15 +138,23 @@ pub(crate) fn restore_finish_times(status: &mut PodStatus, times: &[i64]) {
 pub(crate) struct WireStop {
     grace_ms: Option<u64>,
     disruption: Option<usize>,
+    /// Absent from a stop of an older joblet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<i64>,
 }
 
 const KNOWN_DISRUPTIONS: [Disruption; 2] = [Disruption::NODE_SHUTDOWN, Disruption::EVICTION];
 
 impl WireStop {
-    pub(crate) fn new(grace: Option<Duration>, disruption: Option<Disruption>) -> WireStop {
+    pub(crate) fn new(
+        grace: Option<Duration>,
+        disruption: Option<Disruption>,
+        generation: Option<i64>,
+    ) -> WireStop {
         WireStop {
             grace_ms: grace.map(|g| g.as_millis().min(u64::MAX as u128) as u64),
             disruption: disruption.and_then(|d| KNOWN_DISRUPTIONS.iter().position(|k| *k == d)),
+            generation,
         }
     }
 
@@ -163,13 +171,14 @@ impl WireStop {
     pub(crate) fn merge(self, later: WireStop) -> WireStop {
         let merged = self.request().merge(later.request());
         let grace = (merged.grace != Duration::MAX).then_some(merged.grace);
-        WireStop::new(grace, merged.disruption)
+        WireStop::new(grace, merged.disruption, merged.generation)
     }
 
     fn request(self) -> StopRequest {
         StopRequest {
             grace: self.grace().unwrap_or(Duration::MAX),
             disruption: self.disruption(),
+            generation: self.generation,
         }
     }
 }
@@ -560,17 +569,22 @@ impl Supervisor {
                     return; // Already started: a pod runs once.
                 }
                 // After a shutdown, a pod is stopped before it runs.
-                let shutdown = self
-                    .shutting_down
-                    .then(|| WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN)));
+                let shutdown = self.shutting_down.then(|| {
+                    WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN), None)
+                });
                 let stop = match (stop, shutdown) {
                     (Some(asked), Some(shutdown)) => Some(asked.merge(shutdown)),
                     (asked, shutdown) => asked.or(shutdown),
                 };
                 if let Some(stop) = stop {
                     self.runtime.reserve(&namespace, &name);
-                    self.runtime
-                        .stop(&namespace, &name, stop.grace(), stop.disruption());
+                    self.runtime.stop(
+                        &namespace,
+                        &name,
+                        stop.grace(),
+                        stop.disruption(),
+                        stop.generation,
+                    );
                 }
                 let status = pod.status.clone().unwrap_or_default();
                 self.held.insert(
@@ -588,9 +602,13 @@ impl Supervisor {
                 namespace,
                 name,
                 stop,
-            } => self
-                .runtime
-                .stop(&namespace, &name, stop.grace(), stop.disruption()),
+            } => self.runtime.stop(
+                &namespace,
+                &name,
+                stop.grace(),
+                stop.disruption(),
+                stop.generation,
+            ),
             Request::Acknowledge { pods } => {
                 let mut acknowledged = Vec::new();
                 for key in pods {
@@ -748,12 +766,13 @@ mod tests {
 
     #[test]
     fn stops_merge_as_the_runtime_merges_them() {
-        let first = WireStop::new(Some(Duration::from_secs(30)), None);
-        let second = WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN));
+        let first = WireStop::new(Some(Duration::from_secs(30)), None, Some(2));
+        let second = WireStop::new(Some(Duration::ZERO), Some(Disruption::NODE_SHUTDOWN), None);
         let merged = first.merge(second);
         assert_eq!(merged.grace(), Some(Duration::ZERO));
         assert_eq!(merged.disruption(), Some(Disruption::NODE_SHUTDOWN));
-        let unbounded = WireStop::new(None, Some(Disruption::EVICTION));
+        assert_eq!(merged.generation, Some(2));
+        let unbounded = WireStop::new(None, Some(Disruption::EVICTION), None);
         assert_eq!(unbounded.merge(unbounded).grace(), None);
     }
 }

@@ -178,7 +178,7 @@ async fn stop_escalates_to_sigkill_after_the_grace_period() {
     h.wait_running("stubborn").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = Instant::now();
-    h.runtime.stop("default", "stubborn", None, None);
+    h.runtime.stop("default", "stubborn", None, None, None);
     let status = h.finish("stubborn").await;
     let waited = asked.elapsed();
     assert!(
@@ -300,7 +300,7 @@ async fn a_pod_stopped_before_it_starts_never_runs() {
     let mut h = harness(false);
     let marker = h.dir.path().join("ran");
     h.runtime.reserve("default", "early");
-    h.runtime.stop("default", "early", None, None);
+    h.runtime.stop("default", "early", None, None, None);
     assert_eq!(
         h.runtime.running(),
         1,
@@ -330,6 +330,7 @@ async fn a_disruption_leaves_its_condition_on_the_pod() {
         "evicted",
         Some(Duration::ZERO),
         Some(Disruption::NODE_SHUTDOWN),
+        None,
     );
     let status = h.finish("evicted").await;
     let condition = status
@@ -413,7 +414,7 @@ async fn a_stopped_podman_pod_leaves_no_container_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let asked = Instant::now();
-    h.runtime.stop("default", "long", None, None);
+    h.runtime.stop("default", "long", None, None, None);
     let status = h.finish("long").await;
     // `sleep`, as the container's init, ignores SIGTERM: SIGKILL after the grace period.
     assert!(
@@ -531,7 +532,7 @@ async fn a_podman_container_over_its_memory_limit_is_oom_killed() {
             "resources": {"limits": {"memory": "16Mi"}}}]}),
     )]);
     h.wait_running("killed").await;
-    h.runtime.stop("default", "killed", None, None);
+    h.runtime.stop("default", "killed", None, None, None);
     let status = h.finish("killed").await;
     let t = terminated(main_status(&status));
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("Error")));

@@ -282,3 +282,32 @@ fn a_suspended_job_loses_its_start_time_takes_new_resources_and_resumes_with_the
     // Cleared while suspended (above), set again on resume.
     assert!(status(&server)["startTime"].is_string());
 }
+
+#[test]
+fn a_graceful_delete_raises_a_pods_generation_and_the_kubelet_observes_it() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    let script = "trap 'sleep 2; exit 0' TERM; while :; do sleep 0.1; done";
+    server.apply(&job("lingering", "  completions: 1", script));
+    let pod_name = || {
+        let pods = server.json(&["get", "pods", "-l", "job-name=lingering"]);
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let running = items.iter().find(|p| p["status"]["phase"] == "Running");
+        running.map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+    };
+    wait_for("the pod to run", Duration::from_secs(30), || {
+        pod_name().is_some()
+    });
+    let name = pod_name().unwrap();
+    let pod = format!("pod/{name}");
+    assert_eq!(server.json(&["get", &pod])["metadata"]["generation"], 1);
+    server.ok(&["delete", &pod, "--wait=false"]);
+    wait_for(
+        "the kubelet to observe generation 2",
+        Duration::from_secs(30),
+        || {
+            let pod = server.json(&["get", &pod]);
+            pod["metadata"]["generation"] == 2 && pod["status"]["observedGeneration"] == 2
+        },
+    );
+}
