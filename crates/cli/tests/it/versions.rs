@@ -9,16 +9,7 @@ use crate::util::{job, joblet, run, scratch};
 fn serve_says_it_is_1_37_and_emulates_the_version_it_is_given() {
     let dir = scratch();
     let server = Server::start(dir.path());
-    let version = server.kubectl(&["get", "--raw", "/version"]);
-    let version: serde_json::Value = serde_json::from_str(&version.stdout()).unwrap();
-    assert_eq!(
-        (
-            &version["minor"],
-            &version["emulationMinor"],
-            &version["minCompatibilityMinor"]
-        ),
-        (&"37".into(), &"37".into(), &"36".into())
-    );
+    assert_eq!(minors(&server), ["37", "37", "36"]);
     let kubectl = server.kubectl(&["version"]);
     assert!(
         kubectl.stdout().contains("Server Version: v1.37.0-joblet."),
@@ -31,16 +22,16 @@ fn serve_says_it_is_1_37_and_emulates_the_version_it_is_given() {
         &dir.path().join("older"),
         &["--emulated-version", "1.35"],
     );
-    let version = older.kubectl(&["get", "--raw", "/version"]);
-    let version: serde_json::Value = serde_json::from_str(&version.stdout()).unwrap();
-    assert_eq!(
-        (
-            &version["minor"],
-            &version["emulationMinor"],
-            &version["minCompatibilityMinor"]
-        ),
-        (&"37".into(), &"35".into(), &"34".into())
-    );
+    assert_eq!(minors(&older), ["37", "35", "34"]);
+}
+
+/// `/version`'s minor, emulated minor and minimum compatible minor.
+fn minors(server: &Server) -> Vec<String> {
+    let version = server.ok(&["get", "--raw", "/version"]);
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    ["minor", "emulationMinor", "minCompatibilityMinor"]
+        .map(|key| version[key].as_str().unwrap_or_default().to_string())
+        .to_vec()
 }
 
 #[test]
