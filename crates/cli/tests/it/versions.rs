@@ -80,23 +80,11 @@ fn an_alpha_field_of_1_37_is_refused_with_its_path_before_anything_runs() {
 /// A Job whose container exits 42 on its first run and 0 on the next, restarted in place on
 /// 42 by its rule.
 fn ruled_job(name: &str, dir: &std::path::Path, rules: &str) -> String {
-    format!(
-        r#"apiVersion: batch/v1
-kind: Job
-metadata: {{name: {name}}}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          restartPolicy: Never
-          restartPolicyRules: {rules}
-          command: ["sh", "-c", "if [ -e {dir}/{name}-once ]; then exit 0; fi; touch {dir}/{name}-once; exit 42"]
-"#,
-        dir = dir.display()
+    let once = format!("{}/{name}-once", dir.display());
+    let script = format!("if [ -e {once} ]; then exit 0; fi; touch {once}; exit 42");
+    job(name, "  backoffLimit: 0", &script).replace(
+        "          image: busybox\n",
+        &format!("          image: busybox\n          restartPolicy: Never\n          restartPolicyRules: {rules}\n"),
     )
 }
 
