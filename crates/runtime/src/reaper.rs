@@ -155,15 +155,27 @@ impl Reaper {
     }
 }
 
+impl Table {
+    /// No child existed when the reaper last looked, which began when `first_unseen` was the
+    /// next serial: the children registered before then were reaped elsewhere, and their
+    /// waiters see a lost exit. A child registered since was forked after the look (its
+    /// spawn may have been under way, or begun, meanwhile) and is kept.
+    fn forget_reaped_elsewhere(&mut self, first_unseen: u64) {
+        self.waiters
+            .retain(|_, (serial, _)| *serial >= first_unseen);
+    }
+}
+
 fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
     let (lock, wake) = shared;
     loop {
-        {
+        let first_unseen = {
             let mut table = lock.lock().expect("reaper table");
             while table.spawning == 0 && table.waiters.is_empty() {
                 table = wake.wait(table).expect("reaper table");
             }
-        }
+            table.next_serial
+        };
         // Which child ended, without collecting it yet.
         let pid = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(status) => match status.pid() {
@@ -172,12 +184,10 @@ fn reap_forever(shared: &(Mutex<Table>, Condvar)) {
             },
             Err(Errno::EINTR) => continue,
             Err(_) => {
-                // ECHILD: no child exists. Either a spawn has not forked yet, or the
-                // waited-for children were reaped elsewhere: their waiters see a lost exit.
+                // ECHILD: no child existed. Either a spawn had not forked yet, or the
+                // waited-for children were reaped elsewhere.
                 let mut table = lock.lock().expect("reaper table");
-                if table.spawning == 0 {
-                    table.waiters.clear();
-                }
+                table.forget_reaped_elsewhere(first_unseen);
                 drop(table);
                 std::thread::yield_now();
                 continue;
@@ -219,6 +229,38 @@ mod tests {
     fn next_pid_is(pid: i32) {
         std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1))
             .expect("this test sets /proc/sys/kernel/ns_last_pid: run it as root");
+    }
+
+    /// The race a pod once lost its exit to (reported 137, killed): the reaper found no
+    /// child while a spawn was about to fork, and the spawn forked and registered its child
+    /// before the reaper took the table again.
+    #[test]
+    fn a_child_registered_after_the_reaper_found_none_keeps_its_waiter() {
+        let mut table = Table::default();
+        let register = |table: &mut Table, pid: i32| {
+            let (tx, rx) = oneshot::channel();
+            table.waiters.insert(pid, (table.next_serial, tx));
+            table.next_serial += 1;
+            rx
+        };
+        let mut reaped_elsewhere = register(&mut table, 10);
+        // The reaper looks (no child exists: 10 was reaped by someone else)...
+        let first_unseen = table.next_serial;
+        // ...a spawn forks and registers its child meanwhile...
+        let mut newcomer = register(&mut table, 11);
+        // ...and the reaper, back at the table, forgets only what it could not have seen.
+        table.forget_reaped_elsewhere(first_unseen);
+        assert_eq!(
+            reaped_elsewhere.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed),
+            "a lost exit"
+        );
+        assert_eq!(
+            newcomer.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty),
+            "still waited for"
+        );
+        assert_eq!(table.waiters.keys().collect::<Vec<_>>(), [&11]);
     }
 
     #[test]
