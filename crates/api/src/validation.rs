@@ -832,7 +832,7 @@ fn validate_container_restart_policies(
         .map(|(i, c)| (format!("{SPEC}.containers[{i}]"), c, false));
     for (path, container, init) in inits.chain(mains) {
         if emulation.container_restart_rules() {
-            validate_container_restart_policy(&path, container, errors);
+            validate_container_restart_policy(&path, container, emulation, errors);
             continue;
         }
         match (init, container.restart_policy.as_deref()) {
@@ -858,6 +858,7 @@ const MAX_RULE_EXIT_CODES: usize = 255;
 fn validate_container_restart_policy(
     path: &str,
     container: &Container,
+    emulation: Emulation,
     errors: &mut Vec<FieldError>,
 ) {
     let rules = container
@@ -887,20 +888,16 @@ fn validate_container_restart_policy(
     }
     for (i, rule) in rules.iter().enumerate() {
         let here = format!("{rules_path}[{i}]");
-        match rule.action.as_str() {
-            "Restart" => {}
-            "RestartAllContainers" => errors.push(
-                FieldError::forbidden(
-                    format!("{here}.action"),
-                    "joblet does not run RestartAllContainers yet",
-                )
-                .node_limit(),
-            ),
-            other => errors.push(FieldError::not_supported(
+        let actions: &'static [&str] = match emulation.restart_all_containers() {
+            true => &["Restart", "RestartAllContainers"],
+            false => &["Restart"],
+        };
+        if !actions.contains(&rule.action.as_str()) {
+            errors.push(FieldError::not_supported(
                 format!("{here}.action"),
-                other,
-                &["Restart", "RestartAllContainers"],
-            )),
+                &rule.action,
+                actions,
+            ));
         }
         let Some(codes) = &rule.exit_codes else {
             errors.push(FieldError::required(
@@ -1717,6 +1714,20 @@ spec:
                 "{container}"
             );
         }
+    }
+
+    #[test]
+    fn restart_all_containers_is_an_action_from_1_36() {
+        let container = json!({"restartPolicy": "Never", "restartPolicyRules": [
+            {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
+        for minor in ["1.36", "1.37"] {
+            let errors = container_errors(container.clone(), minor.parse().unwrap());
+            assert_eq!(errors, Vec::<String>::new(), "{minor}");
+        }
+        assert_eq!(
+            container_errors(container, "1.35".parse().unwrap()),
+            ["spec.template.spec.containers[0].restartPolicyRules[0].action: Unsupported value: \"RestartAllContainers\": supported values: \"Restart\""]
+        );
     }
 
     #[test]

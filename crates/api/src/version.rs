@@ -37,6 +37,12 @@ impl Emulation {
     pub fn mutable_suspended_jobs(self) -> bool {
         self.minor >= 36
     }
+
+    /// RestartAllContainersOnContainerExits (beta, on by default, from 1.36): the
+    /// `RestartAllContainers` action of a restart rule.
+    pub fn restart_all_containers(self) -> bool {
+        self.minor >= 36
+    }
 }
 
 /// `dropDisabledFields` on create: what the emulated version's feature gates turn off is

@@ -47,8 +47,33 @@ impl RestartPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerRestart {
     pub policy: Option<RestartPolicy>,
-    /// The exit codes of each `Restart` rule, in order: `In` (true) or `NotIn` (false) them.
-    pub rules: Vec<(bool, Vec<i32>)>,
+    pub rules: Vec<RestartRule>,
+}
+
+/// One of `restartPolicyRules`: what to do when the exit code is `In` (or `NotIn`) `codes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartRule {
+    pub action: RuleAction,
+    pub is_in: bool,
+    pub codes: Vec<i32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleAction {
+    /// The container starts again in place.
+    Restart,
+    /// Every container of the pod is stopped and the pod starts over from its first init
+    /// container (RestartAllContainersOnContainerExits).
+    RestartAllContainers,
+}
+
+impl ContainerRestart {
+    /// The action of the first rule that matches `code` (`FindMatchingContainerRestartRule`).
+    fn action(&self, code: i32) -> Option<RuleAction> {
+        (self.rules.iter())
+            .find(|rule| rule.codes.contains(&code) == rule.is_in)
+            .map(|rule| rule.action)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,14 +153,28 @@ impl PodPlan {
     }
 
     /// Whether container `i`, ended with `code`, starts again in place
-    /// (`ContainerShouldRestart`): its rules in order, then its own policy, then the pod's.
+    /// (`ContainerShouldRestart`): the first of its rules that matches, then its own policy,
+    /// then the pod's. A rule that restarts all containers restarts none alone.
     pub(crate) fn restarts(&self, i: usize, code: i32) -> bool {
         let own = &self.containers[i].restart;
         let Some(policy) = own.policy else {
             return self.restart_policy.restarts(code);
         };
-        let matches = |(is_in, codes): &(bool, Vec<i32>)| codes.contains(&code) == *is_in;
-        own.rules.iter().any(matches) || policy.restarts(code)
+        match own.action(code) {
+            Some(action) => action == RuleAction::Restart,
+            None => policy.restarts(code),
+        }
+    }
+
+    /// Whether container `i`, ended with `code`, restarts every container of the pod.
+    pub(crate) fn restarts_all(&self, i: usize, code: i32) -> bool {
+        self.containers[i].restart.action(code) == Some(RuleAction::RestartAllContainers)
+    }
+
+    /// Whether any container has a rule that restarts them all (`AllContainersCouldRestart`).
+    pub(crate) fn could_restart_all(&self) -> bool {
+        (self.containers.iter().flat_map(|c| &c.restart.rules))
+            .any(|rule| rule.action == RuleAction::RestartAllContainers)
     }
 
     /// [`PodPlan::restarts`] for the container of that name.
@@ -145,21 +184,30 @@ impl PodPlan {
     }
 }
 
-/// What a container says of its own restarts. Rules with another action, or an operator
-/// upstream does not know, match nothing, as upstream's `findMatchingContainerRestartRule`.
+/// What a container says of its own restarts. Rules with an action or an operator upstream
+/// does not know match nothing, as upstream's `findMatchingContainerRestartRule`.
 fn container_restart(
     container: &joblet_api::k8s_openapi::api::core::v1::Container,
 ) -> ContainerRestart {
     let rules = (container.restart_policy_rules.iter().flatten())
-        .filter(|rule| rule.action == "Restart")
         .filter_map(|rule| {
+            let action = match rule.action.as_str() {
+                "Restart" => RuleAction::Restart,
+                "RestartAllContainers" => RuleAction::RestartAllContainers,
+                _ => return None,
+            };
             let codes = rule.exit_codes.as_ref()?;
             let is_in = match codes.operator.as_str() {
                 "In" => true,
                 "NotIn" => false,
                 _ => return None,
             };
-            Some((is_in, codes.values.clone().unwrap_or_default()))
+            let codes = codes.values.clone().unwrap_or_default();
+            Some(RestartRule {
+                action,
+                is_in,
+                codes,
+            })
         })
         .collect();
     ContainerRestart {

@@ -12,7 +12,7 @@ use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use joblet_api::k8s_openapi::jiff::Timestamp;
 
 use crate::plan::{ContainerPlan, Kind, PodPlan};
-use crate::sync::{ContainerRecord, Ending, ImageError, ImageFailure, Observed, Run, State};
+use crate::sync::{ContainerRecord, Ending, ImageError, ImageFailure, Observed, Pod, Run, State};
 
 /// How an exited container is shown: as it ended, or waiting to start again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +28,10 @@ pub(crate) fn pod_status(
     seen: &Observed,
     shown: &[Shown],
     ending: Option<&Ending>,
-    done: bool,
+    pod: Pod,
     now: Timestamp,
 ) -> PodStatus {
+    let done = pod == Pod::Done;
     let mut status = seen.previous.clone();
     let mut inits = Vec::new();
     let mut mains = Vec::new();
@@ -44,7 +45,11 @@ pub(crate) fn pod_status(
     }
     // Upstream sorts the main containers' statuses by name; init containers keep spec order.
     mains.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut phase = phase(plan, &inits, &mains, done);
+    let mut phase = match pod {
+        // Pending through a restart of all its containers, as a pod not started yet.
+        Pod::RestartingAll => "Pending",
+        _ => phase(plan, &inits, &mains, done),
+    };
     let deadline_exceeded = done && ending.is_some_and(|e| e.deadline_exceeded);
     if deadline_exceeded {
         phase = "Failed";
@@ -94,6 +99,19 @@ pub(crate) fn pod_status(
     set_condition(&mut status, "Initialized", &initialized, &now);
     set_condition(&mut status, "Ready", &containers_ready, &now);
     set_condition(&mut status, "ContainersReady", &containers_ready, &now);
+    if plan.could_restart_all() {
+        let restarting = match phase {
+            "Succeeded" => Condition::not("PodCompleted", ""),
+            "Failed" => Condition::not("PodFailed", ""),
+            _ if pod == Pod::RestartingAll => Condition {
+                value: true,
+                reason: "RestartAllContainersStarted",
+                message: "container exited with restart policy rule".to_string(),
+            },
+            _ => Condition::when(false),
+        };
+        set_condition(&mut status, "AllContainersRestarting", &restarting, &now);
+    }
     if let (true, Some(disruption)) = (done, seen.stop.and_then(|s| s.request.disruption)) {
         disruption.mark(&mut status, &now);
     }

@@ -101,6 +101,20 @@ impl State {
     }
 }
 
+impl ContainerRecord {
+    /// The container as its pod starting over leaves it: its run kept as the last one, to be
+    /// created again, that start counted as a restart.
+    pub fn start_over(&mut self) {
+        if let State::Exited(run) = &self.state {
+            self.last = Some(run.clone());
+            self.state = State::NotStarted;
+        }
+        if std::mem::take(&mut self.created) {
+            self.restarts += 1;
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
     /// None when it could not be started.
@@ -152,6 +166,9 @@ pub struct PodActions {
     pub wake_at: Option<Timestamp>,
     /// The pod has ended: its phase is terminal and none of its containers runs.
     pub done: bool,
+    /// A rule asked to restart every container, and none runs any more: the pod starts over
+    /// once each record is [`ContainerRecord::start_over`]; then sync again.
+    pub start_over: bool,
 }
 
 /// Why the pod's containers are being stopped, since when, and with what grace.
@@ -198,6 +215,36 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
         }
     }
     let mut start = Vec::new();
+    // A container that exited by a rule restarting them all: every container is stopped at
+    // once (the grace is not kept, nor pre-stop hooks run), then the pod starts over from its
+    // first init container after the back-off of the container that asked.
+    let restart_all_at = ending
+        .is_none()
+        .then(|| restart_all_at(plan, seen))
+        .flatten();
+    if let Some(ready_at) = restart_all_at {
+        let kill = (seen.containers.iter().enumerate())
+            .filter(|(_, record)| match &record.state {
+                State::Running { .. } => true,
+                State::Stopping { kill_at, .. } => now < *kill_at,
+                _ => false,
+            })
+            .map(|(i, _)| (i, Duration::ZERO))
+            .collect::<Vec<_>>();
+        let stopped = !seen.containers.iter().any(|c| c.state.is_running());
+        if stopped && now < ready_at {
+            wake.at(ready_at);
+        }
+        let shown = vec![Shown::AsItIs; plan.containers.len()];
+        return PodActions {
+            start,
+            kill,
+            status: pod_status(plan, seen, &shown, None, Pod::RestartingAll, now),
+            wake_at: wake.0,
+            done: false,
+            start_over: stopped && now >= ready_at,
+        };
+    }
     if ending.is_none() {
         match containers_to_start(plan, seen) {
             Next::Start(wanted) => start = wanted,
@@ -259,13 +306,38 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
         }
     }
     let done = ending.is_some() && !seen.containers.iter().any(|c| c.state.is_running());
+    let pod = if done { Pod::Done } else { Pod::Live };
     PodActions {
         start,
         kill,
-        status: pod_status(plan, seen, &shown, ending.as_ref(), done, now),
+        status: pod_status(plan, seen, &shown, ending.as_ref(), pod, now),
         wake_at: wake.0,
         done,
+        start_over: false,
     }
+}
+
+/// Where the pod stands, for its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pod {
+    Live,
+    /// Its containers are being stopped, or waiting for the back-off, to start over.
+    RestartingAll,
+    /// Ended: none of its containers runs, nor will.
+    Done,
+}
+
+/// When the pod may start over, if one of its containers exited by a rule that restarts
+/// them all (`ShouldAllContainersRestart`): at the end of that container's crash back-off.
+fn restart_all_at(plan: &PodPlan, seen: &Observed) -> Option<Timestamp> {
+    (seen.containers.iter().enumerate())
+        .filter_map(|(i, record)| match &record.state {
+            State::Exited(run) if plan.restarts_all(i, run.exit.code) => {
+                Some(later(run.finished_at, plan.backoff.delay(record.restarts)))
+            }
+            _ => None,
+        })
+        .max()
 }
 
 enum Next {

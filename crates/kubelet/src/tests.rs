@@ -875,6 +875,163 @@ fn an_init_container_restarted_by_a_rule_does_not_fail_the_pod() {
     assert_eq!(n.phase(), "Failed");
 }
 
+fn restart_all(operator: &str, codes: &[i32]) -> Value {
+    json!({"action": "RestartAllContainers", "exitCodes": {"operator": operator, "values": codes}})
+}
+
+impl Node {
+    /// What the worker does when the sync asks the pod to start over.
+    fn start_over(&mut self, now: i64) {
+        assert!(self.sync(now).start_over, "the pod starts over at {now}");
+        self.records
+            .iter_mut()
+            .for_each(ContainerRecord::start_over);
+    }
+}
+
+#[test]
+fn restart_all_containers_stops_every_container_and_reruns_the_pod_from_its_init_containers() {
+    let rules = json!([restart_all("In", &[42])]);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [c("init"), sidecar("side")], "containers": [ruled("main", "Never", rules)]});
+    let mut n = node(spec);
+    let up = |n: &mut Node, now| {
+        assert_eq!(n.starts(now), ["init"]);
+        n.run("init", now);
+        n.exit("init", 0, now);
+        n.bring_up(&["side", "main"], now);
+    };
+    up(&mut n, 0);
+    assert_eq!(n.condition("AllContainersRestarting"), "False");
+    n.exit("main", 42, 2);
+    // Every other container is stopped at once, without its grace.
+    let stopping = n.sync(2);
+    assert_eq!(
+        (stopping.kill.clone(), stopping.start.is_empty()),
+        (vec![(n.index("side"), Duration::ZERO)], true)
+    );
+    assert!(!stopping.start_over && !stopping.done);
+    assert_eq!(
+        (n.phase(), n.condition("AllContainersRestarting")),
+        ("Pending", "True")
+    );
+    let condition = (n.status.conditions.iter().flatten())
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(
+        (condition.reason.as_deref(), condition.message.as_deref()),
+        (
+            Some("RestartAllContainersStarted"),
+            Some("container exited with restart policy rule")
+        )
+    );
+    n.stopping("side", 2, 0);
+    n.exit("side", 137, 2);
+    n.start_over(2);
+    // The same pod from the start: its init container first, each container's run counted.
+    up(&mut n, 2);
+    n.sync(2);
+    assert_eq!(
+        (n.phase(), n.condition("AllContainersRestarting")),
+        ("Running", "False")
+    );
+    let counts: Vec<i32> = ["init", "side", "main"]
+        .iter()
+        .map(|name| n.container(name).restart_count)
+        .collect();
+    assert_eq!(counts, [1, 1, 1]);
+    let last = n.container("main").last_state.clone().unwrap();
+    assert_eq!(last.terminated.unwrap().exit_code, 42);
+    n.exit("main", 0, 3);
+    n.sync(3);
+    n.stopping("side", 3, 30);
+    n.exit("side", 143, 3);
+    assert!(n.sync(3).done);
+    assert_eq!(n.phase(), "Succeeded");
+    let condition = (n.status.conditions.iter().flatten())
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_deref()),
+        ("False", Some("PodCompleted"))
+    );
+}
+
+#[test]
+fn a_pod_that_restarts_all_again_waits_for_the_back_off_of_the_container_that_asked() {
+    let rules = json!([restart_all("NotIn", &[0])]);
+    let mut n = node(json!({"restartPolicy": "Never", "containers": [ruled("a", "Never", rules)]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.exit("a", 1, 1);
+    n.start_over(1);
+    assert_eq!(n.starts(1), ["a"]);
+    n.run("a", 1);
+    n.exit("a", 1, 2);
+    let waiting = n.sync(2);
+    assert_eq!((waiting.start_over, waiting.wake_at), (false, Some(at(12))));
+    assert_eq!(n.phase(), "Pending", "not terminal while it waits");
+    n.start_over(12);
+    assert_eq!(n.starts(12), ["a"]);
+    assert_eq!(n.container("a").restart_count, 2);
+}
+
+#[test]
+fn the_first_matching_rule_decides_between_restarting_one_container_and_all() {
+    let rules = json!([rule("In", &[42]), restart_all("NotIn", &[0])]);
+    let spec =
+        json!({"restartPolicy": "Never", "containers": [ruled("a", "Never", rules), c("b")]});
+    let mut n = node(spec);
+    n.sync(0);
+    n.run("a", 0);
+    n.run("b", 0);
+    n.exit("a", 42, 1);
+    assert_eq!(n.starts(1), ["a"], "42: the first rule, a alone");
+    n.run("a", 1);
+    n.exit("a", 3, 2);
+    let actions = n.sync(2);
+    assert_eq!(actions.kill, [(n.index("b"), Duration::ZERO)], "3: all");
+    // Exit 0 matches neither: the container's own policy, Never.
+    let mut n = node(json!({"restartPolicy": "Never",
+        "containers": [ruled("a", "Never", json!([restart_all("NotIn", &[0])]))]}));
+    n.sync(0);
+    n.run("a", 0);
+    n.exit("a", 0, 1);
+    let end = n.sync(1);
+    assert!(end.done && !end.start_over);
+    assert_eq!(n.phase(), "Succeeded");
+}
+
+#[test]
+fn an_init_container_that_restarts_all_does_not_fail_the_pod_but_a_deletion_ends_it() {
+    let rules = json!([restart_all("In", &[7])]);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [c("first"), ruled("second", "Never", rules)], "containers": [c("a")]});
+    let mut n = node(spec);
+    n.bring_up(&["first"], 0);
+    n.exit("first", 0, 0);
+    n.bring_up(&["second"], 0);
+    n.exit("second", 7, 1);
+    n.start_over(1);
+    assert_eq!(n.starts(1), ["first"]);
+    n.run("first", 1);
+    n.exit("first", 0, 1);
+    n.bring_up(&["second"], 1);
+    n.exit("second", 7, 2);
+    // Deleted while it waits to start over: the pod ends, failed.
+    n.stop = Some(Stop {
+        request: StopRequest {
+            grace: Duration::from_secs(30),
+            disruption: None,
+            generation: Some(2),
+        },
+        asked_at: at(3),
+    });
+    let ended = n.sync(3);
+    assert!(ended.done && !ended.start_over);
+    assert_eq!(n.phase(), "Failed");
+}
+
 #[test]
 fn the_status_and_each_condition_say_the_generation_the_kubelet_saw() {
     let mut n = node(json!({"restartPolicy": "Never", "containers": [c("a")]}));

@@ -157,6 +157,12 @@ impl Worker {
         // start error with no back-off) waits for the next turn.
         for _ in 0..=self.specs.len() * 2 {
             let actions = self.sync(now);
+            if actions.start_over {
+                self.records
+                    .iter_mut()
+                    .for_each(ContainerRecord::start_over);
+                continue;
+            }
             let starts: Vec<usize> = (actions.start.iter().copied())
                 .filter(|&i| !self.unconfigurable[i])
                 .collect();

@@ -200,6 +200,86 @@ fn emulating_1_34_drops_restart_rules_and_the_exit_fails_the_job() {
         .contains("emulation version 1.20 is not between [1.34, 1.37]"));
 }
 
+/// A Job whose main container asks, by exiting 42 on its first run, that every container of
+/// its pod start over: its init container and sidecar as well.
+fn restarting_all_job(dir: &std::path::Path) -> String {
+    let dir = dir.display();
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: over
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - name: setup
+          image: busybox
+          command: ["sh", "-c", "echo setup >> {dir}/setups"]
+        - name: helper
+          image: busybox
+          restartPolicy: Always
+          command: ["sleep", "600"]
+      containers:
+        - name: main
+          image: busybox
+          restartPolicy: Never
+          restartPolicyRules: [{{action: RestartAllContainers, exitCodes: {{operator: In, values: [42]}}}}]
+          command: ["sh", "-c", "if [ -e {dir}/once ]; then exit 0; fi; touch {dir}/once; exit 42"]
+"#
+    )
+}
+
+#[test]
+fn restart_all_containers_reruns_the_init_container_and_completes_the_job_in_one_pod() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&restarting_all_job(dir.path()));
+    server.wait_complete("over");
+    let job = server.json(&["get", "job/over"]);
+    assert_eq!(job["status"]["failed"], serde_json::Value::Null, "{job}");
+    let pods = server.json(&["get", "pods", "-l", "job-name=over"]);
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 1, "restarted in place, not replaced");
+    let status = &pods[0]["status"];
+    let setups = std::fs::read_to_string(dir.path().join("setups")).unwrap();
+    assert_eq!(setups, "setup\nsetup\n", "the init container ran again");
+    let restarts: Vec<_> = (status["initContainerStatuses"].as_array().unwrap().iter())
+        .chain(status["containerStatuses"].as_array().unwrap())
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["restartCount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(restarts, [("setup", 1), ("helper", 1), ("main", 1)]);
+    let main = &status["containerStatuses"][0];
+    assert_eq!(main["lastState"]["terminated"]["exitCode"], 42);
+    let restarting = (status["conditions"].as_array().unwrap().iter())
+        .find(|c| c["type"] == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(
+        (&restarting["status"], &restarting["reason"]),
+        (&"False".into(), &"PodCompleted".into())
+    );
+
+    // 1.35 knows only Restart.
+    let old = run(
+        dir.path(),
+        &restarting_all_job(dir.path()),
+        &["--emulated-version", "1.35"],
+    );
+    old.expect_code(2);
+    assert!(
+        old.stderr().contains("spec.template.spec.containers[0].restartPolicyRules[0].action: Unsupported value: \"RestartAllContainers\": supported values: \"Restart\""),
+        "{}",
+        old.context()
+    );
+}
+
 #[test]
 fn a_suspended_job_loses_its_start_time_takes_new_resources_and_resumes_with_them() {
     let dir = scratch();
@@ -260,6 +340,38 @@ fn a_suspended_job_loses_its_start_time_takes_new_resources_and_resumes_with_the
     });
     // Cleared while suspended (above), set again on resume.
     assert!(status(&server)["startTime"].is_string());
+}
+
+#[test]
+fn emulating_1_34_a_suspended_job_keeps_its_start_time_and_its_template() {
+    let dir = scratch();
+    let server = Server::start_with(
+        dir.path(),
+        &dir.path().join("state"),
+        &["--emulated-version", "1.34"],
+    );
+    server.apply(&job("kept", "  completions: 1", "sleep 30"));
+    let status = |server: &Server| server.json(&["get", "job/kept"])["status"].clone();
+    wait_for("the pod to run", Duration::from_secs(30), || {
+        status(&server)["active"] == 1
+    });
+    let started = status(&server)["startTime"].clone();
+    server.ok(&["patch", "job/kept", "-p", r#"{"spec": {"suspend": true}}"#]);
+    wait_for("the pod to go", Duration::from_secs(30), || {
+        let status = status(&server);
+        let suspended = (status["conditions"].as_array().into_iter().flatten())
+            .any(|c| c["type"] == "Suspended" && c["status"] == "True");
+        suspended && status["active"].as_i64().unwrap_or(0) == 0
+    });
+    assert_eq!(status(&server)["startTime"], started);
+    let cpu = r#"[{"op": "add", "path": "/spec/template/spec/containers/0/resources", "value": {"requests": {"cpu": "100m"}}}]"#;
+    let refused = server.kubectl(&["patch", "job/kept", "--type=json", "-p", cpu]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr().contains("field is immutable"),
+        "{}",
+        refused.context()
+    );
 }
 
 #[test]
