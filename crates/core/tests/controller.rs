@@ -178,6 +178,22 @@ fn tc011_active_backoff_blocks_replacement() {
     assert_eq!(sync(&j, &state, &[]).create.len(), 1);
 }
 
+/// #139457 (in 1.37, and patch releases back to 1.33): upstream reported `active` 0 while
+/// a replacement waited out the back-off, which the API server refused beside `ready`.
+#[test]
+fn active_stays_the_real_count_while_a_replacement_waits_for_the_back_off() {
+    let j = job(json!({"completions": 4, "parallelism": 2}));
+    let mut state = started(NOW);
+    state.backoff = BackoffRecord {
+        failures_after_last_success: 1,
+        last_failure: Some(NOW),
+    };
+    let r = sync(&j, &state, &[ready("a")]);
+    assert!(r.create.is_empty());
+    assert_eq!((r.state.status.active, r.state.status.ready), (1, 1));
+    assert_eq!(r.requeue_at, Some(NOW.plus_millis(10_000)));
+}
+
 #[test]
 fn tc012_normal_completion() {
     let j = job(json!({"completions": 5, "parallelism": 2}));

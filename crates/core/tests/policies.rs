@@ -297,6 +297,24 @@ fn tc076_tc077_first_failure_waits_for_its_replacement() {
     assert_eq!((r.state.status.failed, r.state.status.active), (1, 2));
 }
 
+/// #139457 on the per-index path: the other index's running pod stays counted.
+#[test]
+fn active_stays_the_real_count_while_an_index_waits_for_its_back_off() {
+    let j = per_index(2, 1, json!({}));
+    let failed0 = PodView {
+        finish_time: NOW,
+        ..with_counts(indexed("f0", 0, PodPhase::Failed), 0, 0)
+    };
+    let running1 = PodView {
+        ready: true,
+        ..indexed("r1", 1, PodPhase::Running)
+    };
+    let r = sync(&j, &started(NOW), &[failed0, running1]);
+    assert!(r.create.is_empty());
+    assert_eq!((r.state.status.active, r.state.status.ready), (1, 1));
+    assert_eq!(r.requeue_at, Some(NOW.plus_millis(10_000)));
+}
+
 #[test]
 fn tc078_index_exhausts_its_budget() {
     let r = sync(
