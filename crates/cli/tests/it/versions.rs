@@ -144,6 +144,38 @@ fn a_container_restarted_in_place_by_its_rule_completes_the_job_in_one_pod() {
 }
 
 #[test]
+fn a_fail_job_rule_on_42_never_sees_a_container_its_rule_restarts_with_a_growing_back_off() {
+    let dir = scratch();
+    let script = "date +%s%N >> {dir}/runs; [ $(wc -l < {dir}/runs) -ge 4 ] || exit 42";
+    let spec = "  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n      - action: FailJob\n        onExitCodes: {operator: In, values: [42]}";
+    let manifest = job("patient", spec, script).replace(
+        "          image: busybox\n",
+        &format!("          image: busybox\n          restartPolicy: Never\n          restartPolicyRules: {RESTART_ON_42}\n"),
+    );
+    let ran = run(
+        dir.path(),
+        &manifest,
+        &["--backoff-base", "200ms", "-o", "json"],
+    );
+    ran.expect_code(0);
+    let status = &ran.job()["status"];
+    assert_eq!(
+        (&status["succeeded"], &status["failed"]),
+        (&1.into(), &serde_json::Value::Null)
+    );
+    // At once, then 200 ms, then 400 ms after each exit (lower bounds: a busy machine only
+    // adds to them).
+    let runs: Vec<u64> = std::fs::read_to_string(dir.path().join("runs"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 4);
+    let gaps: Vec<u64> = runs.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    assert!(gaps[1] >= 200 && gaps[2] >= 400, "gaps in ms: {gaps:?}");
+}
+
+#[test]
 fn kubectl_gets_the_api_servers_words_for_bad_restart_rules() {
     let dir = scratch();
     let server = Server::start(dir.path());
