@@ -4,6 +4,7 @@
 
 mod clock;
 mod commands;
+mod correlator;
 mod cronjobs;
 mod metrics;
 mod objects;
@@ -39,7 +40,8 @@ pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, U
 pub use cronjobs::KIND_CRON_JOB;
 pub use metrics::Metrics;
 use objects::{
-    container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
+    container_reference, event_name, event_record, event_uid, job_record, job_reference,
+    pod_record, pod_reference,
 };
 pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_NODE, KIND_POD};
 pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET, KIND_SERVICE};
@@ -225,6 +227,11 @@ pub struct Engine {
     removed: Vec<Job>,
     /// When each stored event goes (serve only), oldest first.
     expiring_events: VecDeque<(Time, String, String)>,
+    /// The last expiry of each event recorded again since it was first (its count grew):
+    /// its earlier entries in `expiring_events` are passed over.
+    renewed_events: HashMap<(String, String), Time>,
+    /// Events are combined, counted and rate-limited as client-go's recorder does.
+    correlator: correlator::EventCorrelator,
     commands: Option<mpsc::UnboundedReceiver<commands::Command>>,
     batch: Batch,
     to_start: Vec<Pod>,
@@ -295,6 +302,8 @@ impl Engine {
             loose_pods: HashMap::new(),
             removed: Vec::new(),
             expiring_events: VecDeque::new(),
+            renewed_events: HashMap::new(),
+            correlator: Default::default(),
             commands: None,
             batch,
             to_start: Vec::new(),
@@ -912,20 +921,36 @@ impl Engine {
             involved.name.as_deref().unwrap_or_default()
         );
         let rv = self.next_resource_version();
-        let record = event_record(involved, component, event, now, rv);
+        let candidate = correlator::Candidate {
+            component,
+            involved: &involved,
+            event,
+            name: event_name(&involved, now, rv),
+            uid: event_uid(rv),
+        };
+        let Some(recorded) = self.correlator.correlate(candidate, now) else {
+            return;
+        };
+        let event = Event {
+            message: recorded.message.clone(),
+            ..event.clone()
+        };
+        let record = event_record(involved, component, &event, &recorded, now, rv);
         if let Some(ttl) = self.config.event_ttl {
-            self.expiring_events.push_back((
-                now.plus_millis(ttl.as_millis() as i64),
-                record.namespace.clone(),
-                record.name.clone(),
-            ));
+            // Each write of an event gives it the whole TTL again, as the API server's.
+            let at = now.plus_millis(ttl.as_millis() as i64);
+            let key = (record.namespace.clone(), record.name.clone());
+            if recorded.count > 1 {
+                self.renewed_events.insert(key.clone(), at);
+            }
+            self.expiring_events.push_back((at, key.0, key.1));
         }
         self.batch.put(record);
         (self.observer)(Notice::Event {
             namespace: namespace.to_string(),
             job: owner.to_string(),
             object,
-            event: event.clone(),
+            event,
             at: now,
         });
     }
@@ -1148,9 +1173,17 @@ impl Engine {
             .front()
             .is_some_and(|(at, _, _)| *at <= now)
         {
-            let (_, namespace, name) = self.expiring_events.pop_front().expect("checked");
+            let (at, namespace, name) = self.expiring_events.pop_front().expect("checked");
+            let key = (namespace, name);
+            match self.renewed_events.get(&key) {
+                Some(last) if *last > at => continue,
+                Some(_) => {
+                    self.renewed_events.remove(&key);
+                }
+                None => {}
+            }
             let rv = self.next_resource_version();
-            self.batch.delete(KIND_EVENT, &namespace, &name, rv);
+            self.batch.delete(KIND_EVENT, &key.0, &key.1, rv);
         }
     }
 }

@@ -9,6 +9,7 @@ use joblet_core::{Event, Time};
 use joblet_store::Record;
 use serde::{Deserialize, Serialize};
 
+use crate::correlator::Recorded;
 use crate::{job_object, JobEntry};
 
 pub const KIND_JOB: &str = "Job";
@@ -122,44 +123,51 @@ pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
 /// A uid for the event written at `rv`, as the API server gives every object one (clients
 /// key events by it): a random prefix per process and the resourceVersion, unique without
 /// reading the system's randomness for every event.
-fn event_uid(rv: i64) -> String {
+pub fn event_uid(rv: i64) -> String {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let prefix = PREFIX.get_or_init(|| crate::new_uid()[..23].to_string());
     format!("{prefix}-{:012x}", rv & 0xffff_ffff_ffff)
 }
 
-/// An event about `involved`, recorded by `component` (`job-controller`, `kubelet`).
+/// The name of a new event about `involved`: upstream names events <object>.<hex
+/// timestamp>; the resourceVersion keeps ours unique.
+pub fn event_name(involved: &ObjectReference, now: Time, rv: i64) -> String {
+    let object = involved.name.as_deref().unwrap_or_default();
+    format!("{object}.{:x}{:04x}", now.0, rv & 0xffff)
+}
+
+/// An event about `involved`, recorded by `component` (`job-controller`, `kubelet`), as the
+/// correlator made it (`recorded`: its name, message and count), written at `rv`.
 pub fn event_record(
     involved: ObjectReference,
     component: &str,
     event: &Event,
+    recorded: &Recorded,
     now: Time,
     rv: i64,
 ) -> Record {
     let namespace = involved.namespace.clone().unwrap_or_default();
-    let object = involved.name.clone().unwrap_or_default();
-    // Upstream names events <object>.<hex timestamp>; the resourceVersion keeps ours unique.
-    let name = format!("{object}.{:x}{:04x}", now.0, rv & 0xffff);
+    let name = recorded.name.clone();
     let wire = WireEvent {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.clone()),
-            uid: Some(event_uid(rv)),
+            uid: Some(recorded.uid.clone()),
             resource_version: Some(rv.to_string()),
-            creation_timestamp: Some(now.to_wire()),
+            creation_timestamp: Some(recorded.first_timestamp.to_wire()),
             ..Default::default()
         },
         involved_object: involved,
         reason: Some(event.reason.clone()),
-        message: Some(event.message.clone()),
+        message: Some(recorded.message.clone()),
         type_: Some(event.type_.as_str().to_string()),
         source: Some(EventSource {
             component: Some(component.to_string()),
             host: None,
         }),
-        first_timestamp: Some(now.to_wire()),
+        first_timestamp: Some(recorded.first_timestamp.to_wire()),
         last_timestamp: Some(now.to_wire()),
-        count: Some(1),
+        count: Some(recorded.count),
         reporting_component: Some(component.to_string()),
         ..Default::default()
     };

@@ -45,7 +45,10 @@ impl Engine {
                 .filter_map(|r| {
                     let event: joblet_api::k8s_openapi::api::core::v1::Event =
                         serde_json::from_str(&r.body).ok()?;
-                    let at = Time::from_wire(event.metadata.creation_timestamp.as_ref()?);
+                    // Its last write gave it the whole TTL.
+                    let written = (event.last_timestamp.as_ref())
+                        .or(event.metadata.creation_timestamp.as_ref())?;
+                    let at = Time::from_wire(written);
                     Some((at.plus_millis(ttl.as_millis() as i64), r.namespace, r.name))
                 })
                 .collect();

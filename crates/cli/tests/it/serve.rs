@@ -545,6 +545,44 @@ fn failures_read_as_on_a_cluster() {
     assert!(duplicate.stderr().contains("Error from server (AlreadyExists): error when creating \"STDIN\": jobs.batch \"failer\" already exists"), "{}", duplicate.context());
 }
 
+/// client-go's event correlator: a Job's first nine `SuccessfulCreate`s as they are, the
+/// later ones one combined event, and 25 events from the controller about the Job in all
+/// (then one per 5 minutes), so `Completed` is not among them, as on a cluster.
+#[test]
+fn a_big_jobs_events_are_combined_and_limited_as_client_go_records_them() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(&job("many", "  completions: 40\n  parallelism: 10", "true"));
+    server.wait_complete("many");
+    let events = server.json(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Job,involvedObject.name=many",
+    ]);
+    let events = events["items"].as_array().unwrap();
+    let (combined, plain): (Vec<_>, Vec<_>) = events.iter().partition(|e| {
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("(combined from similar events): Created pod: many-")
+    });
+    assert_eq!(plain.len(), 9, "{events:?}");
+    assert!(plain
+        .iter()
+        .all(|e| e["reason"] == "SuccessfulCreate" && e["count"] == 1));
+    assert_eq!(combined.len(), 1, "{events:?}");
+    assert_eq!(
+        combined[0]["count"], 16,
+        "25 events about the Job, 9 of them plain"
+    );
+    let describe = server.ok(&["describe", "job/many"]);
+    assert!(
+        describe.contains("(combined from similar events): Created pod: many-"),
+        "{describe}"
+    );
+}
+
 #[test]
 fn patch_suspends_and_resumes_a_running_job() {
     let dir = scratch();
