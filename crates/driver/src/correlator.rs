@@ -5,6 +5,7 @@
 //! few dozen events, as on a cluster, not 10,000 `SuccessfulCreate`s.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 use hashlink::LruCache;
 use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
@@ -22,27 +23,34 @@ const SPAM_BURST: f64 = 25.0;
 /// ...and then per second (`defaultSpamQPS`: one per 5 minutes).
 const SPAM_PER_SECOND: f64 = 1.0 / 300.0;
 
-/// An event a component is about to record, with the name and uid it would get.
+/// An event a component is about to record, and the resourceVersion a new Event would be
+/// written at (which names it).
 pub struct Candidate<'a> {
     pub component: &'a str,
     pub involved: &'a ObjectReference,
     pub event: &'a Event,
-    pub name: String,
-    pub uid: String,
+    pub rv: i64,
 }
 
-/// What to store: a new Event or one seen before, counted again.
+/// What to store: a new Event or one seen before (created at `first_rv` and
+/// `first_timestamp`, which name it), counted again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
-    pub name: String,
-    pub uid: String,
+    pub first_rv: i64,
+    pub first_timestamp: Time,
     pub message: String,
     pub count: i32,
-    pub first_timestamp: Time,
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    first_rv: i64,
+    first_timestamp: Time,
+    count: i32,
 }
 
 struct Similar {
-    messages: HashSet<String>,
+    messages: HashSet<u64>,
     last: Time,
 }
 
@@ -52,15 +60,20 @@ struct Bucket {
     at: Time,
 }
 
+/// Upstream keys its caches by strings joined from the event's fields; these are keyed by
+/// hashes of the same fields, with a key random per process: a few bytes an entry where
+/// 10,000 pods' events fill every cache.
 pub struct EventCorrelator {
-    similar: LruCache<String, Similar>,
-    seen: LruCache<String, Recorded>,
-    spam: LruCache<String, Bucket>,
+    hasher: RandomState,
+    similar: LruCache<u64, Similar>,
+    seen: LruCache<u64, Seen>,
+    spam: LruCache<u64, Bucket>,
 }
 
 impl Default for EventCorrelator {
     fn default() -> Self {
         EventCorrelator {
+            hasher: RandomState::new(),
             similar: LruCache::new(CACHE_ENTRIES),
             seen: LruCache::new(CACHE_ENTRIES),
             spam: LruCache::new(CACHE_ENTRIES),
@@ -72,68 +85,67 @@ impl EventCorrelator {
     /// `EventCorrelate`: combine, count, then filter. None when the event is dropped as
     /// spam; it is counted all the same, as upstream counts it before the filter.
     pub fn correlate(&mut self, candidate: Candidate, now: Time) -> Option<Recorded> {
-        let (key, message) = self.combine(&candidate, now);
-        let accepted = self.accepts(&candidate, now);
-        let recorded = match self.seen.get(&key) {
-            Some(seen) => Recorded {
-                message,
+        let object = self.object_key(&candidate);
+        let (key, message) = self.combine(object, &candidate, now);
+        let accepted = self.accepts(object, now);
+        let seen = match self.seen.get(&key) {
+            Some(seen) => Seen {
                 count: seen.count + 1,
-                ..seen.clone()
+                ..*seen
             },
-            None => Recorded {
-                name: candidate.name,
-                uid: candidate.uid,
-                message,
-                count: 1,
+            None => Seen {
+                first_rv: candidate.rv,
                 first_timestamp: now,
+                count: 1,
             },
         };
-        self.seen.insert(key, recorded.clone());
-        accepted.then_some(recorded)
+        self.seen.insert(key, seen);
+        accepted.then_some(Recorded {
+            first_rv: seen.first_rv,
+            first_timestamp: seen.first_timestamp,
+            message,
+            count: seen.count,
+        })
     }
 
     /// `EventAggregate`: the key the event is counted under and its message. The tenth
     /// similar event within 10 minutes and those after it are one combined Event.
-    fn combine(&mut self, candidate: &Candidate, now: Time) -> (String, String) {
-        let Candidate {
-            component,
-            involved,
-            event,
-            ..
-        } = candidate;
-        let object = object_key(component, involved);
-        let similar_key = format!("{object}\0{}\0{}", event.type_.as_str(), event.reason);
-        let similar = match self.similar.remove(&similar_key) {
+    fn combine(&mut self, object: u64, candidate: &Candidate, now: Time) -> (u64, String) {
+        let event = candidate.event;
+        let similar_key = self
+            .hasher
+            .hash_one((object, event.type_.as_str(), &event.reason));
+        let mut similar = match self.similar.remove(&similar_key) {
             Some(similar) if now.millis_since(similar.last) <= SIMILAR_WINDOW_MS => similar,
             _ => Similar {
                 messages: HashSet::new(),
                 last: now,
             },
         };
-        let mut similar = similar;
-        similar.messages.insert(event.message.clone());
+        similar
+            .messages
+            .insert(self.hasher.hash_one(&event.message));
         similar.last = now;
         let combined = similar.messages.len() >= SIMILAR_BEFORE_COMBINING;
         if combined {
             // Never more than the bound: one message forgotten, any.
-            let any = similar.messages.iter().next().cloned();
+            let any = similar.messages.iter().next().copied();
             any.map(|m| similar.messages.remove(&m));
         }
-        self.similar.insert(similar_key.clone(), similar);
+        self.similar.insert(similar_key, similar);
         if combined {
             let message = format!("(combined from similar events): {}", event.message);
             return (similar_key, message);
         }
-        let field = involved.field_path.as_deref().unwrap_or_default();
-        let key = format!("{similar_key}\0{field}\0{}", event.message);
+        let field = candidate.involved.field_path.as_deref();
+        let key = self.hasher.hash_one((similar_key, field, &event.message));
         (key, event.message.clone())
     }
 
     /// `EventSourceObjectSpamFilter`: whether the component may record another event about
     /// the object now.
-    fn accepts(&mut self, candidate: &Candidate, now: Time) -> bool {
-        let key = object_key(candidate.component, candidate.involved);
-        let mut bucket = self.spam.remove(&key).unwrap_or(Bucket {
+    fn accepts(&mut self, object: u64, now: Time) -> bool {
+        let mut bucket = self.spam.remove(&object).unwrap_or(Bucket {
             tokens: SPAM_BURST,
             at: now,
         });
@@ -144,22 +156,22 @@ impl EventCorrelator {
         if accepted {
             bucket.tokens -= 1.0;
         }
-        self.spam.insert(key, bucket);
+        self.spam.insert(object, bucket);
         accepted
     }
-}
 
-/// The component and the object an event is about (`getSpamKey`).
-fn object_key(component: &str, involved: &ObjectReference) -> String {
-    let field = |f: &Option<String>| f.clone().unwrap_or_default();
-    format!(
-        "{component}\0{}\0{}\0{}\0{}\0{}",
-        field(&involved.kind),
-        field(&involved.namespace),
-        field(&involved.name),
-        field(&involved.uid),
-        field(&involved.api_version)
-    )
+    /// The component and the object an event is about (`getSpamKey`).
+    fn object_key(&self, candidate: &Candidate) -> u64 {
+        let involved = candidate.involved;
+        self.hasher.hash_one((
+            candidate.component,
+            &involved.kind,
+            &involved.namespace,
+            &involved.name,
+            &involved.uid,
+            &involved.api_version,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -198,8 +210,7 @@ mod tests {
             component: "job-controller",
             involved: &involved,
             event: &event,
-            name: format!("big.{}", at.0),
-            uid: format!("uid-{}", at.0),
+            rv: at.0,
         };
         correlator.correlate(candidate, at)
     }
@@ -225,7 +236,7 @@ mod tests {
             );
         }
         let combined = &recorded[9..];
-        assert!(combined.iter().all(|r| r.name == combined[0].name));
+        assert!(combined.iter().all(|r| r.first_rv == combined[0].first_rv));
         let counts: Vec<i32> = combined.iter().map(|r| r.count).collect();
         assert_eq!(counts, (1..=11).collect::<Vec<_>>());
         assert_eq!(
@@ -247,8 +258,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (again.name, again.count, again.first_timestamp),
-            (first.name, 2, START)
+            (again.first_rv, again.count, again.first_timestamp),
+            (first.first_rv, 2, START)
         );
     }
 

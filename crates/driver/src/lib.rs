@@ -40,8 +40,7 @@ pub use commands::{CommandError, EngineHandle, ObjectKey, Propagation, Stored, U
 pub use cronjobs::KIND_CRON_JOB;
 pub use metrics::Metrics;
 use objects::{
-    container_reference, event_name, event_record, event_uid, job_record, job_reference,
-    pod_record, pod_reference,
+    container_reference, event_record, job_record, job_reference, pod_record, pod_reference,
 };
 pub use objects::{KIND_EVENT, KIND_JOB, KIND_NAMESPACE, KIND_NODE, KIND_POD};
 pub use plain::{Plain, KIND_CONFIG_MAP, KIND_SECRET, KIND_SERVICE};
@@ -925,8 +924,7 @@ impl Engine {
             component,
             involved: &involved,
             event,
-            name: event_name(&involved, now, rv),
-            uid: event_uid(rv),
+            rv,
         };
         let Some(recorded) = self.correlator.correlate(candidate, now) else {
             return;

@@ -123,21 +123,15 @@ pub fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
 /// A uid for the event written at `rv`, as the API server gives every object one (clients
 /// key events by it): a random prefix per process and the resourceVersion, unique without
 /// reading the system's randomness for every event.
-pub fn event_uid(rv: i64) -> String {
+fn event_uid(rv: i64) -> String {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let prefix = PREFIX.get_or_init(|| crate::new_uid()[..23].to_string());
     format!("{prefix}-{:012x}", rv & 0xffff_ffff_ffff)
 }
 
-/// The name of a new event about `involved`: upstream names events <object>.<hex
-/// timestamp>; the resourceVersion keeps ours unique.
-pub fn event_name(involved: &ObjectReference, now: Time, rv: i64) -> String {
-    let object = involved.name.as_deref().unwrap_or_default();
-    format!("{object}.{:x}{:04x}", now.0, rv & 0xffff)
-}
-
 /// An event about `involved`, recorded by `component` (`job-controller`, `kubelet`), as the
-/// correlator made it (`recorded`: its name, message and count), written at `rv`.
+/// correlator made it (`recorded`: when it was first written, its message and count),
+/// written at `rv`.
 pub fn event_record(
     involved: ObjectReference,
     component: &str,
@@ -147,12 +141,16 @@ pub fn event_record(
     rv: i64,
 ) -> Record {
     let namespace = involved.namespace.clone().unwrap_or_default();
-    let name = recorded.name.clone();
+    let object = involved.name.as_deref().unwrap_or_default();
+    // Upstream names events <object>.<hex timestamp>; the resourceVersion of the event's
+    // first write keeps ours unique.
+    let (first, first_rv) = (recorded.first_timestamp, recorded.first_rv);
+    let name = format!("{object}.{:x}{:04x}", first.0, first_rv & 0xffff);
     let wire = WireEvent {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.clone()),
-            uid: Some(recorded.uid.clone()),
+            uid: Some(event_uid(first_rv)),
             resource_version: Some(rv.to_string()),
             creation_timestamp: Some(recorded.first_timestamp.to_wire()),
             ..Default::default()
