@@ -5,9 +5,9 @@
 //! few dozen events, as on a cluster, not 10,000 `SuccessfulCreate`s.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
-use hashlink::LruCache;
+use hashlink::{DefaultHashBuilder, LruCache};
 use joblet_api::k8s_openapi::api::core::v1::ObjectReference;
 use joblet_core::{Event, Time};
 
@@ -61,10 +61,10 @@ struct Bucket {
 }
 
 /// Upstream keys its caches by strings joined from the event's fields; these are keyed by
-/// hashes of the same fields, with a key random per process: a few bytes an entry where
-/// 10,000 pods' events fill every cache.
+/// hashes of the same fields (hashbrown's fast hasher, seeded at random): a few bytes an
+/// entry where 10,000 pods' events fill every cache.
 pub struct EventCorrelator {
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     similar: LruCache<u64, Similar>,
     seen: LruCache<u64, Seen>,
     spam: LruCache<u64, Bucket>,
@@ -73,7 +73,7 @@ pub struct EventCorrelator {
 impl Default for EventCorrelator {
     fn default() -> Self {
         EventCorrelator {
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             similar: LruCache::new(CACHE_ENTRIES),
             seen: LruCache::new(CACHE_ENTRIES),
             spam: LruCache::new(CACHE_ENTRIES),
