@@ -72,15 +72,18 @@ pub(crate) fn pod_status(
         ),
         _ => Condition::TRUE,
     };
-    // ...and the initialized one the init containers not done, unless a container ran.
+    // ...and the initialized one the init containers not done, unless a container ran or
+    // the pod was initialized once (it stays so while it starts over in place).
     let incomplete = incomplete_inits(plan, seen.containers);
+    let was_initialized = (seen.previous.conditions.iter().flatten())
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
     let initialized = match phase {
         "Succeeded" => Condition {
             value: true,
             reason: "PodCompleted",
             message: String::new(),
         },
-        _ if initialized(plan, seen.containers) => Condition::TRUE,
+        _ if initialized(plan, seen.containers) || was_initialized => Condition::TRUE,
         _ => Condition::not(
             "ContainersNotInitialized",
             &format!(
@@ -386,12 +389,8 @@ fn phase(
                 }
             }
             (_, Some(_), _) => {}
-            // Waiting to start again after a failed run.
-            (_, _, Some(_)) => match last_run_failed(status) {
-                Some(true) => pending_init += 1,
-                Some(false) => {}
-                None => pending_init += 1,
-            },
+            // Waiting to start (again: a failed run, or a pod starting over).
+            (_, _, Some(_)) => pending_init += 1,
             _ => pending_init += 1,
         }
     }
