@@ -1173,13 +1173,10 @@ impl Engine {
         {
             let (at, namespace, name) = self.expiring_events.pop_front().expect("checked");
             let key = (namespace, name);
-            match self.renewed_events.get(&key) {
-                Some(last) if *last > at => continue,
-                Some(_) => {
-                    self.renewed_events.remove(&key);
-                }
-                None => {}
+            if self.renewed_events.get(&key).is_some_and(|last| *last > at) {
+                continue;
             }
+            self.renewed_events.remove(&key);
             let rv = self.next_resource_version();
             self.batch.delete(KIND_EVENT, &key.0, &key.1, rv);
         }

@@ -214,7 +214,6 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
             wake.at(at);
         }
     }
-    let mut start = Vec::new();
     // A container that exited by a rule restarting them all: every container is stopped at
     // once (the grace is not kept, nor pre-stop hooks run), then the pod starts over from its
     // first init container after the back-off of the container that asked.
@@ -237,7 +236,7 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
         }
         let shown = vec![Shown::AsItIs; plan.containers.len()];
         return PodActions {
-            start,
+            start: Vec::new(),
             kill,
             status: pod_status(plan, seen, &shown, None, Pod::RestartingAll, now),
             wake_at: wake.0,
@@ -245,6 +244,7 @@ pub fn sync_pod(plan: &PodPlan, seen: &Observed, now: Timestamp) -> PodActions {
             start_over: stopped && now >= ready_at,
         };
     }
+    let mut start = Vec::new();
     if ending.is_none() {
         match containers_to_start(plan, seen) {
             Next::Start(wanted) => start = wanted,
