@@ -174,6 +174,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     if !authorized(&state.token, headers) && !state.sessions.signed_in(headers) {
         return ApiError::unauthorized().into_response();
     }
+    if let Some((namespace, name)) = crate::ui::job_stream::path(&path) {
+        return match *request.method() {
+            Method::GET => crate::ui::job_stream::start(&state, namespace, name),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, "not supported").into_response(),
+        };
+    }
     match handle(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -3,7 +3,10 @@
 //! signs in with the one-time code of the `web UI:` URL `serve` prints, or with the bearer
 //! token pasted on the sign-in page; either gives it a session cookie (`Secure; HttpOnly;
 //! SameSite=Strict`), never the token in a URL. With that cookie the page reads and writes
-//! through the Kubernetes API itself, so it can do nothing the API does not allow.
+//! through the Kubernetes API itself, so it can do nothing the API does not allow; it
+//! reads a Job's pods through a stream of its own (`job_stream`), signed in as the API is.
+
+pub mod job_stream;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -68,9 +71,10 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
-/// Whether the path is the web view's, served before the API's authentication.
+/// Whether the path is the web view's, served before the API's authentication (its
+/// streams, under `/ui/api/`, come after it).
 pub fn is_ui_path(path: &str) -> bool {
-    path == "/" || path.starts_with("/ui/")
+    path == "/" || (path.starts_with("/ui/") && !path.starts_with("/ui/api/"))
 }
 
 /// A request for a page or asset of the web view, or a sign-in.

@@ -69,6 +69,7 @@ fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_doe
     let base = server.web_ui.split("/?").next().unwrap().to_string();
     assert!(curl(&[&format!("{base}/ui/app.js")]).ends_with("\n401"));
     assert!(curl(&[&format!("{base}/apis/batch/v1/jobs")]).ends_with("\n401"));
+    assert!(curl(&[&format!("{base}/ui/api/jobs/default/resize")]).ends_with("\n401"));
     // The token pasted on the sign-in page opens a session, whose cookie the API takes.
     let token = std::fs::read_to_string(server.state.join("token")).unwrap();
     let jar = dir.path().join("cookies");
@@ -90,6 +91,105 @@ fn the_printed_link_signs_a_browser_in_once_and_it_lists_the_jobs_as_kubectl_doe
     assert!(
         wrong.ends_with("\n401") && wrong.contains("not this server's token"),
         "{wrong}"
+    );
+}
+
+/// The lines of JSON a stream sent within `seconds` (curl gives up then; the stream goes on).
+fn stream_lines(args: &[&str], seconds: u32) -> Vec<serde_json::Value> {
+    let output = Command::new("curl")
+        .args(["-k", "-s", "-N", "--max-time", &seconds.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    (text.lines())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[test]
+fn the_pages_stream_of_a_job_sends_it_and_its_pods_then_their_changes() {
+    let dir = scratch();
+    let server = Server::start(dir.path());
+    server.apply(INDEXED);
+    server.wait_complete("resize");
+    let base = server.web_ui.split("/?").next().unwrap().to_string();
+    let token = std::fs::read_to_string(server.state.join("token")).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token.trim());
+    let url = format!("{base}/ui/api/jobs/default/resize");
+    // The Job first, then its ten pods as listed, with their indexes and times.
+    let lines = stream_lines(&["-H", &bearer, &url], 2);
+    assert_eq!(lines[0]["job"]["metadata"]["name"], "resize", "{lines:?}");
+    assert_eq!(lines.last().unwrap(), &serde_json::json!({"listed": true}));
+    let pods: Vec<&serde_json::Value> = (lines.iter())
+        .filter(|l| l["listing"] == true)
+        .flat_map(|l| l["pods"].as_array().unwrap())
+        .collect();
+    let mut indexes: Vec<u64> = pods.iter().map(|p| p["index"].as_u64().unwrap()).collect();
+    indexes.sort();
+    assert_eq!(indexes, (0..10).collect::<Vec<_>>(), "{pods:?}");
+    for pod in &pods {
+        assert_eq!(pod["phase"], "Succeeded", "{pod}");
+        assert!(
+            pod["end"].as_i64().unwrap() >= pod["start"].as_i64().unwrap(),
+            "{pod}"
+        );
+    }
+
+    // Live: two pods that run, then the Job suspended: its pods end and it says so.
+    server.apply(&crate::util::job(
+        "slow",
+        "  parallelism: 2\n  completions: 4",
+        "sleep 300",
+    ));
+    crate::serve::wait_for(
+        "two running pods",
+        std::time::Duration::from_secs(20),
+        || {
+            let pods = server.json(&["get", "pods", "-l", "batch.kubernetes.io/job-name=slow"]);
+            let phases = pods["items"].as_array().unwrap().iter();
+            phases.filter(|p| p["status"]["phase"] == "Running").count() == 2
+        },
+    );
+    let url = format!("{base}/ui/api/jobs/default/slow");
+    let watching = std::thread::spawn(move || stream_lines(&["-H", &bearer, &url], 6));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    server.ok(&[
+        "patch",
+        "job",
+        "slow",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    let lines = watching.join().unwrap();
+    let listed = lines.iter().position(|l| l["listed"] == true).unwrap();
+    let running: Vec<&serde_json::Value> = lines[..listed]
+        .iter()
+        .flat_map(|l| l["pods"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(running.len(), 2, "{lines:?}");
+    assert!(
+        running
+            .iter()
+            .all(|p| p["phase"] == "Running" && p["end"].is_null()),
+        "{lines:?}"
+    );
+    let later = &lines[listed + 1..];
+    for pod in &running {
+        let ended = (later.iter())
+            .flat_map(|l| l["pods"].as_array().into_iter().flatten())
+            .rfind(|p| p["name"] == pod["name"])
+            .unwrap_or_else(|| panic!("no change of {}: {lines:?}", pod["name"]));
+        assert!(
+            ended["end"].as_i64().unwrap() >= pod["start"].as_i64().unwrap(),
+            "{ended}"
+        );
+        assert_ne!(ended["phase"], "Running", "{ended}");
+    }
+    assert!(
+        later.iter().any(|l| l["job"]["spec"]["suspend"] == true),
+        "{lines:?}"
     );
 }
 

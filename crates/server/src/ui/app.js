@@ -165,6 +165,14 @@ async function watchFrom(path, headers, signal, resourceVersion, onEvent) {
   const separator = path.includes("?") ? "&" : "?";
   const url = `${path}${separator}watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
   const response = await signedIn(await fetch(url, { headers, signal }));
+  await readLines(response, signal, (event) => {
+    if (event.type === "ERROR") throw new Error(event.object.message);
+    if (event.type !== "BOOKMARK") onEvent(event);
+  });
+}
+
+// Calls `onLine` with each line of JSON of `response`, until it ends or `signal` aborts.
+async function readLines(response, signal, onLine) {
   // Decoded here rather than through a TextDecoderStream: a second stream cost each chunk
   // of a busy watch another round of promises.
   const reader = response.body.getReader();
@@ -175,12 +183,7 @@ async function watchFrom(path, headers, signal, resourceVersion, onEvent) {
     if (done) break;
     const lines = (rest + decoder.decode(value, { stream: true })).split("\n");
     rest = lines.pop();
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      const event = JSON.parse(line);
-      if (event.type === "ERROR") throw new Error(event.object.message);
-      if (event.type !== "BOOKMARK") onEvent(event);
-    }
+    for (const line of lines) if (line.trim()) onLine(JSON.parse(line));
   }
   reader.cancel();
 }
@@ -258,7 +261,6 @@ function jobsView() {
   return self;
 }
 
-const INDEX = "batch.kubernetes.io/job-completion-index";
 // A cell's state, as a code (a 100,000-index Job's states are one byte each).
 const PENDING = 0, RUNNING = 1, SUCCEEDED = 2, FAILED = 3, FAILED_INDEX = 4;
 const STATES = ["pending", "running", "succeeded", "failed"];
@@ -267,29 +269,6 @@ const COLOURS = ["#d0d7de", "#0969da", "#1a7f37", "#cf222e", "#cf222e"];
 function phaseState(phase) {
   return phase === "Succeeded" ? SUCCEEDED : phase === "Failed" ? FAILED
     : phase === "Running" ? RUNNING : PENDING;
-}
-
-function terminal(phase) {
-  return phase === "Succeeded" || phase === "Failed";
-}
-
-// A pod as a Job's page keeps it: what the grid, the timeline and their tips need, not the
-// whole object, so that a Job of 100,000 pods fits in a page. From its start to its
-// containers' last end; `end` is null while it runs.
-function podRecord(pod) {
-  const status = pod.status || {};
-  const phase = status.phase || "Pending";
-  const statuses = [...(status.initContainerStatuses || []), ...(status.containerStatuses || [])];
-  const ends = statuses.map((s) => s.state?.terminated?.finishedAt).filter(Boolean).map(Date.parse);
-  const start = Date.parse(status.startTime || pod.metadata.creationTimestamp);
-  return {
-    name: pod.metadata.name,
-    index: Number(pod.metadata.annotations?.[INDEX] ?? NaN),
-    created: pod.metadata.creationTimestamp,
-    phase,
-    start,
-    end: terminal(phase) ? Math.max(start, ...ends) : null,
-  };
 }
 
 function byCreation(a, b) {
@@ -692,7 +671,9 @@ function throttled(render, gap) {
 }
 
 function jobView(namespace, name) {
-  const records = new Map(); // pod name -> podRecord
+  // pod name -> what the grid, the timeline and their tips need of it (from the server's
+  // stream, not whole pods, so that a Job of 100,000 pods fits in a page)
+  const records = new Map();
   const jobEvents = recentEvents(100);
   const podWarnings = recentEvents(100);
   let job = null;
@@ -797,95 +778,46 @@ function jobView(namespace, name) {
   self.schedule = throttled(() => self.render(), () => (large() ? 800 : 200));
   const signal = self.watches.signal;
   const base = `/api/v1/namespaces/${namespace}`;
-  const selector = `labelSelector=batch.kubernetes.io%2Fjob-name%3D${name}`;
-  // The Job: its watch, as table rows, says when it changed, and the whole Job is read then,
-  // at most every 250 ms (the controller writes a busy Job's status hundreds of times a
-  // second, a few KB each time).
-  let gone = false;
-  const readJob = throttled(() => {
-    fetch(`/apis/batch/v1/namespaces/${namespace}/jobs/${name}`, { signal }).then(async (response) => {
-      if (response.status === 401) return location.reload();
-      const read = response.ok ? await response.json() : null;
-      if (gone) return;
-      job = read;
+  // The Job and its pods come in one stream the server makes for this page from its watch
+  // cache (ui/job_stream.rs): the Job when it changed, each pod's state (index, phase,
+  // start, end) when it changed, at most every 250 ms. Watching them through the API cost
+  // the page and the server an event for each of a busy Job's thousands of changes a
+  // second. A pod's times are when the server saw it appear and end (the API's are whole
+  // seconds); a pod deleted before it ended is "Deleted".
+  const changed = (message) => {
+    if ("job" in message) {
+      job = message.job;
       self.listed = true;
-      // The first paint waits for nothing; later reads go with the next throttled redraw.
-      if (self.painted) self.schedule();
-      else self.render();
-    }).catch(() => {});
-  }, () => (large() ? 500 : 250));
-  const jobChanged = (deleted) => {
-    gone = deleted;
-    if (!gone) return readJob();
-    job = null;
-    self.listed = true;
-    self.render();
-  };
-  readJob(); // at once, not after the watch's list: the first paint waits for it
-  live(`/apis/batch/v1/namespaces/${namespace}/jobs?fieldSelector=metadata.name%3D${name}&includeObject=None`,
-    { Accept: TABLE }, signal,
-    (table) => jobChanged(!table.rows.length),
-    (event) => jobChanged(event.type === "DELETED"));
-  // The pods still running first (a few), so the grid shows them at once; then every pod
-  // a page at a time, and the changes from there.
-  fetch(`${base}/pods?${selector}&fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed`, { signal })
-    .then(signedIn).then((response) => response.json()).then((list) => {
-      for (const pod of list.items) if (!records.has(pod.metadata.name)) records.set(pod.metadata.name, podRecord(pod));
-      self.schedule();
-    }).catch(() => {});
-  // Then every pod, a page at a time, and from there three watches: the pods that run and
-  // those that succeed as table rows (a name and a status: a tenth of a pod's size), the
-  // pods that fail whole. A pod's times are then when the page saw it start and stop (the
-  // API's are whole seconds); a pod that stops running without either is gone ("Deleted").
-  let listed = new Set();
-  const indexed = (pod) => { // <job>-<index>-<random>
-    const last = pod.lastIndexOf("-");
-    return Number(pod.slice(pod.lastIndexOf("-", last - 1) + 1, last));
-  };
-  const seen = (pod, phase, end) => {
-    const known = records.get(pod);
-    if (known) {
-      known.phase = phase;
-      known.end = end;
-      return;
+      // The first paint waits for nothing; later changes go with the next throttled redraw.
+      if (!self.painted) return self.render();
     }
-    records.set(pod, {
-      name: pod, index: indexed(pod), created: new Date().toISOString(), phase, start: Date.now(), end,
-    });
-  };
-  const tableRows = (onRow) => (event) => {
-    for (const row of event.object.rows || []) onRow(event.type, row.cells[0], row.cells[2]);
+    if (message.pods) {
+      if (message.listing && !self.listing) self.listing = new Set();
+      for (const pod of message.pods) {
+        records.set(pod.name, { ...pod, index: pod.index ?? NaN });
+        if (message.listing) self.listing.add(pod.name);
+      }
+    }
+    if (message.listed) {
+      for (const pod of records.keys()) if (!self.listing.has(pod)) records.delete(pod);
+      self.listing = null;
+      self.loaded = true;
+    }
     self.schedule();
   };
-  const running = tableRows((type, pod, status) => {
-    const known = records.get(pod);
-    if (type !== "DELETED") seen(pod, status === "Running" ? "Running" : "Pending", null);
-    else if (known && known.end === null) seen(pod, "Deleted", Date.now());
-  });
-  const succeeded = tableRows((type, pod) => {
-    if (type !== "DELETED") seen(pod, "Succeeded", records.get(pod)?.end ?? Date.now());
-  });
-  const failed = (event) => {
-    if (event.type !== "DELETED") records.set(event.object.metadata.name, podRecord(event.object));
-    self.schedule();
-  };
-  live(`${base}/pods?${selector}`, {}, signal,
-    (list, first, last) => {
-      if (first) listed = new Set();
-      for (const pod of list.items) {
-        listed.add(pod.metadata.name);
-        records.set(pod.metadata.name, podRecord(pod));
+  (async () => {
+    while (!signal.aborted) {
+      try {
+        const response = await signedIn(await fetch(`/ui/api/jobs/${namespace}/${name}`, { signal }));
+        self.listing = null;
+        await readLines(response, signal, changed);
+      } catch (error) {
+        if (error.message === "signed out") return;
+        if (!signal.aborted) console.warn(name, error);
       }
-      if (last) {
-        for (const pod of records.keys()) if (!listed.has(pod)) records.delete(pod);
-        self.loaded = true;
-      }
-      self.schedule();
-    },
-    [[`${base}/pods?${selector}&fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed&includeObject=None`,
-      { Accept: TABLE }, running],
-    [`${base}/pods?${selector}&fieldSelector=status.phase%3DSucceeded&includeObject=None`, { Accept: TABLE }, succeeded],
-    [`${base}/pods?${selector}&fieldSelector=status.phase%3DFailed`, {}, failed]], 500);
+      if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })();
   // The Job's own events, and its pods' warnings (back-off, failures): a large Job's pods'
   // every event would be most of the namespace's.
   live(`${base}/events?fieldSelector=involvedObject.kind%3DJob,involvedObject.name%3D${name}`, {}, signal,
