@@ -194,6 +194,24 @@ fn journal_path(dir: &Path) -> PathBuf {
 /// Past this size, the journal is rewritten with the unacknowledged ends only.
 const JOURNAL_COMPACT_BYTES: u64 = 4 << 20;
 
+/// The least time between two syncs of the journal: the ends that come meanwhile wait
+/// (their reports with them) and share the next. A sync per batch of whatever had come
+/// was about 6,000 fdatasyncs for 10,000 `true` pods, whose kernel work slowed the run by
+/// a tenth on two cores.
+const SYNC_GAP: Duration = Duration::from_millis(5);
+
+/// Whether it is too early for the next sync.
+fn early(due: Option<tokio::time::Instant>) -> bool {
+    due.is_some_and(|due| tokio::time::Instant::now() < due)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 type Key = (String, String);
 
 struct Supervisor {
@@ -520,36 +538,58 @@ impl Supervisor {
         if out.write_all(&sync).await.is_err() {
             return;
         }
+        // Reports wait here while an end among them waits for the journal's next sync.
+        let mut waiting: Vec<u8> = Vec::new();
+        let mut synced_at: Option<tokio::time::Instant> = None;
         loop {
+            let sync_due = synced_at.map(|at| at + SYNC_GAP);
             tokio::select! {
                 line = lines.next_line() => match line {
                     Ok(Some(line)) => {
                         self.carry_out(&line);
-                        self.write_journal();
+                        if self.must_sync() && early(sync_due) {
+                            continue; // with the reports that wait for it
+                        }
                     }
                     _ => return,
                 },
                 Some(update) = self.updates.recv() => {
-                    let mut reports = self.record(update);
+                    waiting.extend(self.record(update));
                     while let Ok(update) = self.updates.try_recv() {
-                        reports.extend(self.record(update));
+                        waiting.extend(self.record(update));
                     }
-                    self.write_journal();
-                    if out.write_all(&reports).await.is_err() {
-                        return;
-                    }
-                    if self.shutting_down && self.runtime.running() == 0 {
-                        return;
+                    if self.must_sync() && early(sync_due) {
+                        continue;
                     }
                 }
+                () = sleep_until(sync_due), if !waiting.is_empty() => {}
                 () = self.shutdown_signals.recv(), if !self.shutting_down => {
                     self.shut_down();
-                    if self.runtime.running() == 0 {
+                    if self.runtime.running() == 0 && waiting.is_empty() {
                         return;
                     }
+                    continue;
                 }
             }
+            if self.must_sync() {
+                synced_at = Some(tokio::time::Instant::now());
+            }
+            self.write_journal();
+            if !waiting.is_empty() {
+                if out.write_all(&waiting).await.is_err() {
+                    return;
+                }
+                waiting.clear();
+            }
+            if self.shutting_down && self.runtime.running() == 0 {
+                return;
+            }
         }
+    }
+
+    /// Whether ends wait to be made durable.
+    fn must_sync(&self) -> bool {
+        self.sync_journal && self.unsynced_ends
     }
 
     fn carry_out(&mut self, line: &str) {
