@@ -4,16 +4,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use joblet_api::k8s_openapi::api::core::v1::Pod;
-use joblet_runtime::Runtime;
+use joblet_runtime::{CommitPacing, Runtime};
 use joblet_store::{Batch, Store, Write};
-
-/// The least time between two commits under a stream of writes. A commit per batch of
-/// whatever had queued was about 11,000 fsyncs for 10,000 `true` pods, whose kernel work
-/// slowed the run by a tenth on two cores; a pod waits at most this long more to start.
-const COMMIT_GAP: Duration = Duration::from_millis(5);
 
 /// Receives every committed write, in commit order (the API server's watch cache).
 pub type Feed = Box<dyn Fn(Vec<Write>) + Send>;
@@ -120,15 +115,14 @@ fn write_forever(
     shared: &Shared,
 ) {
     let mut feed: Option<Feed> = None;
-    let mut committed_at: Option<Instant> = None;
+    let mut pacing = CommitPacing::default();
     while let Ok(first) = requests.recv() {
         let mut batch = Batch::default();
         let mut start = Vec::new();
         let mut barriers = Vec::new();
         let mut acks = Vec::new();
-        // Under a stream of writes, what comes within COMMIT_GAP of the last commit joins
-        // the next one; a write after a quiet spell is committed at once.
-        if let Some(wait) = committed_at.and_then(|at| COMMIT_GAP.checked_sub(at.elapsed())) {
+        // Under a stream of writes, what comes meanwhile joins the next commit.
+        if let Some(wait) = pacing.wait(Instant::now()) {
             std::thread::sleep(wait);
         }
         for request in std::iter::once(first).chain(requests.try_iter()) {
@@ -147,7 +141,7 @@ fn write_forever(
             }
         }
         let committed = store.lock().expect("store").commit(&batch);
-        committed_at = Some(Instant::now());
+        pacing.committed(Instant::now());
         let started = start.len();
         let cancelled = shared.cancelled.load(Ordering::SeqCst);
         if let Err(error) = &committed {

@@ -11,6 +11,7 @@ mod host;
 mod leftover;
 mod lost;
 mod oci;
+mod pacing;
 mod reaper;
 mod supervised;
 mod supervisor;
@@ -31,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use leftover::kill_leftover;
 pub use lost::mark_lost;
+pub use pacing::CommitPacing;
 pub use reaper::Exit;
 use reaper::Reaper;
 pub use supervised::SupervisorCommand;

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use joblet_api::k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use joblet_kubelet::KubeletEvent;
 
-use crate::{Clock, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
+use crate::{Clock, CommitPacing, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
 
 /// How long a new supervisor waits for one that is leaving.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -193,24 +193,6 @@ fn journal_path(dir: &Path) -> PathBuf {
 
 /// Past this size, the journal is rewritten with the unacknowledged ends only.
 const JOURNAL_COMPACT_BYTES: u64 = 4 << 20;
-
-/// The least time between two syncs of the journal: the ends that come meanwhile wait
-/// (their reports with them) and share the next. A sync per batch of whatever had come
-/// was about 6,000 fdatasyncs for 10,000 `true` pods, whose kernel work slowed the run by
-/// a tenth on two cores.
-const SYNC_GAP: Duration = Duration::from_millis(5);
-
-/// Whether it is too early for the next sync.
-fn early(due: Option<tokio::time::Instant>) -> bool {
-    due.is_some_and(|due| tokio::time::Instant::now() < due)
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
 
 type Key = (String, String);
 
@@ -538,16 +520,17 @@ impl Supervisor {
         if out.write_all(&sync).await.is_err() {
             return;
         }
-        // Reports wait here while an end among them waits for the journal's next sync.
+        // Reports wait here while an end among them waits for the journal's next sync,
+        // spaced from the last one (see `pacing`).
         let mut waiting: Vec<u8> = Vec::new();
-        let mut synced_at: Option<tokio::time::Instant> = None;
+        let mut pacing = CommitPacing::default();
         loop {
-            let sync_due = synced_at.map(|at| at + SYNC_GAP);
+            let early = |pacing: &CommitPacing| pacing.wait(Instant::now()).is_some();
             tokio::select! {
                 line = lines.next_line() => match line {
                     Ok(Some(line)) => {
                         self.carry_out(&line);
-                        if self.must_sync() && early(sync_due) {
+                        if self.must_sync() && early(&pacing) {
                             continue; // with the reports that wait for it
                         }
                     }
@@ -558,11 +541,12 @@ impl Supervisor {
                     while let Ok(update) = self.updates.try_recv() {
                         waiting.extend(self.record(update));
                     }
-                    if self.must_sync() && early(sync_due) {
+                    if self.must_sync() && early(&pacing) {
                         continue;
                     }
                 }
-                () = sleep_until(sync_due), if !waiting.is_empty() => {}
+                () = tokio::time::sleep(pacing.wait(Instant::now()).unwrap_or_default()),
+                    if !waiting.is_empty() => {}
                 () = self.shutdown_signals.recv(), if !self.shutting_down => {
                     self.shut_down();
                     if self.runtime.running() == 0 && waiting.is_empty() {
@@ -571,10 +555,11 @@ impl Supervisor {
                     continue;
                 }
             }
-            if self.must_sync() {
-                synced_at = Some(tokio::time::Instant::now());
-            }
+            let syncs = self.must_sync();
             self.write_journal();
+            if syncs {
+                pacing.committed(Instant::now());
+            }
             if !waiting.is_empty() {
                 if out.write_all(&waiting).await.is_err() {
                     return;
