@@ -525,24 +525,15 @@ impl Supervisor {
         let mut waiting: Vec<u8> = Vec::new();
         let mut pacing = CommitPacing::default();
         loop {
-            let early = |pacing: &CommitPacing| pacing.wait(Instant::now()).is_some();
             tokio::select! {
                 line = lines.next_line() => match line {
-                    Ok(Some(line)) => {
-                        self.carry_out(&line);
-                        if self.must_sync() && early(&pacing) {
-                            continue; // with the reports that wait for it
-                        }
-                    }
+                    Ok(Some(line)) => self.carry_out(&line),
                     _ => return,
                 },
                 Some(update) = self.updates.recv() => {
                     waiting.extend(self.record(update));
                     while let Ok(update) = self.updates.try_recv() {
                         waiting.extend(self.record(update));
-                    }
-                    if self.must_sync() && early(&pacing) {
-                        continue;
                     }
                 }
                 () = tokio::time::sleep(pacing.wait(Instant::now()).unwrap_or_default()),
@@ -554,6 +545,9 @@ impl Supervisor {
                     }
                     continue;
                 }
+            }
+            if self.must_sync() && pacing.wait(Instant::now()).is_some() {
+                continue; // the reports wait with the ends for the next sync
             }
             let syncs = self.must_sync();
             self.write_journal();

@@ -188,41 +188,34 @@ async function readLines(response, signal, onLine) {
   reader.cancel();
 }
 
-// Lists `path` and then watches from the list's resourceVersion, until `signal` aborts (which
-// also closes the streams); after a broken watch it lists again. `onList` gets the list
-// (with `pageSize`, each page of it and whether it is the first and the last). `watches` is
-// what to watch then: a function, called with each event of `path`'s own watch, or a list
-// of [path, headers, onEvent], the first of which to end starts it all again.
-async function live(path, headers, signal, onList, watches, pageSize) {
-  const separator = path.includes("?") ? "&" : "?";
-  const streams = typeof watches === "function" ? [[path, headers, watches]] : watches;
+// Runs `attempt` again a second after it ends or breaks, until `signal` aborts or the
+// browser is signed out. `attempt` gets a signal that closes its streams either way.
+async function again(signal, what, attempt) {
   while (!signal.aborted) {
     const these = new AbortController();
     const stop = () => these.abort();
     signal.addEventListener("abort", stop);
     try {
-      let next = "";
-      let first = true;
-      let resourceVersion;
-      do {
-        const page = pageSize ? `${path}${separator}limit=${pageSize}${next && `&continue=${encodeURIComponent(next)}`}` : path;
-        const list = await (await signedIn(await fetch(page, { headers, signal }))).json();
-        next = list.metadata.continue || "";
-        resourceVersion = list.metadata.resourceVersion;
-        onList(list, first, !next);
-        first = false;
-      } while (next && !signal.aborted);
-      await Promise.race(streams.map(([watched, watchHeaders, onEvent]) =>
-        watchFrom(watched, watchHeaders, these.signal, resourceVersion, onEvent)));
+      await attempt(these.signal);
     } catch (error) {
       if (error.message === "signed out") return;
-      console.warn(path, error);
+      if (!signal.aborted) console.warn(what, error);
     } finally {
       these.abort();
       signal.removeEventListener("abort", stop);
     }
     if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+}
+
+// Lists `path` and then watches it from the list's resourceVersion, until `signal` aborts;
+// after a broken watch it lists again.
+function live(path, headers, signal, onList, onEvent) {
+  return again(signal, path, async (these) => {
+    const list = await (await signedIn(await fetch(path, { headers, signal: these }))).json();
+    onList(list);
+    await watchFrom(path, headers, these, list.metadata.resourceVersion, onEvent);
+  });
 }
 
 // The view now shown: a view watches from its creation until another is shown.
@@ -805,19 +798,11 @@ function jobView(namespace, name) {
     }
     self.schedule();
   };
-  (async () => {
-    while (!signal.aborted) {
-      try {
-        const response = await signedIn(await fetch(`/ui/api/jobs/${namespace}/${name}`, { signal }));
-        self.listing = null;
-        await readLines(response, signal, changed);
-      } catch (error) {
-        if (error.message === "signed out") return;
-        if (!signal.aborted) console.warn(name, error);
-      }
-      if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  })();
+  again(signal, name, async (these) => {
+    const response = await signedIn(await fetch(`/ui/api/jobs/${namespace}/${name}`, { signal: these }));
+    self.listing = null;
+    await readLines(response, these, changed);
+  });
   // The Job's own events, and its pods' warnings (back-off, failures): a large Job's pods'
   // every event would be most of the namespace's.
   live(`${base}/events?fieldSelector=involvedObject.kind%3DJob,involvedObject.name%3D${name}`, {}, signal,

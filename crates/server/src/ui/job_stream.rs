@@ -279,17 +279,14 @@ fn listed(entry: &Entry) -> Option<PodState> {
         Some(time.as_deref()?.parse::<Timestamp>().ok()?.as_millisecond())
     };
     let status = &fields.status;
-    let phase = status
-        .phase
-        .clone()
-        .unwrap_or_else(|| "Pending".to_string());
+    let phase = phase(entry);
     let start = millis(&status.start_time)
         .or_else(|| millis(&fields.metadata.creation_timestamp))
         .unwrap_or_default();
     let ends = (status.init_container_statuses.iter())
         .chain(&status.container_statuses)
         .filter_map(|s| millis(&s.state.terminated.as_ref()?.finished_at));
-    let end = ended(&phase).then(|| ends.fold(start, i64::max));
+    let end = ended(phase).then(|| ends.fold(start, i64::max));
     Some(PodState {
         name: entry.name.as_str().into(),
         index: fields.index(),
@@ -298,7 +295,7 @@ fn listed(entry: &Entry) -> Option<PodState> {
             .creation_timestamp
             .clone()
             .unwrap_or_default(),
-        phase,
+        phase: phase.to_string(),
         start,
         end,
     })
@@ -329,7 +326,6 @@ struct Annotations {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct PodStatus {
-    phase: Option<String>,
     start_time: Option<String>,
     #[serde(default)]
     init_container_statuses: Vec<ContainerStatus>,
