@@ -18,6 +18,13 @@ use joblet_core::BackoffConfig;
 use joblet_driver::{admit, Admission, Engine, EngineConfig, Settled};
 use joblet_runtime::SupervisorCommand;
 
+/// mimalloc: glibc's malloc spent a tenth of the engine's and supervisor's time freeing
+/// (`_int_free`, `malloc_consolidate`) under a stream of short pods. Its arenas are
+/// committed as they are used (the workspace's `.cargo/config.toml`): committed at once, a
+/// 10,000-pod run peaked at 93 MiB instead of 66.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit statuses of `joblet run`, documented in the README.
 mod exit {
     pub const COMPLETE: u8 = 0;
