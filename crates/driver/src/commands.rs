@@ -538,14 +538,14 @@ impl Engine {
                 if cascade {
                     self.batch.delete(KIND_POD, &namespace, &name, rv);
                 } else {
-                    self.batch.put(pod_record(&object, rv));
+                    self.batch.put(pod_record(&mut object, rv));
                 }
                 continue;
             }
             if cascade {
                 self.stop_pod(&namespace, &name, None, None, None);
             }
-            self.batch.put(pod_record(&object, rv));
+            self.batch.put(pod_record(&mut object, rv));
             self.loose_pods.insert(
                 pod_key,
                 LoosePod {
@@ -576,7 +576,7 @@ impl Engine {
                     .delete(KIND_POD, &record.namespace, &record.name, rv);
             } else {
                 release(&mut pod, false);
-                self.batch.put(pod_record(&pod, rv));
+                self.batch.put(pod_record(&mut pod, rv));
             }
         }
         let rv = self.next_resource_version();

@@ -799,7 +799,7 @@ impl Engine {
             self.batch.delete(KIND_POD, &pod_key.0, &pod_key.1, rv);
             return;
         }
-        self.batch.put(pod_record(&pod.object, rv));
+        self.batch.put(pod_record(&mut pod.object, rv));
         if !done {
             self.loose_pods.insert(pod_key, pod);
         }
@@ -811,9 +811,9 @@ impl Engine {
         let mut rv = self.next_resource_version;
         for entry in self.jobs.values_mut() {
             for name in std::mem::take(&mut entry.unwritten_pods) {
-                if let Some(pod) = entry.pods.get(&name) {
+                if let Some(pod) = entry.pods.get_mut(&name) {
                     rv += 1;
-                    self.batch.put(pod_record(&pod.object, rv));
+                    self.batch.put(pod_record(&mut pod.object, rv));
                 }
             }
             if std::mem::take(&mut entry.unwritten) {
@@ -865,13 +865,13 @@ impl Engine {
             entry.unwritten_pods.insert(name.to_string());
             return;
         }
+        let mut pod = entry.pods.remove(name).expect("found above");
         let rv = self.next_resource_version();
         if pod.view.deleting {
             self.batch.delete(KIND_POD, &namespace, name, rv);
         } else {
-            self.batch.put(pod_record(&pod.object, rv));
+            self.batch.put(pod_record(&mut pod.object, rv));
         }
-        entry.pods.remove(name);
         entry.unwritten_pods.remove(name);
         self.pod_owner.remove(&(namespace, name.to_string()));
     }
@@ -1009,12 +1009,12 @@ impl Engine {
         key: &JobKey,
         change: impl FnOnce(&mut Pod) -> R,
     ) -> Option<(R, Pod, Option<JobKey>)> {
-        if let Some(loose) = self.loose_pods.get_mut(key) {
-            let answer = change(&mut loose.object);
-            let object = loose.object.clone();
+        if self.loose_pods.contains_key(key) {
             let rv = self.next_resource_version();
-            self.batch.put(pod_record(&object, rv));
-            return Some((answer, object, None));
+            let loose = self.loose_pods.get_mut(key).expect("just found");
+            let answer = change(&mut loose.object);
+            self.batch.put(pod_record(&mut loose.object, rv));
+            return Some((answer, loose.object.clone(), None));
         }
         let job_key = self.pod_owner.get(key).cloned()?;
         let mut entry = self.jobs.remove(&job_key)?;

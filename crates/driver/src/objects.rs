@@ -67,8 +67,9 @@ pub fn controller_record(entry: &JobEntry, rv: i64) -> Record {
     )
 }
 
-pub fn pod_record(pod: &Pod, rv: i64) -> Record {
-    let mut pod = pod.clone();
+pub fn pod_record(pod: &mut Pod, rv: i64) -> Record {
+    // Set on the engine's own object, not a copy: pods are written tens of thousands of
+    // times a run, and the version stored is the one it now has.
     pod.metadata.resource_version = Some(rv.to_string());
     let meta = &pod.metadata;
     record(
@@ -76,7 +77,7 @@ pub fn pod_record(pod: &Pod, rv: i64) -> Record {
         meta.namespace.as_deref().unwrap_or("default"),
         meta.name.as_deref().unwrap_or(""),
         rv,
-        &pod,
+        pod,
     )
 }
 

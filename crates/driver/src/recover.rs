@@ -127,7 +127,7 @@ impl Engine {
                 joblet_runtime::mark_lost(status, &now.to_wire());
                 view = PodView::from_pod(&pod);
                 let rv = self.next_resource_version();
-                self.batch.put(pod_record(&pod, rv));
+                self.batch.put(pod_record(&mut pod, rv));
             } else if unfinished && !adopted {
                 let key = (namespace.to_string(), name.to_string());
                 if bound {
