@@ -23,23 +23,16 @@ pub struct KubeletEvent {
 /// The events of the change from `previous` to `current`.
 pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> Vec<KubeletEvent> {
     let pod_name = format_pod(pod);
-    let statuses = |s: &PodStatus| -> Vec<ContainerStatus> {
-        let inits = s.init_container_statuses.iter().flatten();
-        inits
-            .chain(s.container_statuses.iter().flatten())
-            .cloned()
-            .collect()
-    };
-    let before = statuses(previous);
+    let before: Vec<&ContainerStatus> = container_statuses(previous).collect();
     let mut events = Vec::new();
-    for now in statuses(current) {
-        let was = before.iter().find(|c| c.name == now.name);
+    for now in container_statuses(current) {
+        let was = before.iter().copied().find(|c| c.name == now.name);
         let state = |c: &ContainerStatus| c.state.clone().unwrap_or_default();
         let waiting = |c: &ContainerStatus| {
             let w = state(c).waiting?;
             Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
         };
-        let new_waiting = waiting(&now).filter(|w| was.and_then(waiting).as_ref() != Some(w));
+        let new_waiting = waiting(now).filter(|w| was.and_then(waiting).as_ref() != Some(w));
         let event = |reason: &str, message, warning| KubeletEvent {
             container: now.name.clone(),
             reason: reason.to_string(),
@@ -90,7 +83,7 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
             ));
             events.push(event("Started", format!("Started container {name}"), false));
         }
-        let start_error = state(&now)
+        let start_error = state(now)
             .terminated
             .filter(|t| t.reason.as_deref() == Some("StartError"));
         let already = was.and_then(|c| state(c).terminated) == start_error;
@@ -100,6 +93,36 @@ pub fn kubelet_events(pod: &Pod, previous: &PodStatus, current: &PodStatus) -> V
         }
     }
     events
+}
+
+/// Init containers' statuses, then the others'.
+fn container_statuses(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> + Clone {
+    let inits = status.init_container_statuses.iter().flatten();
+    inits.chain(status.container_statuses.iter().flatten())
+}
+
+/// Whether a report of `later` may stand for one of `earlier` too, as the kubelet's status
+/// manager sends only the latest status it holds: from any status before them, the events
+/// read from the change to `later` are those read to `earlier` and then to `later`. So
+/// when the same containers run the same runs (container ids) in both, and none waits or
+/// failed to start in either: each change then says only the runs that started.
+pub fn supersedes(earlier: &PodStatus, later: &PodStatus) -> bool {
+    let says_only_runs = |c: &ContainerStatus| {
+        let state = c.state.as_ref();
+        let waits = state.is_some_and(|s| s.waiting.is_some());
+        let start_error = state
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.reason.as_deref() == Some("StartError"));
+        !waits && !start_error
+    };
+    let (was, now) = (container_statuses(earlier), container_statuses(later));
+    was.clone().count() == now.clone().count()
+        && was.zip(now).all(|(was, now)| {
+            was.name == now.name
+                && was.container_id == now.container_id
+                && says_only_runs(was)
+                && says_only_runs(now)
+        })
 }
 
 /// What the image manager says of a container's image as it makes it ready
@@ -183,6 +206,15 @@ mod tests {
 
     fn container(state: serde_json::Value) -> serde_json::Value {
         json!({"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+    }
+
+    /// The container in `state`, in the run `id` if it has one.
+    fn run(id: Option<&str>, state: serde_json::Value) -> serde_json::Value {
+        let mut c = container(state);
+        if let Some(id) = id {
+            c["containerID"] = json!(id);
+        }
+        c
     }
 
     /// An event as [`said`] gives it.
@@ -296,13 +328,7 @@ mod tests {
     #[test]
     fn each_run_that_starts_is_created_and_started() {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
-        let with_id = |id: Option<&str>, state: serde_json::Value| {
-            let mut c = container(state);
-            if let Some(id) = id {
-                c["containerID"] = json!(id);
-            }
-            status(json!([c]))
-        };
+        let with_id = |id, state| status(json!([run(id, state)]));
         let creating = with_id(None, json!({"waiting": {"reason": "ContainerCreating"}}));
         let running = with_id(Some("joblet://10"), json!({"running": {}}));
         let said = |from: &PodStatus, to: &PodStatus| said(&pod, from, to);
@@ -319,6 +345,63 @@ mod tests {
         assert_eq!(said(&creating, &exited).len(), 2);
         let again = with_id(Some("joblet://11"), json!({"running": {}}));
         assert_eq!(said(&exited, &again).len(), 2);
+    }
+
+    #[test]
+    fn a_status_supersedes_another_only_when_skipping_it_loses_no_event() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let states = [
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}),
+            json!({"waiting": {"reason": "ErrImagePull", "message": "refused"}}),
+            json!({"running": {}}),
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+            json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": "no"}}),
+        ];
+        let mut containers = Vec::new();
+        for id in [None, Some("joblet://1"), Some("joblet://2")] {
+            for state in &states {
+                containers.push(run(id, state.clone()));
+            }
+        }
+        // One container, then with a sidecar beside it (an init container in a run).
+        let mut all: Vec<PodStatus> = (containers.iter()).map(|c| status(json!([c]))).collect();
+        all.push(PodStatus::default());
+        for sidecar in [&containers[9], &containers[16]] {
+            let mut sidecar = sidecar.clone();
+            sidecar["name"] = json!("sidecar");
+            for c in [&containers[9], &containers[10], &containers[15]] {
+                let mut with_sidecar = status(json!([c]));
+                with_sidecar.init_container_statuses =
+                    Some(vec![serde_json::from_value(sidecar.clone()).unwrap()]);
+                all.push(with_sidecar);
+            }
+        }
+        let mut superseding = 0;
+        for earlier in &all {
+            for later in &all {
+                if !supersedes(earlier, later) {
+                    continue;
+                }
+                superseding += 1;
+                for before in &all {
+                    let mut in_two = said(&pod, before, earlier);
+                    in_two.extend(said(&pod, earlier, later));
+                    assert_eq!(
+                        said(&pod, before, later),
+                        in_two,
+                        "{earlier:?} then {later:?} after {before:?}"
+                    );
+                }
+            }
+        }
+        // Running, then ended, in the same run: the report kubelets skip most.
+        let running = status(json!([run(Some("joblet://1"), json!({"running": {}}))]));
+        let ended = status(json!([run(Some("joblet://1"), states[4].clone())]));
+        assert!(supersedes(&running, &ended));
+        let next_run = status(json!([run(Some("joblet://2"), json!({"running": {}}))]));
+        assert!(!supersedes(&ended, &next_run));
+        assert!(superseding > 10, "{superseding}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod volumes;
 use joblet_api::k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use joblet_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-pub use events::{kubelet_events, ImageNews, KubeletEvent};
+pub use events::{kubelet_events, supersedes, ImageNews, KubeletEvent};
 pub use hosts::{managed_hosts, service_hosts};
 pub use image::{container_process, ImageConfig, Process};
 pub use node::{node_object, Node, DEFAULT_MAX_PODS};

@@ -326,9 +326,11 @@ impl Local {
         let stop_tx = self.reserve(&key.0, &key.1);
         let stop_rx = stop_tx.subscribe();
         let shared = self.shared.clone();
+        // Boxed: a pod's task is many kilobytes, which Tokio would otherwise copy as it
+        // stores it and as it replaces it by its output.
         self.shared
             .handle
-            .spawn(worker::run_pod(shared, pod, stop_tx, stop_rx));
+            .spawn(Box::pin(worker::run_pod(shared, pod, stop_tx, stop_rx)));
     }
 
     pub(crate) fn reserve(&self, namespace: &str, name: &str) -> StopSender {

@@ -12,7 +12,7 @@
 //! shutdown: every pod is stopped within its grace period and recorded disrupted, pods
 //! started after it are stopped at once, and it leaves once nothing runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use joblet_kubelet::KubeletEvent;
+use joblet_kubelet::{supersedes, KubeletEvent};
 
 use crate::{Clock, CommitPacing, Disruption, Local, PodUpdate, RuntimeConfig, StopRequest};
 
@@ -390,7 +390,7 @@ pub async fn supervise(
                     }
                 }
                 Some(update) = supervisor.updates.recv() => {
-                    supervisor.record(update);
+                    supervisor.record(update, None);
                     supervisor.write_journal();
                 }
                 () = supervisor.shutdown_signals.recv(), if !supervisor.shutting_down => {
@@ -403,13 +403,24 @@ pub async fn supervise(
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pid_file);
     eprintln!(
-        "joblet supervise: leaving, nothing left to run; peak RSS {} KiB",
-        peak_rss_kib().unwrap_or(0)
+        "joblet supervise: leaving, nothing left to run; peak RSS {} KiB, CPU {:.3} s",
+        peak_rss_kib().unwrap_or(0),
+        cpu_seconds()
     );
     Ok(())
 }
 
 /// This process's peak resident memory (`VmHWM`), for the log.
+/// This process's CPU time, user and system, for the log (its pods' not counted).
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return 0.0;
+    };
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    seconds(usage.user_time()) + seconds(usage.system_time())
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -486,13 +497,14 @@ pub(crate) fn json_line<T: Serialize>(value: &T) -> Vec<u8> {
     line
 }
 
-fn report(update: &PodUpdate) -> Report {
+/// The report of a pod's `update`, telling `events` with it.
+fn report(update: &PodUpdate, events: &[KubeletEvent]) -> Report {
     Report::Update {
         namespace: update.namespace.clone(),
         name: update.name.clone(),
         status: Box::new(update.status.clone()),
         finished_at: finish_times(&update.status),
-        events: (update.events.iter())
+        events: (events.iter())
             .map(|e| WireEvent {
                 container: e.container.clone(),
                 reason: e.reason.clone(),
@@ -503,26 +515,125 @@ fn report(update: &PodUpdate) -> Report {
     }
 }
 
+/// How long a pod's new status that is not final waits to be reported, for a change that
+/// supersedes it. A pod that runs for less is reported once, ended, as the kubelet reports
+/// it: it sees a container run only when it next lists them (every second), and a
+/// container that ran between two lists it reports ended without having reported it
+/// running. Half the reports and the engine's writes of a run of short pods.
+const STATUS_HOLD: Duration = Duration::from_millis(50);
+
+/// Reports waiting to be sent. A pod's change that supersedes the one waiting (see
+/// [`supersedes`]) replaces it, as the kubelet's status manager sends the API server only
+/// the latest status it holds. What tells events goes at once, as the kubelet records them.
+#[derive(Default)]
+struct Unsent {
+    /// Lines to send at the next chance, in order: ends, changes with events, and statuses
+    /// a change did not supersede.
+    ready: Vec<u8>,
+    /// Pods whose latest status waits to be reported, and since when.
+    waiting: HashMap<Key, Instant>,
+    /// The waiting pods, in the order their status came (a pod's stale entries skipped).
+    timeline: VecDeque<(Instant, Key)>,
+}
+
+impl Unsent {
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.waiting.is_empty()
+    }
+
+    /// Adds the change of a pod from `earlier` (its status held so far) to `update` at
+    /// `now`, with the `events` told meanwhile; `journaled` is the line of a final status.
+    fn add(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        earlier: Option<&PodUpdate>,
+        update: &PodUpdate,
+        events: Vec<KubeletEvent>,
+        journaled: Option<Vec<u8>>,
+    ) {
+        if self.waiting.contains_key(key) {
+            let superseded = events.is_empty()
+                && earlier.is_some_and(|earlier| supersedes(&earlier.status, &update.status));
+            if superseded && !update.is_final() {
+                return; // reported when due, as it is then
+            }
+            self.waiting.remove(key);
+            if let (false, Some(earlier)) = (superseded, earlier) {
+                // Told as it was: the change to `update` says something it would not.
+                self.ready.extend(json_line(&report(earlier, &[])));
+            }
+        }
+        if !update.is_final() && events.is_empty() {
+            self.waiting.insert(key.clone(), now);
+            self.timeline.push_back((now, key.clone()));
+            return;
+        }
+        match journaled {
+            Some(line) if events.is_empty() => self.ready.extend(line),
+            _ => self.ready.extend(json_line(&report(update, &events))),
+        }
+    }
+
+    /// How long until [`Unsent::take`] has something to send.
+    fn due(&self, now: Instant) -> Duration {
+        match self.timeline.front() {
+            Some((since, _)) if self.ready.is_empty() => {
+                (*since + STATUS_HOLD).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The lines to send at `now`: those ready, and the waiting pods' whose status came
+    /// [`STATUS_HOLD`] ago or more, as `held` has it now.
+    fn take(&mut self, held: &HashMap<Key, PodUpdate>, now: Instant) -> Vec<u8> {
+        let mut lines = std::mem::take(&mut self.ready);
+        while let Some((since, key)) = self.timeline.front() {
+            // An entry whose pod was reported since, or waits with a later status, is stale.
+            let current = self.waiting.get(key) == Some(since);
+            if current && now < *since + STATUS_HOLD {
+                break;
+            }
+            let Some((_, key)) = self.timeline.pop_front() else {
+                break;
+            };
+            if current {
+                self.waiting.remove(&key);
+                if let Some(update) = held.get(&key) {
+                    lines.extend(json_line(&report(update, &[])));
+                }
+            }
+        }
+        lines
+    }
+}
+
 impl Supervisor {
-    /// Keeps the pod's last status and returns its report line; a final one also goes to
-    /// the journal, which is written before anyone hears of it (see
-    /// [`Supervisor::write_journal`]).
-    fn record(&mut self, mut update: PodUpdate) -> Vec<u8> {
-        let line = json_line(&report(&update));
+    /// Keeps the pod's last status and, with an engine to tell, adds its report to
+    /// `unsent`; a final one also goes to the journal, which is written before anyone
+    /// hears of it (see [`Supervisor::write_journal`]).
+    fn record(&mut self, mut update: PodUpdate, unsent: Option<&mut Unsent>) {
         // Events are told once, as they happen: neither journaled nor told again on a
         // reconnection.
-        let told_events = !update.events.is_empty();
-        update.events.clear();
-        if update.is_final() {
-            match told_events {
-                false => self.unwritten.extend_from_slice(&line),
-                true => self.unwritten.extend(json_line(&report(&update))),
-            }
+        let events = std::mem::take(&mut update.events);
+        let journaled = update.is_final().then(|| json_line(&report(&update, &[])));
+        if let Some(line) = &journaled {
+            self.unwritten.extend_from_slice(line);
             self.unsynced_ends = true;
         }
-        self.held
-            .insert((update.namespace.clone(), update.name.clone()), update);
-        line
+        let key = (update.namespace.clone(), update.name.clone());
+        if let Some(unsent) = unsent {
+            unsent.add(
+                Instant::now(),
+                &key,
+                self.held.get(&key),
+                &update,
+                events,
+                journaled,
+            );
+        }
+        self.held.insert(key, update);
     }
 
     fn write_journal(&mut self) {
@@ -553,7 +664,7 @@ impl Supervisor {
     fn compact(&mut self) {
         let mut text = Vec::new();
         for update in self.held.values().filter(|u| u.is_final()) {
-            text.extend(json_line(&report(update)));
+            text.extend(json_line(&report(update, &[])));
         }
         let path = journal_path(&self.dir);
         let temporary = path.with_extension("tmp");
@@ -600,33 +711,34 @@ impl Supervisor {
         let mut sync: Vec<u8> = self
             .held
             .values()
-            .flat_map(|u| json_line(&report(u)))
+            .flat_map(|u| json_line(&report(u, &[])))
             .collect();
         sync.extend(json_line(&Report::Synced));
         if out.write_all(&sync).await.is_err() {
             return;
         }
         // Reports wait here while an end among them waits for the journal's next sync,
-        // spaced from the last one (see `pacing`).
-        let mut waiting: Vec<u8> = Vec::new();
+        // spaced from the last one (see `pacing`), and a status that is not final for one
+        // that may supersede it.
+        let mut unsent = Unsent::default();
         let mut pacing = CommitPacing::default();
         loop {
+            let wake = self.next_report(&unsent, &pacing);
             tokio::select! {
                 line = lines.next_line() => match line {
                     Ok(Some(line)) => self.carry_out(&line),
                     _ => return,
                 },
                 Some(update) = self.updates.recv() => {
-                    waiting.extend(self.record(update));
+                    self.record(update, Some(&mut unsent));
                     while let Ok(update) = self.updates.try_recv() {
-                        waiting.extend(self.record(update));
+                        self.record(update, Some(&mut unsent));
                     }
                 }
-                () = tokio::time::sleep(pacing.wait(Instant::now()).unwrap_or_default()),
-                    if !waiting.is_empty() => {}
+                () = tokio::time::sleep(wake), if !unsent.is_empty() => {}
                 () = self.shutdown_signals.recv(), if !self.shutting_down => {
                     self.shut_down();
-                    if self.runtime.running() == 0 && waiting.is_empty() {
+                    if self.runtime.running() == 0 && unsent.is_empty() {
                         return;
                     }
                     continue;
@@ -640,15 +752,23 @@ impl Supervisor {
             if syncs {
                 pacing.committed(Instant::now());
             }
-            if !waiting.is_empty() {
-                if out.write_all(&waiting).await.is_err() {
-                    return;
-                }
-                waiting.clear();
+            let lines = unsent.take(&self.held, Instant::now());
+            if !lines.is_empty() && out.write_all(&lines).await.is_err() {
+                return;
             }
             if self.shutting_down && self.runtime.running() == 0 {
                 return;
             }
+        }
+    }
+
+    /// How long until reports may go: the next sync's if ends wait for it, else the
+    /// first held report's.
+    fn next_report(&self, unsent: &Unsent, pacing: &CommitPacing) -> Duration {
+        let now = Instant::now();
+        match pacing.wait(now) {
+            Some(wait) if self.must_sync() => wait,
+            _ => unsent.due(now),
         }
     }
 
@@ -768,10 +888,120 @@ mod tests {
         terminated_states(&update.status).next().unwrap().unwrap().0
     }
 
+    /// A pod's update with one container in `state`, run `run`.
+    fn update(name: &str, phase: &str, run: u32, state: serde_json::Value) -> PodUpdate {
+        PodUpdate {
+            namespace: "default".into(),
+            name: name.into(),
+            status: serde_json::from_value(serde_json::json!({
+                "phase": phase,
+                "containerStatuses": [{"name": "main", "image": "x", "imageID": "",
+                    "ready": false, "restartCount": 0, "containerID": format!("joblet://{run}"),
+                    "state": state}],
+            }))
+            .unwrap(),
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pods_report_waits_briefly_and_a_superseding_change_replaces_it() {
+        let mut held: HashMap<Key, PodUpdate> = HashMap::new();
+        let mut unsent = Unsent::default();
+        // What `Supervisor::record` does with an update, at `at`.
+        let mut record = |unsent: &mut Unsent, mut update: PodUpdate, at: Instant| {
+            let events = std::mem::take(&mut update.events);
+            let journaled = update.is_final().then(|| json_line(&report(&update, &[])));
+            let key = (update.namespace.clone(), update.name.clone());
+            unsent.add(at, &key, held.get(&key), &update, events, journaled.clone());
+            held.insert(key, update);
+            (journaled, held.clone())
+        };
+        let reports = |lines: &[u8]| -> Vec<(String, String, usize)> {
+            (lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()))
+                .map(|l| match serde_json::from_slice(l).unwrap() {
+                    Report::Update {
+                        name,
+                        status,
+                        events,
+                        ..
+                    } => (name, status.phase.unwrap(), events.len()),
+                    Report::Synced => panic!("not a pod's"),
+                })
+                .collect()
+        };
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let running = serde_json::json!({"running": {}});
+        let ended = serde_json::json!({"terminated": {"exitCode": 0}});
+
+        // Ran and ended within the hold: told once, ended.
+        record(
+            &mut unsent,
+            update("a", "Running", 1, running.clone()),
+            at(0),
+        );
+        let (_, held_now) = record(
+            &mut unsent,
+            update("a", "Succeeded", 1, ended.clone()),
+            at(1),
+        );
+        assert_eq!(
+            reports(&unsent.take(&held_now, at(2))),
+            [("a".into(), "Succeeded".into(), 0)]
+        );
+        assert!(unsent.is_empty());
+
+        // A change that tells events goes at once, as the kubelet records them.
+        let mut pulled = update("p", "Running", 1, running.clone());
+        pulled.events.push(KubeletEvent {
+            container: "main".into(),
+            reason: "Pulled".into(),
+            message: "Container image \"x\" already present on machine".into(),
+            warning: false,
+        });
+        let (_, held_now) = record(&mut unsent, pulled, at(5));
+        assert_eq!(unsent.due(at(5)), Duration::ZERO);
+        assert_eq!(
+            reports(&unsent.take(&held_now, at(5))),
+            [("p".into(), "Running".into(), 1)]
+        );
+
+        // Still running: held for STATUS_HOLD after it came, then told.
+        let (_, held_now) = record(
+            &mut unsent,
+            update("b", "Running", 1, running.clone()),
+            at(10),
+        );
+        assert!(unsent.take(&held_now, at(20)).is_empty());
+        assert_eq!(unsent.due(at(20)), STATUS_HOLD - Duration::from_millis(10));
+        assert_eq!(
+            reports(&unsent.take(&held_now, at(60))),
+            [("b".into(), "Running".into(), 0)]
+        );
+
+        // A new run says what the last status would not: the last goes as it was, at once.
+        record(
+            &mut unsent,
+            update("c", "Running", 1, running.clone()),
+            at(100),
+        );
+        let (_, held_now) = record(&mut unsent, update("c", "Running", 2, running), at(101));
+        assert_eq!(
+            reports(&unsent.take(&held_now, at(102))),
+            [("c".into(), "Running".into(), 0)]
+        );
+        let (journaled, held_now) =
+            record(&mut unsent, update("c", "Succeeded", 2, ended), at(103));
+        // A final status goes at once, as journaled.
+        assert_eq!(unsent.due(at(103)), Duration::ZERO);
+        assert_eq!(unsent.take(&held_now, at(103)), journaled.unwrap());
+    }
+
     #[test]
     fn a_finish_time_crosses_the_wire_to_the_nanosecond() {
         let update = finished("p", 1_800_000_000_123_456_789);
-        let line = json_line(&report(&update));
+        let line = json_line(&report(&update, &[]));
         let wire: serde_json::Value = serde_json::from_slice(&line).unwrap();
         let text = wire["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
             .as_str()
@@ -788,12 +1018,12 @@ mod tests {
     fn the_journal_keeps_the_unacknowledged_ends_and_skips_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let mut text = Vec::new();
-        text.extend(json_line(&report(&finished("a", 1_000_000_000))));
-        text.extend(json_line(&report(&finished("b", 2_000_000_000))));
+        text.extend(json_line(&report(&finished("a", 1_000_000_000), &[])));
+        text.extend(json_line(&report(&finished("b", 2_000_000_000), &[])));
         text.extend(json_line(&Request::Acknowledge {
             pods: vec![("default".into(), "a".into())],
         }));
-        let torn = json_line(&report(&finished("c", 3_000_000_000)));
+        let torn = json_line(&report(&finished("c", 3_000_000_000), &[]));
         text.extend(&torn[..torn.len() / 2]);
         std::fs::write(journal_path(dir.path()), text).unwrap();
         let held = load_journal(dir.path());
@@ -832,7 +1062,7 @@ mod tests {
         for batch in 0..20 {
             // A batch of ends is recorded, written, and only then reported.
             for n in 0..3 {
-                supervisor.record(finished(&format!("p{batch}-{n}"), 1_000_000_000));
+                supervisor.record(finished(&format!("p{batch}-{n}"), 1_000_000_000), None);
                 reported.push(format!("p{batch}-{n}"));
             }
             supervisor.write_journal();
@@ -916,7 +1146,7 @@ mod tests {
             message: "Started container main".into(),
             warning: false,
         });
-        for report in [report(&update), Report::Synced] {
+        for report in [report(&update, &update.events), Report::Synced] {
             let line = json_line(&report);
             let back: Report = serde_json::from_slice(&line).unwrap();
             assert_eq!(json_line(&back), line);
