@@ -142,9 +142,11 @@ impl Store {
             Durability::PowerLoss => "FULL",
             Durability::ProcessCrash => "NORMAL",
         };
+        // A 4 MiB page cache holds what writes touch (the key index, the newest rows); the
+        // rest the OS caches. 16 MiB ran no faster and was a quarter of a run's memory.
         conn.execute_batch(&format!(
             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=4096;"
+             PRAGMA cache_size=-4096; PRAGMA wal_autocheckpoint=4096;"
         ))
         .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
