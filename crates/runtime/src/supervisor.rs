@@ -410,7 +410,6 @@ pub async fn supervise(
     Ok(())
 }
 
-/// This process's peak resident memory (`VmHWM`), for the log.
 /// This process's CPU time, user and system, for the log (its pods' not counted).
 fn cpu_seconds() -> f64 {
     use nix::sys::resource::{getrusage, UsageWho};
@@ -421,6 +420,7 @@ fn cpu_seconds() -> f64 {
     seconds(usage.user_time()) + seconds(usage.system_time())
 }
 
+/// This process's peak resident memory (`VmHWM`), for the log.
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
